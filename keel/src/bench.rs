@@ -1,0 +1,1070 @@
+//! `keel bench`: a closed-loop load generator for any etcd-v3 endpoints (keel or etcd), modelled on etcd's `benchmark` tool.
+//!
+//! Workloads:
+//! - `put`: random keys from `--key-space`, values of `--val-size` bytes.
+//! - `get-linearizable` / `get-serializable`: the key space is pre-populated first
+//!   (not measured), then random single-key Range requests are measured.
+//! - `txn-cas`: read a random key's `mod_revision` (linearizable, not measured), then
+//!   a Txn `MOD(key) == rev → put` (measured). Failed comparisons are counted as
+//!   conflicts; they are still completed ops.
+//! - `watch-latency`: `--watchers` watch streams on a prefix, a writer puts keys at
+//!   `--rate`/s with the send time encoded in the value; the latency is put-send →
+//!   event-received, one sample per event per watcher.
+//!
+//! Keys are `<prefix><zero-padded decimal index>`, padded so that every key is at
+//! least `--key-size` bytes (and all keys of a run have the same length).
+//! gRPC errors are counted, not fatal; more than 10% failed ops makes the run fail
+//! (after the result is printed).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use keel_proto::etcdserverpb::kv_client::KvClient;
+use keel_proto::etcdserverpb::watch_client::WatchClient;
+use keel_proto::etcdserverpb::{
+    compare, request_op, watch_request, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    WatchCreateRequest, WatchRequest, WatchResponse,
+};
+use keel_proto::mvccpb::event::EventType;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tonic::transport::{Channel, Endpoint};
+use tonic::Status;
+
+/// Highest latency the histograms can hold (one hour, in microseconds); larger samples saturate.
+const HIST_MAX_US: u64 = 3_600_000_000;
+/// Marker at the start of a watch-latency value.
+const TS_MAGIC: &[u8; 4] = b"kbts";
+/// Bytes of a watch-latency value that carry data: magic, run id, send time.
+const TS_HEADER_LEN: usize = 4 + 8 + 8;
+/// Byte used to pad values up to `--val-size`.
+const PAD_BYTE: u8 = b'x';
+
+/// The measured operation.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Put random keys.
+    Put,
+    /// Linearizable single-key Range on pre-populated keys.
+    GetLinearizable,
+    /// Serializable single-key Range on pre-populated keys.
+    GetSerializable,
+    /// Read mod_revision, then Txn compare MOD == rev → put (latency of the Txn).
+    TxnCas,
+    /// Put → watch event latency.
+    WatchLatency,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Put => "put",
+            Workload::GetLinearizable => "get-linearizable",
+            Workload::GetSerializable => "get-serializable",
+            Workload::TxnCas => "txn-cas",
+            Workload::WatchLatency => "watch-latency",
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Workload to run (same as --workload).
+    #[arg(value_enum, value_name = "WORKLOAD")]
+    workload_pos: Option<Workload>,
+    /// Workload to run.
+    #[arg(long = "workload", value_enum, conflicts_with = "workload_pos")]
+    workload: Option<Workload>,
+    /// Comma-separated client URLs; connections are spread round-robin over them.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    endpoints: Vec<String>,
+    /// Concurrent in-flight requests (closed-loop workers; for watch-latency, max in-flight puts).
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// gRPC connections (HTTP/2), assigned round-robin over the endpoints.
+    #[arg(long, default_value_t = 8)]
+    conns: usize,
+    /// Number of ops (for watch-latency: number of puts). Default 20000 (2000 for
+    /// watch-latency), unlimited when only --duration is given.
+    #[arg(long)]
+    total: Option<u64>,
+    /// Stop issuing new ops after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Value size in bytes (watch-latency values are at least 20 bytes).
+    #[arg(long, default_value_t = 256)]
+    val_size: usize,
+    /// Minimum key size in bytes (prefix included).
+    #[arg(long, default_value_t = 8)]
+    key_size: usize,
+    /// Number of distinct keys.
+    #[arg(long, default_value_t = 10000)]
+    key_space: u64,
+    /// Key prefix (watch-latency uses `<prefix>watch/`).
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Name printed in the result row (e.g. "keel" or "etcd").
+    #[arg(long, default_value = "bench")]
+    label: String,
+    /// Print the result as one JSON object line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// watch-latency: puts per second (0 = as fast as --clients allows).
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// watch-latency: number of watch streams (each on its own connection, round-robin).
+    #[arg(long, default_value_t = 1)]
+    watchers: usize,
+    /// Per-request timeout in seconds (a timed-out request counts as an error).
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+}
+
+/// Validated run parameters shared by every worker.
+struct Plan {
+    workload: Workload,
+    endpoints: Vec<String>,
+    clients: usize,
+    conns: usize,
+    total: u64,
+    duration: Option<Duration>,
+    val_size: usize,
+    keys: KeyGen,
+    label: String,
+    json: bool,
+    rate: u64,
+    watchers: usize,
+    timeout: Duration,
+}
+
+impl Plan {
+    fn from_args(args: BenchArgs) -> anyhow::Result<Plan> {
+        let workload = args.workload.or(args.workload_pos).ok_or_else(|| {
+            anyhow!("no workload given: use one of put, get-linearizable, get-serializable, txn-cas, watch-latency")
+        })?;
+        let endpoints: Vec<String> = args
+            .endpoints
+            .iter()
+            .map(|e| e.trim())
+            .filter(|e| !e.is_empty())
+            .map(normalize_endpoint)
+            .collect();
+        if endpoints.is_empty() {
+            bail!("--endpoints is empty");
+        }
+        if args.clients == 0 || args.conns == 0 || args.watchers == 0 {
+            bail!("--clients, --conns and --watchers must be at least 1");
+        }
+        if args.key_space == 0 {
+            bail!("--key-space must be at least 1");
+        }
+        let duration = match args.duration {
+            Some(d) if !(d.is_finite() && d > 0.0) => {
+                bail!("--duration must be a positive number of seconds")
+            }
+            Some(d) => Some(Duration::from_secs_f64(d)),
+            None => None,
+        };
+        if !(args.timeout.is_finite() && args.timeout > 0.0) {
+            bail!("--timeout must be a positive number of seconds");
+        }
+        let default_total = if workload == Workload::WatchLatency {
+            2000
+        } else {
+            20000
+        };
+        let total = match (args.total, duration) {
+            (Some(t), _) => t,
+            (None, Some(_)) => u64::MAX,
+            (None, None) => default_total,
+        };
+        let prefix = if workload == Workload::WatchLatency {
+            format!("{}watch/", args.prefix)
+        } else {
+            args.prefix
+        };
+        Ok(Plan {
+            workload,
+            endpoints,
+            clients: args.clients,
+            conns: args.conns,
+            total,
+            duration,
+            val_size: args.val_size,
+            keys: KeyGen::new(prefix.into_bytes(), args.key_size, args.key_space),
+            label: args.label,
+            json: args.json,
+            rate: args.rate,
+            watchers: args.watchers,
+            timeout: Duration::from_secs_f64(args.timeout),
+        })
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let plan = Plan::from_args(args)?;
+    let channels = connect_all(&plan.endpoints, plan.conns).await?;
+    eprintln!(
+        "bench: {} against {} ({} conns, {} clients, key-space {}, val-size {})",
+        plan.workload.name(),
+        plan.endpoints.join(","),
+        plan.conns,
+        plan.clients,
+        plan.keys.space,
+        plan.val_size
+    );
+    let outcome = match plan.workload {
+        Workload::Put | Workload::TxnCas => {
+            closed_loop(&plan, &channels, plan.workload, plan.total, false).await?
+        }
+        Workload::GetLinearizable | Workload::GetSerializable => {
+            eprintln!(
+                "bench: pre-populating {} keys (not measured)",
+                plan.keys.space
+            );
+            let pre = closed_loop(&plan, &channels, Workload::Put, plan.keys.space, true).await?;
+            if pre.errors > 0 {
+                bail!(
+                    "pre-populating failed for {} of {} keys: {}",
+                    pre.errors,
+                    plan.keys.space,
+                    pre.first_error.unwrap_or_default()
+                );
+            }
+            closed_loop(&plan, &channels, plan.workload, plan.total, false).await?
+        }
+        Workload::WatchLatency => watch_latency(&plan, &channels).await?,
+    };
+    let report = Report::new(&plan, &outcome);
+    if plan.json {
+        println!("{}", report.json());
+    } else {
+        println!("{}", Report::header());
+        println!("{}", report.row());
+    }
+    if let Some(err) = &outcome.first_error {
+        eprintln!("bench: {} errors; first: {err}", outcome.errors);
+    }
+    if error_rate_exceeded(outcome.ops, outcome.errors) {
+        bail!(
+            "{} of {} ops failed (more than 10%)",
+            outcome.errors,
+            outcome.ops + outcome.errors
+        );
+    }
+    if outcome.ops == 0 {
+        bail!("no operation completed");
+    }
+    Ok(())
+}
+
+/// `host:port` → `http://host:port`; URLs with a scheme are kept.
+fn normalize_endpoint(e: &str) -> String {
+    if e.contains("://") {
+        e.to_string()
+    } else {
+        format!("http://{e}")
+    }
+}
+
+/// Index of the endpoint connection `conn` goes to (round-robin).
+fn endpoint_for_conn(conn: usize, endpoints: usize) -> usize {
+    conn % endpoints.max(1)
+}
+
+async fn connect_all(endpoints: &[String], conns: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut channels = Vec::with_capacity(conns);
+    for i in 0..conns {
+        let url = &endpoints[endpoint_for_conn(i, endpoints.len())];
+        let channel = Endpoint::from_shared(url.clone())
+            .with_context(|| format!("bad endpoint {url}"))?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+/// Deterministic key naming: `<prefix><index zero-padded to a fixed width>`.
+#[derive(Clone, Debug)]
+struct KeyGen {
+    prefix: Vec<u8>,
+    width: usize,
+    space: u64,
+}
+
+impl KeyGen {
+    fn new(prefix: Vec<u8>, key_size: usize, space: u64) -> KeyGen {
+        let digits = decimal_digits(space.saturating_sub(1));
+        let width = key_size.saturating_sub(prefix.len()).max(digits);
+        KeyGen {
+            prefix,
+            width,
+            space,
+        }
+    }
+
+    /// Key for `index` (taken modulo the key space).
+    fn key(&self, index: u64) -> Vec<u8> {
+        let idx = index % self.space.max(1);
+        let mut key = Vec::with_capacity(self.prefix.len() + self.width);
+        key.extend_from_slice(&self.prefix);
+        key.extend_from_slice(format!("{idx:0width$}", width = self.width).as_bytes());
+        key
+    }
+
+    fn random_key(&self, rng: &mut impl Rng) -> Vec<u8> {
+        self.key(rng.random_range(0..self.space.max(1)))
+    }
+}
+
+fn decimal_digits(mut n: u64) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+/// Smallest key greater than every key starting with `prefix` (etcd's `GetPrefixRangeEnd`).
+fn prefix_range_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Empty or all-0xff prefix: everything from the key on.
+    vec![0]
+}
+
+fn random_value(rng: &mut impl Rng, size: usize) -> Vec<u8> {
+    (0..size)
+        .map(|_| b'a' + rng.random_range(0..26u8))
+        .collect()
+}
+
+/// Watch-latency value: magic, run id, send time (ns since the run's base instant), padding.
+fn encode_ts(run_id: u64, sent_ns: u64, val_size: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(val_size.max(TS_HEADER_LEN));
+    v.extend_from_slice(TS_MAGIC);
+    v.extend_from_slice(&run_id.to_be_bytes());
+    v.extend_from_slice(&sent_ns.to_be_bytes());
+    v.resize(val_size.max(TS_HEADER_LEN), PAD_BYTE);
+    v
+}
+
+/// Send time from a value written by [`encode_ts`] with the same run id.
+fn decode_ts(value: &[u8], run_id: u64) -> Option<u64> {
+    let rest = value.strip_prefix(TS_MAGIC.as_slice())?;
+    let id = u64::from_be_bytes(rest.get(0..8)?.try_into().ok()?);
+    if id != run_id {
+        return None;
+    }
+    Some(u64::from_be_bytes(rest.get(8..16)?.try_into().ok()?))
+}
+
+fn new_histogram() -> anyhow::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, 3).context("creating latency histogram")
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// More than 10% of the attempted ops failed.
+fn error_rate_exceeded(ops: u64, errors: u64) -> bool {
+    u128::from(errors) * 10 > u128::from(ops) + u128::from(errors)
+}
+
+/// What a run produced (merged over workers).
+struct Outcome {
+    hist: Histogram<u64>,
+    ops: u64,
+    errors: u64,
+    conflicts: u64,
+    elapsed: Duration,
+    first_error: Option<String>,
+}
+
+impl Outcome {
+    fn new() -> anyhow::Result<Outcome> {
+        Ok(Outcome {
+            hist: new_histogram()?,
+            ops: 0,
+            errors: 0,
+            conflicts: 0,
+            elapsed: Duration::ZERO,
+            first_error: None,
+        })
+    }
+
+    fn merge(&mut self, other: Outcome) -> anyhow::Result<()> {
+        self.hist.add(&other.hist).context("merging histograms")?;
+        self.ops += other.ops;
+        self.errors += other.errors;
+        self.conflicts += other.conflicts;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        Ok(())
+    }
+
+    fn record_error(&mut self, status: &Status) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(format!("{:?}: {}", status.code(), status.message()));
+        }
+    }
+}
+
+/// Shared state of the closed-loop workers.
+struct LoopCtx {
+    kind: Workload,
+    /// Next op number to claim.
+    next: AtomicU64,
+    total: u64,
+    deadline: Option<Instant>,
+    keys: KeyGen,
+    value: Vec<u8>,
+    timeout: Duration,
+}
+
+/// Runs `total` ops of `kind` with `--clients` workers; `sequential` makes op `i` use
+/// key `i` (pre-population) instead of a random key.
+async fn closed_loop(
+    plan: &Plan,
+    channels: &[Channel],
+    kind: Workload,
+    total: u64,
+    sequential: bool,
+) -> anyhow::Result<Outcome> {
+    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let start = Instant::now();
+    let ctx = Arc::new(LoopCtx {
+        kind,
+        next: AtomicU64::new(0),
+        total,
+        deadline: plan.duration.map(|d| start + d),
+        keys: plan.keys.clone(),
+        value: random_value(&mut rng, plan.val_size),
+        timeout: plan.timeout,
+    });
+    let mut handles = Vec::with_capacity(plan.clients);
+    for i in 0..plan.clients {
+        let kv = KvClient::new(channels[i % channels.len()].clone());
+        handles.push(tokio::spawn(worker(kv, Arc::clone(&ctx), sequential)));
+    }
+    let mut outcome = Outcome::new()?;
+    for h in handles {
+        outcome.merge(h.await.context("bench worker panicked")??)?;
+    }
+    outcome.elapsed = start.elapsed();
+    Ok(outcome)
+}
+
+async fn with_timeout<T>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+) -> Result<T, Status> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.map(tonic::Response::into_inner),
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "no response within {limit:?}"
+        ))),
+    }
+}
+
+async fn worker(
+    mut kv: KvClient<Channel>,
+    ctx: Arc<LoopCtx>,
+    sequential: bool,
+) -> anyhow::Result<Outcome> {
+    let mut rng = StdRng::from_rng(&mut rand::rng());
+    let mut out = Outcome::new()?;
+    loop {
+        let i = ctx.next.fetch_add(1, Ordering::Relaxed);
+        if i >= ctx.total || ctx.deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let key = if sequential {
+            ctx.keys.key(i)
+        } else {
+            ctx.keys.random_key(&mut rng)
+        };
+        match one_op(&mut kv, &ctx, key).await {
+            Ok((latency, conflict)) => {
+                out.hist.saturating_record(micros(latency).max(1));
+                out.ops += 1;
+                if conflict {
+                    out.conflicts += 1;
+                }
+            }
+            Err(status) => out.record_error(&status),
+        }
+    }
+    Ok(out)
+}
+
+/// One measured op: its latency and whether it was a (txn-cas) conflict.
+async fn one_op(
+    kv: &mut KvClient<Channel>,
+    ctx: &LoopCtx,
+    key: Vec<u8>,
+) -> Result<(Duration, bool), Status> {
+    let put = |key: Vec<u8>| PutRequest {
+        key,
+        value: ctx.value.clone(),
+        ..Default::default()
+    };
+    match ctx.kind {
+        Workload::Put | Workload::WatchLatency => {
+            let start = Instant::now();
+            with_timeout(ctx.timeout, kv.put(put(key))).await?;
+            Ok((start.elapsed(), false))
+        }
+        Workload::GetLinearizable | Workload::GetSerializable => {
+            let req = RangeRequest {
+                key,
+                serializable: ctx.kind == Workload::GetSerializable,
+                ..Default::default()
+            };
+            let start = Instant::now();
+            with_timeout(ctx.timeout, kv.range(req)).await?;
+            Ok((start.elapsed(), false))
+        }
+        Workload::TxnCas => {
+            let read = with_timeout(
+                ctx.timeout,
+                kv.range(RangeRequest {
+                    key: key.clone(),
+                    ..Default::default()
+                }),
+            )
+            .await?;
+            // A missing key has mod_revision 0, which the comparison also matches.
+            let rev = read.kvs.first().map_or(0, |kv| kv.mod_revision);
+            let txn = TxnRequest {
+                compare: vec![Compare {
+                    result: compare::CompareResult::Equal as i32,
+                    target: compare::CompareTarget::Mod as i32,
+                    key: key.clone(),
+                    target_union: Some(compare::TargetUnion::ModRevision(rev)),
+                    range_end: Vec::new(),
+                }],
+                success: vec![RequestOp {
+                    request: Some(request_op::Request::RequestPut(put(key))),
+                }],
+                failure: Vec::new(),
+            };
+            let start = Instant::now();
+            let resp = with_timeout(ctx.timeout, kv.txn(txn)).await?;
+            Ok((start.elapsed(), !resp.succeeded))
+        }
+    }
+}
+
+/// Opens a watch on `[prefix, prefix_end)` from "now" and waits for its `created` response.
+async fn open_watch(
+    channel: Channel,
+    prefix: &[u8],
+) -> anyhow::Result<tonic::Streaming<WatchResponse>> {
+    let create = WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(
+            WatchCreateRequest {
+                key: prefix.to_vec(),
+                range_end: prefix_range_end(prefix),
+                ..Default::default()
+            },
+        )),
+    };
+    // The request side stays open (pending) for as long as the stream is used.
+    let outbound = futures::stream::iter([create]).chain(futures::stream::pending());
+    let mut inbound = WatchClient::new(channel)
+        .watch(outbound)
+        .await
+        .context("opening watch stream")?
+        .into_inner();
+    loop {
+        match inbound
+            .message()
+            .await
+            .context("waiting for watch creation")?
+        {
+            Some(resp) if resp.canceled => {
+                bail!("watch canceled on creation: {}", resp.cancel_reason)
+            }
+            Some(resp) if resp.created => return Ok(inbound),
+            Some(_) => continue,
+            None => bail!("watch stream closed before the watch was created"),
+        }
+    }
+}
+
+/// What one watcher saw.
+struct WatcherResult {
+    hist: Histogram<u64>,
+    received: u64,
+    /// When the last counted event arrived.
+    last_event: Option<Instant>,
+    error: Option<String>,
+}
+
+/// After the writer is done, a watcher gives up once no message came for this long.
+const WATCH_IDLE_GRACE: Duration = Duration::from_secs(5);
+
+/// Receives events until it has seen `target` of them (`None` while the writer runs),
+/// or the stream breaks, or it stays idle for [`WATCH_IDLE_GRACE`] after the target is known.
+async fn watcher(
+    mut inbound: tonic::Streaming<WatchResponse>,
+    run_id: u64,
+    base: Instant,
+    mut target: tokio::sync::watch::Receiver<Option<u64>>,
+) -> anyhow::Result<WatcherResult> {
+    let mut res = WatcherResult {
+        hist: new_histogram()?,
+        received: 0,
+        last_event: None,
+        error: None,
+    };
+    loop {
+        let goal = *target.borrow_and_update();
+        if goal.is_some_and(|n| res.received >= n) {
+            break;
+        }
+        let idle = async {
+            match goal {
+                Some(_) => tokio::time::sleep(WATCH_IDLE_GRACE).await,
+                None => futures::future::pending().await,
+            }
+        };
+        tokio::select! {
+            msg = inbound.message() => match msg {
+                Ok(Some(resp)) => {
+                    let now = Instant::now();
+                    let now_ns = nanos(now.duration_since(base));
+                    for ev in resp.events {
+                        if ev.r#type != EventType::Put as i32 {
+                            continue;
+                        }
+                        let Some(sent_ns) = ev.kv.as_ref().and_then(|kv| decode_ts(&kv.value, run_id)) else { continue };
+                        res.hist.saturating_record((now_ns.saturating_sub(sent_ns) / 1000).max(1));
+                        res.received += 1;
+                        res.last_event = Some(now);
+                    }
+                    if resp.canceled {
+                        res.error = Some(format!("watch canceled: {}", resp.cancel_reason));
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    res.error = Some("watch stream ended".to_string());
+                    break;
+                }
+                Err(status) => {
+                    res.error = Some(format!("watch stream: {:?}: {}", status.code(), status.message()));
+                    break;
+                }
+            },
+            changed = target.changed() => if changed.is_err() { break },
+            () = idle => break,
+        }
+    }
+    Ok(res)
+}
+
+async fn watch_latency(plan: &Plan, channels: &[Channel]) -> anyhow::Result<Outcome> {
+    let base = Instant::now();
+    let run_id: u64 = rand::rng().random();
+    let (target_tx, target_rx) = tokio::sync::watch::channel::<Option<u64>>(None);
+    let mut handles = Vec::with_capacity(plan.watchers);
+    for w in 0..plan.watchers {
+        let inbound = open_watch(channels[w % channels.len()].clone(), &plan.keys.prefix).await?;
+        handles.push(tokio::spawn(watcher(
+            inbound,
+            run_id,
+            base,
+            target_rx.clone(),
+        )));
+    }
+    drop(target_rx);
+
+    // Writer: fixed-rate puts, at most `clients` in flight.
+    let start = Instant::now();
+    let deadline = plan.duration.map(|d| start + d);
+    let permits = u32::try_from(plan.clients).context("--clients too large")?;
+    let sem = Arc::new(tokio::sync::Semaphore::new(plan.clients));
+    let put_ok = Arc::new(AtomicU64::new(0));
+    let put_err = Arc::new(AtomicU64::new(0));
+    let first_put_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let mut ticker = (plan.rate > 0).then(|| {
+        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / plan.rate as f64));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let mut i = 0u64;
+    while i < plan.total && deadline.is_none_or(|d| Instant::now() < d) {
+        if let Some(t) = ticker.as_mut() {
+            t.tick().await;
+        }
+        let permit = Arc::clone(&sem)
+            .acquire_owned()
+            .await
+            .context("writer semaphore closed")?;
+        let mut kv = KvClient::new(channels[(i as usize) % channels.len()].clone());
+        let key = plan.keys.key(i);
+        let (val_size, limit) = (plan.val_size, plan.timeout);
+        let (ok, err, first) = (
+            Arc::clone(&put_ok),
+            Arc::clone(&put_err),
+            Arc::clone(&first_put_error),
+        );
+        tokio::spawn(async move {
+            let value = encode_ts(run_id, nanos(base.elapsed()), val_size);
+            match with_timeout(
+                limit,
+                kv.put(PutRequest {
+                    key,
+                    value,
+                    ..Default::default()
+                }),
+            )
+            .await
+            {
+                Ok(_) => {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(status) => {
+                    err.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut f) = first.lock() {
+                        f.get_or_insert_with(|| {
+                            format!("put: {:?}: {}", status.code(), status.message())
+                        });
+                    }
+                }
+            }
+            drop(permit);
+        });
+        i += 1;
+    }
+    // Wait for every in-flight put.
+    let _all = sem
+        .acquire_many(permits)
+        .await
+        .context("writer semaphore closed")?;
+    let ok = put_ok.load(Ordering::Relaxed);
+    let writer_elapsed = start.elapsed();
+    // Tell the watchers how many events to expect; they stop when they have them or go idle.
+    let _ = target_tx.send(Some(ok));
+
+    let mut out = Outcome::new()?;
+    out.errors = put_err.load(Ordering::Relaxed);
+    out.first_error = first_put_error.lock().ok().and_then(|f| f.clone());
+    let mut last_event: Option<Instant> = None;
+    for h in handles {
+        let r = h.await.context("watcher panicked")??;
+        out.hist.add(&r.hist).context("merging histograms")?;
+        out.ops += r.received;
+        // Events a watcher should have seen but did not.
+        out.errors += ok.saturating_sub(r.received);
+        if out.first_error.is_none() {
+            out.first_error = r.error.or_else(|| {
+                (r.received < ok).then(|| format!("a watcher saw {} of {ok} events", r.received))
+            });
+        }
+        last_event = last_event.max(r.last_event);
+    }
+    out.elapsed = last_event.map_or(writer_elapsed, |t| {
+        t.duration_since(start).max(writer_elapsed)
+    });
+    Ok(out)
+}
+
+/// Latency percentiles in microseconds: p50, p90, p99, p99.9, max.
+fn percentiles(h: &Histogram<u64>) -> [u64; 5] {
+    if h.is_empty() {
+        return [0; 5];
+    }
+    [
+        h.value_at_quantile(0.50),
+        h.value_at_quantile(0.90),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max(),
+    ]
+}
+
+/// Microseconds → milliseconds with 3 decimals, as text.
+fn fmt_ms(us: u64) -> String {
+    format!("{:.3}", us as f64 / 1000.0)
+}
+
+/// Microseconds → milliseconds rounded to 3 decimals, as a number.
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// One result row.
+struct Report {
+    label: String,
+    workload: &'static str,
+    ops: u64,
+    errors: u64,
+    conflicts: u64,
+    elapsed_s: f64,
+    ops_per_s: f64,
+    lat_us: [u64; 5],
+    clients: usize,
+    conns: usize,
+    endpoints: usize,
+}
+
+impl Report {
+    fn new(plan: &Plan, o: &Outcome) -> Report {
+        let elapsed_s = o.elapsed.as_secs_f64();
+        Report {
+            label: plan.label.clone(),
+            workload: plan.workload.name(),
+            ops: o.ops,
+            errors: o.errors,
+            conflicts: o.conflicts,
+            elapsed_s,
+            ops_per_s: if elapsed_s > 0.0 {
+                o.ops as f64 / elapsed_s
+            } else {
+                0.0
+            },
+            lat_us: percentiles(&o.hist),
+            clients: plan.clients,
+            conns: plan.conns,
+            endpoints: plan.endpoints.len(),
+        }
+    }
+
+    fn header() -> String {
+        format!(
+            "{:<12} {:<16} {:>9} {:>7} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "label",
+            "workload",
+            "ops",
+            "errors",
+            "conflicts",
+            "elapsed_s",
+            "ops/s",
+            "p50_ms",
+            "p90_ms",
+            "p99_ms",
+            "p999_ms",
+            "max_ms"
+        )
+    }
+
+    fn row(&self) -> String {
+        let [p50, p90, p99, p999, max] = self.lat_us;
+        format!(
+            "{:<12} {:<16} {:>9} {:>7} {:>9} {:>9.3} {:>10.1} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            self.label,
+            self.workload,
+            self.ops,
+            self.errors,
+            self.conflicts,
+            self.elapsed_s,
+            self.ops_per_s,
+            fmt_ms(p50),
+            fmt_ms(p90),
+            fmt_ms(p99),
+            fmt_ms(p999),
+            fmt_ms(max)
+        )
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let [p50, p90, p99, p999, max] = self.lat_us;
+        serde_json::json!({
+            "label": self.label,
+            "workload": self.workload,
+            "ops": self.ops,
+            "errors": self.errors,
+            "conflicts": self.conflicts,
+            "elapsed_s": round3(self.elapsed_s),
+            "ops_per_s": round3(self.ops_per_s),
+            "p50_ms": ms(p50),
+            "p90_ms": ms(p90),
+            "p99_ms": ms(p99),
+            "p999_ms": ms(p999),
+            "max_ms": ms(max),
+            "clients": self.clients,
+            "conns": self.conns,
+            "endpoints": self.endpoints,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn plan(argv: &[&str]) -> anyhow::Result<Plan> {
+        let cli = Cli::try_parse_from(std::iter::once("bench").chain(argv.iter().copied()))?;
+        Plan::from_args(cli.args)
+    }
+
+    #[test]
+    fn keys_have_fixed_width_and_wrap() {
+        let g = KeyGen::new(Vec::new(), 8, 10000);
+        assert_eq!(g.key(0), b"00000000");
+        assert_eq!(g.key(42), b"00000042");
+        assert_eq!(g.key(10042), b"00000042");
+        let g = KeyGen::new(b"bench/".to_vec(), 8, 10000);
+        assert_eq!(g.key(7), b"bench/0007");
+        assert_eq!(g.key(9999), b"bench/9999");
+        let g = KeyGen::new(b"p/".to_vec(), 3, 1);
+        assert_eq!(g.key(5), b"p/0");
+    }
+
+    #[test]
+    fn random_keys_stay_in_space() {
+        let g = KeyGen::new(b"k".to_vec(), 4, 50);
+        let mut rng = StdRng::seed_from_u64(1);
+        for _ in 0..1000 {
+            let k = g.random_key(&mut rng);
+            assert_eq!(k.len(), 4);
+            let n: u64 = std::str::from_utf8(&k[1..]).unwrap().parse().unwrap();
+            assert!(n < 50);
+        }
+    }
+
+    #[test]
+    fn digits() {
+        assert_eq!(decimal_digits(0), 1);
+        assert_eq!(decimal_digits(9), 1);
+        assert_eq!(decimal_digits(10), 2);
+        assert_eq!(decimal_digits(9999), 4);
+        assert_eq!(decimal_digits(u64::MAX), 20);
+    }
+
+    #[test]
+    fn range_end_of_prefix() {
+        assert_eq!(prefix_range_end(b"watch/"), b"watch0");
+        assert_eq!(prefix_range_end(b"a\xff"), b"b");
+        assert_eq!(prefix_range_end(b"\xff\xff"), vec![0]);
+        assert_eq!(prefix_range_end(b""), vec![0]);
+    }
+
+    #[test]
+    fn timestamp_round_trip() {
+        let v = encode_ts(7, 123_456_789, 256);
+        assert_eq!(v.len(), 256);
+        assert_eq!(decode_ts(&v, 7), Some(123_456_789));
+        assert_eq!(decode_ts(&v, 8), None, "other run");
+        let short = encode_ts(7, u64::MAX, 0);
+        assert_eq!(short.len(), TS_HEADER_LEN);
+        assert_eq!(decode_ts(&short, 7), Some(u64::MAX));
+        assert_eq!(decode_ts(&short[..TS_HEADER_LEN - 1], 7), None);
+        assert_eq!(decode_ts(b"plain value that is long enough", 7), None);
+    }
+
+    #[test]
+    fn millisecond_formatting() {
+        assert_eq!(fmt_ms(0), "0.000");
+        assert_eq!(fmt_ms(1), "0.001");
+        assert_eq!(fmt_ms(1234), "1.234");
+        assert_eq!(fmt_ms(1_500_000), "1500.000");
+        assert_eq!(ms(1234), 1.234);
+        assert_eq!(round3(2.0004), 2.0);
+    }
+
+    #[test]
+    fn percentiles_of_histogram() {
+        let mut h = new_histogram().unwrap();
+        assert_eq!(percentiles(&h), [0; 5]);
+        for v in 1..=1000u64 {
+            h.saturating_record(v);
+        }
+        let [p50, p90, p99, p999, max] = percentiles(&h);
+        assert_eq!((p50, p90, p99, p999, max), (500, 900, 990, 999, 1000));
+        h.saturating_record(u64::MAX);
+        assert!(percentiles(&h)[4] >= HIST_MAX_US);
+    }
+
+    #[test]
+    fn error_threshold() {
+        assert!(!error_rate_exceeded(0, 0));
+        assert!(!error_rate_exceeded(90, 10));
+        assert!(error_rate_exceeded(89, 11));
+        assert!(error_rate_exceeded(0, 1));
+        assert!(!error_rate_exceeded(u64::MAX, u64::MAX / 20));
+    }
+
+    #[test]
+    fn endpoints_and_conns() {
+        assert_eq!(
+            normalize_endpoint("127.0.0.1:2379"),
+            "http://127.0.0.1:2379"
+        );
+        assert_eq!(
+            normalize_endpoint("http://127.0.0.1:2379"),
+            "http://127.0.0.1:2379"
+        );
+        let assigned: Vec<usize> = (0..5).map(|c| endpoint_for_conn(c, 2)).collect();
+        assert_eq!(assigned, vec![0, 1, 0, 1, 0]);
+    }
+
+    #[test]
+    fn argument_defaults_and_workloads() {
+        let p = plan(&["put"]).unwrap();
+        assert_eq!(p.workload, Workload::Put);
+        assert_eq!(
+            (p.clients, p.conns, p.total, p.val_size),
+            (64, 8, 20000, 256)
+        );
+        assert_eq!(p.endpoints, vec!["http://127.0.0.1:2379".to_string()]);
+
+        let p = plan(&[
+            "--workload",
+            "watch-latency",
+            "--endpoints",
+            "127.0.0.1:1,http://127.0.0.1:2",
+        ])
+        .unwrap();
+        assert_eq!(p.workload, Workload::WatchLatency);
+        assert_eq!(p.total, 2000);
+        assert_eq!(p.keys.prefix, b"watch/");
+        assert_eq!(p.endpoints.len(), 2);
+
+        let p = plan(&["txn-cas", "--duration", "2"]).unwrap();
+        assert_eq!(p.total, u64::MAX);
+        let p = plan(&["get-serializable", "--duration", "2", "--total", "5"]).unwrap();
+        assert_eq!(p.total, 5);
+
+        assert!(plan(&[]).is_err());
+        assert!(plan(&["put", "--workload", "put"]).is_err());
+        assert!(plan(&["put", "--clients", "0"]).is_err());
+        assert!(plan(&["nope"]).is_err());
+    }
+}

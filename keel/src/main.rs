@@ -1,0 +1,44 @@
+//! The `keel` binary: every role of the control plane behind one CLI.
+
+mod bench;
+mod server;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "keel",
+    version,
+    about = "keel: a Kubernetes-style control plane on its own Raft store"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a store member (etcd's flags, same meanings). With no flags: a single member on
+    /// 127.0.0.1:2379 with its data in ./keel-data.
+    Server(Box<server::ServerArgs>),
+    /// Load-test etcd-v3 endpoints (keel or etcd) and print throughput and latency percentiles.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KEEL_LOG")
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command.unwrap_or(Command::Server(Box::default())) {
+        Command::Server(args) => runtime.block_on(server::run(*args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
+    }
+}

@@ -1,0 +1,176 @@
+//! `keel server`: etcd's member flags, mapped onto the store's configuration.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use keel_store::config::{ClusterState, NodeConfig};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Human-readable name for this member.
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// Path to the data directory.
+    #[arg(long, default_value = "./keel-data")]
+    data_dir: PathBuf,
+    /// URLs to listen on for client traffic.
+    #[arg(long, default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+    listen_client_urls: Vec<String>,
+    /// Client URLs advertised to the rest of the cluster.
+    #[arg(long, default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+    advertise_client_urls: Vec<String>,
+    /// URLs to listen on for peer traffic.
+    #[arg(long, default_value = "http://127.0.0.1:2380", value_delimiter = ',')]
+    listen_peer_urls: Vec<String>,
+    /// This member's peer URLs, advertised to the rest of the cluster.
+    #[arg(long, default_value = "http://127.0.0.1:2380", value_delimiter = ',')]
+    initial_advertise_peer_urls: Vec<String>,
+    /// Initial cluster configuration for bootstrapping: name=peer-url,...
+    #[arg(long)]
+    initial_cluster: Option<String>,
+    /// Initial cluster state: new or existing.
+    #[arg(long, default_value = "new")]
+    initial_cluster_state: String,
+    /// Initial cluster token, distinguishing clusters during bootstrap.
+    #[arg(long, default_value = "keel-cluster")]
+    initial_cluster_token: String,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, default_value_t = 100)]
+    heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to time out.
+    #[arg(long, default_value_t = 1000)]
+    election_timeout: u64,
+}
+
+impl Default for ServerArgs {
+    fn default() -> Self {
+        use clap::FromArgMatches;
+        let matches = <Self as clap::Args>::augment_args(clap::Command::new("server"))
+            .get_matches_from(["server"]);
+        // The defaults above always parse.
+        #[allow(clippy::expect_used)]
+        Self::from_arg_matches(&matches).expect("default server arguments parse")
+    }
+}
+
+/// `http://host:port` -> socket address (the scheme is not used: keel serves plain gRPC).
+fn socket_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let hostport = rest.trim_end_matches('/');
+    hostport
+        .to_socket_addrs()
+        .with_context(|| format!("bad URL {url}"))?
+        .next()
+        .with_context(|| format!("URL {url} resolves to no address"))
+}
+
+fn parse_initial_cluster(spec: &str) -> anyhow::Result<Vec<(String, String)>> {
+    spec.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|pair| {
+            let (name, url) = pair
+                .split_once('=')
+                .with_context(|| format!("--initial-cluster entry {pair:?} is not name=url"))?;
+            Ok((name.to_string(), url.to_string()))
+        })
+        .collect()
+}
+
+impl ServerArgs {
+    fn into_config(self) -> anyhow::Result<NodeConfig> {
+        let initial_cluster = match &self.initial_cluster {
+            Some(spec) => parse_initial_cluster(spec)?,
+            None => self
+                .initial_advertise_peer_urls
+                .iter()
+                .map(|u| (self.name.clone(), u.clone()))
+                .collect(),
+        };
+        let initial_cluster_state = match self.initial_cluster_state.as_str() {
+            "new" => ClusterState::New,
+            "existing" => ClusterState::Existing,
+            other => bail!("--initial-cluster-state must be new or existing, not {other:?}"),
+        };
+        if self.election_timeout < 5 * self.heartbeat_interval {
+            bail!(
+                "--election-timeout[{}ms] should be at least 5 times --heartbeat-interval[{}ms]",
+                self.election_timeout,
+                self.heartbeat_interval
+            );
+        }
+        Ok(NodeConfig {
+            name: self.name,
+            data_dir: self.data_dir,
+            listen_client: self
+                .listen_client_urls
+                .iter()
+                .map(|u| socket_addr(u))
+                .collect::<Result<_, _>>()?,
+            advertise_client_urls: self.advertise_client_urls,
+            listen_peer: self
+                .listen_peer_urls
+                .iter()
+                .map(|u| socket_addr(u))
+                .collect::<Result<_, _>>()?,
+            advertise_peer_urls: self.initial_advertise_peer_urls,
+            initial_cluster,
+            initial_cluster_state,
+            initial_cluster_token: self.initial_cluster_token,
+            heartbeat_ms: self.heartbeat_interval,
+            election_timeout_ms: self.election_timeout,
+        })
+    }
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let signals = tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        stop.cancel();
+        Ok::<(), std::io::Error>(())
+    });
+    let result = keel_store::server::run(config, shutdown.clone()).await;
+    shutdown.cancel();
+    signals.abort();
+    result.map_err(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_cluster_parses_name_url_pairs() {
+        let got =
+            parse_initial_cluster("a=http://127.0.0.1:1,b=http://127.0.0.1:2").expect("parse");
+        assert_eq!(
+            got,
+            vec![
+                ("a".into(), "http://127.0.0.1:1".into()),
+                ("b".into(), "http://127.0.0.1:2".into())
+            ]
+        );
+        assert!(parse_initial_cluster("a").is_err());
+    }
+
+    #[test]
+    fn defaults_are_a_single_member_on_etcds_ports() {
+        let cfg = ServerArgs::default().into_config().expect("config");
+        assert_eq!(
+            cfg.listen_client,
+            vec![SocketAddr::from(([127, 0, 0, 1], 2379))]
+        );
+        assert_eq!(cfg.data_dir, PathBuf::from("./keel-data"));
+        assert_eq!(cfg.initial_cluster.len(), 1);
+    }
+}

@@ -1,0 +1,41 @@
+//! The store's one error type. Fatal or retryable is decided by variant, never by message text.
+
+use crate::mvcc::MvccError;
+
+/// Why a request to the store failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A deterministic refusal by the state machine (compacted, unknown lease, ...).
+    #[error(transparent)]
+    Mvcc(#[from] MvccError),
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: invalid sort option")]
+    InvalidSortOption,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    /// The proposal may or may not have been committed: the leader changed or became unreachable
+    /// after it was sent. Retrying a non-idempotent request may apply it twice.
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    OutcomeUnknown,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: {0}")]
+    Internal(String),
+}

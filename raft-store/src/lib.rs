@@ -1,0 +1,22 @@
+//! keel's replicated MVCC key-value store: openraft + RocksDB, speaking the etcd v3 API.
+//!
+//! Layers, inside out: [`mvcc`] is the deterministic state machine core; [`storage`] puts it and
+//! the raft log in one RocksDB; [`raft`] is the peer transport; [`node`] is a running member and the
+//! operations clients use; [`server`] exposes them as the etcd v3 gRPC API.
+
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod lessor;
+pub mod mvcc;
+pub mod node;
+pub mod raft;
+pub mod server;
+pub mod storage;
+pub mod types;
+pub mod validate;
+pub mod watch;
+
+pub use config::{ClusterState, NodeConfig};
+pub use error::StoreError;
+pub use node::Node;

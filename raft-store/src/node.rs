@@ -1,0 +1,489 @@
+//! A running member: the raft node, its state, and the operations the client API is built from.
+//!
+//! Any member accepts any request. Writes are proposed locally when this member leads and
+//! forwarded to the leader otherwise; linearizable reads wait until the local state has applied
+//! the leader's read index; serializable reads are served from local state as it is.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use keel_proto::etcdserverpb::ResponseHeader;
+use keel_proto::keelpb::raft_peer_client::RaftPeerClient;
+use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::ReadPolicy;
+use tonic::transport::Channel;
+
+use crate::config::{cluster_id, member_id, ClusterState, NodeConfig};
+use crate::error::StoreError;
+use crate::lessor::Lessor;
+use crate::mvcc::WriteRequest;
+use crate::raft::network::{self, NetworkFactory};
+use crate::raft::{ForwardReply, Forwarded};
+use crate::storage::{self, LogStore, StateMachine, StoreState};
+use crate::types::{Command, CommandResult, Member, NodeId, Raft, TypeConfig};
+
+/// How long a request waits for a leader, a forward or a read index before giving up.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
+
+/// Startup failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("config: {0}")]
+    Config(String),
+}
+
+/// Shared handle on a running member.
+pub struct Node {
+    pub id: NodeId,
+    pub cluster_id: u64,
+    pub name: String,
+    raft: Raft,
+    state: Arc<StoreState>,
+    lessor: Mutex<Lessor>,
+    peers: Mutex<HashMap<String, RaftPeerClient<Channel>>>,
+    config: NodeConfig,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &format_args!("{:x}", self.id))
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Node {
+    /// Opens the data dir, recovers state and starts raft. Serving is up to the caller.
+    pub async fn start(config: NodeConfig) -> Result<Arc<Node>, StartError> {
+        let db = storage::open(&config.data_dir)?;
+        let state = StoreState::load(db.clone(), config.min_lease_ttl())?;
+        let log_store = LogStore::new(db)?;
+        let sm = StateMachine::new(state.clone(), config.data_dir.join("snap"))?;
+
+        let founders: Vec<(u64, String, String)> = config
+            .initial_cluster
+            .iter()
+            .map(|(name, url)| {
+                (
+                    member_id(std::slice::from_ref(url), &config.initial_cluster_token),
+                    name.clone(),
+                    url.clone(),
+                )
+            })
+            .collect();
+        let id = member_id(&config.advertise_peer_urls, &config.initial_cluster_token);
+        if config.initial_cluster_state == ClusterState::New
+            && !founders.iter().any(|(fid, _, _)| *fid == id)
+        {
+            return Err(StartError::Config(format!(
+                "--initial-cluster has no member with this member's peer URLs {:?}",
+                config.advertise_peer_urls
+            )));
+        }
+        let cid = cluster_id(&founders.iter().map(|(id, _, _)| *id).collect::<Vec<_>>());
+
+        let raft_config = openraft::Config {
+            cluster_name: config.initial_cluster_token.clone(),
+            heartbeat_interval: config.heartbeat_ms,
+            election_timeout_min: config.election_timeout_ms,
+            election_timeout_max: config.election_timeout_ms * 2,
+            install_snapshot_timeout: 60_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
+            max_in_snapshot_log_to_keep: 5_000,
+            enable_pre_vote: Some(true),
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        let raft = Raft::new(id, Arc::new(raft_config), NetworkFactory, log_store, sm)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if !initialized && config.initial_cluster_state == ClusterState::New {
+            let members: BTreeMap<NodeId, Member> = founders
+                .iter()
+                .map(|(id, name, url)| {
+                    (
+                        *id,
+                        Member {
+                            name: name.clone(),
+                            peer_urls: vec![url.clone()],
+                        },
+                    )
+                })
+                .collect();
+            // Every founder initializes with the same membership; that is safe, and it means no
+            // founder has to be started first.
+            if let Err(e) = raft.initialize(members).await {
+                tracing::info!(error = %e, "raft initialize skipped");
+            }
+        }
+        // Serve nothing until the state machine has caught up with what it had applied before a
+        // restart; otherwise a read could go back in time.
+        raft.wait_for_recovery(Some(Duration::from_secs(30)))
+            .await
+            .map_err(|e| StartError::Raft(format!("recovery: {e}")))?;
+
+        Ok(Arc::new(Node {
+            id,
+            cluster_id: cid,
+            name: config.name.clone(),
+            raft,
+            state,
+            lessor: Mutex::new(Lessor::default()),
+            peers: Mutex::new(HashMap::new()),
+            config,
+        }))
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    pub fn state(&self) -> &Arc<StoreState> {
+        &self.state
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// The latest raft metrics (term, leader, membership, log positions).
+    pub fn metrics(&self) -> openraft::RaftMetrics<TypeConfig> {
+        use openraft::async_runtime::WatchReceiver;
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    pub fn term(&self) -> u64 {
+        self.metrics().current_term
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.metrics().current_leader
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader() == Some(self.id)
+    }
+
+    /// The header every response carries.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.id,
+            revision,
+            raft_term: self.term(),
+        }
+    }
+
+    fn peer_url(&self, id: NodeId) -> Option<String> {
+        let metrics = self.metrics();
+        let member = metrics
+            .membership_config
+            .membership()
+            .get_node(&id)?
+            .clone();
+        member.peer_urls.first().cloned()
+    }
+
+    fn peer(&self, url: &str) -> Result<RaftPeerClient<Channel>, StoreError> {
+        let mut peers = self
+            .peers
+            .lock()
+            .map_err(|_| StoreError::Internal("peer table lock poisoned".into()))?;
+        if let Some(c) = peers.get(url) {
+            return Ok(c.clone());
+        }
+        let client = network::peer_client(url)
+            .map_err(|e| StoreError::Internal(format!("peer url {url}: {e}")))?;
+        peers.insert(url.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Sends `req` to the current leader, waiting for one if there is none.
+    async fn to_leader(
+        &self,
+        req: &Forwarded,
+        deadline: Instant,
+    ) -> Result<ForwardReply, StoreError> {
+        loop {
+            let leader = self.leader();
+            match leader.and_then(|l| self.peer_url(l)) {
+                Some(url) if leader != Some(self.id) => {
+                    let mut client = self.peer(&url)?;
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match network::forward(&mut client, req, left).await {
+                        Ok(ForwardReply::NotLeader { .. }) => {}
+                        Ok(reply) => return Ok(reply),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "forward to leader failed");
+                            if matches!(req, Forwarded::Write(_)) {
+                                return Err(StoreError::OutcomeUnknown);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(if self.leader().is_none() {
+                    StoreError::NoLeader
+                } else {
+                    StoreError::Timeout
+                });
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// Proposes a command through raft, here or at the leader, and waits until it is applied.
+    pub async fn propose(&self, cmd: Command) -> Result<CommandResult, StoreError> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            match self.raft.client_write(cmd.clone()).await {
+                Ok(resp) => return Ok(resp.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(fwd))) => {
+                    // Rejected before it was appended: safe to send elsewhere.
+                    if fwd.leader_id.is_some() && fwd.leader_id != Some(self.id) {
+                        match self
+                            .to_leader(&Forwarded::Write(cmd.clone()), deadline)
+                            .await?
+                        {
+                            ForwardReply::Written(result) => return Ok(result),
+                            ForwardReply::Failed(e) => return Err(StoreError::Internal(e)),
+                            ForwardReply::OutcomeUnknown => return Err(StoreError::OutcomeUnknown),
+                            ForwardReply::Ttl(_) | ForwardReply::NotLeader { .. } => {}
+                        }
+                    }
+                }
+                Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
+                    return Err(StoreError::OutcomeUnknown)
+                }
+                Err(RaftError::APIError(
+                    e @ (ClientWriteError::ChangeMembershipError(_)
+                    | ClientWriteError::PreconditionFailed(_)),
+                )) => return Err(StoreError::Internal(e.to_string())),
+                Err(RaftError::Fatal(_)) => return Err(StoreError::Stopped),
+            }
+            if Instant::now() >= deadline {
+                return Err(StoreError::NoLeader);
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// Proposes an etcd write request after the size check etcd applies to proposals.
+    pub async fn write(&self, req: &WriteRequest) -> Result<CommandResult, StoreError> {
+        let cmd = Command::from_write(req);
+        if cmd.encoded_len() > crate::validate::MAX_REQUEST_BYTES {
+            return Err(StoreError::RequestTooLarge);
+        }
+        let result = self.propose(cmd).await?;
+        Ok(result)
+    }
+
+    /// Handles a request forwarded by another member, if this member leads.
+    pub async fn serve_forwarded(&self, req: Forwarded) -> ForwardReply {
+        match req {
+            Forwarded::Write(cmd) => match self.raft.client_write(cmd).await {
+                Ok(resp) => ForwardReply::Written(resp.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    ForwardReply::NotLeader {
+                        leader: f.leader_id,
+                    }
+                }
+                Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
+                    ForwardReply::OutcomeUnknown
+                }
+                Err(e) => ForwardReply::Failed(e.to_string()),
+            },
+            Forwarded::LeaseKeepAlive { id } if self.is_leader() => {
+                ForwardReply::Ttl(self.renew_local(id))
+            }
+            Forwarded::LeaseTimeToLive { id } if self.is_leader() => {
+                ForwardReply::Ttl(self.remaining_local(id))
+            }
+            Forwarded::LeaseKeepAlive { .. } | Forwarded::LeaseTimeToLive { .. } => {
+                ForwardReply::NotLeader {
+                    leader: self.leader(),
+                }
+            }
+        }
+    }
+
+    /// The read index a linearizable read must wait for, if this member leads.
+    pub async fn serve_read_index(&self) -> Result<u64, Option<NodeId>> {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(read) => Ok(read.index()),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => Err(f.leader_id),
+            Err(_) => Err(None),
+        }
+    }
+
+    /// Waits until a read served from local state is linearizable.
+    pub async fn linearize(&self) -> Result<(), StoreError> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            if self.is_leader() {
+                match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+                    Ok(_) => return Ok(()),
+                    Err(RaftError::Fatal(_)) => return Err(StoreError::Stopped),
+                    Err(_) => {}
+                }
+            } else if let Some(url) = self.leader().and_then(|l| self.peer_url(l)) {
+                let mut client = self.peer(&url)?;
+                let left = deadline.saturating_duration_since(Instant::now());
+                if let Ok(Ok(index)) = network::read_index(&mut client, left).await {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    return match self
+                        .raft
+                        .wait(Some(left))
+                        .applied_index_at_least(Some(index), "linearizable read")
+                        .await
+                    {
+                        Ok(_) => Ok(()),
+                        Err(_) => Err(StoreError::Timeout),
+                    };
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(if self.leader().is_none() {
+                    StoreError::NoLeader
+                } else {
+                    StoreError::Timeout
+                });
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    fn lease_ttls(&self) -> BTreeMap<i64, i64> {
+        self.state
+            .mvcc()
+            .map(|m| m.leases().iter().map(|(id, l)| (*id, l.ttl)).collect())
+            .unwrap_or_default()
+    }
+
+    fn renew_local(&self, id: i64) -> i64 {
+        let ttl = self.lease_ttls().get(&id).copied();
+        let Ok(mut lessor) = self.lessor.lock() else {
+            return 0;
+        };
+        lessor.renew(id, ttl, Instant::now()).unwrap_or(0)
+    }
+
+    fn remaining_local(&self, id: i64) -> i64 {
+        let Some(ttl) = self.lease_ttls().get(&id).copied() else {
+            return -1;
+        };
+        self.lessor
+            .lock()
+            .map(|l| l.remaining(id, ttl, Instant::now()))
+            .unwrap_or(ttl)
+    }
+
+    /// Renews a lease on the leader's clock; returns its TTL, or 0 if it does not exist.
+    pub async fn lease_keep_alive(&self, id: i64) -> Result<i64, StoreError> {
+        if self.is_leader() {
+            return Ok(self.renew_local(id));
+        }
+        match self
+            .to_leader(
+                &Forwarded::LeaseKeepAlive { id },
+                Instant::now() + REQUEST_TIMEOUT,
+            )
+            .await?
+        {
+            ForwardReply::Ttl(ttl) => Ok(ttl),
+            other => Err(StoreError::Internal(format!(
+                "unexpected reply to keep-alive: {other:?}"
+            ))),
+        }
+    }
+
+    /// Seconds left on a lease by the leader's clock; -1 if it does not exist.
+    pub async fn lease_remaining(&self, id: i64) -> Result<i64, StoreError> {
+        if self.is_leader() {
+            return Ok(self.remaining_local(id));
+        }
+        match self
+            .to_leader(
+                &Forwarded::LeaseTimeToLive { id },
+                Instant::now() + REQUEST_TIMEOUT,
+            )
+            .await?
+        {
+            ForwardReply::Ttl(ttl) => Ok(ttl),
+            other => Err(StoreError::Internal(format!(
+                "unexpected reply to time-to-live: {other:?}"
+            ))),
+        }
+    }
+
+    /// One round of leader duties for leases: start clocks, revoke what expired.
+    pub async fn expire_leases(&self) {
+        if !self.is_leader() {
+            if let Ok(mut l) = self.lessor.lock() {
+                l.demote();
+            }
+            return;
+        }
+        let ttls = self.lease_ttls();
+        let expired = match self.lessor.lock() {
+            Ok(mut l) => l.tick(&ttls, Instant::now()),
+            Err(_) => return,
+        };
+        for id in expired {
+            let req =
+                WriteRequest::LeaseRevoke(keel_proto::etcdserverpb::LeaseRevokeRequest { id });
+            if let Err(e) = self.write(&req).await {
+                tracing::warn!(lease = id, error = %e, "revoking expired lease failed; will retry");
+            }
+        }
+    }
+
+    /// Announces this member's client URLs through the log, retrying until it is applied.
+    pub async fn publish(&self) {
+        let cmd = Command::PublishMember {
+            id: self.id,
+            name: self.name.clone(),
+            client_urls: self.config.advertise_client_urls.clone(),
+        };
+        loop {
+            let published = self
+                .state
+                .members()
+                .get(&self.id)
+                .map(|m| (m.name.clone(), m.client_urls.clone()));
+            if published == Some((self.name.clone(), self.config.advertise_client_urls.clone())) {
+                return;
+            }
+            match self.propose(cmd.clone()).await {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "publishing member attributes failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Stops raft. In-flight requests fail with "server stopped".
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}

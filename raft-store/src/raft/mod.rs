@@ -1,0 +1,34 @@
+//! Raft plumbing: the peer transport (client and server) and what followers ask the leader.
+
+pub mod network;
+pub mod peer_service;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Command, CommandResult};
+
+/// A request a member sends to the leader on a client's behalf.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Forwarded {
+    /// Propose a command; the reply is its [`CommandResult`].
+    Write(Command),
+    /// Renew a lease; the reply is the remaining TTL in seconds (0 if the lease is unknown).
+    LeaseKeepAlive { id: i64 },
+    /// Remaining TTL of a lease on the leader's clock (-1 if unknown).
+    LeaseTimeToLive { id: i64 },
+}
+
+/// The leader's answer to a [`Forwarded`] request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardReply {
+    Written(CommandResult),
+    Ttl(i64),
+    /// The receiver is not the leader (any more); the caller retries against the new one.
+    NotLeader {
+        leader: Option<u64>,
+    },
+    /// The entry was appended but discarded by a leader change: it may or may not commit.
+    OutcomeUnknown,
+    /// The leader could not serve the request; the text says why.
+    Failed(String),
+}

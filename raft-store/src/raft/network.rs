@@ -1,0 +1,202 @@
+//! The raft transport's client side: openraft's `RaftNetworkV2` over gRPC to each peer's
+//! `RaftPeer` service. Messages are openraft's own types in the store codec.
+
+use std::future::Future;
+use std::time::Duration;
+
+use keel_proto::keelpb::raft_peer_client::RaftPeerClient;
+use keel_proto::keelpb::{ForwardRequest, RaftRequest, ReadIndexRequest};
+use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::OptionalSend;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{ForwardReply, Forwarded};
+use crate::codec;
+use crate::types::{Member, NodeId, Snapshot, TypeConfig, Vote};
+
+/// Largest peer message accepted (snapshots travel whole).
+pub const MAX_PEER_MESSAGE: usize = 1 << 30;
+
+/// Opens a lazily connecting channel to a peer URL.
+pub fn channel(url: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(url.to_string())?
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .connect_lazy())
+}
+
+/// A gRPC client for one peer.
+pub fn peer_client(url: &str) -> Result<RaftPeerClient<Channel>, tonic::transport::Error> {
+    Ok(RaftPeerClient::new(channel(url)?)
+        .max_decoding_message_size(MAX_PEER_MESSAGE)
+        .max_encoding_message_size(MAX_PEER_MESSAGE))
+}
+
+/// Creates one [`PeerNetwork`] per replication target.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkFactory;
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerNetwork;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerNetwork {
+        let url = node.peer_urls.first().cloned().unwrap_or_default();
+        PeerNetwork {
+            target,
+            client: peer_client(&url).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// The connection openraft uses to replicate to, or ask votes of, one peer.
+pub struct PeerNetwork {
+    target: NodeId,
+    client: Result<RaftPeerClient<Channel>, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TransportError(String);
+
+impl PeerNetwork {
+    async fn call<Req, Resp>(
+        &mut self,
+        method: Method,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+    {
+        let unreachable =
+            |msg: String| RPCError::Unreachable(Unreachable::new(&TransportError(msg)));
+        let client = self
+            .client
+            .as_mut()
+            .map_err(|e| unreachable(format!("bad peer url for {}: {e}", self.target)))?;
+        let data = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let request = tonic::Request::new(RaftRequest { data });
+        let fut = async {
+            match method {
+                Method::Append => client.append_entries(request).await,
+                Method::Vote => client.vote(request).await,
+                Method::PreVote => client.pre_vote(request).await,
+                Method::Snapshot => client.install_snapshot(request).await,
+            }
+        };
+        let reply = match tokio::time::timeout(timeout, fut).await {
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "{method:?} to {} timed out after {timeout:?}",
+                    self.target
+                )))
+            }
+            Ok(Err(status)) => {
+                return Err(unreachable(format!(
+                    "{method:?} to {}: {status}",
+                    self.target
+                )))
+            }
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        if !reply.error.is_empty() {
+            return Err(RPCError::Network(NetworkError::new(&TransportError(
+                reply.error,
+            ))));
+        }
+        codec::decode(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Method {
+    Append,
+    Vote,
+    PreVote,
+    Snapshot,
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerNetwork {
+    type SnapshotData = std::io::Cursor<Vec<u8>>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(Method::Append, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(Method::Vote, &rpc, option.hard_ttl()).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(Method::PreVote, &rpc, option.hard_ttl()).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let req = (vote, snapshot.meta, snapshot.snapshot.into_inner());
+        // Snapshots can be large: allow far more than a heartbeat-sized timeout.
+        let timeout = option.hard_ttl().max(Duration::from_secs(60));
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            res = self.call::<_, SnapshotResponse<TypeConfig>>(Method::Snapshot, &req, timeout) => res.map_err(|e| match e {
+                RPCError::Timeout(t) => StreamingError::Timeout(t),
+                RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                RPCError::Network(n) => StreamingError::Network(n),
+                RPCError::RemoteError(r) => StreamingError::Network(NetworkError::new(&r)),
+            }),
+        }
+    }
+}
+
+/// Sends a [`Forwarded`] request to the member at `url` (the leader, as far as the caller knows).
+pub async fn forward(
+    client: &mut RaftPeerClient<Channel>,
+    req: &Forwarded,
+    timeout: Duration,
+) -> Result<ForwardReply, String> {
+    let data = codec::encode(req).map_err(|e| e.to_string())?;
+    let call = client.forward(ForwardRequest { data });
+    let reply = tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| "forward timed out".to_string())?
+        .map_err(|s| s.message().to_string())?;
+    codec::decode(&reply.into_inner().data).map_err(|e| e.to_string())
+}
+
+/// Asks the leader at `client` for a read index: the log index a linearizable read must wait for.
+pub async fn read_index(
+    client: &mut RaftPeerClient<Channel>,
+    timeout: Duration,
+) -> Result<Result<u64, Option<u64>>, String> {
+    let call = client.read_index(ReadIndexRequest {});
+    let reply = tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| "read index timed out".to_string())?
+        .map_err(|s| s.message().to_string())?;
+    codec::decode(&reply.into_inner().data).map_err(|e| e.to_string())
+}

@@ -1,0 +1,113 @@
+//! The raft transport's server side: the `RaftPeer` gRPC service every member runs on its peer
+//! port. Decodes, hands to openraft or the node, encodes.
+
+use std::sync::Arc;
+
+use keel_proto::keelpb::raft_peer_server::{RaftPeer, RaftPeerServer};
+use keel_proto::keelpb::{
+    ForwardReply as ForwardReplyPb, ForwardRequest, RaftReply, RaftRequest, ReadIndexReply,
+    ReadIndexRequest,
+};
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use super::network::MAX_PEER_MESSAGE;
+use super::Forwarded;
+use crate::codec;
+use crate::node::Node;
+use crate::types::{SnapshotMeta, TypeConfig, Vote};
+
+/// The peer service of one member.
+pub struct PeerService {
+    node: Arc<Node>,
+}
+
+impl PeerService {
+    pub fn server(node: Arc<Node>) -> RaftPeerServer<Self> {
+        RaftPeerServer::new(Self { node })
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE)
+    }
+}
+
+fn decode<T: DeserializeOwned>(data: &[u8]) -> Result<T, Status> {
+    codec::decode(data).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+/// Encodes a handler's outcome; openraft errors travel as text in `error`.
+fn reply<T: Serialize, E: std::fmt::Display>(
+    res: Result<T, E>,
+) -> Result<Response<RaftReply>, Status> {
+    match res {
+        Ok(v) => {
+            let data = codec::encode(&v).map_err(|e| Status::internal(e.to_string()))?;
+            Ok(Response::new(RaftReply {
+                data,
+                error: String::new(),
+            }))
+        }
+        Err(e) => Ok(Response::new(RaftReply {
+            data: Vec::new(),
+            error: e.to_string(),
+        })),
+    }
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(
+        &self,
+        req: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().data)?;
+        reply(self.node.raft().append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let rpc: VoteRequest<TypeConfig> = decode(&req.into_inner().data)?;
+        reply(self.node.raft().vote(rpc).await)
+    }
+
+    async fn pre_vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let rpc: VoteRequest<TypeConfig> = decode(&req.into_inner().data)?;
+        reply(self.node.raft().pre_vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) = decode(&req.into_inner().data)?;
+        // Verify before handing over: openraft treats an install failure as fatal, so a damaged
+        // snapshot must be refused here, where the leader can simply send it again.
+        if let Err(e) = crate::storage::verify_snapshot(&data) {
+            return Err(Status::data_loss(e.to_string()));
+        }
+        let snapshot = openraft::alias::SnapshotOf::<TypeConfig, std::io::Cursor<Vec<u8>>> {
+            meta,
+            snapshot: std::io::Cursor::new(data),
+        };
+        reply(self.node.raft().install_full_snapshot(vote, snapshot).await)
+    }
+
+    async fn forward(
+        &self,
+        req: Request<ForwardRequest>,
+    ) -> Result<Response<ForwardReplyPb>, Status> {
+        let fwd: Forwarded = decode(&req.into_inner().data)?;
+        let out = self.node.serve_forwarded(fwd).await;
+        let data = codec::encode(&out).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(ForwardReplyPb { data }))
+    }
+
+    async fn read_index(
+        &self,
+        _req: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexReply>, Status> {
+        let out = self.node.serve_read_index().await;
+        let data = codec::encode(&out).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(ReadIndexReply { data }))
+    }
+}

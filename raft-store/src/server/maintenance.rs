@@ -1,0 +1,155 @@
+//! The etcd Maintenance service: status, hashes, defragmentation. Snapshots, alarms and leader
+//! transfer arrive with cluster operations.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use keel_proto::etcdserverpb::maintenance_server::Maintenance;
+use keel_proto::etcdserverpb::{
+    alarm_request::AlarmAction, AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse,
+    HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+};
+use tonic::{Request, Response, Status};
+
+use crate::error::StoreError;
+use crate::node::Node;
+
+/// The etcd API level keel speaks; clients read it to decide which features they may use.
+pub const API_VERSION: &str = "3.4.0";
+
+pub struct MaintenanceService {
+    node: Arc<Node>,
+}
+
+impl MaintenanceService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+}
+
+fn not_yet(what: &str) -> Status {
+    Status::unimplemented(format!("keel: {what} is not supported by this version"))
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        // No alarm can be raised yet (there is no space quota), so the list is truthfully empty.
+        match AlarmAction::try_from(req.into_inner().action) {
+            Ok(AlarmAction::Get) | Ok(AlarmAction::Deactivate) => {
+                Ok(Response::new(AlarmResponse {
+                    header: Some(self.node.header(self.node.state().current_revision())),
+                    alarms: Vec::new(),
+                }))
+            }
+            _ => Err(not_yet("raising alarms")),
+        }
+    }
+
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let metrics = self.node.metrics();
+        let db_size = self.node.state().db().size_bytes() as i64;
+        let is_learner = !metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|id| id == self.node.id);
+        Ok(Response::new(StatusResponse {
+            header: Some(self.node.header(self.node.state().current_revision())),
+            version: API_VERSION.to_string(),
+            db_size,
+            leader: metrics.current_leader.unwrap_or(0),
+            raft_index: metrics.last_log_index.unwrap_or(0),
+            raft_term: metrics.current_term,
+            raft_applied_index: metrics
+                .last_applied
+                .as_ref()
+                .map(|l| l.index())
+                .unwrap_or(0),
+            errors: Vec::new(),
+            db_size_in_use: db_size,
+            is_learner,
+        }))
+    }
+
+    async fn defragment(
+        &self,
+        _req: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        let node = self.node.clone();
+        tokio::task::spawn_blocking(move || {
+            let db = node.state().db();
+            for cf in ["kv", "lease", "meta", "raft_log", "raft_meta"] {
+                db.raw()
+                    .compact_range_cf(db.cf(cf), None::<&[u8]>, None::<&[u8]>);
+            }
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(DefragmentResponse {
+            header: Some(self.node.header(self.node.state().current_revision())),
+        }))
+    }
+
+    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let current = self.node.state().current_revision();
+        let hash = self
+            .node
+            .state()
+            .hash_kv(current)
+            .map_err(StoreError::Mvcc)?;
+        Ok(Response::new(HashResponse {
+            header: Some(self.node.header(current)),
+            hash: hash as u32,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let state = self.node.state();
+        let (current, compacted) = {
+            let m = state.mvcc().map_err(StoreError::Mvcc)?;
+            (m.current_revision(), m.compacted_revision())
+        };
+        let at = match req.into_inner().revision {
+            r if r <= 0 => current,
+            r if r > current => {
+                return Err(StoreError::Mvcc(crate::mvcc::MvccError::FutureRevision).into())
+            }
+            r if r < compacted => {
+                return Err(StoreError::Mvcc(crate::mvcc::MvccError::Compacted).into())
+            }
+            r => r,
+        };
+        let hash = state.hash_kv(at).map_err(StoreError::Mvcc)?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.node.header(current)),
+            hash: hash as u32,
+            compact_revision: compacted,
+        }))
+    }
+
+    type SnapshotStream =
+        Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send + 'static>>;
+
+    async fn snapshot(
+        &self,
+        _req: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(not_yet("snapshot save"))
+    }
+
+    async fn move_leader(
+        &self,
+        _req: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        Err(not_yet("move leader"))
+    }
+}

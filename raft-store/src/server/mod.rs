@@ -1,0 +1,175 @@
+//! Serving a member: the etcd v3 client API on the client port and the raft transport on the peer
+//! port, plus the member's background duties.
+//!
+//! Shutdown order: cancel the token; the servers stop accepting and finish in-flight calls, watch
+//! and keep-alive sessions end, background loops end; then raft stops. `run` returns after all of
+//! that is joined.
+
+pub mod cluster;
+pub mod kv;
+pub mod lease;
+pub mod maintenance;
+pub mod status;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::StreamExt;
+use keel_proto::etcdserverpb::cluster_server::ClusterServer;
+use keel_proto::etcdserverpb::kv_server::KvServer;
+use keel_proto::etcdserverpb::lease_server::LeaseServer;
+use keel_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use keel_proto::etcdserverpb::watch_server::WatchServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::NodeConfig;
+use crate::node::{Node, StartError};
+use crate::raft::peer_service::PeerService;
+use crate::validate::MAX_REQUEST_BYTES;
+
+/// gRPC framing headroom over the largest request etcd accepts, as etcd allows.
+const GRPC_OVERHEAD: usize = 512 * 1024;
+const LEASE_TICK: Duration = Duration::from_millis(250);
+
+/// Failures that stop a member.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServeError> {
+    let mut out = Vec::new();
+    for addr in addrs {
+        out.push(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: *addr,
+                    source,
+                })?,
+        );
+    }
+    Ok(out)
+}
+
+fn incoming(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|s| {
+            // Small request/response messages: latency matters more than packet count.
+            let _ = s.set_nodelay(true);
+        })
+    })
+}
+
+/// Starts a member and serves until `shutdown` is cancelled.
+pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
+    // Bind before starting raft so a port clash fails fast and nothing half-starts.
+    let client_listeners = bind(&config.listen_client).await?;
+    let peer_listeners = bind(&config.listen_peer).await?;
+    let node = Node::start(config).await?;
+    tracing::info!(member = %format_args!("{:x}", node.id), cluster = %format_args!("{:x}", node.cluster_id), name = %node.name, "member started");
+
+    let tasks = TaskTracker::new();
+    let mut servers = Vec::new();
+    for listener in peer_listeners {
+        let router =
+            tonic::transport::Server::builder().add_service(PeerService::server(node.clone()));
+        let stop = shutdown.clone();
+        servers.push(tasks.spawn(async move {
+            router
+                .serve_with_incoming_shutdown(incoming(listener), stop.cancelled())
+                .await
+        }));
+    }
+    let max = MAX_REQUEST_BYTES + GRPC_OVERHEAD;
+    for listener in client_listeners {
+        let router = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .add_service(
+                KvServer::new(kv::KvService::new(node.clone())).max_decoding_message_size(max),
+            )
+            .add_service(
+                WatchServer::new(watch::WatchService::new(
+                    node.clone(),
+                    tasks.clone(),
+                    shutdown.clone(),
+                ))
+                .max_decoding_message_size(max),
+            )
+            .add_service(
+                LeaseServer::new(lease::LeaseService::new(
+                    node.clone(),
+                    tasks.clone(),
+                    shutdown.clone(),
+                ))
+                .max_decoding_message_size(max),
+            )
+            .add_service(ClusterServer::new(cluster::ClusterService::new(
+                node.clone(),
+            )))
+            .add_service(MaintenanceServer::new(
+                maintenance::MaintenanceService::new(node.clone()),
+            ));
+        let stop = shutdown.clone();
+        servers.push(tasks.spawn(async move {
+            router
+                .serve_with_incoming_shutdown(incoming(listener), stop.cancelled())
+                .await
+        }));
+    }
+
+    let publisher = node.clone();
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = publisher.publish() => {}
+        }
+    });
+    let lessor_node = node.clone();
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(LEASE_TICK);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => lessor_node.expire_leases().await,
+            }
+        }
+    });
+
+    tasks.close();
+    let mut first_error = None;
+    for server in servers {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "server failed");
+                shutdown.cancel();
+                first_error.get_or_insert(ServeError::Transport(e));
+            }
+            Err(join) => tracing::error!(error = %join, "server task panicked"),
+        }
+    }
+    shutdown.cancel();
+    tasks.wait().await;
+    node.shutdown().await;
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

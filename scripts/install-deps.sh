@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages keel needs to build and test. Idempotent: safe to run again.
+set -euo pipefail
+
+packages=(
+  clang libclang-dev          # rocksdb's bindgen and C++ build
+  etcd-client etcd-server     # etcdctl 3.4 for tests, etcd for differential runs and benchmarks
+  iproute2 iptables           # network namespaces and partitions for the fault harness
+  procps psmisc               # ps/pkill/fuser used by tests
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all packages present"
+  exit 0
+fi
+
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -q
+"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "install-deps: installed ${missing[*]}"

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need, then runs the whole suite. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+# Always the same cargo invocation (tests and binaries in one debug build): a different feature
+# resolution would compile RocksDB a second time.
+cargo test --workspace --no-run
+cargo test --workspace -- --test-threads=2

@@ -1,0 +1,270 @@
+//! A cluster of real member processes (keel or etcd) on 127.0.0.1 with ports picked at start.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use keel_proto::etcdserverpb::kv_client::KvClient;
+use keel_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use keel_proto::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
+use tonic::transport::Channel;
+
+/// Which server the cluster runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Keel,
+    Etcd,
+}
+
+/// One member's fixed identity: name, ports and data dir survive restarts.
+#[derive(Debug)]
+pub struct MemberSpec {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl MemberSpec {
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+}
+
+/// A running (or partly stopped) cluster. Members are killed when it is dropped.
+pub struct Cluster {
+    pub flavor: Flavor,
+    pub members: Vec<MemberSpec>,
+    procs: Vec<Option<Child>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Ports that were free a moment ago. Held listeners are dropped just before the servers bind.
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+/// Path of the keel binary built alongside the test executables.
+pub fn keel_bin() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("KEEL_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>/keel
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary has no parent dir")?;
+    let bin = dir.join("keel");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --bins)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+impl Cluster {
+    /// Starts `n` members and waits until they elect a leader and serve writes.
+    pub async fn start(flavor: Flavor, n: usize) -> Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let ports = free_ports(2 * n)?;
+        let members: Vec<MemberSpec> = (0..n)
+            .map(|i| MemberSpec {
+                name: format!("m{i}"),
+                client_port: ports[2 * i],
+                peer_port: ports[2 * i + 1],
+                data_dir: dir.path().join(format!("m{i}")),
+                log: dir.path().join(format!("m{i}.log")),
+            })
+            .collect();
+        let mut cluster = Cluster {
+            flavor,
+            members,
+            procs: (0..n).map(|_| None).collect(),
+            _dir: dir,
+        };
+        for i in 0..n {
+            cluster.spawn(i)?;
+        }
+        cluster.wait_writable(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn spawn(&mut self, i: usize) -> Result<()> {
+        let m = &self.members[i];
+        let (program, mut args) = match self.flavor {
+            Flavor::Keel => (keel_bin()?, vec!["server".to_string()]),
+            Flavor::Etcd => (PathBuf::from("etcd"), vec![]),
+        };
+        args.extend([
+            format!("--name={}", m.name),
+            format!("--data-dir={}", m.data_dir.display()),
+            format!("--listen-client-urls={}", m.client_url()),
+            format!("--advertise-client-urls={}", m.client_url()),
+            format!("--listen-peer-urls={}", m.peer_url()),
+            format!("--initial-advertise-peer-urls={}", m.peer_url()),
+            format!("--initial-cluster={}", self.initial_cluster()),
+            "--initial-cluster-state=new".to_string(),
+            "--initial-cluster-token=keel-test".to_string(),
+        ]);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)?;
+        let child = Command::new(&program)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawning {}", program.display()))?;
+        self.procs[i] = Some(child);
+        Ok(())
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(MemberSpec::client_url).collect()
+    }
+
+    /// Endpoints of members that are running.
+    pub fn live_endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .zip(&self.procs)
+            .filter(|(_, p)| p.is_some())
+            .map(|(m, _)| m.client_url())
+            .collect()
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub fn kill(&mut self, i: usize) -> Result<()> {
+        if let Some(mut child) = self.procs[i].take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    pub fn restart(&mut self, i: usize) -> Result<()> {
+        self.kill(i)?;
+        self.spawn(i)
+    }
+
+    pub fn is_running(&self, i: usize) -> bool {
+        self.procs[i].is_some()
+    }
+
+    pub fn log_of(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.members[i].log).unwrap_or_default()
+    }
+
+    pub async fn kv(&self, i: usize) -> Result<KvClient<Channel>> {
+        Ok(KvClient::new(connect(&self.members[i].client_url()).await?))
+    }
+
+    pub async fn maintenance(&self, i: usize) -> Result<MaintenanceClient<Channel>> {
+        Ok(MaintenanceClient::new(
+            connect(&self.members[i].client_url()).await?,
+        ))
+    }
+
+    /// Index of the member the running members agree is leader.
+    pub async fn leader(&self) -> Result<usize> {
+        for (i, m) in self.members.iter().enumerate() {
+            if !self.is_running(i) {
+                continue;
+            }
+            let Ok(mut client) = self.maintenance(i).await else {
+                continue;
+            };
+            let Ok(status) = client.status(StatusRequest {}).await else {
+                continue;
+            };
+            let status = status.into_inner();
+            let own = status.header.map(|h| h.member_id).unwrap_or(0);
+            if status.leader != 0 && status.leader == own {
+                return Ok(i);
+            }
+            let _ = m;
+        }
+        Err(anyhow!("no running member reports itself leader"))
+    }
+
+    /// Waits until a write through every running member succeeds.
+    pub async fn wait_writable(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        for i in 0..self.members.len() {
+            if !self.is_running(i) {
+                continue;
+            }
+            loop {
+                let attempt = async {
+                    let mut kv = self.kv(i).await?;
+                    kv.put(PutRequest {
+                        key: b"__ready".to_vec(),
+                        value: b"1".to_vec(),
+                        ..Default::default()
+                    })
+                    .await?;
+                    kv.range(RangeRequest {
+                        key: b"__ready".to_vec(),
+                        ..Default::default()
+                    })
+                    .await?;
+                    anyhow::Ok(())
+                };
+                match tokio::time::timeout(Duration::from_secs(3), attempt).await {
+                    Ok(Ok(())) => break,
+                    _ if Instant::now() > deadline => {
+                        bail!(
+                            "member {i} not writable within {timeout:?}; log:\n{}",
+                            self.log_of(i)
+                        )
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.procs.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Connects a gRPC channel to `url`, retrying briefly while the server starts.
+pub async fn connect(url: &str) -> Result<Channel> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(10));
+    Ok(endpoint.connect().await?)
+}

@@ -1,0 +1,1335 @@
+//! Differential test: one etcdctl 3.4 script run against a real 3-member etcd cluster (the
+//! control) and a 3-member keel cluster, compared step by step — exit status, stdout field by field
+//! and error text — with only IDs, terms, timings and URLs normalised. Revisions must be equal.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use keel_tests::etcdctl::{self, Output};
+use keel_tests::{Cluster, Flavor};
+use serde_json::{json, Map, Value};
+
+/// How a step's stdout is turned into something comparable across clusters.
+#[derive(Debug, Clone, Copy)]
+enum Norm {
+    /// Text lines, in order.
+    Lines,
+    /// Text lines, order-insensitive (the server's order is unspecified, e.g. `lease list`).
+    SortedLines,
+    /// One JSON document.
+    Json,
+    /// A stream of JSON watch responses: events are flattened (how the server batches them is
+    /// its business), response envelopes are kept once each in order of first appearance.
+    WatchJson,
+    MemberList,
+    MemberListJson,
+    EndpointStatus,
+    EndpointStatusJson,
+    EndpointHealth,
+    EndpointHealthJson,
+}
+
+/// What one step produced after normalisation.
+#[derive(Debug, Clone, PartialEq)]
+struct Outcome {
+    step: String,
+    command: String,
+    /// Exit status; "killed" when a long-running command (watch) was stopped by the test.
+    status: String,
+    stdout: Value,
+    stderr: Vec<String>,
+}
+
+/// Per-run state: the cluster's URLs, the leases granted so far (mapped to LEASE1, LEASE2… in
+/// order of grant), revision marks, and IDs seen in headers for the final consistency step.
+struct Run<'a> {
+    cluster: &'a Cluster,
+    leases: Vec<i64>,
+    marks: BTreeMap<&'static str, i64>,
+    cluster_ids: BTreeSet<u64>,
+    header_member_ids: BTreeSet<u64>,
+    listed_member_ids: BTreeSet<u64>,
+    outcomes: Vec<Outcome>,
+}
+
+fn num(v: &Value) -> Option<i128> {
+    v.as_i64()
+        .map(i128::from)
+        .or_else(|| v.as_u64().map(i128::from))
+}
+
+fn placeholder_if_positive(v: &Value, name: &str) -> Value {
+    match num(v) {
+        Some(n) if n > 0 => Value::String(format!("<{name}>")),
+        _ => v.clone(),
+    }
+}
+
+/// Sorts an array by each element's JSON text.
+fn sort_array(v: &mut Value) {
+    if let Value::Array(items) = v {
+        items.sort_by_key(|item| item.to_string());
+    }
+}
+
+/// `lease ... granted with TTL(300s), remaining(299s)...`: the remaining time depends on when the
+/// command ran; it is replaced when it is within a minute below the granted TTL. Attached keys
+/// come in the server's map order and are sorted.
+fn normalise_ttl_line(line: &str) -> String {
+    let mut line = line.to_string();
+    let granted = line
+        .split_once("TTL(")
+        .and_then(|(_, rest)| rest.split_once("s)"))
+        .and_then(|(n, _)| n.parse::<i64>().ok());
+    if let (Some(granted), Some((before, rest))) = (granted, line.clone().split_once("remaining("))
+    {
+        if let Some((n, after)) = rest.split_once("s)") {
+            if let Ok(remaining) = n.parse::<i64>() {
+                if remaining > 0 && remaining <= granted && remaining > granted - 60 {
+                    line = format!("{before}remaining(<ttl>s){after}");
+                }
+            }
+        }
+    }
+    if let Some((before, rest)) = line.clone().split_once("attached keys([") {
+        if let Some((keys, after)) = rest.split_once("])") {
+            let mut keys: Vec<&str> = keys.split(' ').collect();
+            keys.sort_unstable();
+            line = format!("{before}attached keys([{}]){after}", keys.join(" "));
+        }
+    }
+    line
+}
+
+impl<'a> Run<'a> {
+    fn new(cluster: &'a Cluster) -> Self {
+        Run {
+            cluster,
+            leases: Vec::new(),
+            marks: BTreeMap::new(),
+            cluster_ids: BTreeSet::new(),
+            header_member_ids: BTreeSet::new(),
+            listed_member_ids: BTreeSet::new(),
+            outcomes: Vec::new(),
+        }
+    }
+
+    /// Fills in `{LEASEn}` (hex, as etcdctl takes it), `{REV:mark}` and `{NEXT:mark}` (the
+    /// revision recorded by `mark`, and the one after it).
+    fn expand(&self, arg: &str) -> Result<String> {
+        let mut out = arg.to_string();
+        for (i, id) in self.leases.iter().enumerate() {
+            out = out.replace(&format!("{{LEASE{}}}", i + 1), &format!("{id:016x}"));
+        }
+        for (name, rev) in &self.marks {
+            out = out.replace(&format!("{{REV:{name}}}"), &rev.to_string());
+            out = out.replace(&format!("{{NEXT:{name}}}"), &(rev + 1).to_string());
+        }
+        if ["{LEASE", "{REV:", "{NEXT:"]
+            .iter()
+            .any(|p| out.contains(p))
+        {
+            bail!("unexpanded placeholder in {arg:?} (a lease grant or mark failed earlier)");
+        }
+        Ok(out)
+    }
+
+    /// Member URLs become CLIENTi / PEERi; lease IDs in hex become LEASEn.
+    fn text(&self, s: &str) -> String {
+        let mut out = s.to_string();
+        for (i, m) in self.cluster.members.iter().enumerate() {
+            out = out.replace(&m.client_url(), &format!("CLIENT{i}"));
+            out = out.replace(&m.peer_url(), &format!("PEER{i}"));
+        }
+        for (i, id) in self.leases.iter().enumerate() {
+            out = out.replace(&format!("{id:016x}"), &format!("LEASE{}", i + 1));
+        }
+        out
+    }
+
+    /// Header IDs and terms become placeholders (and are remembered for the consistency step);
+    /// lease IDs in decimal become LEASEn; remaining TTLs and attached keys as in
+    /// `normalise_ttl_line`; `lease list` is sorted.
+    fn json(&mut self, v: &Value) -> Value {
+        match v {
+            Value::Object(map) => {
+                let mut out = Map::new();
+                for (k, val) in map {
+                    let new = match k.as_str() {
+                        "cluster_id" => {
+                            if let Some(id) = val.as_u64() {
+                                self.cluster_ids.insert(id);
+                            }
+                            placeholder_if_positive(val, "cluster_id")
+                        }
+                        "member_id" => {
+                            if let Some(id) = val.as_u64() {
+                                self.header_member_ids.insert(id);
+                            }
+                            placeholder_if_positive(val, "member_id")
+                        }
+                        "raft_term" => placeholder_if_positive(val, "raft_term"),
+                        _ => self.json(val),
+                    };
+                    out.insert(k.clone(), new);
+                }
+                if let (Some(granted), Some(ttl)) = (
+                    out.get("granted-ttl").and_then(num),
+                    out.get("ttl").and_then(num),
+                ) {
+                    if ttl > 0 && ttl <= granted && ttl > granted - 60 {
+                        out.insert("ttl".into(), json!("<remaining ttl>"));
+                    }
+                    if let Some(keys) = out.get_mut("keys") {
+                        sort_array(keys);
+                    }
+                }
+                if let Some(leases) = out.get_mut("leases") {
+                    sort_array(leases);
+                }
+                Value::Object(out)
+            }
+            Value::Array(items) => Value::Array(items.iter().map(|item| self.json(item)).collect()),
+            Value::Number(_) => {
+                match num(v).and_then(|n| self.leases.iter().position(|&id| i128::from(id) == n)) {
+                    Some(i) => Value::String(format!("LEASE{}", i + 1)),
+                    None => v.clone(),
+                }
+            }
+            _ => v.clone(),
+        }
+    }
+
+    fn lines(&self, s: &str) -> Vec<String> {
+        self.text(s).lines().map(str::to_string).collect()
+    }
+
+    fn parse_json(&mut self, stdout: &str) -> Value {
+        match serde_json::from_str::<Value>(&self.text(stdout)) {
+            Ok(v) => self.json(&v),
+            Err(_) => json!({ "unparsed stdout": self.lines(stdout) }),
+        }
+    }
+
+    fn normalise_stdout(&mut self, stdout: &str, norm: Norm) -> Value {
+        match norm {
+            Norm::Lines => json!(self
+                .lines(stdout)
+                .iter()
+                .map(|l| normalise_ttl_line(l))
+                .collect::<Vec<_>>()),
+            Norm::SortedLines => {
+                let mut lines = self.lines(stdout);
+                lines.sort();
+                json!(lines)
+            }
+            Norm::Json => self.parse_json(stdout),
+            Norm::WatchJson => self.watch_json(stdout),
+            Norm::MemberList => {
+                // ID, status, name, peer URLs, client URLs, is learner
+                let mut rows: Vec<String> = self
+                    .lines(stdout)
+                    .iter()
+                    .map(|l| match l.split_once(", ") {
+                        Some((_, rest)) => format!("<id>, {rest}"),
+                        None => l.clone(),
+                    })
+                    .collect();
+                rows.sort();
+                json!(rows)
+            }
+            Norm::MemberListJson => {
+                let mut v = self.parse_json(stdout);
+                if let Some(Value::Array(members)) = v.get_mut("members") {
+                    for m in members.iter_mut() {
+                        if let Some(id) = m.get("ID").and_then(Value::as_u64) {
+                            self.listed_member_ids.insert(id);
+                        }
+                        if let Some(id) = m.get_mut("ID") {
+                            *id = placeholder_if_positive(id, "member id");
+                        }
+                    }
+                    members
+                        .sort_by_key(|m| m.get("name").map(Value::to_string).unwrap_or_default());
+                }
+                v
+            }
+            Norm::EndpointStatus => {
+                // endpoint, ID, version, db size, is leader, is learner, raft term, raft index,
+                // raft applied index, errors. Which endpoint leads differs; how many lead must not.
+                let mut rows = Vec::new();
+                let mut leaders = 0;
+                for line in self.lines(stdout) {
+                    let cols: Vec<&str> = line.split(", ").collect();
+                    if cols.len() < 10 {
+                        rows.push(json!({ "unparsed row": line }));
+                        continue;
+                    }
+                    if cols[4] == "true" {
+                        leaders += 1;
+                    }
+                    let positive = |s: &str, name: &str| match s.parse::<u64>() {
+                        Ok(n) if n > 0 => format!("<{name}>"),
+                        _ => s.to_string(),
+                    };
+                    rows.push(json!({
+                        "endpoint": cols[0],
+                        "id": if cols[1].len() == 16 { "<id>" } else { cols[1] },
+                        "version": if cols[2].is_empty() { "" } else { "<version>" },
+                        "db size": if cols[3].ends_with('B') { "<size>" } else { cols[3] },
+                        "is learner": cols[5],
+                        "raft term": positive(cols[6], "term"),
+                        "raft index": positive(cols[7], "index"),
+                        "raft applied index": positive(cols[8], "index"),
+                        "errors": cols[9..].join(", "),
+                    }));
+                }
+                rows.sort_by_key(Value::to_string);
+                json!({ "rows": rows, "leaders": leaders })
+            }
+            Norm::EndpointStatusJson => self.endpoint_status_json(stdout),
+            Norm::EndpointHealth => {
+                let mut lines: Vec<String> = self
+                    .lines(stdout)
+                    .iter()
+                    .map(|l| match l.split_once("took = ") {
+                        Some((before, _)) => format!("{before}took = <duration>"),
+                        None => l.clone(),
+                    })
+                    .collect();
+                lines.sort();
+                json!(lines)
+            }
+            Norm::EndpointHealthJson => {
+                let mut v = self.parse_json(stdout);
+                if let Value::Array(items) = &mut v {
+                    for item in items.iter_mut() {
+                        if let Some(took) = item.get_mut("took") {
+                            if took.as_str().is_some_and(|s| !s.is_empty()) {
+                                *took = json!("<duration>");
+                            }
+                        }
+                    }
+                }
+                sort_array(&mut v);
+                v
+            }
+        }
+    }
+
+    fn watch_json(&mut self, stdout: &str) -> Value {
+        let text = self.text(stdout);
+        let mut stream = serde_json::Deserializer::from_str(&text).into_iter::<Value>();
+        let mut envelopes: Vec<Value> = Vec::new();
+        let mut events = Vec::new();
+        let mut consumed = 0;
+        while let Some(Ok(resp)) = stream.next() {
+            consumed = stream.byte_offset();
+            let mut resp = self.json(&resp);
+            if let Some(Value::Array(evs)) = resp.as_object_mut().and_then(|o| o.remove("Events")) {
+                events.extend(evs);
+            }
+            if !envelopes.contains(&resp) {
+                envelopes.push(resp);
+            }
+        }
+        let trailing: Vec<&str> = text[consumed..]
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        json!({ "responses (without events)": envelopes, "events": events, "trailing text": trailing })
+    }
+
+    /// Values that legitimately differ (versions, sizes, raft indexes, which member leads) are
+    /// replaced after checking they are sane: one leader agreed by all, and it is one of them.
+    fn endpoint_status_json(&mut self, stdout: &str) -> Value {
+        let raw: Value = match serde_json::from_str(&self.text(stdout)) {
+            Ok(v) => v,
+            Err(_) => return json!({ "unparsed stdout": self.lines(stdout) }),
+        };
+        let Some(items) = raw.as_array() else {
+            return self.json(&raw);
+        };
+        let leaders: BTreeSet<String> = items
+            .iter()
+            .map(|i| {
+                i.pointer("/Status/leader")
+                    .map(Value::to_string)
+                    .unwrap_or_default()
+            })
+            .collect();
+        let own_ids: BTreeSet<String> = items
+            .iter()
+            .map(|i| {
+                i.pointer("/Status/header/member_id")
+                    .map(Value::to_string)
+                    .unwrap_or_default()
+            })
+            .collect();
+        let leader_ok = leaders.len() == 1 && leaders.iter().all(|l| own_ids.contains(l));
+        let terms: BTreeSet<String> = items
+            .iter()
+            .map(|i| {
+                i.pointer("/Status/raftTerm")
+                    .map(Value::to_string)
+                    .unwrap_or_default()
+            })
+            .collect();
+        let mut out = Vec::new();
+        for item in items {
+            let mut item = self.json(item);
+            if let Some(Value::Object(status)) = item.get_mut("Status") {
+                for (k, v) in status.iter_mut() {
+                    *v = match k.as_str() {
+                        "version" if v.as_str().is_some_and(|s| !s.is_empty()) => {
+                            json!("<version>")
+                        }
+                        "dbSize" | "dbSizeInUse" => placeholder_if_positive(v, "bytes"),
+                        "raftIndex" | "raftAppliedIndex" => placeholder_if_positive(v, "index"),
+                        "raftTerm" if terms.len() == 1 => {
+                            placeholder_if_positive(v, "term, same on all")
+                        }
+                        "leader" if leader_ok => json!("<leader, same on all, one of them>"),
+                        _ => v.clone(),
+                    };
+                }
+            }
+            out.push(item);
+        }
+        let mut out = Value::Array(out);
+        sort_array(&mut out);
+        out
+    }
+
+    /// JSON log lines etcdctl's client prints are reduced to their error text (which carries the
+    /// gRPC code); other lines are kept. Duplicates (retries) are dropped.
+    fn normalise_stderr(&self, stderr: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for line in self.text(stderr).lines() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let kept = match serde_json::from_str::<Value>(line) {
+                Ok(v) if v.get("level").is_some() => {
+                    format!(
+                        "log: {}",
+                        v.get("error")
+                            .or_else(|| v.get("msg"))
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                    )
+                }
+                _ => line.to_string(),
+            };
+            if !out.contains(&kept) {
+                out.push(kept);
+            }
+        }
+        out
+    }
+
+    fn record(
+        &mut self,
+        step: &str,
+        args: &[String],
+        stdin: Option<&str>,
+        out: &Output,
+        killed: bool,
+        norm: Norm,
+    ) {
+        let mut command = self.text(&format!("etcdctl {}", args.join(" ")));
+        if let Some(input) = stdin {
+            command.push_str(&format!(" <<< {input:?}"));
+        }
+        let stdout = self.normalise_stdout(&out.stdout, norm);
+        let outcome = Outcome {
+            step: step.to_string(),
+            command,
+            status: if killed {
+                "killed".to_string()
+            } else {
+                out.status.to_string()
+            },
+            stdout,
+            stderr: self.normalise_stderr(&out.stderr),
+        };
+        self.outcomes.push(outcome);
+    }
+
+    fn step_with_stdin(
+        &mut self,
+        step: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+        norm: Norm,
+    ) -> Result<Output> {
+        let args: Vec<String> = args.iter().map(|a| self.expand(a)).collect::<Result<_>>()?;
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = etcdctl::etcdctl(&self.cluster.endpoints(), &arg_refs, stdin)?;
+        self.record(step, &args, stdin, &out, false, norm);
+        Ok(out)
+    }
+
+    fn step(&mut self, step: &str, args: &[&str], norm: Norm) -> Result<Output> {
+        self.step_with_stdin(step, args, None, norm)
+    }
+
+    fn txn(&mut self, step: &str, script: &str, json_out: bool) -> Result<Output> {
+        let (args, norm): (&[&str], _) = if json_out {
+            (&["txn", "-w", "json"], Norm::Json)
+        } else {
+            (&["txn"], Norm::Lines)
+        };
+        self.step_with_stdin(step, args, Some(script), norm)
+    }
+
+    /// `lease grant`, remembering the new lease as the next LEASEn before normalising.
+    fn grant(&mut self, step: &str, ttl: &str, json_out: bool) -> Result<()> {
+        let mut args = vec!["lease".to_string(), "grant".to_string(), ttl.to_string()];
+        if json_out {
+            args.extend(["-w".to_string(), "json".to_string()]);
+        }
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = etcdctl::etcdctl(&self.cluster.endpoints(), &arg_refs, None)?;
+        let id = if json_out {
+            serde_json::from_str::<Value>(&out.stdout)
+                .ok()
+                .and_then(|v| v.get("ID").and_then(Value::as_i64))
+        } else {
+            // "lease 694d7a1f4b2b3c0a granted with TTL(600s)"
+            out.stdout
+                .split_whitespace()
+                .nth(1)
+                .and_then(|hex| i64::from_str_radix(hex, 16).ok())
+        };
+        if let Some(id) = id {
+            self.leases.push(id);
+        }
+        self.record(
+            step,
+            &args,
+            None,
+            &out,
+            false,
+            if json_out { Norm::Json } else { Norm::Lines },
+        );
+        Ok(())
+    }
+
+    /// Records the current revision under `name` (via a compared `get -w json`).
+    fn mark(&mut self, name: &'static str) -> Result<()> {
+        let out = self.step(
+            &format!("revision mark {name}"),
+            &["get", "__ready", "-w", "json"],
+            Norm::Json,
+        )?;
+        let rev = serde_json::from_str::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v.pointer("/header/revision").and_then(Value::as_i64))
+            .with_context(|| format!("no header.revision in {out:?}"))?;
+        self.marks.insert(name, rev);
+        Ok(())
+    }
+
+    /// Runs a watch for `limit`; if `during` is given, those etcdctl commands run (not recorded
+    /// as steps of their own) once the watch had time to catch up on history.
+    fn watch(
+        &mut self,
+        step: &str,
+        args: &[&str],
+        during: &[&[&str]],
+        limit: Duration,
+        norm: Norm,
+    ) -> Result<()> {
+        let args: Vec<String> = args.iter().map(|a| self.expand(a)).collect::<Result<_>>()?;
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let running = etcdctl::spawn(&self.cluster.endpoints(), &arg_refs)?;
+        let started = std::time::Instant::now();
+        if !during.is_empty() {
+            std::thread::sleep(limit / 2);
+            for cmd in during {
+                let out = etcdctl::etcdctl(&self.cluster.endpoints(), cmd, None)?;
+                if out.status != 0 {
+                    bail!("{step}: side command {cmd:?} failed: {out:?}");
+                }
+            }
+        }
+        let (out, killed) = running.finish_within(limit.saturating_sub(started.elapsed()))?;
+        self.record(step, &args, None, &out, killed, norm);
+        Ok(())
+    }
+
+    /// Header IDs are replaced by placeholders; this step checks what they replaced: one cluster
+    /// ID throughout, and every member ID in a header is a listed member.
+    fn header_consistency(&mut self) {
+        let stdout = json!({
+            "distinct cluster ids in headers": self.cluster_ids.len(),
+            "listed members": self.listed_member_ids.len(),
+            "header member ids all listed": self.header_member_ids.is_subset(&self.listed_member_ids),
+            "header member ids never zero": !self.header_member_ids.contains(&0),
+        });
+        self.outcomes.push(Outcome {
+            step: "header IDs are consistent".into(),
+            command: "(derived from all JSON headers above)".into(),
+            status: "0".into(),
+            stdout,
+            stderr: Vec::new(),
+        });
+    }
+}
+
+/// The script. Every cluster starts at the same revision (the harness's readiness check writes
+/// `__ready` once per member), so revisions in the outputs must match exactly.
+fn run_script(cluster: &Cluster) -> Result<Vec<Outcome>> {
+    use Norm::*;
+    let mut r = Run::new(cluster);
+    r.mark("start")?;
+
+    // --- put / get ---
+    r.step("put new key", &["put", "k/a", "1"], Lines)?;
+    r.step(
+        "put new key, json",
+        &["put", "k/b", "22", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "put new key with --prev-kv",
+        &["put", "k/c", "3", "--prev-kv"],
+        Lines,
+    )?;
+    r.step(
+        "overwrite with --prev-kv",
+        &["put", "k/a", "4", "--prev-kv"],
+        Lines,
+    )?;
+    r.step(
+        "overwrite with --prev-kv, json",
+        &["put", "k/a", "5", "--prev-kv", "-w", "json"],
+        Json,
+    )?;
+    r.step("put outside the prefix", &["put", "other", "x"], Lines)?;
+    r.step("get --prefix", &["get", "k/", "--prefix"], Lines)?;
+    r.step(
+        "get --prefix, json",
+        &["get", "k/", "--prefix", "-w", "json"],
+        Json,
+    )?;
+    r.step("get single key, json", &["get", "k/a", "-w", "json"], Json)?;
+    r.step("get missing key", &["get", "nope"], Lines)?;
+    r.step(
+        "get missing key, json",
+        &["get", "nope", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "get range [k/a, k/c), json",
+        &["get", "k/a", "k/c", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "get --prefix --rev=first write",
+        &["get", "k/", "--prefix", "--rev={NEXT:start}"],
+        Lines,
+    )?;
+    r.step(
+        "get --prefix --rev=first write, json",
+        &["get", "k/", "--prefix", "--rev={NEXT:start}", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "get --prefix --rev=start, json (before any k/ key)",
+        &["get", "k/", "--prefix", "--rev={REV:start}", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "get --prefix --limit=2, json",
+        &["get", "k/", "--prefix", "--limit=2", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "get --prefix --limit=2",
+        &["get", "k/", "--prefix", "--limit=2"],
+        Lines,
+    )?;
+    r.step(
+        "get --prefix --keys-only",
+        &["get", "k/", "--prefix", "--keys-only"],
+        Lines,
+    )?;
+    r.step(
+        "get --prefix --keys-only, json",
+        &["get", "k/", "--prefix", "--keys-only", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "get --prefix --print-value-only",
+        &["get", "k/", "--prefix", "--print-value-only"],
+        Lines,
+    )?;
+    r.step(
+        "get --from-key k/b, json",
+        &["get", "k/b", "--from-key", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "get --from-key '' --keys-only (everything)",
+        &["get", "", "--from-key", "--keys-only"],
+        Lines,
+    )?;
+    r.step(
+        "get --from-key --limit=2, json",
+        &["get", "k/", "--from-key", "--limit=2", "-w", "json"],
+        Json,
+    )?;
+
+    // --- sorting: every sort key gives a distinct order over s/a..s/e ---
+    // create order c a e b d; final versions a5 d4 b3 e2 c1; mod order c a d b e;
+    // values a=q b=d c=w d=a e=m.
+    for (k, v) in [
+        ("s/c", "w"),
+        ("s/a", "q0"),
+        ("s/e", "m0"),
+        ("s/b", "d0"),
+        ("s/d", "a0"),
+    ] {
+        r.step(&format!("sort data: create {k}"), &["put", k, v], Lines)?;
+    }
+    r.mark("sort created")?;
+    for (k, v) in [
+        ("s/a", "q1"),
+        ("s/a", "q2"),
+        ("s/a", "q3"),
+        ("s/a", "q"),
+        ("s/d", "a1"),
+        ("s/d", "a2"),
+        ("s/d", "a"),
+        ("s/b", "d1"),
+        ("s/b", "d"),
+        ("s/e", "m"),
+    ] {
+        r.step(&format!("sort data: update {k}={v}"), &["put", k, v], Lines)?;
+    }
+    for target in ["KEY", "VERSION", "CREATE", "MODIFY", "VALUE"] {
+        for order in ["ASCEND", "DESCEND"] {
+            let sort = format!("--sort-by={target}");
+            let ord = format!("--order={order}");
+            r.step(
+                &format!("get --sort-by={target} --order={order}, json"),
+                &["get", "s/", "--prefix", &sort, &ord, "-w", "json"],
+                Json,
+            )?;
+        }
+    }
+    r.step(
+        "get --sort-by=VALUE --order=DESCEND",
+        &[
+            "get",
+            "s/",
+            "--prefix",
+            "--sort-by=VALUE",
+            "--order=DESCEND",
+        ],
+        Lines,
+    )?;
+    r.step(
+        "get --sort-by=MODIFY --order=DESCEND --limit=2, json",
+        &[
+            "get",
+            "s/",
+            "--prefix",
+            "--sort-by=MODIFY",
+            "--order=DESCEND",
+            "--limit=2",
+            "-w",
+            "json",
+        ],
+        Json,
+    )?;
+    r.step(
+        "get --order=DESCEND without --sort-by",
+        &["get", "s/", "--prefix", "--order=DESCEND", "--keys-only"],
+        Lines,
+    )?;
+    r.step(
+        "get --sort-by=CREATE --order=DESCEND --keys-only --rev=before updates",
+        &[
+            "get",
+            "s/",
+            "--prefix",
+            "--sort-by=CREATE",
+            "--order=DESCEND",
+            "--keys-only",
+            "--rev={REV:sort created}",
+        ],
+        Lines,
+    )?;
+    r.mark("after sort")?;
+
+    // --- delete ---
+    r.step("del --prev-kv", &["del", "k/b", "--prev-kv"], Lines)?;
+    r.step(
+        "del --prev-kv of a deleted key, json",
+        &["del", "k/b", "--prev-kv", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "del --prev-kv, json",
+        &["del", "other", "--prev-kv", "-w", "json"],
+        Json,
+    )?;
+    r.step("del missing key", &["del", "nope"], Lines)?;
+    for k in ["d/1", "d/2", "d/3"] {
+        r.step(&format!("del data: {k}"), &["put", k, "x"], Lines)?;
+    }
+    r.step("del --prefix", &["del", "d/", "--prefix"], Lines)?;
+    for k in ["d/x", "d/y"] {
+        r.step(&format!("del data: {k}"), &["put", k, "y"], Lines)?;
+    }
+    r.step(
+        "del --prefix --prev-kv, json",
+        &["del", "d/", "--prefix", "--prev-kv", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "get --prefix after deletes, json",
+        &["get", "d/", "--prefix", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "get recreated key's history: --rev before delete",
+        &["get", "d/", "--prefix", "--rev={REV:after sort}"],
+        Lines,
+    )?;
+
+    // --- txn from stdin: compares, blank line, success ops, blank line, failure ops, blank line ---
+    r.txn(
+        "txn mod > 0 takes the success branch",
+        "mod(\"k/a\") > \"0\"\n\nput k/a v2\n\nput k/a v3\n\n",
+        false,
+    )?;
+    r.txn(
+        "txn mod = 0 takes the failure branch, json",
+        "mod(\"k/a\") = \"0\"\n\nput t/x 1\n\nput t/x 2\nget k/a\n\n",
+        true,
+    )?;
+    r.txn(
+        "txn several compares, get/del/put in success, json",
+        "value(\"k/a\") = \"v2\"\nversion(\"k/a\") = \"4\"\ncreate(\"k/a\") > \"0\"\n\nget k/a\ndel k/c --prev-kv\nput t/y 1\n\nput k/a nope\n\n",
+        true,
+    )?;
+    r.txn(
+        "txn create = 0, get --prefix inside",
+        "create(\"t/a\") = \"0\"\n\nput t/a 1\nput t/b 2\nget t/ --prefix --keys-only\n\ndel t/ --prefix\n\n",
+        false,
+    )?;
+    r.txn(
+        "txn create = 0 now false, del --prefix in failure, json",
+        "create(\"t/a\") = \"0\"\n\nput t/a 1\n\nget t/ --prefix\ndel t/ --prefix\n\n",
+        true,
+    )?;
+    r.txn(
+        "txn without compares, json",
+        "\nput t/z 1\nget t/z\n\n\n",
+        true,
+    )?;
+    r.txn(
+        "txn failed compare with empty failure branch, json",
+        "value(\"t/z\") != \"1\"\n\nput t/z 2\n\n\n",
+        true,
+    )?;
+    r.txn(
+        "txn value < compare",
+        "value(\"t/z\") < \"2\"\n\nput t/z 3\n\n\n",
+        false,
+    )?;
+    r.txn(
+        "txn with a malformed compare",
+        "bogus\n\nput t/z 4\n\n\n",
+        false,
+    )?;
+    r.step(
+        "get after txns, json",
+        &["get", "", "--from-key", "-w", "json"],
+        Json,
+    )?;
+
+    // --- leases ---
+    r.grant("lease grant", "600", false)?;
+    r.grant("lease grant, json", "300", true)?;
+    r.step(
+        "put with LEASE1",
+        &["put", "l/1", "v", "--lease={LEASE1}"],
+        Lines,
+    )?;
+    r.step(
+        "put another with LEASE1",
+        &["put", "l/2", "v", "--lease={LEASE1}"],
+        Lines,
+    )?;
+    r.step(
+        "put with LEASE2, json",
+        &["put", "l/3", "v", "--lease={LEASE2}", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "get leased keys, json",
+        &["get", "l/", "--prefix", "-w", "json"],
+        Json,
+    )?;
+    r.step("lease list", &["lease", "list"], SortedLines)?;
+    r.step("lease list, json", &["lease", "list", "-w", "json"], Json)?;
+    r.step(
+        "lease keep-alive --once",
+        &["lease", "keep-alive", "--once", "{LEASE1}"],
+        Lines,
+    )?;
+    r.step(
+        "lease keep-alive --once, json",
+        &["lease", "keep-alive", "--once", "{LEASE2}", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "lease timetolive --keys",
+        &["lease", "timetolive", "{LEASE1}", "--keys"],
+        Lines,
+    )?;
+    r.step(
+        "lease timetolive --keys, json",
+        &["lease", "timetolive", "{LEASE1}", "--keys", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "lease timetolive without --keys, json",
+        &["lease", "timetolive", "{LEASE2}", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "lease revoke deletes the attached keys",
+        &["lease", "revoke", "{LEASE1}"],
+        Lines,
+    )?;
+    r.step(
+        "get leased keys after revoke, json",
+        &["get", "l/", "--prefix", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "lease revoke of a revoked lease",
+        &["lease", "revoke", "{LEASE1}"],
+        Lines,
+    )?;
+    r.step(
+        "lease timetolive of a revoked lease",
+        &["lease", "timetolive", "{LEASE1}", "--keys"],
+        Lines,
+    )?;
+    r.step(
+        "lease timetolive of a revoked lease, json",
+        &["lease", "timetolive", "{LEASE1}", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "lease keep-alive --once of a revoked lease",
+        &["lease", "keep-alive", "--once", "{LEASE1}"],
+        Lines,
+    )?;
+    r.step(
+        "lease timetolive of a never-granted lease",
+        &["lease", "timetolive", "1234"],
+        Lines,
+    )?;
+    r.step(
+        "put with a never-granted lease",
+        &["put", "l/x", "v", "--lease=1234"],
+        Lines,
+    )?;
+    r.step(
+        "lease revoke, json",
+        &["lease", "revoke", "{LEASE2}", "-w", "json"],
+        Json,
+    )?;
+    r.step("lease list after revokes", &["lease", "list"], SortedLines)?;
+
+    // --- watch: catch up on history from a revision, then a live event ---
+    r.watch(
+        "watch --prefix --rev --prev-kv, json, history then a live put",
+        &[
+            "watch",
+            "--prefix",
+            "--rev={NEXT:start}",
+            "--prev-kv",
+            "k/",
+            "-w",
+            "json",
+        ],
+        &[&["put", "k/live", "now"]],
+        Duration::from_secs(4),
+        WatchJson,
+    )?;
+    r.watch(
+        "watch --prefix --rev --prev-kv (simple output)",
+        &["watch", "--prefix", "--rev={NEXT:start}", "--prev-kv", "k/"],
+        &[],
+        Duration::from_secs(2),
+        Lines,
+    )?;
+    r.watch(
+        "watch everything from the first write, json (leases, txns, deletes)",
+        &["watch", "--prefix", "--rev={NEXT:start}", "", "-w", "json"],
+        &[],
+        Duration::from_secs(2),
+        WatchJson,
+    )?;
+    r.watch(
+        "watch a single key from a revision",
+        &["watch", "--rev={NEXT:start}", "--prev-kv", "k/a"],
+        &[],
+        Duration::from_secs(2),
+        Lines,
+    )?;
+
+    // --- compaction ---
+    r.mark("before compaction")?;
+    r.step("compaction", &["compaction", "{REV:after sort}"], Lines)?;
+    r.step(
+        "get at the compaction revision still works, json",
+        &[
+            "get",
+            "s/",
+            "--prefix",
+            "--rev={REV:after sort}",
+            "-w",
+            "json",
+        ],
+        Json,
+    )?;
+    r.step(
+        "get at a compacted revision fails",
+        &["get", "k/", "--prefix", "--rev={NEXT:start}"],
+        Lines,
+    )?;
+    r.step(
+        "get at a compacted revision fails, json",
+        &["get", "k/a", "--rev={REV:start}", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "get at a future revision fails",
+        &["get", "k/a", "--rev=100000"],
+        Lines,
+    )?;
+    r.step(
+        "compaction at the compacted revision fails",
+        &["compaction", "{REV:after sort}"],
+        Lines,
+    )?;
+    r.step(
+        "compaction below the compacted revision fails",
+        &["compaction", "{NEXT:start}"],
+        Lines,
+    )?;
+    r.step(
+        "compaction at a future revision fails",
+        &["compaction", "100000"],
+        Lines,
+    )?;
+    r.watch(
+        "watch from a compacted revision is canceled, json",
+        &[
+            "watch",
+            "--prefix",
+            "--rev={NEXT:start}",
+            "k/",
+            "-w",
+            "json",
+        ],
+        &[],
+        Duration::from_secs(5),
+        WatchJson,
+    )?;
+    r.watch(
+        "watch from a compacted revision is canceled",
+        &["watch", "--rev={NEXT:start}", "k/a"],
+        &[],
+        Duration::from_secs(5),
+        Lines,
+    )?;
+    r.step(
+        "compaction --physical",
+        &["compaction", "--physical", "{REV:before compaction}"],
+        Lines,
+    )?;
+    r.step(
+        "get after physical compaction, json",
+        &["get", "", "--from-key", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "get at the new compacted revision",
+        &["get", "k/a", "--rev={REV:before compaction}", "-w", "json"],
+        Json,
+    )?;
+    r.step(
+        "get below the new compacted revision fails",
+        &["get", "k/a", "--rev={REV:after sort}"],
+        Lines,
+    )?;
+
+    // --- cluster ---
+    r.step("member list", &["member", "list"], MemberList)?;
+    r.step(
+        "member list, json",
+        &["member", "list", "-w", "json"],
+        MemberListJson,
+    )?;
+    r.step("endpoint status", &["endpoint", "status"], EndpointStatus)?;
+    r.step(
+        "endpoint status, json",
+        &["endpoint", "status", "-w", "json"],
+        EndpointStatusJson,
+    )?;
+    r.step(
+        "endpoint status --cluster, json",
+        &["endpoint", "status", "--cluster", "-w", "json"],
+        EndpointStatusJson,
+    )?;
+    r.step("endpoint health", &["endpoint", "health"], EndpointHealth)?;
+    r.step(
+        "endpoint health, json",
+        &["endpoint", "health", "-w", "json"],
+        EndpointHealthJson,
+    )?;
+    r.step(
+        "endpoint health --cluster, json",
+        &["endpoint", "health", "--cluster", "-w", "json"],
+        EndpointHealthJson,
+    )?;
+    r.header_consistency();
+    Ok(r.outcomes)
+}
+
+fn outcome<'o>(outcomes: &'o [Outcome], step: &str) -> &'o Outcome {
+    outcomes
+        .iter()
+        .find(|o| o.step == step)
+        .unwrap_or_else(|| panic!("script has no step {step:?}"))
+}
+
+/// The control must show the behaviour the script is meant to exercise; otherwise an equal
+/// result on keel would prove little.
+fn check_control(etcd: &[Outcome]) {
+    let start = outcome(etcd, "revision mark start");
+    assert_eq!(
+        start.stdout.pointer("/header/revision"),
+        Some(&json!(4)),
+        "three readiness puts after revision 1"
+    );
+    let ok = |step: &str| {
+        let o = outcome(etcd, step);
+        assert_eq!(o.status, "0", "control step {step:?} failed: {o:#?}");
+        o
+    };
+    let failed = |step: &str, text: &str| {
+        let o = outcome(etcd, step);
+        assert_ne!(o.status, "0", "control step {step:?} should fail: {o:#?}");
+        assert!(
+            o.stderr.iter().any(|l| l.contains(text)),
+            "control step {step:?} should say {text:?}: {o:#?}"
+        );
+    };
+    let keys = |o: &Outcome| -> Vec<String> {
+        o.stdout["kvs"]
+            .as_array()
+            .map(|kvs| {
+                kvs.iter()
+                    .map(|kv| kv["key"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // base64 of s/a .. s/e
+    let (a, b, c, d, e) = ("cy9h", "cy9i", "cy9j", "cy9k", "cy9l");
+    assert_eq!(
+        keys(ok("get --sort-by=VERSION --order=ASCEND, json")),
+        [c, e, b, d, a]
+    );
+    assert_eq!(
+        keys(ok("get --sort-by=CREATE --order=DESCEND, json")),
+        [d, b, e, a, c]
+    );
+    assert_eq!(
+        keys(ok("get --sort-by=MODIFY --order=ASCEND, json")),
+        [c, a, d, b, e]
+    );
+    assert_eq!(
+        keys(ok("get --sort-by=VALUE --order=ASCEND, json")),
+        [d, b, e, a, c]
+    );
+    assert_eq!(
+        keys(ok("get --sort-by=KEY --order=DESCEND, json")),
+        [e, d, c, b, a]
+    );
+    assert_eq!(
+        ok("get --prefix --limit=2, json").stdout["more"],
+        json!(true)
+    );
+    assert_eq!(
+        ok("txn mod > 0 takes the success branch").stdout[0],
+        json!("SUCCESS")
+    );
+    assert_eq!(
+        ok("txn mod = 0 takes the failure branch, json").stdout["succeeded"],
+        json!(null)
+    );
+    assert!(ok("lease timetolive --keys").stdout[0]
+        .as_str()
+        .is_some_and(|l| l.contains("remaining(<ttl>s)")));
+    assert!(ok("lease list").stdout.to_string().contains("LEASE2"));
+    let watched = ok_or_killed(
+        etcd,
+        "watch --prefix --rev --prev-kv, json, history then a live put",
+    );
+    let events = watched.stdout["events"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
+    assert!(
+        events >= 8,
+        "watch should replay history and see the live put: {watched:#?}"
+    );
+    assert!(
+        watched.stdout.to_string().contains("prev_kv"),
+        "watch --prev-kv shows previous values: {watched:#?}"
+    );
+    failed(
+        "get at a compacted revision fails",
+        "required revision has been compacted",
+    );
+    failed(
+        "get at a future revision fails",
+        "required revision is a future revision",
+    );
+    failed(
+        "lease revoke of a revoked lease",
+        "requested lease not found",
+    );
+    let canceled = outcome(etcd, "watch from a compacted revision is canceled, json");
+    assert_ne!(
+        canceled.status, "killed",
+        "etcdctl exits when the watch is canceled: {canceled:#?}"
+    );
+    assert_eq!(
+        ok("member list, json").stdout["members"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+    let health = ok("endpoint health, json");
+    assert!(
+        health
+            .stdout
+            .as_array()
+            .is_some_and(|h| h.len() == 3 && h.iter().all(|e| e["health"] == json!(true))),
+        "{health:#?}"
+    );
+    let status = ok("endpoint status, json");
+    assert!(
+        status
+            .stdout
+            .to_string()
+            .contains("<leader, same on all, one of them>"),
+        "{status:#?}"
+    );
+    let consistency = ok("header IDs are consistent");
+    assert_eq!(
+        consistency.stdout,
+        json!({
+            "distinct cluster ids in headers": 1,
+            "listed members": 3,
+            "header member ids all listed": true,
+            "header member ids never zero": true,
+        })
+    );
+}
+
+fn ok_or_killed<'o>(outcomes: &'o [Outcome], step: &str) -> &'o Outcome {
+    let o = outcome(outcomes, step);
+    assert!(
+        o.status == "0" || o.status == "killed",
+        "control step {step:?} failed: {o:#?}"
+    );
+    o
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+/// Every step where keel differs from etcd, with both outputs.
+fn differences(etcd: &[Outcome], keel: &[Outcome]) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for (i, e) in etcd.iter().enumerate() {
+        let Some(k) = keel.get(i) else {
+            diffs.push(format!(
+                "step {i} {:?}: keel's run stopped before it",
+                e.step
+            ));
+            continue;
+        };
+        assert_eq!(e.step, k.step, "both runs execute the same script");
+        if e == k {
+            continue;
+        }
+        let mut msg = format!("step {i} {:?}: {}\n", e.step, e.command);
+        if e.status != k.status {
+            msg.push_str(&format!(
+                "  exit status: etcd {} vs keel {}\n",
+                e.status, k.status
+            ));
+        }
+        if e.stdout != k.stdout {
+            msg.push_str(&format!(
+                "  stdout (etcd):\n{}\n  stdout (keel):\n{}\n",
+                pretty(&e.stdout),
+                pretty(&k.stdout)
+            ));
+        }
+        if e.stderr != k.stderr {
+            msg.push_str(&format!(
+                "  stderr (etcd): {:#?}\n  stderr (keel): {:#?}\n",
+                e.stderr, k.stderr
+            ));
+        }
+        diffs.push(msg);
+    }
+    for k in keel.iter().skip(etcd.len()) {
+        diffs.push(format!("step {:?} only ran on keel", k.step));
+    }
+    diffs
+}
+
+async fn run_on(flavor: Flavor) -> Result<Vec<Outcome>> {
+    let cluster = Cluster::start(flavor, 3).await?;
+    let outcomes = tokio::task::block_in_place(|| run_script(&cluster))
+        .with_context(|| format!("{flavor:?} run"))?;
+    drop(cluster);
+    Ok(outcomes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_script_gives_the_same_results_on_keel_as_on_etcd() -> Result<()> {
+    let etcd = run_on(Flavor::Etcd).await?;
+    check_control(&etcd);
+    let keel = run_on(Flavor::Keel).await?;
+    let diffs = differences(&etcd, &keel);
+    assert!(
+        diffs.is_empty(),
+        "keel differs from etcd in {} of {} etcdctl steps:\n\n{}",
+        diffs.len(),
+        etcd.len(),
+        diffs.join("\n")
+    );
+    Ok(())
+}
