@@ -43,7 +43,7 @@ impl NodeConfig {
             initial_cluster_state: ClusterState::New,
             initial_cluster_token: "keel-cluster".to_string(),
             heartbeat_ms: 100,
-            election_timeout_ms: 1000,
+            election_timeout_ms: 500,
         }
     }
 
@@ -103,6 +103,7 @@ mod tests {
     #[test]
     fn min_lease_ttl_follows_the_election_timeout() {
         let mut c = NodeConfig::single("a", "/tmp/x".into());
+        c.election_timeout_ms = 1000;
         assert_eq!(c.min_lease_ttl(), 2);
         c.election_timeout_ms = 5000;
         assert_eq!(c.min_lease_ttl(), 8);

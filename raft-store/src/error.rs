@@ -20,8 +20,6 @@ pub enum StoreError {
     DuplicateKey,
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
-    #[error("etcdserver: invalid sort option")]
-    InvalidSortOption,
     #[error("etcdserver: no leader")]
     NoLeader,
     /// The proposal may or may not have been committed: the leader changed or became unreachable

@@ -130,12 +130,6 @@ impl Node {
                 tracing::info!(error = %e, "raft initialize skipped");
             }
         }
-        // Serve nothing until the state machine has caught up with what it had applied before a
-        // restart; otherwise a read could go back in time.
-        raft.wait_for_recovery(Some(Duration::from_secs(30)))
-            .await
-            .map_err(|e| StartError::Raft(format!("recovery: {e}")))?;
-
         Ok(Arc::new(Node {
             id,
             cluster_id: cid,
@@ -146,6 +140,17 @@ impl Node {
             peers: Mutex::new(HashMap::new()),
             config,
         }))
+    }
+
+    /// Waits until the state machine has caught up with what the cluster had committed before a
+    /// restart. Clients must not be served before: a read could go back in time. Needs a quorum
+    /// (the commit point is the cluster's), so the peer transport must already be serving.
+    pub async fn wait_for_recovery(&self) -> Result<(), StartError> {
+        self.raft
+            .wait_for_recovery(None)
+            .await
+            .map(|_| ())
+            .map_err(|e| StartError::Raft(format!("recovery: {e}")))
     }
 
     pub fn raft(&self) -> &Raft {

@@ -130,16 +130,7 @@ async fn run_script(
             .await
             .map(|_| ()),
     );
-    record(
-        "range with invalid sort order",
-        kv.range(RangeRequest {
-            key: b"k0".to_vec(),
-            sort_order: 9,
-            ..Default::default()
-        })
-        .await
-        .map(|_| ()),
-    );
+
     Ok(out)
 }
 

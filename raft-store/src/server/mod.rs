@@ -95,6 +95,12 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
                 .await
         }));
     }
+    // The peer transport serves first: recovery needs the cluster's commit point.
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        recovered = node.wait_for_recovery() => recovered?,
+    }
+    tracing::info!("state machine recovered; serving clients");
     let max = MAX_REQUEST_BYTES + GRPC_OVERHEAD;
     for listener in client_listeners {
         let router = tonic::transport::Server::builder()

@@ -22,8 +22,7 @@ pub fn to_status(err: StoreError) -> Status {
         | StoreError::LeaseProvided
         | StoreError::TooManyOps
         | StoreError::DuplicateKey
-        | StoreError::RequestTooLarge
-        | StoreError::InvalidSortOption => Code::InvalidArgument,
+        | StoreError::RequestTooLarge => Code::InvalidArgument,
         StoreError::NoLeader
         | StoreError::OutcomeUnknown
         | StoreError::Timeout

@@ -137,9 +137,10 @@ impl StoreState {
             .map_err(corrupt("members"))?
             .unwrap_or_default();
         let last_applied: Option<LogId> = meta(KEY_LAST_APPLIED)?
-            .map(|b| codec::decode(&b))
+            .map(|b| codec::decode::<Option<LogId>>(&b))
             .transpose()
-            .map_err(corrupt("last applied"))?;
+            .map_err(corrupt("last applied"))?
+            .flatten();
         let membership: StoredMembership = meta(KEY_MEMBERSHIP)?
             .map(|b| codec::decode(&b))
             .transpose()
