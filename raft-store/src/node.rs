@@ -93,7 +93,9 @@ impl Node {
             cluster_name: config.initial_cluster_token.clone(),
             heartbeat_interval: config.heartbeat_ms,
             election_timeout_min: config.election_timeout_ms,
-            election_timeout_max: config.election_timeout_ms * 2,
+            // openraft refuses votes for election_timeout_max after the last heartbeat (the
+            // leader lease): a narrow range keeps failover close to one election timeout.
+            election_timeout_max: config.election_timeout_ms * 3 / 2,
             install_snapshot_timeout: 60_000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
             max_in_snapshot_log_to_keep: 5_000,
