@@ -6,4 +6,5 @@ bash scripts/install-deps.sh
 # Always the same cargo invocation (tests and binaries in one debug build): a different feature
 # resolution would compile RocksDB a second time.
 cargo test --workspace --no-run
-cargo test --workspace -- --test-threads=2
+# One test at a time: the end-to-end tests run clusters of real processes on 2 cores.
+cargo test --workspace -- --test-threads=1

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs `keel bench` against a 3-member keel cluster and a 3-member etcd cluster on loopback, in one
+# run, and prints one result row per (target, workload). Usage: scripts/bench.sh [total-ops]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+total="${1:-20000}"
+target_dir="${CARGO_TARGET_DIR:-target}"
+keel="$target_dir/debug/keel"
+[ -x "$keel" ] || cargo test --workspace --no-run
+work="$(mktemp -d)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+start_cluster() { # flavor base-port
+  local flavor="$1" base="$2" cluster="" i
+  for i in 0 1 2; do cluster+="m$i=http://127.0.0.1:$((base + 10 * i + 1)),"; done
+  for i in 0 1 2; do
+    local bin=(etcd)
+    [ "$flavor" = keel ] && bin=("$keel" server)
+    "${bin[@]}" --name "m$i" --data-dir "$work/$flavor-m$i" \
+      --listen-client-urls "http://127.0.0.1:$((base + 10 * i))" --advertise-client-urls "http://127.0.0.1:$((base + 10 * i))" \
+      --listen-peer-urls "http://127.0.0.1:$((base + 10 * i + 1))" --initial-advertise-peer-urls "http://127.0.0.1:$((base + 10 * i + 1))" \
+      --initial-cluster "${cluster%,}" --initial-cluster-state new --initial-cluster-token "bench-$flavor" \
+      >"$work/$flavor-m$i.log" 2>&1 &
+    pids+=($!)
+  done
+  eps="http://127.0.0.1:$base,http://127.0.0.1:$((base + 10)),http://127.0.0.1:$((base + 20))"
+  for _ in $(seq 150); do
+    ETCDCTL_API=3 etcdctl --endpoints="${eps//http:\/\//}" --command-timeout=2s put __bench_ready 1 >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "$flavor cluster did not start; logs:" >&2
+  tail -n 20 "$work/$flavor"-m*.log >&2
+  return 1
+}
+
+start_cluster etcd 41000
+etcd_eps="$eps"
+start_cluster keel 42000
+keel_eps="$eps"
+for workload in put get-linearizable get-serializable txn-cas; do
+  for target in etcd keel; do
+    eps="$etcd_eps"; [ "$target" = keel ] && eps="$keel_eps"
+    "$keel" bench --workload "$workload" --endpoints "$eps" --clients 64 --total "$total" --val-size 256 --label "$target"
+  done
+done
+for target in etcd keel; do
+  eps="$etcd_eps"; [ "$target" = keel ] && eps="$keel_eps"
+  "$keel" bench --workload put --endpoints "$eps" --clients 1 --conns 1 --total 2000 --val-size 256 --label "$target-1client"
+  "$keel" bench --workload watch-latency --endpoints "$eps" --total 2000 --label "$target"
+done
