@@ -102,7 +102,7 @@ impl Running {
             std::thread::sleep(std::time::Duration::from_millis(20));
         };
         self.done = true;
-        let mut join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
+        let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
             h.context("output already taken")?
                 .join()
                 .map_err(|_| anyhow::anyhow!("etcdctl pipe reader panicked"))

@@ -86,16 +86,29 @@ impl Kv for KvService {
     }
 }
 
-/// etcd sets the same header on a txn and on every response nested inside it.
+/// etcd sets the full header on the txn and only the revision on each response nested in it.
 fn fill_txn_headers(resp: &mut TxnResponse, header: &keel_proto::etcdserverpb::ResponseHeader) {
-    use keel_proto::etcdserverpb::response_op::Response as R;
     resp.header = Some(header.clone());
+    fill_nested(resp, header.revision);
+}
+
+fn fill_nested(resp: &mut TxnResponse, revision: i64) {
+    use keel_proto::etcdserverpb::response_op::Response as R;
+    let inner = || {
+        Some(keel_proto::etcdserverpb::ResponseHeader {
+            revision,
+            ..Default::default()
+        })
+    };
     for op in &mut resp.responses {
         match &mut op.response {
-            Some(R::ResponseRange(r)) => r.header = Some(header.clone()),
-            Some(R::ResponsePut(r)) => r.header = Some(header.clone()),
-            Some(R::ResponseDeleteRange(r)) => r.header = Some(header.clone()),
-            Some(R::ResponseTxn(t)) => fill_txn_headers(t, header),
+            Some(R::ResponseRange(r)) => r.header = inner(),
+            Some(R::ResponsePut(r)) => r.header = inner(),
+            Some(R::ResponseDeleteRange(r)) => r.header = inner(),
+            Some(R::ResponseTxn(t)) => {
+                t.header = inner();
+                fill_nested(t, revision);
+            }
             None => {}
         }
     }

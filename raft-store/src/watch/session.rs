@@ -193,13 +193,8 @@ impl Session {
         watcher.next_rev = to + 1;
         for chunk in events.chunks(HISTORY_CHUNK) {
             let chunk = self.with_prev(watcher, chunk.to_vec());
-            let revision = chunk
-                .last()
-                .and_then(|e| e.kv.as_ref())
-                .map(|kv| kv.mod_revision)
-                .unwrap_or(to);
             self.send(WatchResponse {
-                header: Some(self.node.header(revision)),
+                header: self.header(),
                 watch_id: watcher.id,
                 events: chunk,
                 ..Default::default()
@@ -273,7 +268,7 @@ impl Session {
         }
         let events = self.with_prev(watcher, events);
         self.send(WatchResponse {
-            header: Some(self.node.header(batch.revision)),
+            header: self.header(),
             watch_id: watcher.id,
             events,
             ..Default::default()
