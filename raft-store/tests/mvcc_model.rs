@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use keel_proto::etcdserverpb::{
     compare, request_op, response_op, CompactionRequest, Compare, DeleteRangeRequest,
     DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp,
-    ResponseOp, TxnRequest, TxnResponse,
+    ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use keel_proto::mvccpb::KeyValue;
 use keel_store::mvcc::memory::MemoryBackend;
@@ -17,6 +17,13 @@ use proptest::prelude::*;
 struct Model {
     states: Vec<BTreeMap<Vec<u8>, KeyValue>>,
     compacted: i64,
+}
+
+fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    })
 }
 
 fn in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
@@ -161,23 +168,34 @@ impl Model {
         } else {
             &req.failure
         };
+        // Nested headers carry only a revision, as etcd stamps them: a read sees the request's
+        // revision once it has changed something, a delete that changed nothing reports the
+        // previous one, and a nested txn has an empty header.
+        let at = |changed: bool| header(if changed { rev } else { rev - 1 });
         let mut responses = Vec::new();
         for op in ops {
             let r = match &op.request {
                 Some(request_op::Request::RequestRange(r)) => {
-                    response_op::Response::ResponseRange(self.range_in(state, r))
+                    let mut resp = self.range_in(state, r);
+                    resp.header = at(*changed);
+                    response_op::Response::ResponseRange(resp)
                 }
                 Some(request_op::Request::RequestPut(p)) => {
                     *changed = true;
-                    response_op::Response::ResponsePut(Self::put_in(state, p, rev))
+                    let mut resp = Self::put_in(state, p, rev);
+                    resp.header = at(true);
+                    response_op::Response::ResponsePut(resp)
                 }
                 Some(request_op::Request::RequestDeleteRange(d)) => {
-                    let resp = Self::delete_in(state, d);
+                    let mut resp = Self::delete_in(state, d);
                     *changed |= resp.deleted > 0;
+                    resp.header = at(*changed);
                     response_op::Response::ResponseDeleteRange(resp)
                 }
                 Some(request_op::Request::RequestTxn(t)) => {
-                    response_op::Response::ResponseTxn(self.txn_in(state, t, rev, changed))
+                    let mut resp = self.txn_in(state, t, rev, changed);
+                    resp.header = Some(ResponseHeader::default());
+                    response_op::Response::ResponseTxn(resp)
                 }
                 None => response_op::Response::ResponseRange(RangeResponse::default()),
             };

@@ -1434,7 +1434,6 @@ async fn run_on(flavor: Flavor) -> Result<Vec<Outcome>> {
     Ok(outcomes)
 }
 
-#[ignore = "known differences remain (watch created-response header, endpoint status leader); see the issue note"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_script_gives_the_same_results_on_keel_as_on_etcd() -> Result<()> {
     let etcd = run_on(Flavor::Etcd).await?;

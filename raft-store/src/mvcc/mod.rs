@@ -15,7 +15,7 @@ use keel_proto::etcdserverpb::{
     compare, range_request, request_op, response_op, CompactionRequest, CompactionResponse,
     Compare, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
     LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    RequestOp, ResponseOp, TxnRequest, TxnResponse,
+    RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use keel_proto::mvccpb::{event::EventType, Event, KeyValue};
 use serde::{Deserialize, Serialize};
@@ -542,6 +542,9 @@ impl Mvcc {
         ctx: &mut WriteCtx,
         backend: &mut impl Backend,
     ) -> Result<ResponseOp, MvccError> {
+        // Nested responses carry only a revision in their header, stamped as etcd does: a read
+        // sees the request's revision once it has changed something, a delete that changed
+        // nothing reports the previous one, and a nested txn gets an empty header.
         let response = match &op.request {
             Some(request_op::Request::RequestRange(range)) => {
                 let at = ctx.read_rev();
@@ -549,16 +552,24 @@ impl Mvcc {
                 if req.revision <= 0 {
                     req.revision = at;
                 }
-                response_op::Response::ResponseRange(self.range_at(&req, at, backend)?)
+                let mut resp = self.range_at(&req, at, backend)?;
+                resp.header = revision_header(at);
+                response_op::Response::ResponseRange(resp)
             }
             Some(request_op::Request::RequestPut(put)) => {
-                response_op::Response::ResponsePut(self.put(put, ctx, backend)?)
+                let mut resp = self.put(put, ctx, backend)?;
+                resp.header = revision_header(ctx.main);
+                response_op::Response::ResponsePut(resp)
             }
             Some(request_op::Request::RequestDeleteRange(del)) => {
-                response_op::Response::ResponseDeleteRange(self.delete_range(del, ctx, backend)?)
+                let mut resp = self.delete_range(del, ctx, backend)?;
+                resp.header = revision_header(ctx.read_rev());
+                response_op::Response::ResponseDeleteRange(resp)
             }
             Some(request_op::Request::RequestTxn(txn)) => {
-                response_op::Response::ResponseTxn(self.txn(txn, ctx, backend)?)
+                let mut resp = self.txn(txn, ctx, backend)?;
+                resp.header = Some(ResponseHeader::default());
+                response_op::Response::ResponseTxn(resp)
             }
             None => response_op::Response::ResponseRange(RangeResponse::default()),
         };
@@ -679,6 +690,13 @@ enum RangeEnd<'a> {
     Single,
     To(&'a [u8]),
     Unbounded,
+}
+
+fn revision_header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    })
 }
 
 fn range_end<'a>(_key: &[u8], end: &'a [u8]) -> RangeEnd<'a> {

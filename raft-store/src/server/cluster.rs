@@ -74,7 +74,8 @@ impl Cluster for ClusterService {
         &self,
         _req: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
-        let header = Some(self.node.header(self.node.state().current_revision()));
+        // Cluster responses carry no revision in etcd.
+        let header = Some(self.node.header(0));
         Ok(Response::new(MemberListResponse {
             header,
             members: member_list(&self.node),

@@ -71,7 +71,7 @@ impl Kv for KvService {
         let req = req.into_inner();
         validate::check_txn(&req)?;
         let (mut resp, rev): (TxnResponse, i64) = self.write(WriteRequest::Txn(req)).await?;
-        fill_txn_headers(&mut resp, &self.node.header(rev));
+        resp.header = Some(self.node.header(rev));
         Ok(Response::new(resp))
     }
 
@@ -83,33 +83,5 @@ impl Kv for KvService {
             self.write(WriteRequest::Compact(req.into_inner())).await?;
         resp.header = Some(self.node.header(rev));
         Ok(Response::new(resp))
-    }
-}
-
-/// etcd sets the full header on the txn and only the revision on each response nested in it.
-fn fill_txn_headers(resp: &mut TxnResponse, header: &keel_proto::etcdserverpb::ResponseHeader) {
-    resp.header = Some(header.clone());
-    fill_nested(resp, header.revision);
-}
-
-fn fill_nested(resp: &mut TxnResponse, revision: i64) {
-    use keel_proto::etcdserverpb::response_op::Response as R;
-    let inner = || {
-        Some(keel_proto::etcdserverpb::ResponseHeader {
-            revision,
-            ..Default::default()
-        })
-    };
-    for op in &mut resp.responses {
-        match &mut op.response {
-            Some(R::ResponseRange(r)) => r.header = inner(),
-            Some(R::ResponsePut(r)) => r.header = inner(),
-            Some(R::ResponseDeleteRange(r)) => r.header = inner(),
-            Some(R::ResponseTxn(t)) => {
-                t.header = inner();
-                fill_nested(t, revision);
-            }
-            None => {}
-        }
     }
 }

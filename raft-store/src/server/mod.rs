@@ -5,6 +5,7 @@
 //! and keep-alive sessions end, background loops end; then raft stops. `run` returns after all of
 //! that is joined.
 
+pub mod authority;
 pub mod cluster;
 pub mod kv;
 pub mod lease;
@@ -103,6 +104,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
     tracing::info!("state machine recovered; serving clients");
     let max = MAX_REQUEST_BYTES + GRPC_OVERHEAD;
     for listener in client_listeners {
+        let incoming = incoming(listener).map(|conn| conn.map(authority::AuthorityFix::new));
         let router = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .add_service(
@@ -133,7 +135,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
         let stop = shutdown.clone();
         servers.push(tasks.spawn(async move {
             router
-                .serve_with_incoming_shutdown(incoming(listener), stop.cancelled())
+                .serve_with_incoming_shutdown(incoming, stop.cancelled())
                 .await
         }));
     }

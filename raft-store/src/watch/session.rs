@@ -150,7 +150,8 @@ impl Session {
         if start < compacted {
             return self
                 .send(WatchResponse {
-                    header: Some(self.node.header(current)),
+                    // etcd leaves the revision out of a compaction cancel.
+                    header: Some(self.node.header(0)),
                     watch_id: id,
                     compact_revision: compacted,
                     canceled: true,
@@ -160,23 +161,42 @@ impl Session {
                 .await;
         }
         let mut watcher = Watcher::new(id, &req, start);
-        self.catch_up(&mut watcher, current).await?;
-        self.watchers.insert(id, watcher);
+        if self.catch_up(&mut watcher, current).await? {
+            self.watchers.insert(id, watcher);
+        }
         Ok(())
     }
 
-    /// Replays stored events for `watcher` up to revision `to`.
-    async fn catch_up(&self, watcher: &mut Watcher, to: i64) -> Result<(), Closed> {
+    /// Replays stored events for `watcher` up to revision `to`. Returns whether the watcher is
+    /// still alive: one that fell behind a compaction is canceled with the compacted revision,
+    /// as etcd does, since the events it needs are gone.
+    async fn catch_up(&self, watcher: &mut Watcher, to: i64) -> Result<bool, Closed> {
         if watcher.next_rev > to {
-            return Ok(());
+            return Ok(true);
         }
-        let history = match self.node.state().history(watcher.next_rev, to) {
+        let state = self.node.state();
+        let history = match state.history(watcher.next_rev, to) {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(error = %e, "reading watch history failed");
-                return self.cancel_broken(watcher.id, &e.to_string()).await;
+                self.cancel_broken(watcher.id, &e.to_string()).await?;
+                return Ok(false);
             }
         };
+        // Compaction only moves forward, so checking after the read covers one that raced it.
+        let compacted = state.mvcc().map(|m| m.compacted_revision()).unwrap_or(0);
+        if watcher.next_rev < compacted {
+            self.send(WatchResponse {
+                header: Some(self.node.header(0)),
+                watch_id: watcher.id,
+                compact_revision: compacted,
+                canceled: true,
+                cancel_reason: MvccError::Compacted.to_string(),
+                ..Default::default()
+            })
+            .await?;
+            return Ok(false);
+        }
         let events: Vec<Event> = history
             .into_iter()
             .map(|(_, kv, tomb)| Event {
@@ -201,7 +221,7 @@ impl Session {
             })
             .await?;
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn cancel_broken(&self, id: i64, reason: &str) -> Result<(), Closed> {
@@ -240,21 +260,24 @@ impl Session {
             let Some(mut watcher) = self.watchers.remove(&id) else {
                 continue;
             };
-            let result = self.deliver_to(&mut watcher, batch).await;
-            self.watchers.insert(id, watcher);
-            result?;
+            if self.deliver_to(&mut watcher, batch).await? {
+                self.watchers.insert(id, watcher);
+            }
         }
         Ok(())
     }
 
-    async fn deliver_to(&self, watcher: &mut Watcher, batch: &EventBatch) -> Result<(), Closed> {
+    /// Returns whether the watcher is still alive.
+    async fn deliver_to(&self, watcher: &mut Watcher, batch: &EventBatch) -> Result<bool, Closed> {
         if batch.revision < watcher.next_rev {
-            return Ok(());
+            return Ok(true);
         }
         if batch.revision > watcher.next_rev {
             // Revisions in between were missed (lag or a revision that changed nothing we hold):
             // read them from disk first, so order and completeness hold.
-            self.catch_up(watcher, batch.revision - 1).await?;
+            if !self.catch_up(watcher, batch.revision - 1).await? {
+                return Ok(false);
+            }
         }
         watcher.next_rev = batch.revision + 1;
         let events: Vec<Event> = batch
@@ -264,7 +287,7 @@ impl Session {
             .cloned()
             .collect();
         if events.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let events = self.with_prev(watcher, events);
         self.send(WatchResponse {
@@ -273,7 +296,8 @@ impl Session {
             events,
             ..Default::default()
         })
-        .await
+        .await?;
+        Ok(true)
     }
 
     async fn catch_up_all(&mut self) -> Result<(), Closed> {
@@ -283,9 +307,9 @@ impl Session {
             let Some(mut watcher) = self.watchers.remove(&id) else {
                 continue;
             };
-            let result = self.catch_up(&mut watcher, current).await;
-            self.watchers.insert(id, watcher);
-            result?;
+            if self.catch_up(&mut watcher, current).await? {
+                self.watchers.insert(id, watcher);
+            }
         }
         Ok(())
     }
