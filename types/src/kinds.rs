@@ -1,0 +1,212 @@
+//! The kinds keel serves, with the names Kubernetes gives them: group, version, kind, plural
+//! resource, short names, categories, scope and subresources. The API server's routes,
+//! discovery and storage keys all come from this table.
+
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, networking, rbac};
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope, Resource};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Whether objects of a kind live in a namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Namespaced,
+    Cluster,
+}
+
+/// One kind, as discovery and the REST paths name it.
+#[derive(Debug)]
+pub struct ResourceInfo {
+    /// "" for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    /// `group/version`, or just the version for the core group.
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub list_kind: &'static str,
+    /// The resource name in paths and storage keys ("pods").
+    pub plural: &'static str,
+    pub scope: Scope,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    /// Subresources served besides the object itself ("status", "scale").
+    pub subresources: &'static [&'static str],
+    round_trip: fn(Value) -> Result<Value, serde_json::Error>,
+}
+
+impl ResourceInfo {
+    pub fn namespaced(&self) -> bool {
+        self.scope == Scope::Namespaced
+    }
+
+    /// The lower-case kind, as discovery's singularName.
+    pub fn singular(&self) -> String {
+        self.kind.to_ascii_lowercase()
+    }
+
+    pub fn has_subresource(&self, name: &str) -> bool {
+        self.subresources.contains(&name)
+    }
+
+    /// Decodes `value` as this kind's typed form and encodes it again: the object as the kind
+    /// defines it, with fields the kind does not have dropped. A value of the wrong shape (a
+    /// string where a number belongs, …) is an error naming where it was found.
+    pub fn round_trip(&self, value: Value) -> Result<Value, serde_json::Error> {
+        (self.round_trip)(value)
+    }
+}
+
+trait ScopeOf {
+    const SCOPE: Scope;
+}
+
+impl ScopeOf for NamespaceResourceScope {
+    const SCOPE: Scope = Scope::Namespaced;
+}
+
+impl ScopeOf for ClusterResourceScope {
+    const SCOPE: Scope = Scope::Cluster;
+}
+
+fn round_trip<K: DeserializeOwned + Serialize>(value: Value) -> Result<Value, serde_json::Error> {
+    let typed: K = serde_json::from_value(value)?;
+    serde_json::to_value(typed)
+}
+
+macro_rules! kinds {
+    ($( $ty:ty => { short: [$($short:literal),*], categories: [$($cat:literal),*], sub: [$($sub:literal),*] } ),* $(,)?) => {
+        static KINDS: &[ResourceInfo] = &[
+            $(ResourceInfo {
+                group: <$ty as Resource>::GROUP,
+                version: <$ty as Resource>::VERSION,
+                api_version: <$ty as Resource>::API_VERSION,
+                kind: <$ty as Resource>::KIND,
+                list_kind: <$ty as k8s_openapi::ListableResource>::LIST_KIND,
+                plural: <$ty as Resource>::URL_PATH_SEGMENT,
+                scope: <<$ty as Resource>::Scope as ScopeOf>::SCOPE,
+                short_names: &[$($short),*],
+                categories: &[$($cat),*],
+                subresources: &[$($sub),*],
+                round_trip: round_trip::<$ty>,
+            }),*
+        ];
+    };
+}
+
+kinds! {
+    core::v1::Namespace => { short: ["ns"], categories: [], sub: ["status"] },
+    core::v1::Node => { short: ["no"], categories: [], sub: ["status"] },
+    core::v1::Pod => { short: ["po"], categories: ["all"], sub: ["status"] },
+    core::v1::Service => { short: ["svc"], categories: ["all"], sub: ["status"] },
+    core::v1::Endpoints => { short: ["ep"], categories: [], sub: [] },
+    core::v1::ConfigMap => { short: ["cm"], categories: [], sub: [] },
+    core::v1::Secret => { short: [], categories: [], sub: [] },
+    core::v1::ServiceAccount => { short: ["sa"], categories: [], sub: [] },
+    core::v1::Event => { short: ["ev"], categories: [], sub: [] },
+    core::v1::ResourceQuota => { short: ["quota"], categories: [], sub: ["status"] },
+    core::v1::LimitRange => { short: ["limits"], categories: [], sub: [] },
+    core::v1::PersistentVolumeClaim => { short: ["pvc"], categories: [], sub: ["status"] },
+    core::v1::PersistentVolume => { short: ["pv"], categories: [], sub: ["status"] },
+    discovery::v1::EndpointSlice => { short: [], categories: [], sub: [] },
+    apps::v1::Deployment => { short: ["deploy"], categories: ["all"], sub: ["status", "scale"] },
+    apps::v1::ReplicaSet => { short: ["rs"], categories: ["all"], sub: ["status", "scale"] },
+    apps::v1::StatefulSet => { short: ["sts"], categories: ["all"], sub: ["status", "scale"] },
+    apps::v1::DaemonSet => { short: ["ds"], categories: ["all"], sub: ["status"] },
+    apps::v1::ControllerRevision => { short: [], categories: [], sub: [] },
+    batch::v1::Job => { short: [], categories: ["all"], sub: ["status"] },
+    batch::v1::CronJob => { short: ["cj"], categories: ["all"], sub: ["status"] },
+    coordination::v1::Lease => { short: [], categories: [], sub: [] },
+    rbac::v1::Role => { short: [], categories: [], sub: [] },
+    rbac::v1::ClusterRole => { short: [], categories: [], sub: [] },
+    rbac::v1::RoleBinding => { short: [], categories: [], sub: [] },
+    rbac::v1::ClusterRoleBinding => { short: [], categories: [], sub: [] },
+    networking::v1::NetworkPolicy => { short: ["netpol"], categories: [], sub: [] },
+    networking::v1::Ingress => { short: ["ing"], categories: [], sub: ["status"] },
+}
+
+/// Every kind keel serves.
+pub fn all() -> &'static [ResourceInfo] {
+    KINDS
+}
+
+/// The kind with this `apiVersion` and `kind`.
+pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
+    KINDS
+        .iter()
+        .find(|k| k.api_version == api_version && k.kind == kind)
+}
+
+/// The kind served as `resource` in `group` (any version keel serves).
+pub fn by_resource(group: &str, resource: &str) -> Option<&'static ResourceInfo> {
+    KINDS
+        .iter()
+        .find(|k| k.group == group && k.plural == resource)
+}
+
+/// Every group/version keel serves, core ("v1") first, each once.
+pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for k in KINDS {
+        if !out.contains(&(k.group, k.version)) {
+            out.push((k.group, k.version));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names_are_kubernetes_names() {
+        let pod = by_kind("v1", "Pod").expect("pods");
+        assert_eq!(pod.plural, "pods");
+        assert_eq!(pod.list_kind, "PodList");
+        assert!(pod.namespaced());
+        let deploy = by_resource("apps", "deployments").expect("deployments");
+        assert_eq!(deploy.api_version, "apps/v1");
+        assert!(deploy.has_subresource("scale"));
+        assert!(!by_kind("v1", "Node").expect("nodes").namespaced());
+        assert!(by_resource("", "leases").is_none());
+        assert!(by_resource("coordination.k8s.io", "leases").is_some());
+        assert_eq!(group_versions()[0], ("", "v1"));
+    }
+
+    #[test]
+    fn kinds_are_unique() {
+        for (i, a) in KINDS.iter().enumerate() {
+            for b in &KINDS[i + 1..] {
+                assert!(
+                    !(a.group == b.group && a.plural == b.plural),
+                    "{} twice",
+                    a.plural
+                );
+                for s in a.short_names {
+                    assert!(!b.short_names.contains(s), "short name {s} twice");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_known_fields_and_drops_unknown_ones() {
+        let pod = by_kind("v1", "Pod").expect("pods");
+        let out = pod
+            .round_trip(json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "a", "labels": {"app": "x"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}], "bogus": 1}
+            }))
+            .expect("decodes");
+        assert_eq!(out["metadata"]["labels"]["app"], "x");
+        assert_eq!(out["spec"]["containers"][0]["image"], "busybox");
+        assert!(out["spec"].get("bogus").is_none());
+        let err = pod
+            .round_trip(json!({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": "no"}}))
+            .expect_err("wrong type");
+        assert!(err.to_string().contains("invalid type"), "{err}");
+    }
+}

@@ -1,0 +1,12 @@
+//! keel's API objects: the Kubernetes kinds keel serves, and what is decided about an object
+//! without I/O — which kinds exist and how they are named, defaulting, validation, and label and
+//! field selectors.
+//!
+//! Objects travel as JSON [`serde_json::Value`]s between the API server, the store and clients;
+//! each kind's typed form (from `k8s-openapi`, Kubernetes 1.32 field for field) is what decoding,
+//! defaulting and validation use.
+
+pub mod kinds;
+
+pub use k8s_openapi;
+pub use kinds::{ResourceInfo, Scope};
