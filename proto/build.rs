@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 "proto/etcd/authpb/auth.proto",
                 "proto/etcd/etcdserverpb/rpc.proto",
                 "proto/keel/peer.proto",
+                "proto/keel/api.proto",
             ],
             &["proto"],
         )?;

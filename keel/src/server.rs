@@ -140,10 +140,48 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         stop.cancel();
         Ok::<(), std::io::Error>(())
     });
-    let result = keel_store::server::run(config, shutdown.clone()).await;
+    let api = api_server(&config)?;
+    let routes = tonic::service::Routes::new(
+        keel_proto::keelapi::api_server::ApiServer::new(keel_api::grpc::GrpcApi::new(api.clone()))
+            .max_decoding_message_size(API_MAX_REQUEST),
+    );
+    let bootstrap_stop = shutdown.clone();
+    let bootstrap = tokio::spawn(async move {
+        tokio::select! {
+            _ = bootstrap_stop.cancelled() => {}
+            _ = keel_api::bootstrap::ensure_namespaces(&api) => {}
+        }
+    });
+    let result = keel_store::server::run(config, routes, shutdown.clone()).await;
     shutdown.cancel();
     signals.abort();
+    let _ = bootstrap.await;
     result.map_err(Into::into)
+}
+
+/// Largest API request body: the store's limit on one value, as Kubernetes' (3 MiB) would not fit.
+const API_MAX_REQUEST: usize = 2 * 1024 * 1024;
+
+/// The API server of this master, talking to its own store member over loopback gRPC as a
+/// Kubernetes API server talks to etcd.
+fn api_server(
+    config: &keel_store::config::NodeConfig,
+) -> anyhow::Result<std::sync::Arc<keel_api::ApiServer<keel_api::storage::etcd::EtcdStorage>>> {
+    let addr = config
+        .listen_client
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no client listener"))?;
+    let host = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        *addr
+    };
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{host}"))?
+        .tcp_nodelay(true)
+        .connect_lazy();
+    Ok(std::sync::Arc::new(keel_api::ApiServer::new(
+        keel_api::storage::etcd::EtcdStorage::new(channel),
+    )))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! Generated gRPC/protobuf code for keel: the etcd v3 client API (wire-compatible with etcd 3.4) and keel's internal peer protocol.
+//! Generated gRPC/protobuf code for keel: the etcd v3 client API (wire-compatible with etcd 3.4), keel's internal peer protocol and keel's API service.
 //!
-//! The four packages are sibling modules at the crate root so that the
+//! The packages are sibling modules at the crate root so that the
 //! cross-package references emitted by prost (`super::mvccpb::…`,
 //! `super::authpb::…`) resolve.
 
@@ -26,4 +26,10 @@ pub mod etcdserverpb {
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod keelpb {
     tonic::include_proto!("keelpb");
+}
+
+/// keel's API service (`Api`): Kubernetes-shaped objects as JSON, for the Rust SDK.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod keelapi {
+    tonic::include_proto!("keelapi");
 }

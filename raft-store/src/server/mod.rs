@@ -77,7 +77,14 @@ fn incoming(
 }
 
 /// Starts a member and serves until `shutdown` is cancelled.
-pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
+///
+/// `extra` are more gRPC services (keel's API server) served on every client listener next to
+/// the etcd API.
+pub async fn run(
+    config: NodeConfig,
+    extra: tonic::service::Routes,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     // Bind before starting raft so a port clash fails fast and nothing half-starts.
     let client_listeners = bind(&config.listen_client).await?;
     let peer_listeners = bind(&config.listen_peer).await?;
@@ -107,6 +114,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> Result<(), 
         let incoming = incoming(listener).map(|conn| conn.map(authority::AuthorityFix::new));
         let router = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .add_routes(extra.clone())
             .add_service(
                 KvServer::new(kv::KvService::new(node.clone())).max_decoding_message_size(max),
             )

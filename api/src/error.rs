@@ -1,0 +1,225 @@
+//! The API server's one error type, and its one mapping to what clients see: a Kubernetes
+//! `Status` object with reason and code, carried by HTTP status codes over REST and by gRPC codes
+//! (with the Status JSON in the details) over gRPC.
+
+use serde_json::{json, Value};
+
+/// One reason an object is invalid, as a Status cause: the field path, the cause reason
+/// ("FieldValueInvalid", …) and the message without the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    pub field: String,
+    pub reason: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// Why an API request failed, in Kubernetes' terms.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{resource}{group_suffix} \"{name}\" not found", group_suffix = dotted(group))]
+    NotFound {
+        group: String,
+        resource: String,
+        name: String,
+    },
+    #[error("{resource}{group_suffix} \"{name}\" already exists", group_suffix = dotted(group))]
+    AlreadyExists {
+        group: String,
+        resource: String,
+        name: String,
+    },
+    /// The object changed since the version the request was based on.
+    #[error("Operation cannot be fulfilled on {resource}{group_suffix} \"{name}\": {detail}", group_suffix = dotted(group))]
+    Conflict {
+        group: String,
+        resource: String,
+        name: String,
+        detail: String,
+    },
+    /// The object failed validation; `causes` name each field.
+    #[error("{kind} \"{name}\" is invalid: {}", join_causes(causes))]
+    Invalid {
+        group: String,
+        kind: String,
+        name: String,
+        causes: Vec<Cause>,
+    },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("the server does not allow this method on the requested resource")]
+    MethodNotAllowed,
+    /// A watch or list asked for history that compaction removed.
+    #[error("{0}")]
+    Expired(String),
+    /// A continue token from a list older than the compacted history.
+    #[error("{0}")]
+    Gone(String),
+    #[error("the server could not find the requested resource")]
+    UnknownResource,
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    TooLarge(String),
+    /// The lease that fenced this write no longer names the writer as holder.
+    #[error("fenced write refused: lease {lease} is no longer held by {holder}")]
+    FenceLost { lease: String, holder: String },
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn dotted(group: &str) -> String {
+    if group.is_empty() {
+        String::new()
+    } else {
+        format!(".{group}")
+    }
+}
+
+fn join_causes(causes: &[Cause]) -> String {
+    let parts: Vec<String> = causes.iter().map(|c| c.to_string()).collect();
+    if parts.len() == 1 {
+        parts.concat()
+    } else {
+        format!("[{}]", parts.join(", "))
+    }
+}
+
+impl ApiError {
+    /// The HTTP status code Kubernetes answers with.
+    pub fn code(&self) -> u16 {
+        match self {
+            ApiError::NotFound { .. } | ApiError::UnknownResource => 404,
+            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::FenceLost { .. } => 409,
+            ApiError::Invalid { .. } => 422,
+            ApiError::BadRequest(_) => 400,
+            ApiError::Unauthorized(_) => 401,
+            ApiError::Forbidden(_) => 403,
+            ApiError::MethodNotAllowed => 405,
+            ApiError::Expired(_) | ApiError::Gone(_) => 410,
+            ApiError::UnsupportedMediaType(_) => 415,
+            ApiError::TooLarge(_) => 413,
+            ApiError::Timeout(_) => 504,
+            ApiError::Unavailable(_) => 503,
+            ApiError::Internal(_) => 500,
+        }
+    }
+
+    /// The `reason` field of the Status object.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApiError::NotFound { .. } | ApiError::UnknownResource => "NotFound",
+            ApiError::AlreadyExists { .. } => "AlreadyExists",
+            ApiError::Conflict { .. } | ApiError::FenceLost { .. } => "Conflict",
+            ApiError::Invalid { .. } => "Invalid",
+            ApiError::BadRequest(_) => "BadRequest",
+            ApiError::Unauthorized(_) => "Unauthorized",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::MethodNotAllowed => "MethodNotAllowed",
+            ApiError::Expired(_) => "Expired",
+            ApiError::Gone(_) => "Gone",
+            ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
+            ApiError::TooLarge(_) => "RequestEntityTooLarge",
+            ApiError::Timeout(_) => "Timeout",
+            ApiError::Unavailable(_) => "ServiceUnavailable",
+            ApiError::Internal(_) => "InternalError",
+        }
+    }
+
+    /// The error as a Kubernetes `Status` object.
+    pub fn status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.to_string(),
+            "reason": self.reason(),
+            "code": self.code(),
+        });
+        let details = match self {
+            ApiError::NotFound {
+                group,
+                resource,
+                name,
+            }
+            | ApiError::AlreadyExists {
+                group,
+                resource,
+                name,
+            }
+            | ApiError::Conflict {
+                group,
+                resource,
+                name,
+                ..
+            } => Some(json!({"name": name, "group": group, "kind": resource})),
+            ApiError::Invalid {
+                group,
+                kind,
+                name,
+                causes,
+            } => Some(json!({
+                "name": name,
+                "group": group,
+                "kind": kind,
+                "causes": causes.iter().map(|c| json!({
+                    "reason": c.reason,
+                    "message": c.message,
+                    "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
+            _ => None,
+        };
+        if let Some(mut d) = details {
+            // Kubernetes leaves an empty group out.
+            if d["group"] == "" {
+                if let Some(map) = d.as_object_mut() {
+                    map.remove("group");
+                }
+            }
+            status["details"] = d;
+        }
+        status
+    }
+
+    /// The error for gRPC clients: a code in the same spirit, the Status JSON in the details.
+    pub fn to_grpc(&self) -> tonic::Status {
+        use tonic::Code;
+        let code = match self.code() {
+            400 | 422 | 413 | 415 => Code::InvalidArgument,
+            401 => Code::Unauthenticated,
+            403 => Code::PermissionDenied,
+            404 => Code::NotFound,
+            405 => Code::Unimplemented,
+            409 => match self {
+                ApiError::AlreadyExists { .. } => Code::AlreadyExists,
+                _ => Code::Aborted,
+            },
+            410 => Code::OutOfRange,
+            503 => Code::Unavailable,
+            504 => Code::DeadlineExceeded,
+            _ => Code::Internal,
+        };
+        let details = serde_json::to_vec(&self.status()).unwrap_or_default();
+        tonic::Status::with_details(code, self.to_string(), details.into())
+    }
+}

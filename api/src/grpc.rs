@@ -1,0 +1,224 @@
+//! The `keelapi.Api` gRPC service: thin handlers that decode a request, call the core and encode
+//! the object as JSON. Errors carry the Kubernetes Status in the gRPC details.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use keel_proto::keelapi::api_server::Api;
+use keel_proto::keelapi::{
+    CreateRequest, DeleteRequest, Fence as FenceMsg, GetRequest, ListRequest, ObjectReply,
+    PatchRequest, ResourceRef, UpdateRequest, WatchEvent as WatchEventMsg, WatchRequest,
+};
+use keel_types::ResourceInfo;
+use serde_json::Value;
+use tonic::{Request, Response, Status};
+
+use crate::admission::FieldValidation;
+use crate::error::ApiError;
+use crate::list::ListOptions;
+use crate::patch::PatchType;
+use crate::server::{ApiServer, DeleteOptions, Fence, WriteOptions, Written};
+use crate::storage::Storage;
+use crate::watch::WatchOptions;
+
+pub struct GrpcApi<S> {
+    core: Arc<ApiServer<S>>,
+}
+
+impl<S> GrpcApi<S> {
+    pub fn new(core: Arc<ApiServer<S>>) -> Self {
+        Self { core }
+    }
+}
+
+fn resolve(r: &Option<ResourceRef>) -> Result<(&'static ResourceInfo, &ResourceRef), Status> {
+    let r = r
+        .as_ref()
+        .ok_or_else(|| ApiError::BadRequest("ref is required".into()).to_grpc())?;
+    let info = keel_types::kinds::by_resource(&r.group, &r.resource)
+        .filter(|i| r.version.is_empty() || i.version == r.version)
+        .ok_or_else(|| ApiError::UnknownResource.to_grpc())?;
+    Ok((info, r))
+}
+
+fn namespace(r: &ResourceRef) -> Option<&str> {
+    Some(r.namespace.as_str()).filter(|n| !n.is_empty())
+}
+
+fn subresource(r: &ResourceRef) -> Option<&str> {
+    Some(r.subresource.as_str()).filter(|s| !s.is_empty())
+}
+
+fn body(bytes: &[u8]) -> Result<Value, Status> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("the object is not valid JSON: {e}")).to_grpc())
+}
+
+fn fence(f: Option<FenceMsg>) -> Option<Fence> {
+    f.map(|f| Fence {
+        lease_namespace: f.lease_namespace,
+        lease_name: f.lease_name,
+        holder: f.holder,
+        transitions: i64::from(f.transitions),
+    })
+}
+
+fn write_options(o: Option<keel_proto::keelapi::WriteOptions>) -> Result<WriteOptions, Status> {
+    let o = o.unwrap_or_default();
+    Ok(WriteOptions {
+        dry_run: o.dry_run,
+        field_validation: FieldValidation::parse(&o.field_validation).map_err(|e| e.to_grpc())?,
+        fence: fence(o.fence),
+    })
+}
+
+fn reply(object: &Value, warnings: Vec<String>) -> Result<Response<ObjectReply>, Status> {
+    let object =
+        serde_json::to_vec(object).map_err(|e| ApiError::Internal(e.to_string()).to_grpc())?;
+    Ok(Response::new(ObjectReply { object, warnings }))
+}
+
+fn written(w: Result<Written, ApiError>) -> Result<Response<ObjectReply>, Status> {
+    let w = w.map_err(|e| e.to_grpc())?;
+    reply(&w.object, w.warnings)
+}
+
+fn delete_options(bytes: &[u8], fence_msg: Option<FenceMsg>) -> Result<DeleteOptions, Status> {
+    let mut opts = DeleteOptions {
+        fence: fence(fence_msg),
+        ..Default::default()
+    };
+    if bytes.is_empty() {
+        return Ok(opts);
+    }
+    let v = body(bytes)?;
+    let s = |p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
+    opts.uid = s("/preconditions/uid");
+    opts.resource_version = s("/preconditions/resourceVersion");
+    opts.propagation_policy = s("/propagationPolicy");
+    opts.grace_period_seconds = v.pointer("/gracePeriodSeconds").and_then(Value::as_i64);
+    opts.dry_run = v
+        .pointer("/dryRun")
+        .and_then(Value::as_array)
+        .is_some_and(|d| d.iter().any(|x| x == "All"));
+    Ok(opts)
+}
+
+#[tonic::async_trait]
+impl<S: Storage> Api for GrpcApi<S> {
+    async fn get(&self, req: Request<GetRequest>) -> Result<Response<ObjectReply>, Status> {
+        let req = req.into_inner();
+        let (info, r) = resolve(&req.r#ref)?;
+        let obj = self
+            .core
+            .get(info, namespace(r), &r.name)
+            .await
+            .map_err(|e| e.to_grpc())?;
+        reply(&obj, vec![])
+    }
+
+    async fn list(&self, req: Request<ListRequest>) -> Result<Response<ObjectReply>, Status> {
+        let req = req.into_inner();
+        let (info, r) = resolve(&req.r#ref)?;
+        let opts = ListOptions {
+            label_selector: req.label_selector,
+            field_selector: req.field_selector,
+            limit: req.limit,
+            continue_token: req.r#continue,
+            resource_version: req.resource_version,
+            resource_version_match: req.resource_version_match,
+        };
+        let list = self
+            .core
+            .list(info, namespace(r), &opts)
+            .await
+            .map_err(|e| e.to_grpc())?;
+        reply(&list, vec![])
+    }
+
+    async fn create(&self, req: Request<CreateRequest>) -> Result<Response<ObjectReply>, Status> {
+        let req = req.into_inner();
+        let (info, r) = resolve(&req.r#ref)?;
+        let opts = write_options(req.options)?;
+        written(
+            self.core
+                .create(info, namespace(r), body(&req.object)?, &opts)
+                .await,
+        )
+    }
+
+    async fn update(&self, req: Request<UpdateRequest>) -> Result<Response<ObjectReply>, Status> {
+        let req = req.into_inner();
+        let (info, r) = resolve(&req.r#ref)?;
+        let opts = write_options(req.options)?;
+        written(
+            self.core
+                .update(
+                    info,
+                    namespace(r),
+                    &r.name,
+                    subresource(r),
+                    body(&req.object)?,
+                    &opts,
+                )
+                .await,
+        )
+    }
+
+    async fn patch(&self, req: Request<PatchRequest>) -> Result<Response<ObjectReply>, Status> {
+        let req = req.into_inner();
+        let (info, r) = resolve(&req.r#ref)?;
+        let opts = write_options(req.options)?;
+        let patch_type = PatchType::from_content_type(&req.patch_type).map_err(|e| e.to_grpc())?;
+        written(
+            self.core
+                .patch(
+                    info,
+                    namespace(r),
+                    &r.name,
+                    subresource(r),
+                    patch_type,
+                    &req.patch,
+                    &opts,
+                )
+                .await,
+        )
+    }
+
+    async fn delete(&self, req: Request<DeleteRequest>) -> Result<Response<ObjectReply>, Status> {
+        let req = req.into_inner();
+        let (info, r) = resolve(&req.r#ref)?;
+        let opts = delete_options(&req.options, req.fence)?;
+        written(self.core.delete(info, namespace(r), &r.name, &opts).await)
+    }
+
+    type WatchStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<WatchEventMsg, Status>> + Send>>;
+
+    async fn watch(
+        &self,
+        req: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let req = req.into_inner();
+        let (info, r) = resolve(&req.r#ref)?;
+        let opts = WatchOptions {
+            label_selector: req.label_selector,
+            field_selector: req.field_selector,
+            resource_version: req.resource_version,
+            allow_bookmarks: req.allow_bookmarks,
+            send_initial_events: req.send_initial_events,
+        };
+        let events = self
+            .core
+            .watch(info, namespace(r), &opts)
+            .await
+            .map_err(|e| e.to_grpc())?;
+        let out = events.map(|ev| {
+            Ok(WatchEventMsg {
+                r#type: ev.kind.to_string(),
+                object: serde_json::to_vec(&ev.object).unwrap_or_default(),
+            })
+        });
+        Ok(Response::new(Box::pin(out)))
+    }
+}

@@ -1,0 +1,37 @@
+//! Where API objects live in the store: `/registry/<resource>/<namespace>/<name>`, or
+//! `/registry/<resource>/<name>` for cluster-scoped kinds, as a Kubernetes API server lays out
+//! etcd. Fencing tokens for leases live beside them under `/keel/fences/`.
+
+use keel_types::ResourceInfo;
+
+const ROOT: &str = "/registry/";
+const FENCES: &str = "/keel/fences/";
+
+/// The key of one object.
+pub fn object(info: &ResourceInfo, namespace: Option<&str>, name: &str) -> Vec<u8> {
+    match namespace.filter(|_| info.namespaced()) {
+        Some(ns) => format!("{ROOT}{}/{ns}/{name}", info.plural),
+        None => format!("{ROOT}{}/{name}", info.plural),
+    }
+    .into_bytes()
+}
+
+/// The prefix of every object of a kind, in one namespace or (None) in all.
+pub fn collection(info: &ResourceInfo, namespace: Option<&str>) -> Vec<u8> {
+    match namespace.filter(|_| info.namespaced()) {
+        Some(ns) => format!("{ROOT}{}/{ns}/", info.plural),
+        None => format!("{ROOT}{}/", info.plural),
+    }
+    .into_bytes()
+}
+
+/// The fencing token of the Lease `namespace/name`: its holder and transition count, written in
+/// the same transaction as every change to the Lease's holder.
+pub fn fence(namespace: &str, name: &str) -> Vec<u8> {
+    format!("{FENCES}{namespace}/{name}").into_bytes()
+}
+
+/// The token a fence key holds for `holder` at `transitions`.
+pub fn fence_token(holder: &str, transitions: i64) -> Vec<u8> {
+    format!("{transitions}/{holder}").into_bytes()
+}

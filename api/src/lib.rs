@@ -1,0 +1,22 @@
+//! keel's API server: Kubernetes-shaped objects on the store with Kubernetes semantics, served
+//! over gRPC (for keel's Rust SDK) by [`grpc`].
+//!
+//! The core ([`server::ApiServer`]) speaks objects and errors; it reaches the store only
+//! through the narrow [`storage::Storage`] trait it owns. Transports decode, call the core and
+//! encode.
+
+pub mod admission;
+pub mod bootstrap;
+pub mod error;
+pub mod filter;
+pub mod grpc;
+pub mod keys;
+pub mod list;
+pub mod meta;
+pub mod patch;
+pub mod server;
+pub mod storage;
+pub mod watch;
+
+pub use error::ApiError;
+pub use server::ApiServer;

@@ -1,0 +1,191 @@
+//! Lists: one consistent snapshot of a kind (in a namespace or all), filtered by selectors, paged
+//! with limit and continue tokens that pin later pages to the first page's revision.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use keel_types::ResourceInfo;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::filter::Filter;
+use crate::keys;
+use crate::server::{storage_error, ApiServer};
+use crate::storage::{prefix_end, Storage, StorageError, Stored};
+
+/// The list parameters of a request.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    pub label_selector: String,
+    pub field_selector: String,
+    pub limit: i64,
+    pub continue_token: String,
+    pub resource_version: String,
+    pub resource_version_match: String,
+}
+
+/// What a continue token carries: the revision of the first page and the key to resume at,
+/// relative to the collection's prefix (the shape Kubernetes uses).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Continue {
+    v: String,
+    rv: i64,
+    start: String,
+}
+
+const TOKEN_VERSION: &str = "meta.k8s.io/v1";
+/// Selective lists read the store in pages of this many keys while filling a page.
+const SCAN_PAGE: i64 = 500;
+
+fn expired_continue() -> ApiError {
+    ApiError::Expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.".into())
+}
+
+fn encode_continue(rv: i64, start: &[u8]) -> String {
+    let token = Continue {
+        v: TOKEN_VERSION.into(),
+        rv,
+        start: String::from_utf8_lossy(start).into_owned(),
+    };
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).unwrap_or_default())
+}
+
+fn decode_continue(token: &str) -> Result<Continue, ApiError> {
+    let bad = || ApiError::BadRequest(format!("continue key is not valid: {token}"));
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .map_err(|_| bad())?;
+    let c: Continue = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    if c.v != TOKEN_VERSION || c.rv <= 0 || c.start.contains("..") {
+        return Err(bad());
+    }
+    Ok(c)
+}
+
+fn parse_rv(rv: &str) -> Result<i64, ApiError> {
+    rv.parse::<i64>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| ApiError::BadRequest(format!("invalid resource version: {rv}")))
+}
+
+impl<S: Storage> ApiServer<S> {
+    pub async fn list(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<Value, ApiError> {
+        let filter = Filter::parse(info, &opts.label_selector, &opts.field_selector)?;
+        let prefix = keys::collection(info, namespace);
+        let end = prefix_end(&prefix);
+        let (mut start, mut revision, from_token) = if opts.continue_token.is_empty() {
+            let revision = match (
+                opts.resource_version.as_str(),
+                opts.resource_version_match.as_str(),
+            ) {
+                ("", _) | ("0", _) => 0,
+                (rv, "Exact") => parse_rv(rv)?,
+                (rv, "" | "NotOlderThan") => {
+                    parse_rv(rv)?;
+                    0
+                }
+                (_, other) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "resourceVersionMatch: Unsupported value: \"{other}\""
+                    )))
+                }
+            };
+            (prefix.clone(), revision, false)
+        } else {
+            let c = decode_continue(&opts.continue_token)?;
+            let mut start = prefix.clone();
+            start.extend_from_slice(c.start.as_bytes());
+            (start, c.rv, true)
+        };
+
+        let limit = opts.limit.max(0);
+        let mut items: Vec<Value> = Vec::new();
+        // Where the next page starts, if keys remain after this one.
+        let mut next: Option<Vec<u8>> = None;
+        let mut remaining = None;
+        'pages: loop {
+            let want = match (limit, filter.is_everything()) {
+                (0, _) => 0,
+                (l, true) => l,
+                (_, false) => SCAN_PAGE,
+            };
+            let page = match self.storage.list(&start, &end, want, revision).await {
+                Ok(p) => p,
+                Err(StorageError::Compacted { compacted }) => {
+                    return Err(if from_token {
+                        expired_continue()
+                    } else {
+                        ApiError::Expired(format!(
+                            "too old resource version: {revision} ({compacted})"
+                        ))
+                    })
+                }
+                Err(e) => return Err(storage_error(info, "", e)),
+            };
+            // Later pages read at the first page's revision: one consistent snapshot.
+            revision = page.revision;
+            let count = page.items.len();
+            let mut last_key = Vec::new();
+            for (i, stored) in page.items.into_iter().enumerate() {
+                let obj = decode_item(&stored)?;
+                last_key = stored.key;
+                if filter.matches(&obj) {
+                    items.push(obj);
+                    if limit > 0 && items.len() as i64 == limit {
+                        if i + 1 < count || page.more {
+                            next = Some(after(&last_key));
+                            if filter.is_everything() {
+                                remaining = Some(page.remaining);
+                            }
+                        }
+                        break 'pages;
+                    }
+                }
+            }
+            if !page.more || count == 0 {
+                break;
+            }
+            start = after(&last_key);
+        }
+        let mut metadata = json!({ "resourceVersion": revision.to_string() });
+        if let Some(next) = next {
+            let rel = &next[prefix.len().min(next.len())..];
+            metadata["continue"] = json!(encode_continue(revision, rel));
+            if let Some(r) = remaining.filter(|r| *r > 0) {
+                metadata["remainingItemCount"] = json!(r);
+            }
+        }
+        Ok(json!({
+            "kind": info.list_kind,
+            "apiVersion": info.api_version,
+            "metadata": metadata,
+            "items": items,
+        }))
+    }
+}
+
+/// The first key after `key`.
+fn after(key: &[u8]) -> Vec<u8> {
+    let mut k = key.to_vec();
+    k.push(0);
+    k
+}
+
+/// An item as lists show it: with its resourceVersion (and, unlike Kubernetes' own lists, with
+/// apiVersion and kind, so typed clients decode items without being told the kind).
+fn decode_item(stored: &Stored) -> Result<Value, ApiError> {
+    let mut obj: Value = serde_json::from_slice(&stored.value)
+        .map_err(|e| ApiError::Internal(format!("stored object is not JSON: {e}")))?;
+    if let Some(m) = crate::meta::metadata_mut(&mut obj) {
+        m.insert(
+            "resourceVersion".into(),
+            Value::String(stored.mod_revision.to_string()),
+        );
+    }
+    Ok(obj)
+}

@@ -1,0 +1,706 @@
+//! The API server's core: Kubernetes object semantics over [`Storage`] — create, get, update,
+//! status updates, patch and delete, with uid, generateName, creationTimestamp, generation,
+//! resourceVersion compare-and-swap, finalizers and namespace lifecycle. Lists and watches are in
+//! [`crate::list`] and [`crate::watch`]; transports (gRPC, REST) are thin layers over this.
+
+use keel_types::ResourceInfo;
+use serde_json::{json, Value};
+
+use crate::admission::{self, FieldValidation};
+use crate::error::ApiError;
+use crate::keys;
+use crate::meta;
+use crate::storage::{Change, Expect, Guard, Storage, StorageError, Stored, WriteOp};
+
+/// How many times a write that lost a compare-and-swap race it did not ask for (an
+/// unconditional update, a patch) is retried against the fresh object.
+const RETRIES: usize = 5;
+
+/// A leader's fencing precondition (see [`keys::fence`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease_namespace: String,
+    pub lease_name: String,
+    pub holder: String,
+    pub transitions: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_validation: FieldValidation,
+    pub fence: Option<Fence>,
+}
+
+/// A meta/v1 DeleteOptions, the parts keel acts on.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub propagation_policy: Option<String>,
+    pub grace_period_seconds: Option<i64>,
+    pub dry_run: bool,
+    pub fence: Option<Fence>,
+}
+
+/// A successful write: the object as stored, and warnings for the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub object: Value,
+    pub warnings: Vec<String>,
+}
+
+pub struct ApiServer<S> {
+    pub(crate) storage: S,
+}
+
+/// Maps a storage failure on `name` of kind `info` to the Kubernetes error.
+pub(crate) fn storage_error(info: &ResourceInfo, name: &str, e: StorageError) -> ApiError {
+    let (group, resource, name) = (
+        info.group.to_string(),
+        info.plural.to_string(),
+        name.to_string(),
+    );
+    match e {
+        StorageError::AlreadyExists { .. } => ApiError::AlreadyExists {
+            group,
+            resource,
+            name,
+        },
+        StorageError::NotFound { .. } => ApiError::NotFound {
+            group,
+            resource,
+            name,
+        },
+        StorageError::Conflict { .. } => ApiError::Conflict {
+            group,
+            resource,
+            name,
+            detail: "the object has been modified; please apply your changes to the latest version and try again".into(),
+        },
+        StorageError::GuardFailed { key } => ApiError::FenceLost {
+            lease: String::from_utf8_lossy(&key).into_owned(),
+            holder: String::new(),
+        },
+        StorageError::Compacted { compacted } => ApiError::Expired(format!(
+            "too old resource version: requested revision has been compacted (compacted at {compacted})"
+        )),
+        StorageError::FutureRevision => ApiError::Timeout(
+            "Too large resource version: the requested revision is not yet known".into(),
+        ),
+        StorageError::TooLarge => ApiError::TooLarge("Request entity too large".into()),
+        StorageError::Unavailable(m) => ApiError::Unavailable(m),
+        StorageError::Internal(m) => ApiError::Internal(m),
+    }
+}
+
+fn decode_stored(stored: &Stored) -> Result<Value, ApiError> {
+    let mut obj: Value = serde_json::from_slice(&stored.value)
+        .map_err(|e| ApiError::Internal(format!("stored object is not JSON: {e}")))?;
+    if let Some(m) = meta::metadata_mut(&mut obj) {
+        m.insert(
+            "resourceVersion".into(),
+            Value::String(stored.mod_revision.to_string()),
+        );
+    }
+    Ok(obj)
+}
+
+/// The bytes to store: the object without its resourceVersion (the store's revision is it).
+fn encode_for_store(obj: &Value) -> Result<Vec<u8>, ApiError> {
+    let mut obj = obj.clone();
+    if let Some(m) = meta::metadata_mut(&mut obj) {
+        m.remove("resourceVersion");
+    }
+    serde_json::to_vec(&obj).map_err(|e| ApiError::Internal(format!("encoding object: {e}")))
+}
+
+fn with_revision(mut obj: Value, revision: i64) -> Value {
+    if let Some(m) = meta::metadata_mut(&mut obj) {
+        m.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
+    }
+    obj
+}
+
+fn guards(fence: Option<&Fence>) -> Vec<Guard> {
+    fence
+        .map(|f| Guard {
+            key: keys::fence(&f.lease_namespace, &f.lease_name),
+            value: keys::fence_token(&f.holder, f.transitions),
+        })
+        .into_iter()
+        .collect()
+}
+
+/// The part of an object a main-resource update may change: everything but status.
+fn spec_of(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+    }
+    o
+}
+
+impl<S: Storage> ApiServer<S> {
+    pub fn new(storage: S) -> Self {
+        Self { storage }
+    }
+
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// The stored object, or NotFound.
+    pub async fn get(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        let key = keys::object(info, namespace, name);
+        match self.storage.get(&key).await {
+            Ok(Some(stored)) => decode_stored(&stored),
+            Ok(None) => Err(storage_error(info, name, StorageError::NotFound { key })),
+            Err(e) => Err(storage_error(info, name, e)),
+        }
+    }
+
+    async fn current(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<(Value, i64), ApiError> {
+        let key = keys::object(info, namespace, name);
+        match self.storage.get(&key).await {
+            Ok(Some(stored)) => Ok((decode_stored(&stored)?, stored.mod_revision)),
+            Ok(None) => Err(storage_error(info, name, StorageError::NotFound { key })),
+            Err(e) => Err(storage_error(info, name, e)),
+        }
+    }
+
+    /// Namespace lifecycle: new objects go only into namespaces that exist and are not
+    /// being deleted.
+    async fn check_namespace_open(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: &str,
+    ) -> Result<(), ApiError> {
+        if !info.namespaced() {
+            return Ok(());
+        }
+        let Some(ns_info) = keel_types::kinds::by_kind("v1", "Namespace") else {
+            return Ok(());
+        };
+        let ns = self.get(ns_info, None, namespace).await?;
+        if meta::has_deletion_timestamp(&ns)
+            || meta::str_field(&ns, &["status", "phase"]) == Some("Terminating")
+        {
+            return Err(ApiError::Forbidden(format!(
+                "{} \"{}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
+                info.plural,
+                meta::name(&ns)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates an object in `namespace` (ignored for cluster-scoped kinds).
+    pub async fn create(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        admission::check_type(info, &body)?;
+        let mut obj = body;
+        let ns = if info.namespaced() {
+            let in_body = meta::namespace(&obj).to_string();
+            let ns = match (namespace, in_body.as_str()) {
+                (Some(path), "") => path.to_string(),
+                (Some(path), body_ns) if path != body_ns => {
+                    return Err(ApiError::BadRequest("the namespace of the provided object does not match the namespace sent on the request".into()));
+                }
+                (_, body_ns) if !body_ns.is_empty() => body_ns.to_string(),
+                _ => "default".to_string(),
+            };
+            Some(ns)
+        } else {
+            None
+        };
+        let Some(m) = meta::metadata_mut(&mut obj) else {
+            return Err(ApiError::BadRequest(
+                "the object is not a JSON object".into(),
+            ));
+        };
+        match &ns {
+            Some(ns) => {
+                m.insert("namespace".into(), Value::String(ns.clone()));
+            }
+            None => {
+                m.remove("namespace");
+            }
+        }
+        let name_empty = m
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty();
+        if name_empty {
+            if let Some(prefix) = m.get("generateName").and_then(Value::as_str) {
+                if !prefix.is_empty() {
+                    let generated = meta::generate_name(prefix);
+                    m.insert("name".into(), Value::String(generated));
+                }
+            }
+        }
+        // Fields the server owns.
+        m.insert("uid".into(), Value::String(meta::new_uid()));
+        m.insert("creationTimestamp".into(), Value::String(meta::now()));
+        m.insert("generation".into(), json!(1));
+        for owned in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            m.remove(owned);
+        }
+        admission::prepare_create(info, &mut obj);
+        let (obj, warnings) = admission::admit(info, obj, None, opts.field_validation)?;
+        let name = meta::name(&obj).to_string();
+        if let Some(ns) = &ns {
+            if info.kind != "Namespace" {
+                self.check_namespace_open(info, ns).await?;
+            }
+        }
+        if opts.dry_run {
+            return Ok(Written {
+                object: obj,
+                warnings,
+            });
+        }
+        let key = keys::object(info, ns.as_deref(), &name);
+        let mut ops = vec![WriteOp {
+            key,
+            change: Change::Put(encode_for_store(&obj)?),
+            expect: Expect::Absent,
+        }];
+        ops.extend(lease_fence_op(info, &json!({}), &obj));
+        let revision = self
+            .storage
+            .write(ops, guards(opts.fence.as_ref()))
+            .await
+            .map_err(|e| storage_error(info, &name, e))?;
+        Ok(Written {
+            object: with_revision(obj, revision),
+            warnings,
+        })
+    }
+
+    /// Replaces an object, or (`subresource` = "status") only its status. The body's
+    /// resourceVersion, if set, must be the stored one; without it the update applies to
+    /// whatever is current.
+    pub async fn update(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        admission::check_type(info, &body)?;
+        let body_name = meta::name(&body);
+        if !body_name.is_empty() && body_name != name {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        if info.namespaced() {
+            let body_ns = meta::namespace(&body);
+            if !body_ns.is_empty() && Some(body_ns) != namespace {
+                return Err(ApiError::BadRequest("the namespace of the provided object does not match the namespace sent on the request".into()));
+            }
+        }
+        let wanted: Option<i64> = match meta::resource_version(&body) {
+            "" => None,
+            rv => Some(
+                rv.parse()
+                    .map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion {rv:?}")))?,
+            ),
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (current, current_rev) = self.current(info, namespace, name).await?;
+            if let Some(w) = wanted {
+                if w != current_rev {
+                    return Err(storage_error(
+                        info,
+                        name,
+                        StorageError::Conflict {
+                            key: vec![],
+                            expected: w,
+                            found: current_rev,
+                        },
+                    ));
+                }
+            }
+            let next = self.next_version(info, subresource, &current, body.clone())?;
+            match self
+                .replace(info, namespace, name, &current, current_rev, next, opts)
+                .await
+            {
+                Err(ApiError::Conflict { .. }) if wanted.is_none() && attempt < RETRIES => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Builds the object an update writes from the current one and the request body.
+    fn next_version(
+        &self,
+        info: &'static ResourceInfo,
+        subresource: Option<&str>,
+        current: &Value,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        let mut next = match subresource {
+            Some("status") => {
+                if !info.has_subresource("status") {
+                    return Err(ApiError::UnknownResource);
+                }
+                let mut next = current.clone();
+                next["status"] = body.get("status").cloned().unwrap_or(json!({}));
+                next
+            }
+            Some(_) => return Err(ApiError::UnknownResource),
+            None => {
+                let mut next = body;
+                if info.has_subresource("status") {
+                    // The main resource does not change status; the status subresource does.
+                    match current.get("status") {
+                        Some(s) => next["status"] = s.clone(),
+                        None => {
+                            if let Some(m) = next.as_object_mut() {
+                                m.remove("status");
+                            }
+                        }
+                    }
+                }
+                next
+            }
+        };
+        // Fields the server owns are carried over from the stored object.
+        let Some(m) = meta::metadata_mut(&mut next) else {
+            return Err(ApiError::BadRequest(
+                "the object is not a JSON object".into(),
+            ));
+        };
+        for owned in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "namespace",
+            "name",
+            "generation",
+        ] {
+            match current.pointer(&format!("/metadata/{owned}")) {
+                Some(v) => {
+                    m.insert(owned.into(), v.clone());
+                }
+                None => {
+                    m.remove(owned);
+                }
+            }
+        }
+        m.remove("resourceVersion");
+        if spec_of(current) != spec_of(&next) {
+            let generation = current
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if let Some(m) = meta::metadata_mut(&mut next) {
+                m.insert("generation".into(), json!(generation + 1));
+            }
+        }
+        Ok(next)
+    }
+
+    /// Writes `next` over `current` (at `current_rev`); an object being deleted whose last
+    /// finalizer is gone is deleted instead.
+    #[allow(clippy::too_many_arguments)]
+    async fn replace(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        current: &Value,
+        current_rev: i64,
+        next: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        let (next, warnings) = admission::admit(info, next, Some(current), opts.field_validation)?;
+        if opts.dry_run {
+            return Ok(Written {
+                object: with_revision(next, current_rev),
+                warnings,
+            });
+        }
+        let key = keys::object(info, namespace, name);
+        let finished = meta::has_deletion_timestamp(&next)
+            && meta::finalizers(&next).is_empty()
+            && next
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_none_or(|f| f.is_empty() || info.kind != "Namespace");
+        let mut ops = vec![WriteOp {
+            key,
+            change: if finished {
+                Change::Delete
+            } else {
+                Change::Put(encode_for_store(&next)?)
+            },
+            expect: Expect::Revision(current_rev),
+        }];
+        if let Some(fence_op) = lease_fence_op(info, current, &next) {
+            ops.push(fence_op);
+        }
+        let revision = self
+            .storage
+            .write(ops, guards(opts.fence.as_ref()))
+            .await
+            .map_err(|e| storage_error(info, name, e))?;
+        Ok(Written {
+            object: with_revision(next, revision),
+            warnings,
+        })
+    }
+
+    /// Deletes an object: at once, or — with finalizers, or for a pod on a node with a grace
+    /// period — by marking it with a deletionTimestamp and leaving the rest to whoever holds
+    /// the finalizers. Returns the object as deleted or as marked.
+    pub async fn delete(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Written, ApiError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (current, current_rev) = self.current(info, namespace, name).await?;
+            check_preconditions(info, name, &current, current_rev, opts)?;
+            let result = self
+                .delete_once(info, namespace, name, current, current_rev, opts)
+                .await;
+            match result {
+                Err(ApiError::Conflict { .. })
+                    if opts.resource_version.is_none() && attempt < RETRIES =>
+                {
+                    continue
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn delete_once(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        current: Value,
+        current_rev: i64,
+        opts: &DeleteOptions,
+    ) -> Result<Written, ApiError> {
+        let key = keys::object(info, namespace, name);
+        let mut finalizers = meta::finalizers(&current);
+        match opts.propagation_policy.as_deref() {
+            Some("Foreground") => push_unique(&mut finalizers, "foregroundDeletion"),
+            Some("Orphan") => push_unique(&mut finalizers, "orphan"),
+            Some("Background") | None => {}
+            Some(other) => {
+                return Err(ApiError::Invalid {
+                    group: "meta.k8s.io".into(),
+                    kind: "DeleteOptions".into(),
+                    name: String::new(),
+                    causes: vec![crate::error::Cause {
+                        field: "propagationPolicy".into(),
+                        reason: "FieldValueNotSupported".into(),
+                        message: format!("Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""),
+                    }],
+                })
+            }
+        }
+        let namespace_content = info.kind == "Namespace"
+            && current
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+        let grace = pod_grace_period(info, &current, opts);
+        let graceful = !finalizers.is_empty() || namespace_content || grace.is_some();
+        if graceful {
+            if meta::has_deletion_timestamp(&current) && grace.is_none() {
+                // Already being deleted: nothing more to record.
+                return Ok(Written {
+                    object: current,
+                    warnings: vec![],
+                });
+            }
+            let mut next = current.clone();
+            let grace_seconds = grace.unwrap_or(0);
+            if let Some(m) = meta::metadata_mut(&mut next) {
+                m.insert(
+                    "deletionTimestamp".into(),
+                    Value::String(meta::now_plus(grace_seconds)),
+                );
+                m.insert("deletionGracePeriodSeconds".into(), json!(grace_seconds));
+                if !finalizers.is_empty() {
+                    m.insert("finalizers".into(), json!(finalizers));
+                }
+                m.remove("resourceVersion");
+            }
+            if namespace_content {
+                next["status"]["phase"] = json!("Terminating");
+            }
+            if opts.dry_run {
+                return Ok(Written {
+                    object: with_revision(next, current_rev),
+                    warnings: vec![],
+                });
+            }
+            let revision = self
+                .storage
+                .write(
+                    vec![WriteOp {
+                        key,
+                        change: Change::Put(encode_for_store(&next)?),
+                        expect: Expect::Revision(current_rev),
+                    }],
+                    guards(opts.fence.as_ref()),
+                )
+                .await
+                .map_err(|e| storage_error(info, name, e))?;
+            return Ok(Written {
+                object: with_revision(next, revision),
+                warnings: vec![],
+            });
+        }
+        if opts.dry_run {
+            return Ok(Written {
+                object: current,
+                warnings: vec![],
+            });
+        }
+        self.storage
+            .write(
+                vec![WriteOp {
+                    key,
+                    change: Change::Delete,
+                    expect: Expect::Revision(current_rev),
+                }],
+                guards(opts.fence.as_ref()),
+            )
+            .await
+            .map_err(|e| storage_error(info, name, e))?;
+        Ok(Written {
+            object: current,
+            warnings: vec![],
+        })
+    }
+}
+
+fn push_unique(list: &mut Vec<String>, item: &str) {
+    if !list.iter().any(|f| f == item) {
+        list.push(item.to_string());
+    }
+}
+
+fn check_preconditions(
+    info: &ResourceInfo,
+    name: &str,
+    current: &Value,
+    current_rev: i64,
+    opts: &DeleteOptions,
+) -> Result<(), ApiError> {
+    let conflict = |detail: String| ApiError::Conflict {
+        group: info.group.to_string(),
+        resource: info.plural.to_string(),
+        name: name.to_string(),
+        detail,
+    };
+    if let Some(uid) = &opts.uid {
+        let actual = meta::str_field(current, &["metadata", "uid"]).unwrap_or("");
+        if uid != actual {
+            return Err(conflict(format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+            )));
+        }
+    }
+    if let Some(rv) = &opts.resource_version {
+        if *rv != current_rev.to_string() {
+            return Err(conflict(format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {current_rev}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A pod bound to a node is deleted gracefully: the node's agent stops it, then deletes it
+/// for good. Returns the grace period to record, if any.
+fn pod_grace_period(info: &ResourceInfo, pod: &Value, opts: &DeleteOptions) -> Option<i64> {
+    if info.kind != "Pod" || info.group != "" {
+        return None;
+    }
+    let on_node = meta::str_field(pod, &["spec", "nodeName"]).is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        meta::str_field(pod, &["status", "phase"]),
+        Some("Succeeded" | "Failed")
+    );
+    if !on_node || finished {
+        return None;
+    }
+    let grace = opts.grace_period_seconds.unwrap_or_else(|| {
+        pod.pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(30)
+    });
+    (grace > 0).then_some(grace)
+}
+
+/// When a coordination Lease changes holder or transitions, its fencing token changes in the
+/// same transaction.
+fn lease_fence_op(info: &ResourceInfo, current: &Value, next: &Value) -> Option<WriteOp> {
+    if info.kind != "Lease" || info.group != "coordination.k8s.io" {
+        return None;
+    }
+    let token = |obj: &Value| {
+        (
+            meta::str_field(obj, &["spec", "holderIdentity"])
+                .unwrap_or("")
+                .to_string(),
+            obj.pointer("/spec/leaseTransitions")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+        )
+    };
+    let (holder, transitions) = token(next);
+    if token(current) == (holder.clone(), transitions) {
+        return None;
+    }
+    Some(WriteOp {
+        key: keys::fence(meta::namespace(next), meta::name(next)),
+        change: Change::Put(keys::fence_token(&holder, transitions)),
+        expect: Expect::Any,
+    })
+}

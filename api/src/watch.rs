@@ -1,0 +1,183 @@
+//! Watches: the changes to a kind (in a namespace or all) after a resourceVersion, as Kubernetes
+//! watch events, filtered by selectors — an object that stops matching leaves as DELETED, one
+//! that starts matching arrives as ADDED — with bookmarks and Gone for compacted history.
+
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use keel_types::ResourceInfo;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::filter::Filter;
+use crate::keys;
+use crate::list::ListOptions;
+use crate::server::{storage_error, ApiServer};
+use crate::storage::{prefix_end, Storage, StorageError, StoreEvent};
+
+#[derive(Debug, Clone, Default)]
+pub struct WatchOptions {
+    pub label_selector: String,
+    pub field_selector: String,
+    pub resource_version: String,
+    pub allow_bookmarks: bool,
+    pub send_initial_events: bool,
+}
+
+/// One Kubernetes watch event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchEvent {
+    /// ADDED, MODIFIED, DELETED, BOOKMARK or ERROR.
+    pub kind: &'static str,
+    pub object: Value,
+}
+
+pub type WatchStream = Pin<Box<dyn Stream<Item = WatchEvent> + Send>>;
+
+fn event(kind: &'static str, object: Value) -> WatchEvent {
+    WatchEvent { kind, object }
+}
+
+fn error_event(e: &ApiError) -> WatchEvent {
+    event("ERROR", e.status())
+}
+
+fn decode(value: &[u8], revision: i64) -> Option<Value> {
+    let mut obj: Value = serde_json::from_slice(value).ok()?;
+    let m = crate::meta::metadata_mut(&mut obj)?;
+    m.insert(
+        "resourceVersion".into(),
+        Value::String(revision.to_string()),
+    );
+    Some(obj)
+}
+
+/// Turns one store event into the watch event this filter's client sees, if any.
+fn convert(
+    info: &ResourceInfo,
+    filter: &Filter,
+    allow_bookmarks: bool,
+    ev: StoreEvent,
+) -> Option<WatchEvent> {
+    match ev {
+        StoreEvent::Put {
+            value,
+            prev,
+            mod_revision,
+            ..
+        } => {
+            let obj = decode(&value, mod_revision)?;
+            let now = filter.matches(&obj);
+            let before = prev
+                .and_then(|p| decode(&p, mod_revision))
+                .map(|p| filter.matches(&p));
+            match (before, now) {
+                (None, true) | (Some(false), true) => Some(event("ADDED", obj)),
+                (Some(true), true) => Some(event("MODIFIED", obj)),
+                (Some(true), false) => Some(event("DELETED", obj)),
+                (_, false) => None,
+            }
+        }
+        StoreEvent::Delete {
+            prev, mod_revision, ..
+        } => {
+            let obj = decode(&prev?, mod_revision)?;
+            filter.matches(&obj).then(|| event("DELETED", obj))
+        }
+        StoreEvent::Progress { revision } => allow_bookmarks.then(|| bookmark(info, revision)),
+    }
+}
+
+fn bookmark(info: &ResourceInfo, revision: i64) -> WatchEvent {
+    event(
+        "BOOKMARK",
+        json!({
+            "kind": info.kind,
+            "apiVersion": info.api_version,
+            "metadata": {"resourceVersion": revision.to_string()},
+        }),
+    )
+}
+
+impl<S: Storage> ApiServer<S> {
+    /// Starts a watch. With no resourceVersion (or "0") the watch first sends every current
+    /// object as ADDED, then changes after that snapshot; with a resourceVersion it sends the
+    /// changes after it, or a 410 ERROR event if that history was compacted.
+    pub async fn watch(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        opts: &WatchOptions,
+    ) -> Result<WatchStream, ApiError> {
+        let filter = Filter::parse(info, &opts.label_selector, &opts.field_selector)?;
+        let prefix = keys::collection(info, namespace);
+        let end = prefix_end(&prefix);
+        let mut initial = Vec::new();
+        let after =
+            match opts.resource_version.as_str() {
+                "" | "0" => {
+                    let list = self
+                        .list(
+                            info,
+                            namespace,
+                            &ListOptions {
+                                label_selector: opts.label_selector.clone(),
+                                field_selector: opts.field_selector.clone(),
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
+                    let revision: i64 = list["metadata"]["resourceVersion"]
+                        .as_str()
+                        .and_then(|r| r.parse().ok())
+                        .unwrap_or(0);
+                    if let Value::Array(items) = list["items"].clone() {
+                        initial.extend(items.into_iter().map(|o| event("ADDED", o)));
+                    }
+                    if opts.send_initial_events && opts.allow_bookmarks {
+                        let mut b = bookmark(info, revision);
+                        b.object["metadata"]["annotations"] =
+                            json!({"k8s.io/initial-events-end": "true"});
+                        initial.push(b);
+                    }
+                    revision
+                }
+                rv => rv.parse::<i64>().ok().filter(|r| *r >= 0).ok_or_else(|| {
+                    ApiError::BadRequest(format!("invalid resource version: {rv}"))
+                })?,
+            };
+        let changes = match self.storage.watch(&prefix, &end, after).await {
+            Ok(s) => s,
+            Err(StorageError::Compacted { compacted }) => {
+                let e =
+                    ApiError::Expired(format!("too old resource version: {after} ({compacted})"));
+                return Ok(Box::pin(futures::stream::iter([error_event(&e)])));
+            }
+            Err(e) => return Err(storage_error(info, "", e)),
+        };
+        let allow_bookmarks = opts.allow_bookmarks;
+        // After the first error the stream ends: the client re-watches or relists.
+        let changes = changes
+            .scan(false, move |ended, item| {
+                if *ended {
+                    return futures::future::ready(None);
+                }
+                let out = match item {
+                    Ok(ev) => convert(info, &filter, allow_bookmarks, ev),
+                    Err(StorageError::Compacted { compacted }) => {
+                        *ended = true;
+                        Some(error_event(&ApiError::Expired(format!(
+                            "too old resource version: {after} ({compacted})"
+                        ))))
+                    }
+                    Err(e) => {
+                        *ended = true;
+                        Some(error_event(&storage_error(info, "", e)))
+                    }
+                };
+                futures::future::ready(Some(out))
+            })
+            .filter_map(futures::future::ready);
+        Ok(Box::pin(futures::stream::iter(initial).chain(changes)))
+    }
+}
