@@ -1,0 +1,335 @@
+//! Typed access to one kind: `Api<Pod>`, `Api<Deployment>`, … in a namespace, in all, or
+//! cluster-wide, with get/list/create/replace/patch/delete/watch.
+
+use std::marker::PhantomData;
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::{ListableResource, Resource};
+use keel_proto::keelapi::{
+    CreateRequest, DeleteRequest, Fence as FenceMsg, GetRequest, ListRequest, PatchRequest,
+    ResourceRef, UpdateRequest, WatchRequest, WriteOptions,
+};
+use keel_types::k8s_openapi;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::client::Client;
+use crate::error::{Error, Status};
+
+/// A fencing precondition: the write applies only while the Lease `namespace/name` still names
+/// `holder` at `transitions` (see the leader election module).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease_namespace: String,
+    pub lease_name: String,
+    pub holder: String,
+    pub transitions: i32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListParams {
+    pub label_selector: String,
+    pub field_selector: String,
+    pub limit: i64,
+    pub continue_token: String,
+    pub resource_version: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WatchParams {
+    pub label_selector: String,
+    pub field_selector: String,
+    pub allow_bookmarks: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteParams {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub propagation_policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_period_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preconditions: Option<Preconditions>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Preconditions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+}
+
+/// A patch and its format.
+#[derive(Debug, Clone)]
+pub enum Patch {
+    /// RFC 7386 JSON merge patch.
+    Merge(Value),
+    /// RFC 6902 JSON patch (an array of operations).
+    Json(Value),
+}
+
+/// A list as the server returned it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ObjectList<K> {
+    pub items: Vec<K>,
+    #[serde(default)]
+    pub metadata: ListMeta,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListMeta {
+    #[serde(default)]
+    pub resource_version: String,
+    #[serde(default, rename = "continue")]
+    pub continue_token: String,
+}
+
+/// One watch event, typed.
+#[derive(Debug, Clone)]
+pub enum WatchEvent<K> {
+    Added(K),
+    Modified(K),
+    Deleted(K),
+    /// Every change up to this resourceVersion has been sent.
+    Bookmark(String),
+    Error(Status),
+}
+
+pub type WatchStream<K> = Pin<Box<dyn Stream<Item = Result<WatchEvent<K>, Error>> + Send>>;
+
+/// Typed access to kind `K`.
+pub struct Api<K> {
+    client: Client,
+    namespace: String,
+    fence: Option<Fence>,
+    _kind: PhantomData<fn() -> K>,
+}
+
+impl<K> Clone for Api<K> {
+    fn clone(&self) -> Self {
+        Self {
+            client: self.client.clone(),
+            namespace: self.namespace.clone(),
+            fence: self.fence.clone(),
+            _kind: PhantomData,
+        }
+    }
+}
+
+impl<K> Api<K>
+where
+    K: Resource + ListableResource + Serialize + DeserializeOwned + Send + 'static,
+{
+    /// Objects of a namespaced kind in `namespace`.
+    pub fn namespaced(client: Client, namespace: &str) -> Self {
+        Self {
+            client,
+            namespace: namespace.to_string(),
+            fence: None,
+            _kind: PhantomData,
+        }
+    }
+
+    /// Every object of the kind: all namespaces, or the cluster for cluster-scoped kinds.
+    pub fn all(client: Client) -> Self {
+        Self::namespaced(client, "")
+    }
+
+    /// The same access, with every write fenced by `fence`.
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
+    fn reference(&self, name: &str, subresource: &str) -> Option<ResourceRef> {
+        Some(ResourceRef {
+            group: K::GROUP.to_string(),
+            version: K::VERSION.to_string(),
+            resource: K::URL_PATH_SEGMENT.to_string(),
+            namespace: self.namespace.clone(),
+            name: name.to_string(),
+            subresource: subresource.to_string(),
+        })
+    }
+
+    fn fence_msg(&self) -> Option<FenceMsg> {
+        self.fence.as_ref().map(|f| FenceMsg {
+            lease_namespace: f.lease_namespace.clone(),
+            lease_name: f.lease_name.clone(),
+            holder: f.holder.clone(),
+            transitions: f.transitions,
+        })
+    }
+
+    fn options(&self) -> Option<WriteOptions> {
+        Some(WriteOptions {
+            fence: self.fence_msg(),
+            ..Default::default()
+        })
+    }
+
+    pub async fn get(&self, name: &str) -> Result<K, Error> {
+        let req = GetRequest {
+            r#ref: self.reference(name, ""),
+            resource_version: String::new(),
+        };
+        let reply = self
+            .client
+            .call(|mut api| {
+                let req = req.clone();
+                async move { api.get(req).await }
+            })
+            .await?;
+        Ok(serde_json::from_slice(&reply.into_inner().object)?)
+    }
+
+    pub async fn list(&self, params: &ListParams) -> Result<ObjectList<K>, Error> {
+        let req = ListRequest {
+            r#ref: self.reference("", ""),
+            label_selector: params.label_selector.clone(),
+            field_selector: params.field_selector.clone(),
+            limit: params.limit,
+            r#continue: params.continue_token.clone(),
+            resource_version: params.resource_version.clone(),
+            resource_version_match: String::new(),
+        };
+        let reply = self
+            .client
+            .call(|mut api| {
+                let req = req.clone();
+                async move { api.list(req).await }
+            })
+            .await?;
+        Ok(serde_json::from_slice(&reply.into_inner().object)?)
+    }
+
+    pub async fn create(&self, object: &K) -> Result<K, Error> {
+        let req = CreateRequest {
+            r#ref: self.reference("", ""),
+            object: serde_json::to_vec(object)?,
+            options: self.options(),
+        };
+        let reply = self
+            .client
+            .call(|mut api| {
+                let req = req.clone();
+                async move { api.create(req).await }
+            })
+            .await?;
+        Ok(serde_json::from_slice(&reply.into_inner().object)?)
+    }
+
+    /// Replaces `name`; conditional on the object's resourceVersion if it has one.
+    pub async fn replace(&self, name: &str, object: &K) -> Result<K, Error> {
+        self.update(name, "", object).await
+    }
+
+    /// Replaces only the status of `name`.
+    pub async fn replace_status(&self, name: &str, object: &K) -> Result<K, Error> {
+        self.update(name, "status", object).await
+    }
+
+    async fn update(&self, name: &str, subresource: &str, object: &K) -> Result<K, Error> {
+        let req = UpdateRequest {
+            r#ref: self.reference(name, subresource),
+            object: serde_json::to_vec(object)?,
+            options: self.options(),
+        };
+        let reply = self
+            .client
+            .call(|mut api| {
+                let req = req.clone();
+                async move { api.update(req).await }
+            })
+            .await?;
+        Ok(serde_json::from_slice(&reply.into_inner().object)?)
+    }
+
+    pub async fn patch(&self, name: &str, patch: &Patch) -> Result<K, Error> {
+        let (patch_type, body) = match patch {
+            Patch::Merge(v) => ("application/merge-patch+json", v),
+            Patch::Json(v) => ("application/json-patch+json", v),
+        };
+        let req = PatchRequest {
+            r#ref: self.reference(name, ""),
+            patch_type: patch_type.to_string(),
+            patch: serde_json::to_vec(body)?,
+            options: self.options(),
+            force: false,
+        };
+        let reply = self
+            .client
+            .call(|mut api| {
+                let req = req.clone();
+                async move { api.patch(req).await }
+            })
+            .await?;
+        Ok(serde_json::from_slice(&reply.into_inner().object)?)
+    }
+
+    /// Deletes `name`; returns the object as deleted (or as marked for deletion).
+    pub async fn delete(&self, name: &str, params: &DeleteParams) -> Result<K, Error> {
+        let req = DeleteRequest {
+            r#ref: self.reference(name, ""),
+            options: serde_json::to_vec(params)?,
+            fence: self.fence_msg(),
+        };
+        let reply = self
+            .client
+            .call(|mut api| {
+                let req = req.clone();
+                async move { api.delete(req).await }
+            })
+            .await?;
+        Ok(serde_json::from_slice(&reply.into_inner().object)?)
+    }
+
+    /// Changes after `resource_version` ("" or "0": every current object as Added first). The
+    /// stream ends when the connection does; [`crate::watcher`] resumes it.
+    pub async fn watch(
+        &self,
+        params: &WatchParams,
+        resource_version: &str,
+    ) -> Result<WatchStream<K>, Error> {
+        let req = WatchRequest {
+            r#ref: self.reference("", ""),
+            label_selector: params.label_selector.clone(),
+            field_selector: params.field_selector.clone(),
+            resource_version: resource_version.to_string(),
+            allow_bookmarks: params.allow_bookmarks,
+            send_initial_events: false,
+        };
+        let stream = self
+            .client
+            .call(|mut api| {
+                let req = req.clone();
+                async move { api.watch(req).await }
+            })
+            .await?
+            .into_inner();
+        Ok(Box::pin(stream.map(|item| {
+            let ev = item.map_err(Error::from_grpc)?;
+            Ok(match ev.r#type.as_str() {
+                "ADDED" => WatchEvent::Added(serde_json::from_slice(&ev.object)?),
+                "MODIFIED" => WatchEvent::Modified(serde_json::from_slice(&ev.object)?),
+                "DELETED" => WatchEvent::Deleted(serde_json::from_slice(&ev.object)?),
+                "BOOKMARK" => {
+                    let v: Value = serde_json::from_slice(&ev.object)?;
+                    WatchEvent::Bookmark(
+                        v.pointer("/metadata/resourceVersion")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                    )
+                }
+                _ => WatchEvent::Error(serde_json::from_slice(&ev.object)?),
+            })
+        })))
+    }
+}

@@ -1,0 +1,59 @@
+//! The SDK's one error type. Whether to retry is decided by variant and Status code.
+
+use serde::Deserialize;
+
+/// A Kubernetes Status as the server sent it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Status {
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub code: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server answered with a Kubernetes error (NotFound, Conflict, Invalid, …).
+    #[error("{} ({}): {}", .0.reason, .0.code, .0.message)]
+    Api(Status),
+    /// No master could be reached, or the connection broke mid-call. A write that failed this
+    /// way may or may not have been applied.
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("decoding a server reply: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("invalid endpoint {0}")]
+    Endpoint(String),
+}
+
+impl Error {
+    pub fn from_grpc(status: tonic::Status) -> Self {
+        match serde_json::from_slice::<Status>(status.details()) {
+            Ok(st) if st.code != 0 => Error::Api(st),
+            _ => Error::Transport(format!("{:?}: {}", status.code(), status.message())),
+        }
+    }
+
+    /// The HTTP-style code of an API error, if this is one.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            Error::Api(s) => Some(s.code),
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.code() == Some(404)
+    }
+
+    pub fn is_conflict(&self) -> bool {
+        self.code() == Some(409)
+    }
+
+    /// History the request needed was compacted: relist.
+    pub fn is_gone(&self) -> bool {
+        self.code() == Some(410)
+    }
+}
