@@ -6,7 +6,12 @@
 //! each kind's typed form (from `k8s-openapi`, Kubernetes 1.32 field for field) is what decoding,
 //! defaulting and validation use.
 
+pub mod field;
 pub mod kinds;
+pub mod names;
+pub mod path;
 
+pub use field::{ErrorKind, FieldError};
 pub use k8s_openapi;
 pub use kinds::{ResourceInfo, Scope};
+pub use path::FieldPath;
