@@ -10,8 +10,10 @@ pub mod field;
 pub mod kinds;
 pub mod names;
 pub mod path;
+pub mod selector;
 
 pub use field::{ErrorKind, FieldError};
 pub use k8s_openapi;
 pub use kinds::{ResourceInfo, Scope};
 pub use path::FieldPath;
+pub use selector::{Selector, SelectorError};
