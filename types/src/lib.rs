@@ -7,12 +7,14 @@
 //! defaulting and validation use.
 
 pub mod field;
+pub mod field_selector;
 pub mod kinds;
 pub mod names;
 pub mod path;
 pub mod selector;
 
 pub use field::{ErrorKind, FieldError};
+pub use field_selector::{field_value, FieldSelector, FieldSelectorError};
 pub use k8s_openapi;
 pub use kinds::{ResourceInfo, Scope};
 pub use path::FieldPath;
