@@ -11,6 +11,7 @@ pub mod field_selector;
 pub mod kinds;
 pub mod names;
 pub mod path;
+pub mod quantity;
 pub mod selector;
 
 pub use field::{ErrorKind, FieldError};
@@ -18,4 +19,5 @@ pub use field_selector::{field_value, FieldSelector, FieldSelectorError};
 pub use k8s_openapi;
 pub use kinds::{ResourceInfo, Scope};
 pub use path::FieldPath;
+pub use quantity::{Quantity, QuantityError};
 pub use selector::{Selector, SelectorError};
