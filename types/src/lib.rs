@@ -6,7 +6,18 @@
 //! each kind's typed form (from `k8s-openapi`, Kubernetes 1.32 field for field) is what decoding,
 //! defaulting and validation use.
 
+pub mod field;
+pub mod field_selector;
 pub mod kinds;
+pub mod names;
+pub mod path;
+pub mod quantity;
+pub mod selector;
 
+pub use field::{ErrorKind, FieldError};
+pub use field_selector::{field_value, FieldSelector, FieldSelectorError};
 pub use k8s_openapi;
 pub use kinds::{ResourceInfo, Scope};
+pub use path::FieldPath;
+pub use quantity::{Quantity, QuantityError};
+pub use selector::{Selector, SelectorError};
