@@ -1,31 +1,37 @@
-//! Which objects a list or watch asks for: label and field selectors.
+//! Which objects a list or watch asks for: label and field selectors, parsed and checked once
+//! per request.
 
-use keel_types::ResourceInfo;
+use keel_types::{FieldSelector, ResourceInfo, Selector};
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::meta;
 
 /// The selectors of one list or watch request.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Filter {
-    labels: String,
-    fields: String,
+    info: &'static ResourceInfo,
+    labels: Selector,
+    fields: FieldSelector,
 }
 
 impl Filter {
     pub fn parse(
-        _info: &ResourceInfo,
+        info: &'static ResourceInfo,
         label_selector: &str,
         field_selector: &str,
     ) -> Result<Self, ApiError> {
-        if !label_selector.trim().is_empty() || !field_selector.trim().is_empty() {
-            return Err(ApiError::BadRequest(
-                "label and field selectors are not served yet".into(),
-            ));
-        }
+        let labels =
+            Selector::parse(label_selector).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let fields = FieldSelector::parse(field_selector)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        fields
+            .check_supported(info)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         Ok(Self {
-            labels: label_selector.to_string(),
-            fields: field_selector.to_string(),
+            info,
+            labels,
+            fields,
         })
     }
 
@@ -34,7 +40,8 @@ impl Filter {
         self.labels.is_empty() && self.fields.is_empty()
     }
 
-    pub fn matches(&self, _obj: &Value) -> bool {
-        true
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches(&meta::labels(obj))
+            && self.fields.matches_object(self.info, obj).unwrap_or(false)
     }
 }

@@ -261,3 +261,120 @@ async fn objects_get_kubernetes_semantics_over_grpc() -> anyhow::Result<()> {
     assert!(obj(&warned.object).get("bogus").is_none());
     Ok(())
 }
+
+fn labelled(name: &str, tier: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": {"tier": tier}},
+    }))
+    .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selectors_filter_lists_and_watches() -> anyhow::Result<()> {
+    let cluster = Cluster::start(Flavor::Keel, 1).await?;
+    let mut api = client(&cluster).await?;
+    for (name, tier) in [("a", "web"), ("b", "db"), ("c", "web"), ("d", "cache")] {
+        api.create(CreateRequest {
+            r#ref: cm_ref("default", ""),
+            object: labelled(name, tier),
+            options: None,
+        })
+        .await?;
+    }
+    let names = |list: &Value| -> Vec<String> {
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| i["metadata"]["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let list = |labels: &str, fields: &str, limit: i64| ListRequest {
+        r#ref: cm_ref("default", ""),
+        label_selector: labels.into(),
+        field_selector: fields.into(),
+        limit,
+        ..Default::default()
+    };
+    let web = obj(&api.list(list("tier=web", "", 0)).await?.into_inner().object);
+    assert_eq!(names(&web), ["a", "c"]);
+    let set = obj(&api
+        .list(list("tier in (db,cache)", "", 0))
+        .await?
+        .into_inner()
+        .object);
+    assert_eq!(names(&set), ["b", "d"]);
+    let not_a = obj(&api
+        .list(list("tier=web", "metadata.name!=a", 0))
+        .await?
+        .into_inner()
+        .object);
+    assert_eq!(names(&not_a), ["c"]);
+    // A page of one web object still says more may follow.
+    let page = obj(&api.list(list("tier=web", "", 1)).await?.into_inner().object);
+    assert_eq!(names(&page), ["a"]);
+    assert!(page["metadata"]["continue"].is_string());
+
+    let bad = api
+        .list(list("tier in (web", "", 0))
+        .await
+        .expect_err("malformed selector");
+    assert_eq!(status_of(&bad)["code"], 400);
+    let unsupported = api
+        .list(list("", "spec.nodeName=x", 0))
+        .await
+        .expect_err("configmaps have no spec.nodeName");
+    assert_eq!(
+        status_of(&unsupported)["message"],
+        "field label not supported: spec.nodeName"
+    );
+
+    // Relabelling moves an object out of and into a selective watch.
+    let rv = web["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let mut watch = api
+        .watch(WatchRequest {
+            r#ref: cm_ref("default", ""),
+            label_selector: "tier=web".into(),
+            resource_version: rv,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    for (name, tier) in [("a", "db"), ("b", "web")] {
+        let current = obj(&api
+            .get(GetRequest {
+                r#ref: cm_ref("default", name),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .object);
+        let mut next = current.clone();
+        next["metadata"]["labels"]["tier"] = json!(tier);
+        api.update(UpdateRequest {
+            r#ref: cm_ref("default", name),
+            object: serde_json::to_vec(&next)?,
+            options: None,
+        })
+        .await?;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let ev = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await?
+            .expect("watch open")?;
+        seen.push((ev.r#type, obj(&ev.object)["metadata"]["name"].clone()));
+    }
+    assert_eq!(
+        seen,
+        [
+            ("DELETED".to_string(), json!("a")),
+            ("ADDED".to_string(), json!("b"))
+        ]
+    );
+    Ok(())
+}
