@@ -75,8 +75,8 @@ pub enum ApiError {
     #[error("{0}")]
     TooLarge(String),
     /// The lease that fenced this write no longer names the writer as holder.
-    #[error("fenced write refused: lease {lease} is no longer held by {holder}")]
-    FenceLost { lease: String, holder: String },
+    #[error("fenced write refused: lease {lease} no longer names the writer as its holder")]
+    FenceLost { lease: String },
     #[error("{0}")]
     Timeout(String),
     #[error("{0}")]

@@ -31,6 +31,12 @@ pub fn fence(namespace: &str, name: &str) -> Vec<u8> {
     format!("{FENCES}{namespace}/{name}").into_bytes()
 }
 
+/// `namespace/name` of the Lease a fence key belongs to.
+pub fn lease_of_fence(key: &[u8]) -> String {
+    let key = String::from_utf8_lossy(key);
+    key.strip_prefix(FENCES).unwrap_or(&key).to_string()
+}
+
 /// The token a fence key holds for `holder` at `transitions`.
 pub fn fence_token(holder: &str, transitions: i64) -> Vec<u8> {
     format!("{transitions}/{holder}").into_bytes()

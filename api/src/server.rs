@@ -79,8 +79,7 @@ pub(crate) fn storage_error(info: &ResourceInfo, name: &str, e: StorageError) ->
             detail: "the object has been modified; please apply your changes to the latest version and try again".into(),
         },
         StorageError::GuardFailed { key } => ApiError::FenceLost {
-            lease: String::from_utf8_lossy(&key).into_owned(),
-            holder: String::new(),
+            lease: keys::lease_of_fence(&key),
         },
         StorageError::Compacted { compacted } => ApiError::Expired(format!(
             "too old resource version: requested revision has been compacted (compacted at {compacted})"

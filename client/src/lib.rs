@@ -5,9 +5,10 @@
 pub mod api;
 pub mod client;
 pub mod error;
+pub mod leader;
 pub mod watcher;
 
-pub use api::{Api, DeleteParams, ListParams, Patch, WatchParams};
+pub use api::{Api, DeleteParams, Fence, ListParams, Patch, WatchParams};
 pub use client::Client;
 pub use error::Error;
 pub use keel_types::k8s_openapi;
