@@ -44,6 +44,11 @@ pub struct ServerArgs {
     /// a dead leader is replaced within about a second on a LAN.
     #[arg(long, default_value_t = 500)]
     election_timeout: u64,
+    /// Run as an etcd stand-in only: serve the etcd API and nothing else, and write nothing to
+    /// the keyspace on start (no keel API server, no system namespaces). For clients that own
+    /// the keyspace themselves, such as a Kubernetes API server.
+    #[arg(long)]
+    store_only: bool,
 }
 
 impl Default for ServerArgs {
@@ -127,6 +132,7 @@ impl ServerArgs {
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let store_only = args.store_only;
     let config = args.into_config()?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
@@ -140,22 +146,31 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         stop.cancel();
         Ok::<(), std::io::Error>(())
     });
-    let api = api_server(&config)?;
-    let routes = tonic::service::Routes::new(
-        keel_proto::keelapi::api_server::ApiServer::new(keel_api::grpc::GrpcApi::new(api.clone()))
+    let (routes, bootstrap) = if store_only {
+        (tonic::service::Routes::default(), None)
+    } else {
+        let api = api_server(&config)?;
+        let routes = tonic::service::Routes::new(
+            keel_proto::keelapi::api_server::ApiServer::new(keel_api::grpc::GrpcApi::new(
+                api.clone(),
+            ))
             .max_decoding_message_size(API_MAX_REQUEST),
-    );
-    let bootstrap_stop = shutdown.clone();
-    let bootstrap = tokio::spawn(async move {
-        tokio::select! {
-            _ = bootstrap_stop.cancelled() => {}
-            _ = keel_api::bootstrap::ensure_namespaces(&api) => {}
-        }
-    });
+        );
+        let bootstrap_stop = shutdown.clone();
+        let bootstrap = tokio::spawn(async move {
+            tokio::select! {
+                _ = bootstrap_stop.cancelled() => {}
+                _ = keel_api::bootstrap::ensure_namespaces(&api) => {}
+            }
+        });
+        (routes, Some(bootstrap))
+    };
     let result = keel_store::server::run(config, routes, shutdown.clone()).await;
     shutdown.cancel();
     signals.abort();
-    let _ = bootstrap.await;
+    if let Some(bootstrap) = bootstrap {
+        let _ = bootstrap.await;
+    }
     result.map_err(Into::into)
 }
 

@@ -14,7 +14,10 @@ use tonic::transport::Channel;
 /// Which server the cluster runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
+    /// keel as a control plane: the store, and the API server on the same port.
     Keel,
+    /// keel as an etcd stand-in (`--store-only`): the keyspace holds only what clients write.
+    KeelStore,
     Etcd,
 }
 
@@ -117,6 +120,10 @@ impl Cluster {
         let m = &self.members[i];
         let (program, mut args) = match self.flavor {
             Flavor::Keel => (keel_bin()?, vec!["server".to_string()]),
+            Flavor::KeelStore => (
+                keel_bin()?,
+                vec!["server".to_string(), "--store-only".to_string()],
+            ),
             Flavor::Etcd => (PathBuf::from("etcd"), vec![]),
         };
         args.extend([

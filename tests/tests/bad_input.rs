@@ -137,7 +137,7 @@ async fn run_script(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_the_same_errors_as_etcd_and_change_nothing() -> anyhow::Result<()> {
     let etcd = Cluster::start(Flavor::Etcd, 1).await?;
-    let keel = Cluster::start(Flavor::Keel, 1).await?;
+    let keel = Cluster::start(Flavor::KeelStore, 1).await?;
     let mut results = Vec::new();
     for cluster in [&etcd, &keel] {
         let channel = connect(&cluster.members[0].client_url()).await?;

@@ -1441,7 +1441,7 @@ async fn etcdctl_script_gives_the_same_results_on_keel_as_on_etcd() -> Result<()
         dump("etcd", &etcd);
     }
     check_control(&etcd);
-    let keel = run_on(Flavor::Keel).await?;
+    let keel = run_on(Flavor::KeelStore).await?;
     if std::env::var_os("KEEL_DIFF_DUMP").is_some() {
         dump("keel", &keel);
     }

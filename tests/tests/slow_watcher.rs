@@ -121,7 +121,7 @@ fn check(name: &str, o: &Outcome) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_behind_a_compaction_is_canceled_as_on_etcd() -> anyhow::Result<()> {
     let etcd = Cluster::start(Flavor::Etcd, 1).await?;
-    let keel = Cluster::start(Flavor::Keel, 1).await?;
+    let keel = Cluster::start(Flavor::KeelStore, 1).await?;
     let on_keel = run(&keel.members[0].client_url()).await?;
     check("keel", &on_keel);
     let on_etcd = run(&etcd.members[0].client_url()).await?;
