@@ -2,6 +2,7 @@
 //! to them with the generated etcd v3 clients or the real etcdctl.
 
 pub mod cluster;
+pub mod differential;
 pub mod etcdctl;
 
 pub use cluster::{Cluster, Flavor};
