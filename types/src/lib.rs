@@ -6,6 +6,7 @@
 //! each kind's typed form (from `k8s-openapi`, Kubernetes 1.32 field for field) is what decoding,
 //! defaulting and validation use.
 
+pub mod decode;
 pub mod field;
 pub mod field_selector;
 pub mod kinds;
@@ -14,6 +15,7 @@ pub mod path;
 pub mod quantity;
 pub mod selector;
 
+pub use decode::{decode, DecodeError, Decoded};
 pub use field::{ErrorKind, FieldError};
 pub use field_selector::{field_value, FieldSelector, FieldSelectorError};
 pub use k8s_openapi;
