@@ -7,6 +7,7 @@
 //! defaulting and validation use.
 
 pub mod decode;
+pub mod defaults;
 pub mod field;
 pub mod field_selector;
 pub mod kinds;
@@ -16,6 +17,7 @@ pub mod quantity;
 pub mod selector;
 
 pub use decode::{decode, DecodeError, Decoded};
+pub use defaults::{default_object, prepare_for_create, DefaultError};
 pub use field::{ErrorKind, FieldError};
 pub use field_selector::{field_value, FieldSelector, FieldSelectorError};
 pub use k8s_openapi;
