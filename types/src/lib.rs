@@ -15,6 +15,7 @@ pub mod names;
 pub mod path;
 pub mod quantity;
 pub mod selector;
+pub mod validation;
 
 pub use decode::{decode, DecodeError, Decoded};
 pub use defaults::{default_object, prepare_for_create, DefaultError};
@@ -25,3 +26,4 @@ pub use kinds::{ResourceInfo, Scope};
 pub use path::FieldPath;
 pub use quantity::{Quantity, QuantityError};
 pub use selector::{Selector, SelectorError};
+pub use validation::validate;

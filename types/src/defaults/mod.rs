@@ -53,10 +53,18 @@ pub fn default_object(info: &ResourceInfo, value: &mut Value) -> Result<(), Defa
         ("", "Endpoints") => through(info, value, core::default_endpoints),
         ("", "LimitRange") => through(info, value, core::default_limit_range),
         ("discovery.k8s.io", "EndpointSlice") => through(info, value, core::default_endpoint_slice),
-        ("apps", "Deployment") => through(info, value, workloads::default_deployment),
-        ("apps", "ReplicaSet") => through(info, value, workloads::default_replica_set),
-        ("apps", "StatefulSet") => through(info, value, workloads::default_stateful_set),
-        ("apps", "DaemonSet") => through(info, value, workloads::default_daemon_set),
+        ("apps", "Deployment") => {
+            keeping_selector_absent(value, |v| through(info, v, workloads::default_deployment))
+        }
+        ("apps", "ReplicaSet") => {
+            keeping_selector_absent(value, |v| through(info, v, workloads::default_replica_set))
+        }
+        ("apps", "StatefulSet") => {
+            keeping_selector_absent(value, |v| through(info, v, workloads::default_stateful_set))
+        }
+        ("apps", "DaemonSet") => {
+            keeping_selector_absent(value, |v| through(info, v, workloads::default_daemon_set))
+        }
         ("batch", "Job") => through(info, value, workloads::default_job),
         ("batch", "CronJob") => through(info, value, workloads::default_cron_job),
         ("rbac.authorization.k8s.io", "RoleBinding") => {
@@ -74,6 +82,25 @@ pub fn default_object(info: &ResourceInfo, value: &mut Value) -> Result<(), Defa
         }
         _ => Ok(()),
     }
+}
+
+/// The typed workload specs hold a selector even when none was sent and would write it back
+/// as `{}`; an absent selector must stay absent so validation reports it as required.
+fn keeping_selector_absent(
+    value: &mut Value,
+    apply: impl FnOnce(&mut Value) -> Result<(), DefaultError>,
+) -> Result<(), DefaultError> {
+    let had_selector = value
+        .get("spec")
+        .and_then(|s| s.get("selector"))
+        .is_some_and(|s| !s.is_null());
+    apply(value)?;
+    if !had_selector {
+        if let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.remove("selector");
+        }
+    }
+    Ok(())
 }
 
 /// What an object starts with when it is created, beyond its defaults: a namespace is Active
