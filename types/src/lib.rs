@@ -8,6 +8,7 @@
 
 pub mod decode;
 pub mod defaults;
+pub mod error;
 pub mod field;
 pub mod field_selector;
 pub mod kinds;
@@ -19,6 +20,7 @@ pub mod validation;
 
 pub use decode::{decode, DecodeError, Decoded};
 pub use defaults::{default_object, prepare_for_create, DefaultError};
+pub use error::Error;
 pub use field::{ErrorKind, FieldError};
 pub use field_selector::{field_value, FieldSelector, FieldSelectorError};
 pub use k8s_openapi;
