@@ -16,6 +16,7 @@ pub enum ErrorKind {
     TooMany,
     Forbidden,
     TypeInvalid,
+    NotFound,
 }
 
 impl ErrorKind {
@@ -30,6 +31,7 @@ impl ErrorKind {
             ErrorKind::TooMany => "FieldValueTooMany",
             ErrorKind::Forbidden => "FieldValueForbidden",
             ErrorKind::TypeInvalid => "FieldValueTypeInvalid",
+            ErrorKind::NotFound => "FieldValueNotFound",
         }
     }
 
@@ -43,6 +45,7 @@ impl ErrorKind {
             ErrorKind::TooLong => "Too long",
             ErrorKind::TooMany => "Too many",
             ErrorKind::Forbidden => "Forbidden",
+            ErrorKind::NotFound => "Not found",
         }
     }
 
@@ -151,6 +154,16 @@ impl FieldError {
         )
     }
 
+    /// A value that should refer to something that does not exist (a mount naming no volume).
+    pub fn not_found(field: &FieldPath, value: impl BadValue) -> Self {
+        Self::new(
+            ErrorKind::NotFound,
+            field,
+            Some(value.render()),
+            String::new(),
+        )
+    }
+
     /// The cause reason for a Status (`FieldValueInvalid`, …).
     pub fn reason(&self) -> &'static str {
         self.kind.reason()
@@ -218,6 +231,16 @@ impl BadValue for String {
 impl BadValue for &String {
     fn render(&self) -> String {
         go_quote(self)
+    }
+}
+
+/// A value rendered by the caller, shown as is (Go's `%#v` of a map or struct, …).
+#[derive(Debug, Clone)]
+pub struct Rendered(pub String);
+
+impl BadValue for Rendered {
+    fn render(&self) -> String {
+        self.0.clone()
     }
 }
 

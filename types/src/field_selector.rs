@@ -219,8 +219,8 @@ fn split_term(term: &str) -> Option<(&str, FieldOp, &str)> {
             ("==", FieldOp::Equals),
             ("=", FieldOp::Equals),
         ] {
-            if rest.starts_with(text) {
-                return Some((&term[..i], op, &rest[text.len()..]));
+            if let Some(value) = rest.strip_prefix(text) {
+                return Some((&term[..i], op, value));
             }
         }
     }

@@ -6,6 +6,9 @@
 //! each kind's typed form (from `k8s-openapi`, Kubernetes 1.32 field for field) is what decoding,
 //! defaulting and validation use.
 
+pub mod decode;
+pub mod defaults;
+pub mod error;
 pub mod field;
 pub mod field_selector;
 pub mod kinds;
@@ -13,7 +16,11 @@ pub mod names;
 pub mod path;
 pub mod quantity;
 pub mod selector;
+pub mod validation;
 
+pub use decode::{decode, DecodeError, Decoded};
+pub use defaults::{default_object, prepare_for_create, DefaultError};
+pub use error::Error;
 pub use field::{ErrorKind, FieldError};
 pub use field_selector::{field_value, FieldSelector, FieldSelectorError};
 pub use k8s_openapi;
@@ -21,3 +28,4 @@ pub use kinds::{ResourceInfo, Scope};
 pub use path::FieldPath;
 pub use quantity::{Quantity, QuantityError};
 pub use selector::{Selector, SelectorError};
+pub use validation::validate;
