@@ -1,13 +1,14 @@
 //! keel's Rust SDK over the `keelapi.Api` gRPC service: a [`Client`] that fails over between
 //! masters, typed [`Api`] access for every kind, a [`watcher`] that resumes from the last
-//! resourceVersion it saw and relists when that history is gone, and a [`reflector`] that
-//! caches what a watch reports.
+//! resourceVersion it saw and relists when that history is gone, a [`reflector()`] that caches
+//! what a watch reports, and a controller [`runtime`].
 
 pub mod api;
 pub mod client;
 pub mod error;
 pub mod object_key;
 pub mod reflector;
+pub mod runtime;
 pub mod store;
 pub mod watcher;
 
