@@ -49,7 +49,6 @@ struct Finished<K, E> {
 
 /// Runs `reconcile` for keys from `triggers`, reading each object from `store` when its turn
 /// comes. See [`super::Controller::run`] for the contract.
-#[allow(clippy::too_many_arguments)] // every argument is a distinct part of the contract
 pub(crate) fn applier<K, Ctx, E, R, Fut, P>(
     store: Store<K>,
     triggers: Vec<Triggers>,
