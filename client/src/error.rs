@@ -26,6 +26,9 @@ pub enum Error {
     Decode(#[from] serde_json::Error),
     #[error("invalid endpoint {0}")]
     Endpoint(String),
+    /// A cache's writer went away before the cache was ever filled: it never will be.
+    #[error("the cache's writer was dropped before the cache was filled")]
+    StoreClosed,
 }
 
 impl Error {
