@@ -76,10 +76,12 @@ impl OrKind for ApiError {
     }
 }
 
-/// The status a new object starts with: set by the server, not the client.
-pub fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
+/// What a new object starts with that the client does not choose: its status (set by the
+/// server), and kind-specific starting state (a namespace's finalizer).
+pub fn prepare_create(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
+    keel_types::prepare_for_create(info, obj).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if !info.has_subresource("status") {
-        return;
+        return Ok(());
     }
     let status = match (info.group, info.kind) {
         ("", "Namespace") => json!({"phase": "Active"}),
@@ -89,6 +91,7 @@ pub fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
     if let Some(m) = obj.as_object_mut() {
         m.insert("status".into(), status);
     }
+    Ok(())
 }
 
 /// Decodes, defaults and validates `obj` as its kind (`old` is the stored object on update).
@@ -99,87 +102,80 @@ pub fn admit(
     old: Option<&Value>,
     field_validation: FieldValidation,
 ) -> Result<(Value, Vec<String>), ApiError> {
-    let _ = old;
     let name = meta::name(&obj).to_string();
-    let decoded = info
-        .round_trip(obj.clone())
-        .map_err(|e| ApiError::BadRequest(format!("{} in body: {e}", info.kind)))?;
-    let unknown = unknown_fields(&obj, &decoded, "");
+    let decoded = keel_types::decode(info, obj).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let mut warnings = Vec::new();
-    if !unknown.is_empty() {
+    if !decoded.unknown_fields.is_empty() {
+        let messages = decoded.unknown_field_messages();
         match field_validation {
             FieldValidation::Strict => {
-                let list: Vec<String> = unknown
-                    .iter()
-                    .map(|f| format!("unknown field \"{f}\""))
-                    .collect();
                 return Err(ApiError::BadRequest(format!(
                     "strict decoding error: {}",
-                    list.join(", ")
+                    messages.join(", ")
                 )));
             }
-            FieldValidation::Warn => {
-                warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")))
-            }
+            FieldValidation::Warn => warnings.extend(messages),
             FieldValidation::Ignore => {}
         }
     }
-    if name.is_empty() {
+    let mut object = decoded.object;
+    keel_types::default_object(info, &mut object)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let errors = keel_types::validate(info, &object, old);
+    if !errors.is_empty() {
         return Err(ApiError::Invalid {
             group: info.group.to_string(),
             kind: info.kind.to_string(),
             name,
-            causes: vec![Cause {
-                field: "metadata.name".into(),
-                reason: "FieldValueRequired".into(),
-                message: "Required value: name or generateName is required".into(),
-            }],
+            causes: errors
+                .iter()
+                .map(|e| Cause {
+                    field: e.field.clone(),
+                    reason: e.reason().to_string(),
+                    message: e.message_without_field(),
+                })
+                .collect(),
         });
     }
-    Ok((decoded, warnings))
-}
-
-/// Paths of fields present (and not null) in `input` but missing from `decoded`.
-fn unknown_fields(input: &Value, decoded: &Value, path: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    match (input, decoded) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in a {
-                if v.is_null() {
-                    continue;
-                }
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                match b.get(k) {
-                    Some(d) => out.extend(unknown_fields(v, d, &p)),
-                    None => out.push(p),
-                }
-            }
-        }
-        (Value::Array(a), Value::Array(b)) => {
-            for (i, (v, d)) in a.iter().zip(b).enumerate() {
-                out.extend(unknown_fields(v, d, &format!("{path}[{i}]")));
-            }
-        }
-        _ => {}
-    }
-    out
+    Ok((object, warnings))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn pod_info() -> &'static ResourceInfo {
+        keel_types::kinds::by_kind("v1", "Pod").expect("pods")
+    }
+
     #[test]
-    fn unknown_fields_are_named_by_path() {
-        let input = json!({"spec": {"containers": [{"name": "a", "imagePullPolcy": "x"}], "bogus": 1, "nil": null}});
-        let decoded = json!({"spec": {"containers": [{"name": "a"}]}});
+    fn unknown_fields_are_refused_under_strict_and_warned_about_otherwise() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "busybox", "imagePullPolcy": "x"}]}});
+        let strict = admit(pod_info(), pod.clone(), None, FieldValidation::Strict);
         assert_eq!(
-            unknown_fields(&input, &decoded, ""),
-            ["spec.bogus", "spec.containers[0].imagePullPolcy"]
+            strict.expect_err("strict").to_string(),
+            "strict decoding error: unknown field \"spec.containers[0].imagePullPolcy\""
         );
+        let (obj, warnings) = admit(pod_info(), pod, None, FieldValidation::Warn).expect("warn");
+        assert_eq!(
+            warnings,
+            ["unknown field \"spec.containers[0].imagePullPolcy\""]
+        );
+        assert_eq!(obj["spec"]["restartPolicy"], "Always", "defaulted");
+    }
+
+    #[test]
+    fn invalid_objects_name_every_field() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "Bad_Name"},
+            "spec": {"containers": []}});
+        let err = admit(pod_info(), pod, None, FieldValidation::Warn).expect_err("invalid");
+        let ApiError::Invalid { causes, .. } = &err else {
+            panic!("{err:?}")
+        };
+        let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
+        assert!(fields.contains(&"metadata.name"), "{fields:?}");
+        assert!(fields.contains(&"spec.containers"), "{fields:?}");
+        assert_eq!(err.code(), 422);
     }
 }

@@ -270,7 +270,7 @@ impl<S: Storage> ApiServer<S> {
         ] {
             m.remove(owned);
         }
-        admission::prepare_create(info, &mut obj);
+        admission::prepare_create(info, &mut obj)?;
         let (obj, warnings) = admission::admit(info, obj, None, opts.field_validation)?;
         let name = meta::name(&obj).to_string();
         if let Some(ns) = &ns {
