@@ -6,6 +6,7 @@
 //! encode.
 
 pub mod admission;
+pub mod auth;
 pub mod bootstrap;
 pub mod error;
 pub mod filter;

@@ -1,0 +1,40 @@
+//! Who is asking and what they may do: the authenticated user, the attributes of a request as
+//! authorization sees them, and the decision.
+
+/// An authenticated user, as Kubernetes' user.Info.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+}
+
+/// What a request does, in the terms RBAC rules are written in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attributes {
+    pub user: UserInfo,
+    /// get, list, watch, create, update, patch, delete, deletecollection (resource requests), or
+    /// the HTTP verb in lower case for non-resource requests.
+    pub verb: String,
+    /// "" for the core group.
+    pub api_group: String,
+    /// Plural resource name ("pods"); empty for non-resource requests.
+    pub resource: String,
+    pub subresource: String,
+    /// Empty for cluster-scoped resources and for requests across all namespaces.
+    pub namespace: String,
+    /// Empty when the request names no object (list, create, …).
+    pub name: String,
+    /// The URL path, for non-resource requests (`/version`, `/healthz`, …).
+    pub path: Option<String>,
+}
+
+/// An authorizer's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// Explicitly refused, with the reason to report.
+    Deny(String),
+    /// This authorizer has no rule for the request (the next one, or denial, decides).
+    NoOpinion,
+}
