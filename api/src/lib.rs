@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod auth;
 pub mod bootstrap;
+pub mod cache;
 pub mod error;
 pub mod filter;
 pub mod grpc;

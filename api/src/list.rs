@@ -78,6 +78,12 @@ impl<S: Storage> ApiServer<S> {
         let filter = Filter::parse(info, &opts.label_selector, &opts.field_selector)?;
         let prefix = keys::collection(info, namespace);
         let end = prefix_end(&prefix);
+        if let Some(list) = self
+            .list_from_cache(info, &filter, &prefix, &end, opts)
+            .await?
+        {
+            return Ok(list);
+        }
         let (mut start, mut revision, from_token) = if opts.continue_token.is_empty() {
             let revision = match (
                 opts.resource_version.as_str(),
@@ -168,6 +174,64 @@ impl<S: Storage> ApiServer<S> {
         }))
     }
 }
+
+impl<S: Storage> ApiServer<S> {
+    /// Serves a list from the watch cache when its semantics allow: no paging, and either any
+    /// recent state (resourceVersion "0" or not older than one the cache has) or the current
+    /// state (no resourceVersion: the cache first catches up with the store's revision).
+    async fn list_from_cache(
+        &self,
+        info: &'static ResourceInfo,
+        filter: &Filter,
+        prefix: &[u8],
+        end: &[u8],
+        opts: &ListOptions,
+    ) -> Result<Option<Value>, ApiError> {
+        let Some(cache) = &self.cache else {
+            return Ok(None);
+        };
+        if !opts.continue_token.is_empty() || opts.resource_version_match == "Exact" {
+            return Ok(None);
+        }
+        let needed = match opts.resource_version.as_str() {
+            // Kubernetes serves "0" from its cache whatever the limit.
+            "0" => 0,
+            "" if opts.limit > 0 => return Ok(None),
+            "" => self
+                .storage
+                .revision()
+                .await
+                .map_err(|e| storage_error(info, "", e))?,
+            rv if opts.limit > 0 => {
+                parse_rv(rv)?;
+                return Ok(None);
+            }
+            rv => parse_rv(rv)?,
+        };
+        if !cache.wait_for(needed, CACHE_WAIT).await {
+            return Ok(None);
+        }
+        let Some(snapshot) = cache.list(prefix, end) else {
+            return Ok(None);
+        };
+        let mut items = Vec::new();
+        for stored in &snapshot.items {
+            let obj = decode_item(stored)?;
+            if filter.matches(&obj) {
+                items.push(obj);
+            }
+        }
+        Ok(Some(json!({
+            "kind": info.list_kind,
+            "apiVersion": info.api_version,
+            "metadata": { "resourceVersion": snapshot.revision.to_string() },
+            "items": items,
+        })))
+    }
+}
+
+/// How long a consistent list waits for the watch cache to catch up before reading the store.
+const CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The first key after `key`.
 fn after(key: &[u8]) -> Vec<u8> {

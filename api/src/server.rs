@@ -52,6 +52,7 @@ pub struct Written {
 
 pub struct ApiServer<S> {
     pub(crate) storage: S,
+    pub(crate) cache: Option<crate::cache::WatchCache>,
 }
 
 /// Maps a storage failure on `name` of kind `info` to the Kubernetes error.
@@ -145,8 +146,28 @@ fn spec_of(obj: &Value) -> Value {
 }
 
 impl<S: Storage> ApiServer<S> {
+    /// An API server that reads the store for every list and watch.
     pub fn new(storage: S) -> Self {
-        Self { storage }
+        Self {
+            storage,
+            cache: None,
+        }
+    }
+
+    /// An API server that serves lists and watches from a watch cache; [`Self::run_cache`]
+    /// must run for it to fill.
+    pub fn with_cache(storage: S) -> Self {
+        Self {
+            storage,
+            cache: Some(crate::cache::WatchCache::new()),
+        }
+    }
+
+    /// Keeps the watch cache (if any) current until `shutdown`.
+    pub async fn run_cache(&self, shutdown: tokio_util::sync::CancellationToken) {
+        if let Some(cache) = &self.cache {
+            cache.run(&self.storage, shutdown).await;
+        }
     }
 
     pub fn storage(&self) -> &S {

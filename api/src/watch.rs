@@ -146,7 +146,16 @@ impl<S: Storage> ApiServer<S> {
                     ApiError::BadRequest(format!("invalid resource version: {rv}"))
                 })?,
             };
-        let changes = match self.storage.watch(&prefix, &end, after).await {
+        let from_cache = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.replay(after))
+            .map(|replay| crate::cache::stream_from(replay, prefix.clone(), end.clone(), after));
+        let from_store = match from_cache {
+            Some(stream) => Ok(stream),
+            None => self.storage.watch(&prefix, &end, after).await,
+        };
+        let changes = match from_store {
             Ok(s) => s,
             Err(StorageError::Compacted { compacted }) => {
                 let e =

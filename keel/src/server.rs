@@ -146,7 +146,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         stop.cancel();
         Ok::<(), std::io::Error>(())
     });
-    let (routes, bootstrap) = if store_only {
+    let (routes, background) = if store_only {
         (tonic::service::Routes::default(), None)
     } else {
         let api = api_server(&config)?;
@@ -157,19 +157,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .max_decoding_message_size(API_MAX_REQUEST),
         );
         let bootstrap_stop = shutdown.clone();
-        let bootstrap = tokio::spawn(async move {
-            tokio::select! {
-                _ = bootstrap_stop.cancelled() => {}
-                _ = keel_api::bootstrap::ensure_namespaces(&api) => {}
-            }
+        // The watch cache and the system namespaces: one task, joined at shutdown.
+        let background = tokio::spawn(async move {
+            let cache = api.run_cache(bootstrap_stop.clone());
+            let namespaces = async {
+                tokio::select! {
+                    _ = bootstrap_stop.cancelled() => {}
+                    _ = keel_api::bootstrap::ensure_namespaces(&api) => {}
+                }
+            };
+            tokio::join!(cache, namespaces);
         });
-        (routes, Some(bootstrap))
+        (routes, Some(background))
     };
     let result = keel_store::server::run(config, routes, shutdown.clone()).await;
     shutdown.cancel();
     signals.abort();
-    if let Some(bootstrap) = bootstrap {
-        let _ = bootstrap.await;
+    if let Some(background) = background {
+        let _ = background.await;
     }
     result.map_err(Into::into)
 }
@@ -194,7 +199,7 @@ fn api_server(
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{host}"))?
         .tcp_nodelay(true)
         .connect_lazy();
-    Ok(std::sync::Arc::new(keel_api::ApiServer::new(
+    Ok(std::sync::Arc::new(keel_api::ApiServer::with_cache(
         keel_api::storage::etcd::EtcdStorage::new(channel),
     )))
 }
