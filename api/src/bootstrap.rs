@@ -1,4 +1,6 @@
-//! What every cluster has from its first start: the namespaces Kubernetes creates itself.
+//! What every cluster has from its first start: the namespaces Kubernetes creates itself, and
+//! its bootstrap RBAC policy (cluster-admin for system:masters, admin/edit/view, discovery for
+//! every authenticated user).
 
 use std::time::Duration;
 
@@ -24,6 +26,40 @@ pub async fn ensure_namespaces<S: Storage>(api: &ApiServer<S>) {
                 Ok(_) | Err(ApiError::AlreadyExists { .. }) => break,
                 Err(e) => {
                     tracing::debug!(namespace = name, error = %e, "creating system namespace; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Creates the bootstrap ClusterRoles and ClusterRoleBindings that do not exist yet (existing
+/// ones are left as an operator may have changed them).
+pub async fn ensure_rbac<S: Storage>(api: &ApiServer<S>) {
+    let roles = crate::auth::bootstrap_roles::cluster_roles()
+        .into_iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .map(|v| ("ClusterRole", v));
+    let bindings = crate::auth::bootstrap_roles::cluster_role_bindings()
+        .into_iter()
+        .filter_map(|b| serde_json::to_value(b).ok())
+        .map(|v| ("ClusterRoleBinding", v));
+    for (kind, object) in roles.chain(bindings) {
+        let Some(info) = keel_types::kinds::by_kind("rbac.authorization.k8s.io/v1", kind) else {
+            continue;
+        };
+        loop {
+            match api
+                .create(info, None, object.clone(), &WriteOptions::default())
+                .await
+            {
+                Ok(_) | Err(ApiError::AlreadyExists { .. }) => break,
+                Err(ApiError::Invalid { causes, .. }) => {
+                    tracing::error!(kind, ?causes, "bootstrap RBAC object is invalid");
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(kind, error = %e, "creating bootstrap RBAC; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }

@@ -24,6 +24,12 @@ const RING: usize = 10_000;
 /// Page size of the cache's own lists.
 const LIST_PAGE: i64 = 1_000;
 const ROOT: &[u8] = b"/registry/";
+const RBAC_PREFIXES: [&[u8]; 4] = [
+    b"/registry/roles/",
+    b"/registry/clusterroles/",
+    b"/registry/rolebindings/",
+    b"/registry/clusterrolebindings/",
+];
 
 /// One applied change, as watches from the cache see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +67,9 @@ pub struct Replay {
 #[derive(Clone)]
 pub struct WatchCache {
     state: Arc<RwLock<State>>,
+    /// Bumped whenever an RBAC object changes, so authorizers built from the cache know when
+    /// they are stale.
+    rbac_generation: Arc<std::sync::atomic::AtomicU64>,
     changes: broadcast::Sender<Arc<Change>>,
     revision: watch::Sender<i64>,
 }
@@ -86,6 +95,7 @@ impl WatchCache {
         let (revision, _) = watch::channel(0);
         Self {
             state: Arc::default(),
+            rbac_generation: Arc::default(),
             changes,
             revision,
         }
@@ -165,6 +175,8 @@ impl WatchCache {
                 ready: true,
             };
         }
+        self.rbac_generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         let _ = self.changes.send(Arc::new(Change::Reset));
         self.revision.send_replace(revision);
         Ok(revision)
@@ -181,6 +193,12 @@ impl WatchCache {
         } else {
             ev
         };
+        if let StoreEvent::Put { key, .. } | StoreEvent::Delete { key, .. } = &ev {
+            if RBAC_PREFIXES.iter().any(|p| key.starts_with(p)) {
+                self.rbac_generation
+                    .fetch_add(1, std::sync::atomic::Ordering::Release);
+            }
+        }
         let Ok(mut st) = self.state.write() else {
             return;
         };
@@ -220,6 +238,12 @@ impl WatchCache {
         drop(st);
         let _ = self.changes.send(Arc::new(Change::Event(ev)));
         self.revision.send_replace(revision);
+    }
+
+    /// Changes whenever an RBAC object (or the whole cache) changes.
+    pub fn rbac_generation(&self) -> u64 {
+        self.rbac_generation
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The revision up to which the cache has applied every change (0 before the first list).

@@ -14,6 +14,7 @@ use serde_json::Value;
 use tonic::{Request, Response, Status};
 
 use crate::admission::FieldValidation;
+use crate::auth::Attributes;
 use crate::error::ApiError;
 use crate::list::ListOptions;
 use crate::patch::PatchType;
@@ -39,6 +40,44 @@ fn resolve(r: &Option<ResourceRef>) -> Result<(&'static ResourceInfo, &ResourceR
         .filter(|i| r.version.is_empty() || i.version == r.version)
         .ok_or_else(|| ApiError::UnknownResource.to_grpc())?;
     Ok((info, r))
+}
+
+fn auth_header<T>(req: &Request<T>) -> Option<String> {
+    req.metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+impl<S: Storage> GrpcApi<S> {
+    /// Authenticates the caller and authorizes `verb` on `r`.
+    async fn check(
+        &self,
+        header: Option<String>,
+        verb: &str,
+        info: &'static ResourceInfo,
+        r: &ResourceRef,
+    ) -> Result<(), Status> {
+        let user = self
+            .core
+            .authenticate(header.as_deref())
+            .map_err(|e| e.to_grpc())?;
+        let attrs = Attributes {
+            user,
+            verb: verb.to_string(),
+            api_group: info.group.to_string(),
+            resource: info.plural.to_string(),
+            subresource: r.subresource.clone(),
+            namespace: if info.namespaced() {
+                r.namespace.clone()
+            } else {
+                String::new()
+            },
+            name: r.name.clone(),
+            path: None,
+        };
+        self.core.authorize(&attrs).await.map_err(|e| e.to_grpc())
+    }
 }
 
 fn namespace(r: &ResourceRef) -> Option<&str> {
@@ -107,8 +146,10 @@ fn delete_options(bytes: &[u8], fence_msg: Option<FenceMsg>) -> Result<DeleteOpt
 #[tonic::async_trait]
 impl<S: Storage> Api for GrpcApi<S> {
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<ObjectReply>, Status> {
+        let header = auth_header(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
+        self.check(header, "get", info, r).await?;
         let obj = self
             .core
             .get(info, namespace(r), &r.name)
@@ -118,8 +159,10 @@ impl<S: Storage> Api for GrpcApi<S> {
     }
 
     async fn list(&self, req: Request<ListRequest>) -> Result<Response<ObjectReply>, Status> {
+        let header = auth_header(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
+        self.check(header, "list", info, r).await?;
         let opts = ListOptions {
             label_selector: req.label_selector,
             field_selector: req.field_selector,
@@ -137,8 +180,10 @@ impl<S: Storage> Api for GrpcApi<S> {
     }
 
     async fn create(&self, req: Request<CreateRequest>) -> Result<Response<ObjectReply>, Status> {
+        let header = auth_header(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
+        self.check(header, "create", info, r).await?;
         let opts = write_options(req.options)?;
         written(
             self.core
@@ -148,8 +193,10 @@ impl<S: Storage> Api for GrpcApi<S> {
     }
 
     async fn update(&self, req: Request<UpdateRequest>) -> Result<Response<ObjectReply>, Status> {
+        let header = auth_header(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
+        self.check(header, "update", info, r).await?;
         let opts = write_options(req.options)?;
         written(
             self.core
@@ -166,8 +213,10 @@ impl<S: Storage> Api for GrpcApi<S> {
     }
 
     async fn patch(&self, req: Request<PatchRequest>) -> Result<Response<ObjectReply>, Status> {
+        let header = auth_header(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
+        self.check(header, "patch", info, r).await?;
         let opts = write_options(req.options)?;
         let patch_type = PatchType::from_content_type(&req.patch_type).map_err(|e| e.to_grpc())?;
         written(
@@ -186,8 +235,10 @@ impl<S: Storage> Api for GrpcApi<S> {
     }
 
     async fn delete(&self, req: Request<DeleteRequest>) -> Result<Response<ObjectReply>, Status> {
+        let header = auth_header(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
+        self.check(header, "delete", info, r).await?;
         let opts = delete_options(&req.options, req.fence)?;
         written(self.core.delete(info, namespace(r), &r.name, &opts).await)
     }
@@ -199,8 +250,10 @@ impl<S: Storage> Api for GrpcApi<S> {
         &self,
         req: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let header = auth_header(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
+        self.check(header, "watch", info, r).await?;
         let opts = WatchOptions {
             label_selector: req.label_selector,
             field_selector: req.field_selector,

@@ -53,6 +53,10 @@ pub struct Written {
 pub struct ApiServer<S> {
     pub(crate) storage: S,
     pub(crate) cache: Option<crate::cache::WatchCache>,
+    pub(crate) auth: crate::auth::AuthConfig,
+    /// The RBAC authorizer last built, and the cache's RBAC generation it was built at.
+    pub(crate) rbac_memo:
+        std::sync::Mutex<Option<(u64, std::sync::Arc<crate::auth::rbac::RbacAuthorizer>)>>,
 }
 
 /// Maps a storage failure on `name` of kind `info` to the Kubernetes error.
@@ -151,7 +155,15 @@ impl<S: Storage> ApiServer<S> {
         Self {
             storage,
             cache: None,
+            auth: Default::default(),
+            rbac_memo: Default::default(),
         }
+    }
+
+    /// The same server, authenticating and authorizing as `auth` says.
+    pub fn with_auth(mut self, auth: crate::auth::AuthConfig) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// An API server that serves lists and watches from a watch cache; [`Self::run_cache`]
@@ -160,6 +172,8 @@ impl<S: Storage> ApiServer<S> {
         Self {
             storage,
             cache: Some(crate::cache::WatchCache::new()),
+            auth: Default::default(),
+            rbac_memo: Default::default(),
         }
     }
 

@@ -49,6 +49,16 @@ pub struct ServerArgs {
     /// the keyspace themselves, such as a Kubernetes API server.
     #[arg(long)]
     store_only: bool,
+    /// Bearer tokens for the API: lines of `token,user,uid[,"group1,group2"]`, as
+    /// kube-apiserver's file of the same name.
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// `AlwaysAllow` (default) or `RBAC` (deny whatever Roles and bindings do not grant).
+    #[arg(long, default_value = "AlwaysAllow")]
+    authorization_mode: String,
+    /// Whether requests without credentials are served as system:anonymous.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    anonymous_auth: bool,
 }
 
 impl Default for ServerArgs {
@@ -133,6 +143,7 @@ impl ServerArgs {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let store_only = args.store_only;
+    let auth = auth_config(&args)?;
     let config = args.into_config()?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
@@ -149,7 +160,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (routes, background) = if store_only {
         (tonic::service::Routes::default(), None)
     } else {
-        let api = api_server(&config)?;
+        let api = api_server(&config, auth)?;
         let routes = tonic::service::Routes::new(
             keel_proto::keelapi::api_server::ApiServer::new(keel_api::grpc::GrpcApi::new(
                 api.clone(),
@@ -163,7 +174,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             let namespaces = async {
                 tokio::select! {
                     _ = bootstrap_stop.cancelled() => {}
-                    _ = keel_api::bootstrap::ensure_namespaces(&api) => {}
+                    _ = async {
+                        keel_api::bootstrap::ensure_namespaces(&api).await;
+                        keel_api::bootstrap::ensure_rbac(&api).await;
+                    } => {}
                 }
             };
             tokio::join!(cache, namespaces);
@@ -184,8 +198,24 @@ const API_MAX_REQUEST: usize = 2 * 1024 * 1024;
 
 /// The API server of this master, talking to its own store member over loopback gRPC as a
 /// Kubernetes API server talks to etcd.
+fn auth_config(args: &ServerArgs) -> anyhow::Result<keel_api::auth::AuthConfig> {
+    let tokens = match &args.token_auth_file {
+        Some(path) => keel_api::auth::authn::TokenFile::load(path)?,
+        None => Default::default(),
+    };
+    let mode = args
+        .authorization_mode
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))?;
+    Ok(keel_api::auth::AuthConfig {
+        authenticator: keel_api::auth::authn::Authenticator::new(tokens, args.anonymous_auth),
+        mode,
+    })
+}
+
 fn api_server(
     config: &keel_store::config::NodeConfig,
+    auth: keel_api::auth::AuthConfig,
 ) -> anyhow::Result<std::sync::Arc<keel_api::ApiServer<keel_api::storage::etcd::EtcdStorage>>> {
     let addr = config
         .listen_client
@@ -199,9 +229,10 @@ fn api_server(
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{host}"))?
         .tcp_nodelay(true)
         .connect_lazy();
-    Ok(std::sync::Arc::new(keel_api::ApiServer::with_cache(
-        keel_api::storage::etcd::EtcdStorage::new(channel),
-    )))
+    Ok(std::sync::Arc::new(
+        keel_api::ApiServer::with_cache(keel_api::storage::etcd::EtcdStorage::new(channel))
+            .with_auth(auth),
+    ))
 }
 
 #[cfg(test)]

@@ -45,6 +45,8 @@ impl MemberSpec {
 pub struct Cluster {
     pub flavor: Flavor,
     pub members: Vec<MemberSpec>,
+    /// More flags for every member.
+    extra_args: Vec<String>,
     procs: Vec<Option<Child>>,
     _dir: tempfile::TempDir,
 }
@@ -84,6 +86,11 @@ pub fn keel_bin() -> Result<PathBuf> {
 impl Cluster {
     /// Starts `n` members and waits until they elect a leader and serve writes.
     pub async fn start(flavor: Flavor, n: usize) -> Result<Cluster> {
+        Self::start_with(flavor, n, &[]).await
+    }
+
+    /// Starts `n` members with `extra_args` on every member's command line.
+    pub async fn start_with(flavor: Flavor, n: usize, extra_args: &[String]) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let ports = free_ports(2 * n)?;
         let members: Vec<MemberSpec> = (0..n)
@@ -98,6 +105,7 @@ impl Cluster {
         let mut cluster = Cluster {
             flavor,
             members,
+            extra_args: extra_args.to_vec(),
             procs: (0..n).map(|_| None).collect(),
             _dir: dir,
         };
@@ -137,6 +145,7 @@ impl Cluster {
             "--initial-cluster-state=new".to_string(),
             "--initial-cluster-token=keel-test".to_string(),
         ]);
+        args.extend(self.extra_args.iter().cloned());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -50,6 +50,8 @@ async fn a_replaced_leader_cannot_write() -> anyhow::Result<()> {
         .try_acquire_or_renew()
         .await?
         .expect("a acquires a free lease");
+    // a's last renewal: b may take over no sooner than a whole lease duration after it.
+    let renewed = Instant::now();
     assert_eq!(fence_a.transitions, 0);
     assert_eq!(b.try_acquire_or_renew().await?, None, "held by a");
     let as_a: Api<ConfigMap> =
@@ -57,21 +59,20 @@ async fn a_replaced_leader_cannot_write() -> anyhow::Result<()> {
     as_a.create(&cm("x", "from a")).await?;
 
     // a stops renewing (paused). b takes over only after a whole lease duration.
-    let stopped = Instant::now();
     let fence_b = loop {
         if let Some(f) = b.try_acquire_or_renew().await? {
             break f;
         }
         anyhow::ensure!(
-            stopped.elapsed() < Duration::from_secs(10),
+            renewed.elapsed() < Duration::from_secs(10),
             "b never took over"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(
-        stopped.elapsed() >= duration,
+        renewed.elapsed() >= duration,
         "took over after {:?}",
-        stopped.elapsed()
+        renewed.elapsed()
     );
     assert_eq!(fence_b.transitions, 1);
 

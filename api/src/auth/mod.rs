@@ -1,6 +1,11 @@
 //! Who is asking and what they may do: the authenticated user, the attributes of a request as
 //! authorization sees them, and the decision.
 
+pub mod authn;
+pub mod authorize;
+pub mod bootstrap_roles;
+pub mod rbac;
+
 /// An authenticated user, as Kubernetes' user.Info.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserInfo {
@@ -37,4 +42,40 @@ pub enum Decision {
     Deny(String),
     /// This authorizer has no rule for the request (the next one, or denial, decides).
     NoOpinion,
+}
+
+/// How requests are authorized (kube-apiserver's `--authorization-mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AuthorizationMode {
+    /// Every authenticated request is allowed (the default of a single-user control plane).
+    #[default]
+    AlwaysAllow,
+    /// Role-based: Roles, ClusterRoles and their bindings decide; anything not granted is
+    /// denied.
+    Rbac,
+}
+
+impl std::str::FromStr for AuthorizationMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "AlwaysAllow" => Ok(Self::AlwaysAllow),
+            "RBAC" => Ok(Self::Rbac),
+            other => Err(format!(
+                "unsupported authorization mode {other:?}: use AlwaysAllow or RBAC"
+            )),
+        }
+    }
+}
+
+/// The members of this group may do anything, whatever the authorizer says (as Kubernetes'
+/// system:masters).
+pub const MASTERS: &str = "system:masters";
+
+/// How an API server authenticates and authorizes.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    pub authenticator: authn::Authenticator,
+    pub mode: AuthorizationMode,
 }

@@ -1,0 +1,897 @@
+//! The RBAC policy a fresh cluster starts with: Kubernetes' bootstrap ClusterRoles and
+//! ClusterRoleBindings (the user-facing and discovery ones), with the labels and annotations
+//! Kubernetes gives them, so that `kubectl get clusterroles` reads the same on keel.
+
+use std::collections::BTreeMap;
+
+use keel_types::k8s_openapi::api::rbac::v1::{
+    AggregationRule, ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject,
+};
+use keel_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+/// The group every request presenting valid credentials is in.
+pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
+/// The group of anonymous requests.
+pub const UNAUTHENTICATED_GROUP: &str = "system:unauthenticated";
+/// The group whose members may do anything.
+pub const MASTERS_GROUP: &str = "system:masters";
+/// The group every service account is in.
+pub const SERVICE_ACCOUNTS_GROUP: &str = "system:serviceaccounts";
+/// The group of monitoring agents.
+pub const MONITORING_GROUP: &str = "system:monitoring";
+
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+const BOOTSTRAPPING_LABEL: &str = "kubernetes.io/bootstrapping";
+const BOOTSTRAPPING_VALUE: &str = "rbac-defaults";
+const AUTOUPDATE_ANNOTATION: &str = "rbac.authorization.kubernetes.io/autoupdate";
+const AGGREGATE_TO_ADMIN: &str = "rbac.authorization.k8s.io/aggregate-to-admin";
+const AGGREGATE_TO_EDIT: &str = "rbac.authorization.k8s.io/aggregate-to-edit";
+const AGGREGATE_TO_VIEW: &str = "rbac.authorization.k8s.io/aggregate-to-view";
+
+const READ: &[&str] = &["get", "list", "watch"];
+const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
+const READ_WRITE: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// The bootstrap ClusterRoles, in name order as Kubernetes lists them. `admin`, `edit` and
+/// `view` carry no rules of their own: they aggregate the `system:aggregate-to-*` roles (and
+/// `admin` picks up `edit`, `edit` picks up `view`).
+pub fn cluster_roles() -> Vec<ClusterRole> {
+    vec![
+        aggregated("admin", AGGREGATE_TO_ADMIN, &[]),
+        role(
+            "cluster-admin",
+            &[],
+            vec![rule(&["*"], &["*"], &["*"]), url_rule(&["*"], &["*"])],
+        ),
+        aggregated("edit", AGGREGATE_TO_EDIT, &[AGGREGATE_TO_ADMIN]),
+        role(
+            "system:aggregate-to-admin",
+            &[AGGREGATE_TO_ADMIN],
+            vec![
+                rule(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["localsubjectaccessreviews"],
+                ),
+                rule(READ_WRITE, &[RBAC_GROUP], &["rolebindings", "roles"]),
+            ],
+        ),
+        role(
+            "system:aggregate-to-edit",
+            &[AGGREGATE_TO_EDIT],
+            aggregate_to_edit_rules(),
+        ),
+        role(
+            "system:aggregate-to-view",
+            &[AGGREGATE_TO_VIEW],
+            aggregate_to_view_rules(),
+        ),
+        role(
+            "system:auth-delegator",
+            &[],
+            vec![
+                rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
+                rule(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                ),
+            ],
+        ),
+        role(
+            "system:basic-user",
+            &[],
+            vec![
+                rule(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+                ),
+                rule(
+                    &["create"],
+                    &["authentication.k8s.io"],
+                    &["selfsubjectreviews"],
+                ),
+            ],
+        ),
+        role(
+            "system:discovery",
+            &[],
+            vec![url_rule(
+                &["get"],
+                &[
+                    "/api",
+                    "/api/*",
+                    "/apis",
+                    "/apis/*",
+                    "/healthz",
+                    "/livez",
+                    "/openapi",
+                    "/openapi/*",
+                    "/readyz",
+                    "/version",
+                    "/version/",
+                ],
+            )],
+        ),
+        role(
+            "system:monitoring",
+            &[],
+            vec![url_rule(
+                &["get"],
+                &[
+                    "/healthz",
+                    "/healthz/*",
+                    "/livez",
+                    "/livez/*",
+                    "/metrics",
+                    "/metrics/slis",
+                    "/readyz",
+                    "/readyz/*",
+                ],
+            )],
+        ),
+        role(
+            "system:public-info-viewer",
+            &[],
+            vec![url_rule(
+                &["get"],
+                &["/healthz", "/livez", "/readyz", "/version", "/version/"],
+            )],
+        ),
+        role(
+            "system:service-account-issuer-discovery",
+            &[],
+            vec![url_rule(
+                &["get"],
+                &["/.well-known/openid-configuration", "/openid/v1/jwks"],
+            )],
+        ),
+        aggregated("view", AGGREGATE_TO_VIEW, &[AGGREGATE_TO_EDIT]),
+    ]
+}
+
+/// The bootstrap ClusterRoleBindings of the roles above, in name order.
+pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
+    vec![
+        binding("cluster-admin", &[MASTERS_GROUP]),
+        binding("system:basic-user", &[AUTHENTICATED_GROUP]),
+        binding("system:discovery", &[AUTHENTICATED_GROUP]),
+        binding("system:monitoring", &[MONITORING_GROUP]),
+        binding(
+            "system:public-info-viewer",
+            &[AUTHENTICATED_GROUP, UNAUTHENTICATED_GROUP],
+        ),
+        binding(
+            "system:service-account-issuer-discovery",
+            &[SERVICE_ACCOUNTS_GROUP],
+        ),
+    ]
+}
+
+fn aggregate_to_edit_rules() -> Vec<PolicyRule> {
+    vec![
+        // Reading these can escalate (secrets hold tokens; exec reaches into containers), so
+        // `view` does not have them and `edit` does.
+        rule(
+            READ,
+            &[""],
+            &[
+                "pods/attach",
+                "pods/exec",
+                "pods/portforward",
+                "pods/proxy",
+                "secrets",
+                "services/proxy",
+            ],
+        ),
+        rule(&["impersonate"], &[""], &["serviceaccounts"]),
+        rule(
+            WRITE,
+            &[""],
+            &[
+                "pods",
+                "pods/attach",
+                "pods/exec",
+                "pods/portforward",
+                "pods/proxy",
+            ],
+        ),
+        rule(&["create"], &[""], &["pods/eviction"]),
+        rule(
+            WRITE,
+            &[""],
+            &[
+                "configmaps",
+                "events",
+                "persistentvolumeclaims",
+                "replicationcontrollers",
+                "replicationcontrollers/scale",
+                "secrets",
+                "serviceaccounts",
+                "services",
+                "services/proxy",
+            ],
+        ),
+        rule(&["create"], &[""], &["serviceaccounts/token"]),
+        rule(
+            WRITE,
+            &["apps"],
+            &[
+                "daemonsets",
+                "deployments",
+                "deployments/rollback",
+                "deployments/scale",
+                "replicasets",
+                "replicasets/scale",
+                "statefulsets",
+                "statefulsets/scale",
+            ],
+        ),
+        rule(WRITE, &["autoscaling"], &["horizontalpodautoscalers"]),
+        rule(WRITE, &["batch"], &["cronjobs", "jobs"]),
+        rule(
+            WRITE,
+            &["extensions"],
+            &[
+                "daemonsets",
+                "deployments",
+                "deployments/rollback",
+                "deployments/scale",
+                "ingresses",
+                "networkpolicies",
+                "replicasets",
+                "replicasets/scale",
+                "replicationcontrollers/scale",
+            ],
+        ),
+        rule(WRITE, &["policy"], &["poddisruptionbudgets"]),
+        rule(
+            WRITE,
+            &["networking.k8s.io"],
+            &["ingresses", "networkpolicies"],
+        ),
+        rule(READ_WRITE, &["coordination.k8s.io"], &["leases"]),
+    ]
+}
+
+fn aggregate_to_view_rules() -> Vec<PolicyRule> {
+    vec![
+        rule(
+            READ,
+            &[""],
+            &[
+                "configmaps",
+                "endpoints",
+                "persistentvolumeclaims",
+                "persistentvolumeclaims/status",
+                "pods",
+                "replicationcontrollers",
+                "replicationcontrollers/scale",
+                "serviceaccounts",
+                "services",
+                "services/status",
+            ],
+        ),
+        rule(
+            READ,
+            &[""],
+            &[
+                "bindings",
+                "events",
+                "limitranges",
+                "namespaces/status",
+                "pods/log",
+                "pods/status",
+                "replicationcontrollers/status",
+                "resourcequotas",
+                "resourcequotas/status",
+            ],
+        ),
+        // Reading namespaces through a RoleBinding reads only that namespace: a way to learn
+        // where one has access.
+        rule(READ, &[""], &["namespaces"]),
+        rule(READ, &["discovery.k8s.io"], &["endpointslices"]),
+        rule(
+            READ,
+            &["apps"],
+            &[
+                "controllerrevisions",
+                "daemonsets",
+                "daemonsets/status",
+                "deployments",
+                "deployments/scale",
+                "deployments/status",
+                "replicasets",
+                "replicasets/scale",
+                "replicasets/status",
+                "statefulsets",
+                "statefulsets/scale",
+                "statefulsets/status",
+            ],
+        ),
+        rule(
+            READ,
+            &["autoscaling"],
+            &[
+                "horizontalpodautoscalers",
+                "horizontalpodautoscalers/status",
+            ],
+        ),
+        rule(
+            READ,
+            &["batch"],
+            &["cronjobs", "cronjobs/status", "jobs", "jobs/status"],
+        ),
+        rule(
+            READ,
+            &["extensions"],
+            &[
+                "daemonsets",
+                "daemonsets/status",
+                "deployments",
+                "deployments/scale",
+                "deployments/status",
+                "ingresses",
+                "ingresses/status",
+                "networkpolicies",
+                "replicasets",
+                "replicasets/scale",
+                "replicasets/status",
+                "replicationcontrollers/scale",
+            ],
+        ),
+        rule(
+            READ,
+            &["policy"],
+            &["poddisruptionbudgets", "poddisruptionbudgets/status"],
+        ),
+        rule(
+            READ,
+            &["networking.k8s.io"],
+            &["ingresses", "ingresses/status", "networkpolicies"],
+        ),
+    ]
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_string()).collect()
+}
+
+fn rule(verbs: &[&str], groups: &[&str], resources: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(strings(groups)),
+        resources: Some(strings(resources)),
+        verbs: strings(verbs),
+        ..PolicyRule::default()
+    }
+}
+
+fn url_rule(verbs: &[&str], urls: &[&str]) -> PolicyRule {
+    PolicyRule {
+        non_resource_urls: Some(strings(urls)),
+        verbs: strings(verbs),
+        ..PolicyRule::default()
+    }
+}
+
+/// Bootstrap metadata: the `rbac-defaults` label plus `extra_labels` (set to "true"), and the
+/// annotation that lets the API server reconcile the object back on start.
+fn metadata(name: &str, extra_labels: &[&str]) -> ObjectMeta {
+    let mut labels = BTreeMap::from([(
+        BOOTSTRAPPING_LABEL.to_string(),
+        BOOTSTRAPPING_VALUE.to_string(),
+    )]);
+    for label in extra_labels {
+        labels.insert((*label).to_string(), "true".to_string());
+    }
+    ObjectMeta {
+        name: Some(name.to_string()),
+        labels: Some(labels),
+        annotations: Some(BTreeMap::from([(
+            AUTOUPDATE_ANNOTATION.to_string(),
+            "true".to_string(),
+        )])),
+        ..ObjectMeta::default()
+    }
+}
+
+fn role(name: &str, labels: &[&str], rules: Vec<PolicyRule>) -> ClusterRole {
+    ClusterRole {
+        metadata: metadata(name, labels),
+        rules: Some(rules),
+        aggregation_rule: None,
+    }
+}
+
+/// A role whose rules are those of every ClusterRole labelled `select_label: "true"`.
+fn aggregated(name: &str, select_label: &str, labels: &[&str]) -> ClusterRole {
+    ClusterRole {
+        metadata: metadata(name, labels),
+        rules: None,
+        aggregation_rule: Some(AggregationRule {
+            cluster_role_selectors: Some(vec![LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    select_label.to_string(),
+                    "true".to_string(),
+                )])),
+                match_expressions: None,
+            }]),
+        }),
+    }
+}
+
+/// A binding of the ClusterRole of the same name to groups.
+fn binding(name: &str, groups: &[&str]) -> ClusterRoleBinding {
+    ClusterRoleBinding {
+        metadata: metadata(name, &[]),
+        role_ref: RoleRef {
+            api_group: RBAC_GROUP.to_string(),
+            kind: "ClusterRole".to_string(),
+            name: name.to_string(),
+        },
+        subjects: Some(
+            groups
+                .iter()
+                .map(|g| Subject {
+                    api_group: Some(RBAC_GROUP.to_string()),
+                    kind: "Group".to_string(),
+                    name: (*g).to_string(),
+                    namespace: None,
+                })
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::rbac::RbacAuthorizer;
+    use crate::auth::{Attributes, Decision, UserInfo};
+    use keel_types::k8s_openapi::api::rbac::v1::RoleBinding;
+
+    fn user(name: &str, groups: &[&str]) -> UserInfo {
+        UserInfo {
+            name: name.into(),
+            uid: String::new(),
+            groups: strings(groups),
+        }
+    }
+
+    fn authenticated(name: &str) -> UserInfo {
+        user(name, &[AUTHENTICATED_GROUP])
+    }
+
+    fn resource(user: UserInfo, verb: &str, group: &str, resource: &str, ns: &str) -> Attributes {
+        let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+        Attributes {
+            user,
+            verb: verb.into(),
+            api_group: group.into(),
+            resource: resource.into(),
+            subresource: subresource.into(),
+            namespace: ns.into(),
+            ..Attributes::default()
+        }
+    }
+
+    fn path(user: UserInfo, verb: &str, path: &str) -> Attributes {
+        Attributes {
+            user,
+            verb: verb.into(),
+            path: Some(path.into()),
+            ..Attributes::default()
+        }
+    }
+
+    /// The bootstrap policy plus RoleBindings of `admin`, `edit` and `view` in namespace
+    /// `team` to users of those names.
+    fn cluster() -> RbacAuthorizer {
+        let bindings = ["admin", "edit", "view"]
+            .iter()
+            .map(|name| RoleBinding {
+                metadata: ObjectMeta {
+                    name: Some(format!("{name}-binding")),
+                    namespace: Some("team".into()),
+                    ..ObjectMeta::default()
+                },
+                role_ref: RoleRef {
+                    api_group: RBAC_GROUP.into(),
+                    kind: "ClusterRole".into(),
+                    name: (*name).into(),
+                },
+                subjects: Some(vec![Subject {
+                    api_group: Some(RBAC_GROUP.into()),
+                    kind: "User".into(),
+                    name: (*name).into(),
+                    namespace: None,
+                }]),
+            })
+            .collect();
+        RbacAuthorizer::new(vec![], cluster_roles(), bindings, cluster_role_bindings())
+    }
+
+    #[test]
+    fn system_masters_can_do_anything() {
+        let rbac = cluster();
+        let root = user("root", &[MASTERS_GROUP, AUTHENTICATED_GROUP]);
+        for attrs in [
+            resource(root.clone(), "delete", "", "nodes", ""),
+            resource(
+                root.clone(),
+                "create",
+                "rbac.authorization.k8s.io",
+                "clusterroles",
+                "",
+            ),
+            resource(
+                root.clone(),
+                "escalate",
+                "rbac.authorization.k8s.io",
+                "roles",
+                "kube-system",
+            ),
+            resource(root.clone(), "get", "", "secrets", "kube-system"),
+            resource(root.clone(), "update", "apps", "deployments/scale", "team"),
+            resource(root.clone(), "list", "example.com", "widgets", ""),
+            path(root.clone(), "get", "/metrics"),
+            path(root, "post", "/anything/at/all"),
+        ] {
+            assert_eq!(rbac.authorize(&attrs), Decision::Allow, "{attrs:?}");
+        }
+    }
+
+    #[test]
+    fn authenticated_users_may_discover_but_not_read_objects() {
+        let rbac = cluster();
+        let alice = authenticated("alice");
+        for p in [
+            "/version",
+            "/version/",
+            "/api",
+            "/api/v1",
+            "/apis",
+            "/apis/apps/v1",
+            "/openapi/v2",
+            "/openapi/v3/apis/apps/v1",
+            "/healthz",
+            "/livez",
+            "/readyz",
+        ] {
+            assert_eq!(
+                rbac.authorize(&path(alice.clone(), "get", p)),
+                Decision::Allow,
+                "{p}"
+            );
+        }
+        assert_eq!(
+            rbac.authorize(&path(alice.clone(), "post", "/version")),
+            Decision::NoOpinion
+        );
+        assert_eq!(
+            rbac.authorize(&path(alice.clone(), "get", "/metrics")),
+            Decision::NoOpinion
+        );
+        assert_eq!(
+            rbac.authorize(&resource(alice.clone(), "list", "", "pods", "default")),
+            Decision::NoOpinion
+        );
+        assert_eq!(
+            rbac.authorize(&resource(alice.clone(), "list", "", "pods", "")),
+            Decision::NoOpinion
+        );
+        assert_eq!(
+            rbac.authorize(&resource(
+                alice.clone(),
+                "create",
+                "authorization.k8s.io",
+                "selfsubjectaccessreviews",
+                ""
+            )),
+            Decision::Allow
+        );
+        assert_eq!(
+            rbac.authorize(&resource(
+                alice.clone(),
+                "create",
+                "authorization.k8s.io",
+                "selfsubjectrulesreviews",
+                ""
+            )),
+            Decision::Allow
+        );
+        assert_eq!(
+            rbac.authorize(&resource(
+                alice,
+                "create",
+                "authorization.k8s.io",
+                "subjectaccessreviews",
+                ""
+            )),
+            Decision::NoOpinion
+        );
+    }
+
+    #[test]
+    fn anonymous_users_see_only_public_info() {
+        let rbac = cluster();
+        let anonymous = user("system:anonymous", &[UNAUTHENTICATED_GROUP]);
+        assert_eq!(
+            rbac.authorize(&path(anonymous.clone(), "get", "/version")),
+            Decision::Allow
+        );
+        assert_eq!(
+            rbac.authorize(&path(anonymous.clone(), "get", "/healthz")),
+            Decision::Allow
+        );
+        assert_eq!(
+            rbac.authorize(&path(anonymous.clone(), "get", "/apis")),
+            Decision::NoOpinion
+        );
+        assert_eq!(
+            rbac.authorize(&resource(
+                anonymous,
+                "create",
+                "authorization.k8s.io",
+                "selfsubjectaccessreviews",
+                ""
+            )),
+            Decision::NoOpinion
+        );
+    }
+
+    #[test]
+    fn view_reads_workloads_but_not_secrets() {
+        let rbac = cluster();
+        let viewer = user("view", &[AUTHENTICATED_GROUP]);
+        assert_eq!(
+            rbac.authorize(&resource(viewer.clone(), "list", "", "pods", "team")),
+            Decision::Allow
+        );
+        assert_eq!(
+            rbac.authorize(&resource(viewer.clone(), "get", "", "pods/log", "team")),
+            Decision::Allow
+        );
+        assert_eq!(
+            rbac.authorize(&resource(
+                viewer.clone(),
+                "watch",
+                "apps",
+                "deployments",
+                "team"
+            )),
+            Decision::Allow
+        );
+        assert_eq!(
+            rbac.authorize(&resource(viewer.clone(), "get", "", "secrets", "team")),
+            Decision::NoOpinion
+        );
+        assert_eq!(
+            rbac.authorize(&resource(viewer.clone(), "list", "", "secrets", "team")),
+            Decision::NoOpinion
+        );
+        assert_eq!(
+            rbac.authorize(&resource(viewer.clone(), "create", "", "pods", "team")),
+            Decision::NoOpinion
+        );
+        assert_eq!(
+            rbac.authorize(&resource(viewer, "list", "", "pods", "other")),
+            Decision::NoOpinion
+        );
+    }
+
+    #[test]
+    fn edit_writes_workloads_but_not_roles() {
+        let rbac = cluster();
+        let editor = user("edit", &[AUTHENTICATED_GROUP]);
+        assert_eq!(
+            rbac.authorize(&resource(
+                editor.clone(),
+                "create",
+                "apps",
+                "deployments",
+                "team"
+            )),
+            Decision::Allow
+        );
+        assert_eq!(
+            rbac.authorize(&resource(
+                editor.clone(),
+                "update",
+                "apps",
+                "deployments/scale",
+                "team"
+            )),
+            Decision::Allow
+        );
+        // edit includes view's rules through aggregation.
+        assert_eq!(
+            rbac.authorize(&resource(
+                editor.clone(),
+                "list",
+                "apps",
+                "deployments",
+                "team"
+            )),
+            Decision::Allow
+        );
+        assert_eq!(
+            rbac.authorize(&resource(editor.clone(), "get", "", "secrets", "team")),
+            Decision::Allow
+        );
+        assert_eq!(
+            rbac.authorize(&resource(editor.clone(), "create", "", "pods/exec", "team")),
+            Decision::Allow
+        );
+        assert_eq!(
+            rbac.authorize(&resource(
+                editor.clone(),
+                "create",
+                "rbac.authorization.k8s.io",
+                "roles",
+                "team"
+            )),
+            Decision::NoOpinion
+        );
+        assert_eq!(
+            rbac.authorize(&resource(
+                editor.clone(),
+                "create",
+                "rbac.authorization.k8s.io",
+                "rolebindings",
+                "team"
+            )),
+            Decision::NoOpinion
+        );
+        // Quota and limits belong to whoever administers the namespace.
+        assert_eq!(
+            rbac.authorize(&resource(
+                editor.clone(),
+                "update",
+                "",
+                "resourcequotas",
+                "team"
+            )),
+            Decision::NoOpinion
+        );
+        assert_eq!(
+            rbac.authorize(&resource(
+                editor,
+                "update",
+                "apps",
+                "deployments/status",
+                "team"
+            )),
+            Decision::NoOpinion
+        );
+    }
+
+    #[test]
+    fn admin_grants_roles_in_its_namespace() {
+        let rbac = cluster();
+        let admin = user("admin", &[AUTHENTICATED_GROUP]);
+        assert_eq!(
+            rbac.authorize(&resource(
+                admin.clone(),
+                "create",
+                "rbac.authorization.k8s.io",
+                "rolebindings",
+                "team"
+            )),
+            Decision::Allow
+        );
+        assert_eq!(
+            rbac.authorize(&resource(
+                admin.clone(),
+                "delete",
+                "apps",
+                "deployments",
+                "team"
+            )),
+            Decision::Allow
+        );
+        assert_eq!(
+            rbac.authorize(&resource(admin.clone(), "list", "", "pods", "team")),
+            Decision::Allow
+        );
+        assert_eq!(
+            rbac.authorize(&resource(
+                admin,
+                "create",
+                "rbac.authorization.k8s.io",
+                "rolebindings",
+                "kube-system"
+            )),
+            Decision::NoOpinion
+        );
+    }
+
+    #[test]
+    fn bootstrap_objects_carry_the_standard_labels_and_annotations() {
+        let roles = cluster_roles();
+        let bindings = cluster_role_bindings();
+        for meta in roles
+            .iter()
+            .map(|r| &r.metadata)
+            .chain(bindings.iter().map(|b| &b.metadata))
+        {
+            let labels = meta.labels.clone().unwrap_or_default();
+            let annotations = meta.annotations.clone().unwrap_or_default();
+            assert_eq!(
+                labels.get(BOOTSTRAPPING_LABEL).map(String::as_str),
+                Some("rbac-defaults"),
+                "{:?}",
+                meta.name
+            );
+            assert_eq!(
+                annotations.get(AUTOUPDATE_ANNOTATION).map(String::as_str),
+                Some("true"),
+                "{:?}",
+                meta.name
+            );
+        }
+        let names: Vec<_> = roles
+            .iter()
+            .filter_map(|r| r.metadata.name.clone())
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "roles are listed in name order");
+        for binding in &bindings {
+            assert!(
+                names.contains(&binding.role_ref.name),
+                "binding {:?} refers to a bootstrap role",
+                binding.metadata.name
+            );
+        }
+        let view = roles
+            .iter()
+            .find(|r| r.metadata.name.as_deref() == Some("view"));
+        let view_labels = view
+            .and_then(|r| r.metadata.labels.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            view_labels.get(AGGREGATE_TO_EDIT).map(String::as_str),
+            Some("true")
+        );
+    }
+
+    #[test]
+    fn bootstrap_objects_serialize_as_kubernetes_writes_them() {
+        let bindings = cluster_role_bindings();
+        let public = bindings
+            .iter()
+            .find(|b| b.metadata.name.as_deref() == Some("system:public-info-viewer"));
+        let json = serde_json::to_value(public).unwrap_or_default();
+        assert_eq!(
+            json["subjects"],
+            serde_json::json!([
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"},
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:unauthenticated"},
+            ])
+        );
+        assert_eq!(
+            json["roleRef"],
+            serde_json::json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:public-info-viewer"})
+        );
+        let roles = cluster_roles();
+        let admin = roles
+            .iter()
+            .find(|r| r.metadata.name.as_deref() == Some("admin"));
+        let json = serde_json::to_value(admin).unwrap_or_default();
+        assert_eq!(
+            json["aggregationRule"],
+            serde_json::json!({"clusterRoleSelectors": [{"matchLabels": {"rbac.authorization.k8s.io/aggregate-to-admin": "true"}}]})
+        );
+    }
+}

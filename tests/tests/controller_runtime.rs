@@ -1,0 +1,170 @@
+//! The SDK's controller runtime against a real keel: a controller that keeps, for every
+//! ConfigMap labelled `mirror=yes`, an owned Secret with the same data. It converges on
+//! creates and updates, repairs a child deleted behind its back (via `owns`), and shuts down
+//! when told.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::ByteString;
+use keel_client::runtime::{Action, Controller};
+use keel_client::{Api, Client, DeleteParams, Error, WatchParams};
+use keel_tests::{Cluster, Flavor};
+use keel_types::k8s_openapi;
+use tokio_util::sync::CancellationToken;
+
+struct Ctx {
+    secrets: Api<Secret>,
+}
+
+fn data_of(cm: &ConfigMap) -> BTreeMap<String, ByteString> {
+    cm.data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, ByteString(v.into_bytes())))
+        .collect()
+}
+
+async fn reconcile(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let name = cm.metadata.name.clone().unwrap_or_default();
+    let mirrored = cm
+        .metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.get("mirror").map(String::as_str) == Some("yes"));
+    if !mirrored {
+        return Ok(Action::await_change());
+    }
+    let want = data_of(&cm);
+    match ctx.secrets.get(&name).await {
+        Ok(mut secret) => {
+            if secret.data.as_ref() != Some(&want) {
+                secret.data = Some(want);
+                ctx.secrets.replace(&name, &secret).await?;
+            }
+        }
+        Err(e) if e.is_not_found() => {
+            let secret = Secret {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    owner_references: Some(vec![OwnerReference {
+                        api_version: "v1".into(),
+                        kind: "ConfigMap".into(),
+                        name: name.clone(),
+                        uid: cm.metadata.uid.clone().unwrap_or_default(),
+                        controller: Some(true),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                },
+                data: Some(want),
+                ..Default::default()
+            };
+            ctx.secrets.create(&secret).await?;
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+fn cm(name: &str, mirror: bool, value: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(BTreeMap::from([(
+                "mirror".to_string(),
+                if mirror { "yes" } else { "no" }.to_string(),
+            )])),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([("v".to_string(), value.to_string())])),
+        ..Default::default()
+    }
+}
+
+async fn until<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check().await {
+        anyhow::ensure!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+async fn secret_value(secrets: &Api<Secret>, name: &str) -> Option<String> {
+    let s = secrets.get(name).await.ok()?;
+    let v = s.data?.get("v")?.0.clone();
+    String::from_utf8(v).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_converges_repairs_and_stops() -> anyhow::Result<()> {
+    let cluster = Cluster::start(Flavor::Keel, 1).await?;
+    let client = Client::new(&cluster.endpoints())?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    until("default namespace", || async {
+        namespaces.get("default").await.is_ok()
+    })
+    .await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+
+    cms.create(&cm("before", true, "1")).await?;
+    let shutdown = CancellationToken::new();
+    let controller = Controller::new(cms.clone(), WatchParams::default())
+        .owns(secrets.clone(), WatchParams::default());
+    let outcomes = controller.run(
+        reconcile,
+        |_cm: &Arc<ConfigMap>, _e: &Error, _ctx: &Ctx| Action::requeue(Duration::from_millis(200)),
+        Arc::new(Ctx {
+            secrets: secrets.clone(),
+        }),
+        shutdown.clone(),
+    );
+    let runner = tokio::spawn(async move { outcomes.count().await });
+
+    // Objects that existed before it started, new ones, and updates all converge.
+    cms.create(&cm("after", true, "2")).await?;
+    cms.create(&cm("ignored", false, "3")).await?;
+    until("before mirrored", || async {
+        secret_value(&secrets, "before").await.as_deref() == Some("1")
+    })
+    .await?;
+    until("after mirrored", || async {
+        secret_value(&secrets, "after").await.as_deref() == Some("2")
+    })
+    .await?;
+    let mut after = cms.get("after").await?;
+    after.data = Some(BTreeMap::from([("v".to_string(), "2b".to_string())]));
+    cms.replace("after", &after).await?;
+    until("update mirrored", || async {
+        secret_value(&secrets, "after").await.as_deref() == Some("2b")
+    })
+    .await?;
+
+    // A child deleted behind the controller's back comes back (the owned Secret's deletion
+    // triggers its owner).
+    secrets.delete("before", &DeleteParams::default()).await?;
+    until("child repaired", || async {
+        secret_value(&secrets, "before").await.as_deref() == Some("1")
+    })
+    .await?;
+    assert!(secrets
+        .get("ignored")
+        .await
+        .is_err_and(|e| e.is_not_found()));
+
+    shutdown.cancel();
+    let reconciles = tokio::time::timeout(Duration::from_secs(10), runner).await??;
+    assert!(reconciles >= 4, "{reconciles} reconciles");
+    Ok(())
+}
