@@ -15,6 +15,7 @@ pub mod grpc;
 pub mod keys;
 pub mod list;
 pub mod meta;
+pub mod namespaces;
 pub mod patch;
 pub mod server;
 pub mod storage;

@@ -414,6 +414,15 @@ impl<S: Storage> ApiServer<S> {
                 next["status"] = body.get("status").cloned().unwrap_or(json!({}));
                 next
             }
+            // A namespace's /finalize changes only its spec.finalizers.
+            Some("finalize") if info.kind == "Namespace" && info.group.is_empty() => {
+                let mut next = current.clone();
+                next["spec"]["finalizers"] = body
+                    .pointer("/spec/finalizers")
+                    .cloned()
+                    .unwrap_or(json!([]));
+                next
+            }
             Some(_) => return Err(ApiError::UnknownResource),
             None => {
                 let mut next = body;

@@ -168,7 +168,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .max_decoding_message_size(API_MAX_REQUEST),
         );
         let bootstrap_stop = shutdown.clone();
-        // The watch cache and the system namespaces: one task, joined at shutdown.
+        // The watch cache, the bootstrap objects and namespace finalization: one task, joined at
+        // shutdown.
         let background = tokio::spawn(async move {
             let cache = api.run_cache(bootstrap_stop.clone());
             let namespaces = async {
@@ -180,7 +181,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                     } => {}
                 }
             };
-            tokio::join!(cache, namespaces);
+            let finalizer = api.run_namespace_finalizer(bootstrap_stop.clone());
+            tokio::join!(cache, namespaces, finalizer);
         });
         (routes, Some(background))
     };

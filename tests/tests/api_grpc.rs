@@ -378,3 +378,81 @@ async fn selectors_filter_lists_and_watches() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_namespace_terminates_empties_and_goes() -> anyhow::Result<()> {
+    let cluster = Cluster::start(Flavor::Keel, 1).await?;
+    let mut api = client(&cluster).await?;
+    let ns_ref = |name: &str| {
+        Some(ResourceRef {
+            version: "v1".into(),
+            resource: "namespaces".into(),
+            name: name.into(),
+            ..Default::default()
+        })
+    };
+    let created = obj(&api
+        .create(CreateRequest {
+            r#ref: ns_ref(""),
+            object: serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "tmp"}}))?,
+            options: None,
+        })
+        .await?
+        .into_inner()
+        .object);
+    assert_eq!(created["spec"]["finalizers"], json!(["kubernetes"]));
+    assert_eq!(created["status"]["phase"], "Active");
+    api.create(CreateRequest {
+        r#ref: cm_ref("tmp", ""),
+        object: cm("inside", "1"),
+        options: None,
+    })
+    .await?;
+
+    let deleted = obj(&api
+        .delete(DeleteRequest {
+            r#ref: ns_ref("tmp"),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .object);
+    assert_eq!(deleted["status"]["phase"], "Terminating");
+    assert!(deleted["metadata"]["deletionTimestamp"].is_string());
+    let refused = api
+        .create(CreateRequest {
+            r#ref: cm_ref("tmp", ""),
+            object: cm("late", "1"),
+            options: None,
+        })
+        .await
+        .expect_err("terminating namespace");
+    assert_eq!(status_of(&refused)["code"], 403);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let gone = api
+            .get(GetRequest {
+                r#ref: ns_ref("tmp"),
+                ..Default::default()
+            })
+            .await
+            .is_err_and(|e| e.code() == tonic::Code::NotFound);
+        if gone {
+            break;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "namespace never went");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left = obj(&api
+        .list(ListRequest {
+            r#ref: cm_ref("tmp", ""),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .object);
+    assert_eq!(left["items"], json!([]), "its contents went first");
+    Ok(())
+}

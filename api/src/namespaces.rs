@@ -1,0 +1,119 @@
+//! Namespace deletion, finished: a deleted namespace is Terminating while it still holds the
+//! `kubernetes` finalizer; this loop deletes everything in it, then removes the finalizer, and
+//! the namespace goes (as Kubernetes' namespace controller does).
+//!
+//! Every master runs the loop; the work is idempotent (deleting what is already gone is fine,
+//! and finalizing is a compare-and-swap), so several masters doing it at once agree.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::list::ListOptions;
+use crate::meta;
+use crate::server::{ApiServer, DeleteOptions, WriteOptions};
+use crate::storage::Storage;
+
+/// How often terminating namespaces are looked for.
+const SWEEP: Duration = Duration::from_millis(500);
+const FINALIZER: &str = "kubernetes";
+
+impl<S: Storage> ApiServer<S> {
+    /// Finishes the deletion of terminating namespaces until `shutdown`.
+    pub async fn run_namespace_finalizer(&self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(SWEEP) => {}
+            }
+            if let Err(e) = self.finalize_namespaces().await {
+                tracing::debug!(error = %e, "namespace finalization; will retry");
+            }
+        }
+    }
+
+    async fn finalize_namespaces(&self) -> Result<(), ApiError> {
+        let Some(ns_info) = keel_types::kinds::by_kind("v1", "Namespace") else {
+            return Ok(());
+        };
+        let list = self.list(ns_info, None, &ListOptions::default()).await?;
+        let terminating: Vec<Value> = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|ns| meta::has_deletion_timestamp(ns))
+            .cloned()
+            .collect();
+        for ns in terminating {
+            let name = meta::name(&ns).to_string();
+            if self.empty_namespace(&name).await? {
+                self.remove_finalizer(ns_info, &name).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every object in `namespace`; true once nothing is left.
+    async fn empty_namespace(&self, namespace: &str) -> Result<bool, ApiError> {
+        let mut empty = true;
+        for info in keel_types::kinds::all().iter().filter(|k| k.namespaced()) {
+            let list = self
+                .list(info, Some(namespace), &ListOptions::default())
+                .await?;
+            for item in list["items"].as_array().into_iter().flatten() {
+                empty = false;
+                let name = meta::name(item);
+                match self
+                    .delete(
+                        info,
+                        Some(namespace),
+                        name,
+                        &DeleteOptions {
+                            grace_period_seconds: Some(0),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                {
+                    Ok(_) | Err(ApiError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(empty)
+    }
+
+    async fn remove_finalizer(
+        &self,
+        ns_info: &'static keel_types::ResourceInfo,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let ns = self.get(ns_info, None, name).await?;
+        let finalizers: Vec<Value> = ns
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| f != FINALIZER)
+            .collect();
+        let mut next = ns.clone();
+        next["spec"]["finalizers"] = json!(finalizers);
+        match self
+            .update(
+                ns_info,
+                None,
+                name,
+                Some("finalize"),
+                next,
+                &WriteOptions::default(),
+            )
+            .await
+        {
+            Ok(_) | Err(ApiError::NotFound { .. }) | Err(ApiError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
