@@ -1,6 +1,9 @@
 //! Who is asking and what they may do: the authenticated user, the attributes of a request as
 //! authorization sees them, and the decision.
 
+pub mod bootstrap_roles;
+pub mod rbac;
+
 /// An authenticated user, as Kubernetes' user.Info.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserInfo {
