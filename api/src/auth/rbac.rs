@@ -267,7 +267,7 @@ fn non_resource_url_matches(rule: &PolicyRule, path: &str) -> bool {
 fn subject_applies(subject: &Subject, user: &UserInfo, binding_namespace: &str) -> bool {
     match subject.kind.as_str() {
         "User" => user.name == subject.name,
-        "Group" => user.groups.iter().any(|g| *g == subject.name),
+        "Group" => user.groups.contains(&subject.name),
         "ServiceAccount" => {
             let namespace = subject
                 .namespace
@@ -465,3 +465,7 @@ fn sanitize(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
+
+#[cfg(test)]
+#[path = "rbac_tests.rs"]
+mod tests;
