@@ -15,6 +15,7 @@ pub mod keys;
 pub mod list;
 pub mod meta;
 pub mod patch;
+pub mod quota;
 pub mod server;
 pub mod storage;
 pub mod watch;
