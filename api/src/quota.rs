@@ -185,8 +185,7 @@ pub fn usage(info: &ResourceInfo, obj: &Value) -> ResourceList {
     }
 }
 
-/// A service counts 1, plus a load balancer if it is one, plus a node port per port if it
-/// opens them.
+/// A service counts 1, plus a load balancer if it is one, plus the node ports it opens.
 fn service_usage(svc: &Service) -> ResourceList {
     let spec = svc.spec.clone().unwrap_or_default();
     let ports = i64::try_from(spec.ports.as_ref().map_or(0, Vec::len)).unwrap_or(i64::MAX);
@@ -201,9 +200,20 @@ fn service_usage(svc: &Service) -> ResourceList {
             out.insert("services.nodeports".into(), Quantity::from_i64(ports));
         }
         Some("LoadBalancer") => {
-            if spec.allocate_load_balancer_node_ports.unwrap_or(true) {
-                out.insert("services.nodeports".into(), Quantity::from_i64(ports));
-            }
+            // Node ports are not allocated yet, so the intent counts: every port, or only the
+            // ports that ask for a node port when allocation is turned off.
+            let node_ports = if spec.allocate_load_balancer_node_ports == Some(false) {
+                let explicit = spec
+                    .ports
+                    .iter()
+                    .flatten()
+                    .filter(|p| p.node_port.is_some_and(|n| n != 0))
+                    .count();
+                i64::try_from(explicit).unwrap_or(i64::MAX)
+            } else {
+                ports
+            };
+            out.insert("services.nodeports".into(), Quantity::from_i64(node_ports));
             out.insert("services.loadbalancers".into(), one());
         }
         _ => {}
@@ -248,11 +258,14 @@ fn claim_usage(claim: &PersistentVolumeClaim) -> ResourceList {
             .and_then(|s| s.allocated_resources.as_ref())
             .and_then(|r| r.get("storage")),
     );
-    // A failed expansion can leave more allocated than is now requested; the larger is held.
-    let storage = match (requested, allocated) {
-        (Some(r), Some(a)) => Some(if a > r { a } else { r }),
-        (r, a) => r.or(a),
-    };
+    // Storage is charged in whole bytes. A failed expansion can leave more allocated than is
+    // now requested; the larger is held. Nothing is charged for a claim requesting nothing.
+    let storage = requested
+        .map(|r| amount::round_up_to_whole(&r))
+        .map(|r| match allocated {
+            Some(a) if a > r => a,
+            _ => r,
+        });
     if let Some(storage) = storage {
         if !class.is_empty() {
             out.insert(

@@ -120,6 +120,14 @@ pub fn sub(a: &Quantity, b: &Quantity) -> Quantity {
     from_nanos(nanos(a) - nanos(b), format)
 }
 
+/// The quantity rounded up (away from zero) to whole units, in its own format.
+pub fn round_up_to_whole(q: &Quantity) -> Quantity {
+    if nanos(q) % NANOS_PER_UNIT == 0 {
+        return q.clone();
+    }
+    from_nanos(i128::from(q.value()) * NANOS_PER_UNIT, q.format())
+}
+
 /// Zero, printed in decimal SI form.
 pub fn zero() -> Quantity {
     Quantity::from_i64(0)
@@ -240,6 +248,17 @@ mod tests {
         assert_eq!(add(&q("1Ki"), &q("1")).to_string(), "1025");
         assert_eq!(add(&q("3Ki"), &q("1Ki")).to_string(), "4Ki");
         assert_eq!(add(&q("1.5Gi"), &q("512Mi")).to_string(), "2Gi");
+    }
+
+    #[test]
+    fn rounding_up_to_whole_units_keeps_the_format() {
+        assert_eq!(round_up_to_whole(&q("1500m")).to_string(), "2");
+        assert_eq!(round_up_to_whole(&q("1Gi")).to_string(), "1Gi");
+        assert_eq!(round_up_to_whole(&q("0.5Ki")).to_string(), "512");
+        assert_eq!(
+            round_up_to_whole(&q("1.0000000001Gi")).format(),
+            Format::BinarySI
+        );
     }
 
     #[test]

@@ -119,6 +119,9 @@ fn services_count_load_balancers_and_node_ports() {
         pretty(&usage(svc, &no_node_ports)),
         "count/services=1,services=1,services.loadbalancers=1,services.nodeports=0"
     );
+    // Without allocation, only ports asking for a node port take one.
+    no_node_ports["spec"]["ports"][1]["nodePort"] = json!(30080);
+    assert_eq!(usage(svc, &no_node_ports)["services.nodeports"], q("1"));
 }
 
 #[test]
@@ -137,6 +140,15 @@ fn claims_count_their_storage_also_under_their_storage_class() {
         usage(kind("", "persistentvolumeclaims"), &expanded)["requests.storage"],
         q("20Gi")
     );
+    let mut fractional = claim.clone();
+    fractional["spec"]["resources"]["requests"]["storage"] = json!("1500m");
+    let charged = usage(kind("", "persistentvolumeclaims"), &fractional);
+    assert_eq!(charged["requests.storage"].to_string(), "2");
+    let mut unrequested = claim.clone();
+    unrequested["spec"]["resources"] = json!({});
+    unrequested["status"] = json!({"allocatedResources": {"storage": "20Gi"}});
+    let charged = usage(kind("", "persistentvolumeclaims"), &unrequested);
+    assert!(!charged.contains_key("requests.storage"));
 }
 
 #[test]
