@@ -17,6 +17,7 @@ pub mod list;
 pub mod meta;
 pub mod namespaces;
 pub mod patch;
+pub mod rest;
 pub mod server;
 pub mod storage;
 pub mod watch;
