@@ -8,6 +8,7 @@ mod columns;
 mod columns_pod;
 mod discovery;
 mod handlers;
+pub(crate) mod openapi;
 mod path;
 mod query;
 mod response;
@@ -54,6 +55,9 @@ pub fn router<S: Storage>(core: Arc<ApiServer<S>>) -> Router {
             "/apis/{group}/{version}",
             get(discovery::group_resources::<S>),
         )
+        .route("/openapi/v2", get(openapi::v2::<S>))
+        .route("/openapi/v3", get(openapi::v3::<S>))
+        .route("/openapi/v3/{*path}", get(openapi::v3_group_version::<S>))
         .route(
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
             post(access_review::create::<S>),

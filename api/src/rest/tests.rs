@@ -773,3 +773,24 @@ async fn unknown_paths_and_methods_are_404_and_405() {
     .await;
     assert_eq!(post_named.status, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test]
+async fn openapi_documents_let_kubectl_leave_validation_to_the_server() {
+    let app = server().await;
+    let v2 = get_as(&app, "/openapi/v2", super::openapi::V2_PROTOBUF).await;
+    assert_eq!(v2.status, StatusCode::OK);
+    assert_eq!(
+        v2.headers[header::CONTENT_TYPE],
+        super::openapi::V2_PROTOBUF
+    );
+
+    let index = send(&app, "GET", "/openapi/v3", None).await;
+    let url = index.body["paths"]["api/v1"]["serverRelativeURL"]
+        .as_str()
+        .expect("api/v1 document")
+        .to_string();
+    let doc = send(&app, "GET", &url, None).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    let patch = &doc.body["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
+    assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Pod");
+}
