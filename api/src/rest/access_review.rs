@@ -1,14 +1,15 @@
 //! `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews` (`kubectl auth can-i`): may
 //! the caller do what `spec.resourceAttributes` or `spec.nonResourceAttributes` describes? The
 //! answer comes from the same authorizer every request goes through; nothing is stored.
+//! kubectl sends the review as protobuf, which [`super::protobuf`] reads.
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{authorization, response, Core, MAX_BODY_BYTES};
+use super::{authorization, protobuf, response, Core, MAX_BODY_BYTES};
 use crate::auth::{Attributes, UserInfo};
 use crate::error::ApiError;
 use crate::server::ApiServer;
@@ -76,8 +77,16 @@ async fn review<S: Storage>(
             "Request entity too large: limit is {MAX_BODY_BYTES}"
         )));
     }
-    let mut review: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("the object is not valid JSON: {e}")))?;
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let mut review: Value = if media.starts_with(protobuf::MEDIA_TYPE) {
+        protobuf::access_review(body)?
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("the object is not valid JSON: {e}")))?
+    };
     let attrs = attributes_of(review.get("spec").unwrap_or(&Value::Null), user)?;
     let status = match core.authorize(&attrs).await {
         Ok(()) => json!({"allowed": true}),

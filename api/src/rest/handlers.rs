@@ -156,6 +156,11 @@ impl<S> Call<'_, S> {
     async fn json_body(self) -> Result<(Value, Self), ApiError> {
         let media = self.header(header::CONTENT_TYPE);
         let media = media.split(';').next().unwrap_or_default().trim();
+        if media == super::protobuf::MEDIA_TYPE {
+            return Err(ApiError::UnsupportedMediaType(
+                "protobuf request bodies are not supported by this server yet: the body of the request was in an unknown format - accepted media types include: application/json".into(),
+            ));
+        }
         if !matches!(media, "" | "application/json" | "*/*") {
             return Err(ApiError::UnsupportedMediaType(format!(
                 "the body of the request was in an unknown format - accepted media types include: application/json (got {media:?})"

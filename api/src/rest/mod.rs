@@ -10,6 +10,7 @@ mod discovery;
 mod handlers;
 pub(crate) mod openapi;
 mod path;
+mod protobuf;
 mod query;
 mod response;
 mod scale;
