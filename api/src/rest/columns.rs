@@ -257,8 +257,7 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
             vec![name, json!(n), age]
         }
         ("", "Secret") => {
-            let n = o.len("/data") + o.len("/stringData");
-            vec![name, json!(o.str("/type")), json!(n), age]
+            vec![name, json!(o.str("/type")), json!(o.len("/data")), age]
         }
         ("", "Event") => super::columns_pod::event(&o, name, now),
         ("apps", "Deployment") => vec![

@@ -94,4 +94,6 @@ async fn authorize_path<S: Storage>(
 }
 
 #[cfg(test)]
+mod output_tests;
+#[cfg(test)]
 mod tests;
