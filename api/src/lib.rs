@@ -18,6 +18,7 @@ pub mod meta;
 pub mod namespaces;
 pub mod patch;
 pub mod quota;
+pub mod rest;
 pub mod server;
 pub mod storage;
 pub mod watch;

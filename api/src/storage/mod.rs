@@ -3,6 +3,7 @@
 //! (or any etcd v3 endpoint) implements it in [`etcd`].
 
 pub mod etcd;
+pub mod memory;
 
 use std::pin::Pin;
 

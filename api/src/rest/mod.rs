@@ -1,0 +1,99 @@
+//! The Kubernetes REST/JSON API over the core, as `kubectl` and client-go speak it: discovery,
+//! resource paths under `/api/v1` and `/apis/{group}/{version}`, Table output, watches as
+//! streams of JSON lines, and SelfSubjectAccessReview. Handlers decode, authorize, call the
+//! core and encode; the transport (TLS, listener) is the caller's.
+
+mod access_review;
+mod columns;
+mod columns_pod;
+mod discovery;
+mod handlers;
+pub(crate) mod openapi;
+mod path;
+mod protobuf;
+mod query;
+mod response;
+mod scale;
+mod strategic;
+mod table;
+mod watch;
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, Method};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::auth::{Attributes, UserInfo};
+use crate::error::ApiError;
+use crate::server::ApiServer;
+use crate::storage::Storage;
+
+pub use path::ResourcePath;
+pub use table::{human_duration, IncludeObject};
+
+/// The largest request body accepted, as kube-apiserver's (3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// The shared state of every handler.
+type Core<S> = Arc<ApiServer<S>>;
+
+/// Every route of the REST API, served from `core`.
+pub fn router<S: Storage>(core: Arc<ApiServer<S>>) -> Router {
+    Router::new()
+        .route("/version", get(discovery::version::<S>))
+        .route("/version/", get(discovery::version::<S>))
+        .route("/healthz", get(discovery::health::<S>))
+        .route("/livez", get(discovery::health::<S>))
+        .route("/readyz", get(discovery::health::<S>))
+        .route("/api", get(discovery::api_versions::<S>))
+        .route("/api/", get(discovery::api_versions::<S>))
+        .route("/apis", get(discovery::group_list::<S>))
+        .route("/apis/", get(discovery::group_list::<S>))
+        .route("/api/v1", get(discovery::core_resources::<S>))
+        .route("/apis/{group}", get(discovery::group::<S>))
+        .route(
+            "/apis/{group}/{version}",
+            get(discovery::group_resources::<S>),
+        )
+        .route("/openapi/v2", get(openapi::v2::<S>))
+        .route("/openapi/v3", get(openapi::v3::<S>))
+        .route("/openapi/v3/{*path}", get(openapi::v3_group_version::<S>))
+        .route(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            post(access_review::create::<S>),
+        )
+        .fallback(handlers::resource::<S>)
+        .with_state(core)
+}
+
+/// The request's `Authorization` header, if it is text.
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// Authenticates a request for a path that names no resource and authorizes it as a
+/// non-resource request (lower-case HTTP method, the path).
+async fn authorize_path<S: Storage>(
+    core: &ApiServer<S>,
+    headers: &HeaderMap,
+    method: &Method,
+    path: &str,
+) -> Result<UserInfo, ApiError> {
+    let user = core.authenticate(authorization(headers))?;
+    let attrs = Attributes {
+        user: user.clone(),
+        verb: method.as_str().to_ascii_lowercase(),
+        path: Some(path.to_string()),
+        ..Default::default()
+    };
+    core.authorize(&attrs).await?;
+    Ok(user)
+}
+
+#[cfg(test)]
+mod output_tests;
+#[cfg(test)]
+mod tests;

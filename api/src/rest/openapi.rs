@@ -1,0 +1,216 @@
+//! Just enough OpenAPI for kubectl's default `--validate=strict`: kubectl refuses to send an
+//! object unless it can load `/openapi/v2` (as protobuf) and learn from `/openapi/v3` that the
+//! server validates fields itself (a PATCH operation for the kind that takes the
+//! `fieldValidation` query parameter). With that, kubectl leaves validation to the server,
+//! which keel's admission does. No schemas are served, so `kubectl explain` has nothing to
+//! show.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
+use axum::response::Response;
+use keel_types::ResourceInfo;
+use serde_json::{json, Map, Value};
+
+use super::discovery::GIT_VERSION;
+use super::{authorize_path, response, Core};
+use crate::error::ApiError;
+use crate::storage::Storage;
+
+/// The media type of the protobuf OpenAPI v2 document kubectl asks for.
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+
+/// Stands in for a content hash: the documents change only with the server's version.
+const HASH: &str = "keel-v1-32-0";
+
+fn proto_string(field: u8, text: &str, out: &mut Vec<u8>) {
+    proto_bytes(field, text.as_bytes(), out);
+}
+
+fn proto_bytes(field: u8, bytes: &[u8], out: &mut Vec<u8>) {
+    // Wire type 2 (length-delimited); every length here fits a varint of up to two bytes.
+    out.push((field << 3) | 2);
+    let mut len = bytes.len();
+    while len >= 0x80 {
+        out.push((len as u8 & 0x7f) | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+    out.extend_from_slice(bytes);
+}
+
+/// The OpenAPI v2 document as gnostic's protobuf `Document`: swagger "2.0" and its info,
+/// no paths and no definitions.
+pub fn v2_protobuf() -> Vec<u8> {
+    let mut info = Vec::new();
+    proto_string(1, "Kubernetes", &mut info);
+    proto_string(2, GIT_VERSION, &mut info);
+    let mut doc = Vec::new();
+    proto_string(1, "2.0", &mut doc);
+    proto_bytes(2, &info, &mut doc);
+    doc
+}
+
+fn v2_json() -> Value {
+    json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": GIT_VERSION}, "paths": {}})
+}
+
+/// The `/openapi/v3` index: one document per group version.
+pub fn v3_index() -> Value {
+    let mut paths = Map::new();
+    for prefix in group_version_prefixes() {
+        paths.insert(
+            prefix.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{prefix}?hash={HASH}")}),
+        );
+    }
+    json!({ "paths": paths })
+}
+
+/// "api/v1", "apis/apps/v1", …
+fn group_version_prefixes() -> Vec<String> {
+    keel_types::kinds::group_versions()
+        .into_iter()
+        .map(|(g, v)| prefix(g, v))
+        .collect()
+}
+
+fn prefix(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+fn query_parameter(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "query", "description": description,
+        "schema": {"type": "string", "uniqueItems": true}})
+}
+
+/// The PATCH operation of one kind's item path.
+fn patch_operation(info: &ResourceInfo) -> Value {
+    json!({
+        "description": format!("partially update the specified {}", info.kind),
+        "operationId": format!("patch{}", info.kind),
+        "parameters": [
+            query_parameter("dryRun", "When present, indicates that modifications should not be persisted."),
+            query_parameter("fieldManager", "fieldManager is a name associated with the actor or entity that is making these changes."),
+            query_parameter("fieldValidation", "fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields."),
+        ],
+        "responses": {"200": {"description": "OK"}},
+        "x-kubernetes-action": "patch",
+        "x-kubernetes-group-version-kind": {
+            "group": info.group, "version": info.version, "kind": info.kind,
+        },
+    })
+}
+
+/// The document of one group version (`api/v1`, `apis/apps/v1`): a PATCH operation per kind.
+pub fn v3_document(path: &str) -> Result<Value, ApiError> {
+    let kinds: Vec<&ResourceInfo> = keel_types::kinds::all()
+        .iter()
+        .filter(|k| prefix(k.group, k.version) == path)
+        .collect();
+    if kinds.is_empty() {
+        return Err(ApiError::UnknownResource);
+    }
+    let mut paths = Map::new();
+    for info in kinds {
+        let item = if info.namespaced() {
+            format!("/{path}/namespaces/{{namespace}}/{}/{{name}}", info.plural)
+        } else {
+            format!("/{path}/{}/{{name}}", info.plural)
+        };
+        paths.insert(item, json!({ "patch": patch_operation(info) }));
+    }
+    Ok(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": GIT_VERSION},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }))
+}
+
+pub async fn v2<S: Storage>(State(core): State<Core<S>>, headers: HeaderMap, uri: Uri) -> Response {
+    if let Err(e) = authorize_path(&core, &headers, &Method::GET, uri.path()).await {
+        return response::error(&e);
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !accept.contains("protobuf") {
+        return response::ok(&v2_json());
+    }
+    let mut reply = Response::new(Body::from(v2_protobuf()));
+    reply
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(V2_PROTOBUF));
+    reply
+}
+
+pub async fn v3<S: Storage>(State(core): State<Core<S>>, headers: HeaderMap, uri: Uri) -> Response {
+    match authorize_path(&core, &headers, &Method::GET, uri.path()).await {
+        Ok(_) => response::ok(&v3_index()),
+        Err(e) => response::error(&e),
+    }
+}
+
+pub async fn v3_group_version<S: Storage>(
+    State(core): State<Core<S>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let result = async {
+        authorize_path(&core, &headers, &Method::GET, uri.path()).await?;
+        v3_document(&path)
+    }
+    .await;
+    match result {
+        Ok(v) => response::ok(&v),
+        Err(e) => response::error(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_v2_document_is_a_protobuf_with_swagger_and_info() {
+        let doc = v2_protobuf();
+        assert_eq!(&doc[..5], b"\x0a\x032.0");
+        assert_eq!(doc[5], 0x12, "info is field 2");
+        assert_eq!(usize::from(doc[6]), doc.len() - 7);
+        assert_eq!(&doc[7..9], b"\x0a\x0a");
+        assert_eq!(&doc[9..19], b"Kubernetes");
+    }
+
+    #[test]
+    fn every_kind_has_a_patch_operation_that_takes_field_validation() {
+        let index = v3_index();
+        assert_eq!(
+            index["paths"]["apis/apps/v1"]["serverRelativeURL"],
+            format!("/openapi/v3/apis/apps/v1?hash={HASH}")
+        );
+        let apps = v3_document("apis/apps/v1").expect("apps/v1");
+        let patch =
+            &apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"],
+            json!({"group": "apps", "version": "v1", "kind": "Deployment"})
+        );
+        let params = patch["parameters"].as_array().expect("parameters");
+        assert!(params
+            .iter()
+            .any(|p| p["name"] == "fieldValidation" && p["in"] == "query"));
+        let core = v3_document("api/v1").expect("v1");
+        assert!(core["paths"]["/api/v1/nodes/{name}"]["patch"].is_object());
+        assert_eq!(
+            v3_document("apis/nope/v1").expect_err("unknown").code(),
+            404
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! Resource paths, read as kube-apiserver's RequestInfo reads them:
+//! `/api/v1[/namespaces/{ns}]/{resource}[/{name}[/{subresource}]]` and the same under
+//! `/apis/{group}/{version}`; `/api/v1/namespaces/{name}[/status|/finalize]` is the namespace
+//! itself.
+
+use keel_types::ResourceInfo;
+
+use crate::error::ApiError;
+
+/// Subresources of a namespace that follow its name directly.
+const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
+
+/// What a resource path names.
+#[derive(Debug, Clone)]
+pub struct ResourcePath {
+    pub info: &'static ResourceInfo,
+    /// The namespace in the path; `None` for cluster-scoped kinds and for requests across all
+    /// namespaces.
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+impl ResourcePath {
+    /// Reads `path`. Paths outside the API, kinds keel does not serve and shapes Kubernetes
+    /// does not have are NotFound.
+    pub fn parse(path: &str) -> Result<Self, ApiError> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (group, version, rest) = match segments.as_slice() {
+            ["api", version, rest @ ..] => ("", *version, rest),
+            ["apis", group, version, rest @ ..] => (*group, *version, rest),
+            _ => return Err(ApiError::UnknownResource),
+        };
+        if rest.iter().any(|s| s.is_empty()) {
+            return Err(ApiError::UnknownResource);
+        }
+        let mut namespace = None;
+        let mut parts = rest;
+        if let ["namespaces", ns, after @ ..] = rest {
+            namespace = Some(ns.to_string());
+            if let Some(first) = after.first() {
+                if !NAMESPACE_SUBRESOURCES.contains(first) {
+                    parts = after;
+                }
+            }
+        }
+        let (resource, name, subresource) = match parts {
+            [resource] => (*resource, None, None),
+            [resource, name] => (*resource, Some(name.to_string()), None),
+            [resource, name, sub] => (*resource, Some(name.to_string()), Some(sub.to_string())),
+            _ => return Err(ApiError::UnknownResource),
+        };
+        let info = keel_types::kinds::by_resource(group, resource)
+            .filter(|i| i.version == version)
+            .ok_or(ApiError::UnknownResource)?;
+        if !info.namespaced() {
+            // `/api/v1/namespaces/{name}` names a namespace, not a namespace to look in.
+            let names_itself = info.kind == "Namespace" && parts.first() == Some(&"namespaces");
+            if namespace.is_some() && !names_itself {
+                return Err(ApiError::UnknownResource);
+            }
+            namespace = None;
+        }
+        if let Some(sub) = &subresource {
+            let known =
+                info.has_subresource(sub) || (info.kind == "Namespace" && sub == "finalize");
+            if !known {
+                return Err(ApiError::UnknownResource);
+            }
+        }
+        Ok(Self {
+            info,
+            namespace,
+            name,
+            subresource,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(path: &str) -> ResourcePath {
+        ResourcePath::parse(path).expect(path)
+    }
+
+    #[test]
+    fn namespaced_paths_name_namespace_resource_name_and_subresource() {
+        let p = parse("/api/v1/namespaces/default/pods/web/status");
+        assert_eq!(p.info.plural, "pods");
+        assert_eq!(p.namespace.as_deref(), Some("default"));
+        assert_eq!(p.name.as_deref(), Some("web"));
+        assert_eq!(p.subresource.as_deref(), Some("status"));
+
+        let all = parse("/apis/apps/v1/deployments");
+        assert_eq!(all.info.kind, "Deployment");
+        assert_eq!(all.namespace, None);
+        assert_eq!(all.name, None);
+    }
+
+    #[test]
+    fn the_namespaces_path_names_the_namespace_itself() {
+        let ns = parse("/api/v1/namespaces/team-a");
+        assert_eq!(ns.info.kind, "Namespace");
+        assert_eq!(ns.namespace, None);
+        assert_eq!(ns.name.as_deref(), Some("team-a"));
+        let finalize = parse("/api/v1/namespaces/team-a/finalize");
+        assert_eq!(finalize.name.as_deref(), Some("team-a"));
+        assert_eq!(finalize.subresource.as_deref(), Some("finalize"));
+        assert_eq!(parse("/api/v1/nodes/n1").name.as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn unknown_kinds_versions_and_shapes_are_not_found() {
+        for path in [
+            "/api/v2/pods",
+            "/apis/apps/v1beta1/deployments",
+            "/api/v1/widgets",
+            "/api/v1/namespaces/default/nodes",
+            "/api/v1/namespaces/default/pods/a/b/c",
+            "/api/v1/namespaces/default/pods/a/scale",
+            "/metrics",
+        ] {
+            let err = ResourcePath::parse(path).expect_err(path);
+            assert_eq!(err.code(), 404, "{path}");
+        }
+    }
+}
