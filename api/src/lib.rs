@@ -18,6 +18,7 @@ pub mod meta;
 pub mod namespaces;
 pub mod patch;
 pub mod quota;
+mod quota_admission;
 pub mod rest;
 pub mod server;
 pub mod storage;

@@ -21,7 +21,7 @@ use keel_types::{Quantity, QuantityError};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use amount::{add_lists, pretty, subtract_non_negative, ResourceList};
+pub use amount::{add_lists, pretty, subtract_non_negative, zero, ResourceList};
 
 /// Why an object may not be admitted under a quota; the texts are Kubernetes'.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

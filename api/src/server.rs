@@ -319,22 +319,35 @@ impl<S: Storage> ApiServer<S> {
                 warnings,
             });
         }
+        let mut obj = obj;
+        if info.kind == "ResourceQuota" {
+            self.quota_status(&mut obj).await?;
+        }
         let key = keys::object(info, ns.as_deref(), &name);
-        let mut ops = vec![WriteOp {
-            key,
-            change: Change::Put(encode_for_store(&obj)?),
-            expect: Expect::Absent,
-        }];
-        ops.extend(lease_fence_op(info, &json!({}), &obj));
-        let revision = self
-            .storage
-            .write(ops, guards(opts.fence.as_ref()))
-            .await
-            .map_err(|e| storage_error(info, &name, e))?;
-        Ok(Written {
-            object: with_revision(obj, revision),
-            warnings,
-        })
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut ops = vec![WriteOp {
+                key: key.clone(),
+                change: Change::Put(encode_for_store(&obj)?),
+                expect: Expect::Absent,
+            }];
+            ops.extend(lease_fence_op(info, &json!({}), &obj));
+            ops.extend(self.quota_charges(info, &obj, None).await?);
+            match self.storage.write(ops, guards(opts.fence.as_ref())).await {
+                Ok(revision) => {
+                    return Ok(Written {
+                        object: with_revision(obj, revision),
+                        warnings,
+                    })
+                }
+                // A quota changed under us: charge it again from its new state.
+                Err(StorageError::Conflict { key: k, .. }) if k != key && attempt < RETRIES => {
+                    continue
+                }
+                Err(e) => return Err(storage_error(info, &name, e)),
+            }
+        }
     }
 
     /// Replaces an object, or (`subresource` = "status") only its status. The body's
@@ -490,7 +503,11 @@ impl<S: Storage> ApiServer<S> {
         next: Value,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
-        let (next, warnings) = admission::admit(info, next, Some(current), opts.field_validation)?;
+        let (mut next, warnings) =
+            admission::admit(info, next, Some(current), opts.field_validation)?;
+        if info.kind == "ResourceQuota" {
+            self.quota_status(&mut next).await?;
+        }
         if opts.dry_run {
             return Ok(Written {
                 object: with_revision(next, current_rev),
@@ -515,6 +532,11 @@ impl<S: Storage> ApiServer<S> {
         }];
         if let Some(fence_op) = lease_fence_op(info, current, &next) {
             ops.push(fence_op);
+        }
+        if finished {
+            ops.extend(self.quota_releases(info, current).await?);
+        } else if crate::quota::handles(info, crate::quota::Operation::Update, "") {
+            ops.extend(self.quota_charges(info, &next, Some(current)).await?);
         }
         let revision = self
             .storage
@@ -644,15 +666,14 @@ impl<S: Storage> ApiServer<S> {
                 warnings: vec![],
             });
         }
+        let mut ops = vec![WriteOp {
+            key,
+            change: Change::Delete,
+            expect: Expect::Revision(current_rev),
+        }];
+        ops.extend(self.quota_releases(info, &current).await?);
         self.storage
-            .write(
-                vec![WriteOp {
-                    key,
-                    change: Change::Delete,
-                    expect: Expect::Revision(current_rev),
-                }],
-                guards(opts.fence.as_ref()),
-            )
+            .write(ops, guards(opts.fence.as_ref()))
             .await
             .map_err(|e| storage_error(info, name, e))?;
         Ok(Written {

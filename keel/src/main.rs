@@ -1,6 +1,9 @@
 //! The `keel` binary: every role of the control plane behind one CLI.
 
 mod bench;
+mod https;
+mod pki;
+mod rest;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +26,11 @@ enum Command {
     Server(Box<server::ServerArgs>),
     /// Load-test etcd-v3 endpoints (keel or etcd) and print throughput and latency percentiles.
     Bench(bench::BenchArgs),
+    /// Print the admin kubeconfig a master wrote into its data dir.
+    Kubeconfig {
+        #[arg(long, default_value = "./keel-data")]
+        data_dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,5 +48,16 @@ fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Server(Box::default())) {
         Command::Server(args) => runtime.block_on(server::run(*args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Kubeconfig { data_dir } => {
+            let path = rest::kubeconfig_path(&data_dir);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {e} (it is written when keel server first serves the API)",
+                    path.display()
+                )
+            })?;
+            print!("{text}");
+            Ok(())
+        }
     }
 }

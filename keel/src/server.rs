@@ -59,6 +59,12 @@ pub struct ServerArgs {
     /// Whether requests without credentials are served as system:anonymous.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     anonymous_auth: bool,
+    /// Port of the Kubernetes REST API (HTTPS), as kube-apiserver's flag.
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// Address the REST API listens on, as kube-apiserver's flag.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: std::net::IpAddr,
 }
 
 impl Default for ServerArgs {
@@ -144,6 +150,10 @@ impl ServerArgs {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let store_only = args.store_only;
     let auth = auth_config(&args)?;
+    let rest_config = crate::rest::RestConfig {
+        listen: SocketAddr::new(args.bind_address, args.secure_port),
+        data_dir: args.data_dir.clone(),
+    };
     let config = args.into_config()?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
@@ -160,6 +170,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (routes, background) = if store_only {
         (tonic::service::Routes::default(), None)
     } else {
+        // Bind now, so a port clash fails the start instead of a background task.
+        let rest_listener = tokio::net::TcpListener::bind(rest_config.listen)
+            .await
+            .with_context(|| format!("binding the REST API on {}", rest_config.listen))?;
         let api = api_server(&config, auth)?;
         let routes = tonic::service::Routes::new(
             keel_proto::keelapi::api_server::ApiServer::new(keel_api::grpc::GrpcApi::new(
@@ -182,7 +196,25 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 }
             };
             let finalizer = api.run_namespace_finalizer(bootstrap_stop.clone());
-            tokio::join!(cache, namespaces, finalizer);
+            let rest = async {
+                let tls = tokio::select! {
+                    _ = bootstrap_stop.cancelled() => return,
+                    tls = crate::rest::prepare(&api, &rest_config) => tls,
+                };
+                match tls {
+                    Ok(tls) => {
+                        tracing::info!(listen = %rest_config.listen, "serving the Kubernetes API");
+                        let router = keel_api::rest::router(api.clone());
+                        crate::https::serve(rest_listener, tls, router, bootstrap_stop.clone())
+                            .await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "the Kubernetes API cannot start");
+                        bootstrap_stop.cancel();
+                    }
+                }
+            };
+            tokio::join!(cache, namespaces, finalizer, rest);
         });
         (routes, Some(background))
     };

@@ -27,6 +27,8 @@ pub struct MemberSpec {
     pub name: String,
     pub client_port: u16,
     pub peer_port: u16,
+    /// The Kubernetes REST API's HTTPS port (keel control planes only).
+    pub rest_port: u16,
     pub data_dir: PathBuf,
     pub log: PathBuf,
 }
@@ -38,6 +40,11 @@ impl MemberSpec {
 
     pub fn peer_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    /// The admin kubeconfig the member writes once it serves the REST API.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir.join("admin.kubeconfig")
     }
 }
 
@@ -92,12 +99,13 @@ impl Cluster {
     /// Starts `n` members with `extra_args` on every member's command line.
     pub async fn start_with(flavor: Flavor, n: usize, extra_args: &[String]) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
-        let ports = free_ports(2 * n)?;
+        let ports = free_ports(3 * n)?;
         let members: Vec<MemberSpec> = (0..n)
             .map(|i| MemberSpec {
                 name: format!("m{i}"),
-                client_port: ports[2 * i],
-                peer_port: ports[2 * i + 1],
+                client_port: ports[3 * i],
+                peer_port: ports[3 * i + 1],
+                rest_port: ports[3 * i + 2],
                 data_dir: dir.path().join(format!("m{i}")),
                 log: dir.path().join(format!("m{i}.log")),
             })
@@ -127,7 +135,13 @@ impl Cluster {
     fn spawn(&mut self, i: usize) -> Result<()> {
         let m = &self.members[i];
         let (program, mut args) = match self.flavor {
-            Flavor::Keel => (keel_bin()?, vec!["server".to_string()]),
+            Flavor::Keel => (
+                keel_bin()?,
+                vec![
+                    "server".to_string(),
+                    format!("--secure-port={}", m.rest_port),
+                ],
+            ),
             Flavor::KeelStore => (
                 keel_bin()?,
                 vec!["server".to_string(), "--store-only".to_string()],

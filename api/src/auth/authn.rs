@@ -105,23 +105,32 @@ fn split_csv(line: &str) -> Vec<String> {
 /// Turns a request's credential into a user.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
-    tokens: TokenFile,
+    /// The token file's users, and tokens the server issues itself (the admin's).
+    tokens: std::sync::Arc<std::sync::RwLock<TokenFile>>,
     anonymous: bool,
 }
 
 impl Default for Authenticator {
     /// No token file; anonymous requests allowed.
     fn default() -> Self {
-        Self {
-            tokens: TokenFile::default(),
-            anonymous: true,
-        }
+        Self::new(TokenFile::default(), true)
     }
 }
 
 impl Authenticator {
     pub fn new(tokens: TokenFile, anonymous: bool) -> Self {
-        Self { tokens, anonymous }
+        Self {
+            tokens: std::sync::Arc::new(std::sync::RwLock::new(tokens)),
+            anonymous,
+        }
+    }
+
+    /// Recognises `token` as `user` from now on (the cluster's admin credential, read from the
+    /// store at start).
+    pub fn add_token(&self, token: &str, user: UserInfo) {
+        if let Ok(mut t) = self.tokens.write() {
+            t.users.insert(token.to_string(), user);
+        }
     }
 
     /// The user behind `authorization` (the header's value, if any). A credential that is
@@ -138,9 +147,9 @@ impl Authenticator {
                     .filter(|t| !t.is_empty())
                     .ok_or_else(unauthorized)?;
                 self.tokens
-                    .users
-                    .get(token)
-                    .cloned()
+                    .read()
+                    .ok()
+                    .and_then(|t| t.users.get(token).cloned())
                     .ok_or_else(unauthorized)
             }
             None if self.anonymous => Ok(UserInfo {

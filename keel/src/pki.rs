@@ -1,0 +1,155 @@
+//! The cluster's certificates: one CA shared by every master (kept in the store, so the first
+//! master to start creates it and the others use it), a serving certificate per master for the
+//! HTTPS API, and the admin's credential in `<data-dir>/admin.kubeconfig`.
+
+use std::net::IpAddr;
+
+use anyhow::Context;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+
+/// A CA's certificate and private key, PEM-encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ca {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A certificate and its private key, PEM-encoded.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+const CA_YEARS: i64 = 10;
+const LEAF_DAYS: i64 = 365;
+
+fn validity(params: &mut CertificateParams, days: i64) {
+    let now = time::OffsetDateTime::now_utc();
+    // Tolerate small clock differences between masters and clients.
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(days);
+}
+
+/// A new self-signed CA.
+pub fn new_ca() -> anyhow::Result<Ca> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "keel-ca");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    validity(&mut params, CA_YEARS * 365);
+    let cert = params.self_signed(&key)?;
+    Ok(Ca {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+fn issue(ca: &Ca, params: CertificateParams) -> anyhow::Result<Issued> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem).context("CA key")?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key).context("CA certificate")?;
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(Issued {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// A serving certificate for `hosts` (IP addresses and DNS names).
+pub fn issue_serving(ca: &Ca, hosts: &[String]) -> anyhow::Result<Issued> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "keel-apiserver");
+    params.distinguished_name = dn;
+    for host in hosts {
+        params.subject_alt_names.push(match host.parse::<IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(host.as_str().try_into()?),
+        });
+    }
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    validity(&mut params, LEAF_DAYS);
+    issue(ca, params)
+}
+
+/// A kubeconfig for `server` trusting `ca_pem`, authenticating with a bearer token.
+pub fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: keel
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: keel-admin
+  user:
+    token: {token}
+contexts:
+- name: keel-admin@keel
+  context:
+    cluster: keel
+    user: keel-admin
+    namespace: default
+current-context: keel-admin@keel
+",
+        ca = STANDARD.encode(ca_pem),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serving_certificates_chain_to_the_ca_and_name_their_hosts() {
+        let ca = new_ca().expect("ca");
+        let serving =
+            issue_serving(&ca, &["127.0.0.1".into(), "localhost".into()]).expect("serving");
+        let (_, pem) = x509_parser::pem::parse_x509_pem(serving.cert_pem.as_bytes()).expect("pem");
+        let cert = pem.parse_x509().expect("x509");
+        let (_, ca_pem) = x509_parser::pem::parse_x509_pem(ca.cert_pem.as_bytes()).expect("pem");
+        let ca_cert = ca_pem.parse_x509().expect("x509");
+        cert.verify_signature(Some(ca_cert.public_key()))
+            .expect("signed by the CA");
+        let sans = cert
+            .subject_alternative_name()
+            .expect("parses")
+            .expect("has SANs")
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>();
+        assert_eq!(sans.len(), 2, "{sans:?}");
+        assert!(ca_cert.is_ca());
+    }
+
+    #[test]
+    fn kubeconfig_embeds_the_credentials() {
+        let ca = new_ca().expect("ca");
+        let cfg = kubeconfig("https://127.0.0.1:6443", &ca.cert_pem, "secret");
+        assert!(cfg.contains("server: https://127.0.0.1:6443"));
+        assert!(cfg.contains(&STANDARD.encode(&ca.cert_pem)));
+        assert!(cfg.contains("current-context: keel-admin@keel"));
+        assert!(cfg.contains("token: secret"));
+    }
+}

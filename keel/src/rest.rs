@@ -1,0 +1,140 @@
+//! The Kubernetes REST endpoint of a master: the cluster's CA and admin token (created by the
+//! first master to start and kept in the store, so every master serves the same CA and
+//! accepts the same admin), this master's serving certificate, `<data-dir>/admin.kubeconfig`,
+//! and the HTTPS listener serving the REST router.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use keel_api::auth::UserInfo;
+use keel_api::storage::etcd::EtcdStorage;
+use keel_api::storage::{Change, Expect, Storage, StorageError, WriteOp};
+use keel_api::ApiServer;
+use rand::Rng;
+
+use crate::pki::{self, Ca};
+
+const CA_CERT: &[u8] = b"/keel/pki/ca.crt";
+const CA_KEY: &[u8] = b"/keel/pki/ca.key";
+const ADMIN_TOKEN: &[u8] = b"/keel/pki/admin-token";
+const ADMIN_USER: &str = "kubernetes-admin";
+
+/// Where the REST endpoint listens and what the kubeconfig says.
+#[derive(Debug, Clone)]
+pub struct RestConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+/// The cluster's shared secrets: the CA and the admin token.
+struct Shared {
+    ca: Ca,
+    admin_token: String,
+}
+
+/// Reads the cluster's CA and admin token, creating them first if this is the first master.
+async fn shared(storage: &EtcdStorage) -> anyhow::Result<Shared> {
+    loop {
+        let cert = storage.get(CA_CERT).await;
+        let key = storage.get(CA_KEY).await;
+        let token = storage.get(ADMIN_TOKEN).await;
+        match (cert, key, token) {
+            (Ok(Some(c)), Ok(Some(k)), Ok(Some(t))) => {
+                return Ok(Shared {
+                    ca: Ca {
+                        cert_pem: String::from_utf8(c.value)?,
+                        key_pem: String::from_utf8(k.value)?,
+                    },
+                    admin_token: String::from_utf8(t.value)?,
+                })
+            }
+            (Ok(None), _, _) | (_, Ok(None), _) | (_, _, Ok(None)) => {
+                let ca = pki::new_ca()?;
+                let bytes: [u8; 32] = rand::rng().random();
+                let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                let ops = [
+                    (CA_CERT, ca.cert_pem.into_bytes()),
+                    (CA_KEY, ca.key_pem.into_bytes()),
+                    (ADMIN_TOKEN, token.into_bytes()),
+                ]
+                .into_iter()
+                .map(|(key, value)| WriteOp {
+                    key: key.to_vec(),
+                    change: Change::Put(value),
+                    expect: Expect::Absent,
+                })
+                .collect();
+                // Another master may win the race; either way the next round reads the winner's.
+                match storage.write(ops, vec![]).await {
+                    Ok(_) | Err(StorageError::AlreadyExists { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            _ => {
+                // The store is not serving yet.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// The path of the admin kubeconfig in a data dir.
+pub fn kubeconfig_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.kubeconfig")
+}
+
+/// Prepares this master's endpoint: shared secrets, serving certificate, admin kubeconfig, and
+/// the admin token registered with the API server. Returns the TLS configuration to serve.
+pub async fn prepare(
+    api: &ApiServer<EtcdStorage>,
+    config: &RestConfig,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let shared = shared(api.storage()).await?;
+    let ip = config.listen.ip();
+    let host = if ip.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        ip.to_string()
+    };
+    let mut hosts = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    if !hosts.contains(&host) {
+        hosts.push(host.clone());
+    }
+    let serving = pki::issue_serving(&shared.ca, &hosts)?;
+    api.add_token(
+        &shared.admin_token,
+        UserInfo {
+            name: ADMIN_USER.to_string(),
+            uid: String::new(),
+            groups: vec![
+                "system:masters".to_string(),
+                keel_api::auth::authn::AUTHENTICATED.to_string(),
+            ],
+        },
+    );
+    let server = format!("https://{host}:{}", config.listen.port());
+    write_private(
+        &kubeconfig_path(&config.data_dir),
+        &pki::kubeconfig(&server, &shared.ca.cert_pem, &shared.admin_token),
+    )?;
+    crate::https::tls_config(&shared.ca, &serving)
+}

@@ -1,0 +1,277 @@
+//! The real kubectl against a 3-master keel, with nothing but the admin kubeconfig keel wrote:
+//! discovery, apply (create, then unchanged, then a change), get in its output formats and
+//! with selectors, label/annotate/patch/scale, auth can-i, delete, and bad manifests refused
+//! with kubectl's usual messages and nothing stored.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use keel_tests::{Cluster, Flavor};
+use serde_json::Value;
+
+struct Kubectl {
+    kubeconfig: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Kubectl {
+    fn run(&self, args: &[&str]) -> Out {
+        let out = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .output();
+        match out {
+            Ok(o) => Out {
+                ok: o.status.success(),
+                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            },
+            Err(e) => Out {
+                ok: false,
+                stdout: String::new(),
+                stderr: format!("running kubectl: {e}"),
+            },
+        }
+    }
+
+    /// Runs and requires success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.ok,
+            "kubectl {args:?} failed:\n{}\n{}",
+            out.stdout, out.stderr
+        );
+        out.stdout
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).unwrap_or(Value::Null)
+    }
+
+    fn manifest(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap_or_default();
+        path.display().to_string()
+    }
+}
+
+async fn kubeconfig_of(cluster: &Cluster) -> anyhow::Result<PathBuf> {
+    let path = cluster.members[0].kubeconfig();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !Path::new(&path).exists() {
+        anyhow::ensure!(Instant::now() < deadline, "no kubeconfig written");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(path)
+}
+
+const APP: &str = "apiVersion: v1
+kind: Namespace
+metadata:
+  name: web
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+  namespace: web
+  labels:
+    app: web
+data:
+  greeting: hello
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: web
+  labels:
+    app: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: web
+        image: busybox:1.36
+        ports:
+        - containerPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: web
+spec:
+  selector:
+    app: web
+  ports:
+  - port: 80
+    targetPort: 8080
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_works_with_the_admin_kubeconfig() -> anyhow::Result<()> {
+    let cluster = Cluster::start(Flavor::Keel, 3).await?;
+    let k = Kubectl {
+        kubeconfig: kubeconfig_of(&cluster).await?,
+        dir: tempfile::tempdir()?,
+    };
+    let k = tokio::task::block_in_place(|| -> anyhow::Result<Kubectl> {
+        // Discovery.
+        let version = k.json(&["version"]);
+        assert_eq!(version["serverVersion"]["major"], "1", "{version}");
+        assert_eq!(version["serverVersion"]["minor"], "32", "{version}");
+        let resources = k.ok(&["api-resources", "--no-headers"]);
+        for want in ["pods", "deployments", "configmaps", "rolebindings"] {
+            assert!(
+                resources.lines().any(|l| l.starts_with(want)),
+                "{want} missing from api-resources:\n{resources}"
+            );
+        }
+        let namespaces = k.ok(&["get", "namespaces", "-o", "name"]);
+        assert!(namespaces.contains("namespace/default"), "{namespaces}");
+        assert!(namespaces.contains("namespace/kube-system"), "{namespaces}");
+
+        // apply: created, then unchanged.
+        let file = k.manifest("app.yaml", APP);
+        let first = k.ok(&["apply", "-f", &file]);
+        for line in [
+            "namespace/web created",
+            "configmap/web-config created",
+            "deployment.apps/web created",
+            "service/web created",
+        ] {
+            assert!(first.contains(line), "{first}");
+        }
+        let again = k.ok(&["apply", "-f", &file]);
+        assert!(
+            again.lines().all(|l| l.ends_with("unchanged")),
+            "re-apply is a no-op:\n{again}"
+        );
+        // A changed manifest is patched in.
+        let changed = k.manifest("app2.yaml", &APP.replace("greeting: hello", "greeting: hi"));
+        let patched = k.ok(&["apply", "-f", &changed]);
+        assert!(
+            patched.contains("configmap/web-config configured"),
+            "{patched}"
+        );
+        let cm = k.json(&["get", "configmap", "web-config", "-n", "web"]);
+        assert_eq!(cm["data"]["greeting"], "hi");
+
+        // get in its formats, with selectors.
+        let names = k.ok(&[
+            "get",
+            "deploy",
+            "-n",
+            "web",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
+        assert_eq!(names, "web");
+        let by_label = k.ok(&["get", "cm", "-n", "web", "-l", "app=web", "-o", "name"]);
+        assert_eq!(by_label.trim(), "configmap/web-config");
+        let none = k.ok(&["get", "cm", "-n", "web", "-l", "app=other", "-o", "name"]);
+        assert_eq!(none.trim(), "");
+        let yaml = k.ok(&["get", "svc", "web", "-n", "web", "-o", "yaml"]);
+        assert!(yaml.contains("targetPort: 8080"), "{yaml}");
+        let table = k.ok(&["get", "deploy", "-n", "web"]);
+        assert!(table.starts_with("NAME"), "{table}");
+        assert!(table.contains("READY"), "{table}");
+
+        // label / annotate / patch / scale.
+        k.ok(&["label", "cm", "web-config", "-n", "web", "tier=front"]);
+        k.ok(&["annotate", "cm", "web-config", "-n", "web", "owner=team-a"]);
+        k.ok(&[
+            "patch",
+            "cm",
+            "web-config",
+            "-n",
+            "web",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"data":{"extra":"1"}}"#,
+        ]);
+        let cm = k.json(&["get", "cm", "web-config", "-n", "web"]);
+        assert_eq!(cm["metadata"]["labels"]["tier"], "front");
+        assert_eq!(cm["metadata"]["annotations"]["owner"], "team-a");
+        assert_eq!(cm["data"]["extra"], "1");
+        k.ok(&["scale", "deployment", "web", "-n", "web", "--replicas=3"]);
+        let deploy = k.json(&["get", "deploy", "web", "-n", "web"]);
+        assert_eq!(deploy["spec"]["replicas"], 3);
+        assert_eq!(
+            deploy["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%",
+            "defaulted"
+        );
+
+        // auth can-i as the admin.
+        assert_eq!(k.ok(&["auth", "can-i", "create", "pods"]).trim(), "yes");
+
+        // Bad manifests: refused as Kubernetes refuses them, nothing stored.
+        let bad_name = k.manifest(
+            "bad.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n  namespace: web\n",
+        );
+        let refused = k.run(&["apply", "-f", &bad_name]);
+        assert!(!refused.ok);
+        assert!(
+            refused.stderr.contains("is invalid") && refused.stderr.contains("metadata.name"),
+            "{}",
+            refused.stderr
+        );
+        let unknown = k.manifest(
+            "unknown.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: strict\n  namespace: web\nbogus: 1\n",
+        );
+        let strict = k.run(&["apply", "--validate=strict", "-f", &unknown]);
+        assert!(!strict.ok);
+        assert!(strict.stderr.contains("unknown field"), "{}", strict.stderr);
+        let bad_label = k.run(&["label", "cm", "web-config", "-n", "web", "bad label=x"]);
+        assert!(!bad_label.ok);
+        let cms = k.ok(&["get", "cm", "-n", "web", "-o", "name"]);
+        assert!(
+            !cms.contains("strict") && !cms.to_lowercase().contains("bad_name"),
+            "{cms}"
+        );
+
+        // delete, with the namespace going last.
+        let deleted = k.ok(&["delete", "-f", &file]);
+        assert!(
+            deleted.contains("deployment.apps \"web\" deleted"),
+            "{deleted}"
+        );
+        Ok(k)
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = k.run(&["get", "namespace", "web"]);
+        if !out.ok && out.stderr.contains("NotFound") {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "namespace web never went: {}",
+            out.stdout
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
