@@ -9,6 +9,9 @@ use crate::meta;
 use crate::server::{ApiServer, WriteOptions, Written};
 use crate::storage::Storage;
 
+/// How many times a patch that lost a race is re-applied.
+const RETRIES: usize = 5;
+
 /// The patch formats Kubernetes accepts, by content type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchType {
@@ -63,6 +66,7 @@ pub fn apply(current: &Value, patch_type: PatchType, patch: &[u8]) -> Result<Val
 impl<S: Storage> ApiServer<S> {
     /// Patches an object (or its status). A patch that sets resourceVersion must match the
     /// stored one; otherwise a patch that lost a race is re-applied to the fresh object.
+    #[allow(clippy::too_many_arguments)]
     pub async fn patch(
         &self,
         info: &'static ResourceInfo,
@@ -73,14 +77,29 @@ impl<S: Storage> ApiServer<S> {
         patch: &[u8],
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
+        self.patch_with(info, namespace, name, subresource, opts, |current| {
+            apply(current, patch_type, patch)
+        })
+        .await
+    }
+
+    /// Patches with any patch format: `apply` turns the stored object into the patched one.
+    /// Without a resourceVersion in the result, the update is conditional on the version it
+    /// was applied to, and re-applied to the fresh object if that changed meanwhile.
+    pub async fn patch_with(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        opts: &WriteOptions,
+        apply: impl Fn(&Value) -> Result<Value, ApiError>,
+    ) -> Result<Written, ApiError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let current = self.get(info, namespace, name).await?;
-            let patched = apply(&current, patch_type, patch)?;
-            // Without a resourceVersion in the patch, the update is conditional on the version
-            // it was applied to.
-            let mut body = patched;
+            let mut body = apply(&current)?;
             let pinned = meta::resource_version(&body) != meta::resource_version(&current);
             if !pinned {
                 if let Some(m) = meta::metadata_mut(&mut body) {
@@ -94,7 +113,7 @@ impl<S: Storage> ApiServer<S> {
                 .update(info, namespace, name, subresource, body, opts)
                 .await
             {
-                Err(ApiError::Conflict { .. }) if !pinned && attempt < 5 => continue,
+                Err(ApiError::Conflict { .. }) if !pinned && attempt < RETRIES => continue,
                 other => return other,
             }
         }

@@ -6,6 +6,7 @@ use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::{ListableResource, Resource};
+use keel_proto::keelapi::api_client::ApiClient;
 use keel_proto::keelapi::{
     CreateRequest, DeleteRequest, Fence as FenceMsg, GetRequest, ListRequest, PatchRequest,
     ResourceRef, UpdateRequest, WatchRequest, WriteOptions,
@@ -14,6 +15,7 @@ use keel_types::k8s_openapi;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tonic::transport::Channel;
 
 use crate::client::Client;
 use crate::error::{Error, Status};
@@ -174,19 +176,27 @@ where
         })
     }
 
+    /// Sends `req` with `send` (failing over between masters) and decodes the object replied.
+    async fn object<Req, F, Fut, T>(&self, req: Req, send: F) -> Result<T, Error>
+    where
+        Req: Clone,
+        F: Fn(ApiClient<Channel>, Req) -> Fut,
+        Fut: std::future::Future<
+            Output = Result<tonic::Response<keel_proto::keelapi::ObjectReply>, tonic::Status>,
+        >,
+        T: DeserializeOwned,
+    {
+        let reply = self.client.call(|api| send(api, req.clone())).await?;
+        Ok(serde_json::from_slice(&reply.into_inner().object)?)
+    }
+
     pub async fn get(&self, name: &str) -> Result<K, Error> {
         let req = GetRequest {
             r#ref: self.reference(name, ""),
             resource_version: String::new(),
         };
-        let reply = self
-            .client
-            .call(|mut api| {
-                let req = req.clone();
-                async move { api.get(req).await }
-            })
-            .await?;
-        Ok(serde_json::from_slice(&reply.into_inner().object)?)
+        self.object(req, |mut api, req| async move { api.get(req).await })
+            .await
     }
 
     pub async fn list(&self, params: &ListParams) -> Result<ObjectList<K>, Error> {
@@ -199,14 +209,8 @@ where
             resource_version: params.resource_version.clone(),
             resource_version_match: String::new(),
         };
-        let reply = self
-            .client
-            .call(|mut api| {
-                let req = req.clone();
-                async move { api.list(req).await }
-            })
-            .await?;
-        Ok(serde_json::from_slice(&reply.into_inner().object)?)
+        self.object(req, |mut api, req| async move { api.list(req).await })
+            .await
     }
 
     pub async fn create(&self, object: &K) -> Result<K, Error> {
@@ -215,14 +219,8 @@ where
             object: serde_json::to_vec(object)?,
             options: self.options(),
         };
-        let reply = self
-            .client
-            .call(|mut api| {
-                let req = req.clone();
-                async move { api.create(req).await }
-            })
-            .await?;
-        Ok(serde_json::from_slice(&reply.into_inner().object)?)
+        self.object(req, |mut api, req| async move { api.create(req).await })
+            .await
     }
 
     /// Replaces `name`; conditional on the object's resourceVersion if it has one.
@@ -241,14 +239,8 @@ where
             object: serde_json::to_vec(object)?,
             options: self.options(),
         };
-        let reply = self
-            .client
-            .call(|mut api| {
-                let req = req.clone();
-                async move { api.update(req).await }
-            })
-            .await?;
-        Ok(serde_json::from_slice(&reply.into_inner().object)?)
+        self.object(req, |mut api, req| async move { api.update(req).await })
+            .await
     }
 
     pub async fn patch(&self, name: &str, patch: &Patch) -> Result<K, Error> {
@@ -263,14 +255,8 @@ where
             options: self.options(),
             force: false,
         };
-        let reply = self
-            .client
-            .call(|mut api| {
-                let req = req.clone();
-                async move { api.patch(req).await }
-            })
-            .await?;
-        Ok(serde_json::from_slice(&reply.into_inner().object)?)
+        self.object(req, |mut api, req| async move { api.patch(req).await })
+            .await
     }
 
     /// Deletes `name`; returns the object as deleted (or as marked for deletion).
@@ -280,14 +266,8 @@ where
             options: serde_json::to_vec(params)?,
             fence: self.fence_msg(),
         };
-        let reply = self
-            .client
-            .call(|mut api| {
-                let req = req.clone();
-                async move { api.delete(req).await }
-            })
-            .await?;
-        Ok(serde_json::from_slice(&reply.into_inner().object)?)
+        self.object(req, |mut api, req| async move { api.delete(req).await })
+            .await
     }
 
     /// Changes after `resource_version` ("" or "0": every current object as Added first). The

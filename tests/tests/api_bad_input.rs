@@ -1,11 +1,10 @@
 //! Bad objects sent to the API server are refused the way Kubernetes refuses them — 422 Invalid
 //! with each field named, or 400/404/413 — and nothing of them is stored.
 
-use std::time::Duration;
-
 use keel_proto::keelapi::api_client::ApiClient;
 use keel_proto::keelapi::{CreateRequest, GetRequest, ListRequest, ResourceRef};
-use keel_tests::{cluster::connect, Cluster, Flavor};
+use keel_tests::api::{ready_client, status_of};
+use keel_tests::{Cluster, Flavor};
 use serde_json::{json, Value};
 use tonic::transport::Channel;
 
@@ -20,10 +19,6 @@ fn reference(group: &str, resource: &str, name: &str) -> Option<ResourceRef> {
     })
 }
 
-fn status_of(e: &tonic::Status) -> Value {
-    serde_json::from_slice(e.details()).unwrap_or(Value::Null)
-}
-
 fn causes(status: &Value) -> Vec<String> {
     status["details"]["causes"]
         .as_array()
@@ -31,29 +26,6 @@ fn causes(status: &Value) -> Vec<String> {
         .flatten()
         .map(|c| c["field"].as_str().unwrap_or("").to_string())
         .collect()
-}
-
-async fn client(cluster: &Cluster) -> anyhow::Result<ApiClient<Channel>> {
-    let mut api = ApiClient::new(connect(&cluster.members[0].client_url()).await?)
-        .max_encoding_message_size(8 << 20);
-    for _ in 0..100 {
-        let ns = api
-            .get(GetRequest {
-                r#ref: Some(ResourceRef {
-                    version: "v1".into(),
-                    resource: "namespaces".into(),
-                    name: "default".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await;
-        if ns.is_ok() {
-            return Ok(api);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("namespace default never appeared")
 }
 
 /// Sends `object` as a create and returns the refusal's Status.
@@ -95,7 +67,7 @@ fn pod(name: &str, container: Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_objects_are_refused_with_kubernetes_status_and_not_stored() -> anyhow::Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 1).await?;
-    let mut api = client(&cluster).await?;
+    let mut api = ready_client(&cluster, 0).await?;
     let container = json!({"name": "c", "image": "busybox"});
 
     let bad_name = refused(&mut api, "", "pods", pod("Bad_Name", container.clone())).await?;

@@ -4,15 +4,14 @@
 
 use std::time::Duration;
 
-use keel_proto::keelapi::api_client::ApiClient;
 use keel_proto::keelapi::{
     CreateRequest, DeleteRequest, GetRequest, ListRequest, ResourceRef, UpdateRequest,
     WatchRequest, WriteOptions,
 };
-use keel_tests::{cluster::connect, Cluster, Flavor};
+use keel_tests::api::{obj, ready_client, status_of};
+use keel_tests::{Cluster, Flavor};
 use serde_json::{json, Value};
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 
 fn cm_ref(namespace: &str, name: &str) -> Option<ResourceRef> {
     Some(ResourceRef {
@@ -34,42 +33,10 @@ fn cm(name: &str, data: &str) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-fn status_of(e: &tonic::Status) -> Value {
-    serde_json::from_slice(e.details()).unwrap_or(Value::Null)
-}
-
-fn obj(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes).unwrap_or(Value::Null)
-}
-
-async fn client(cluster: &Cluster) -> anyhow::Result<ApiClient<Channel>> {
-    let channel = connect(&cluster.members[0].client_url()).await?;
-    let mut api = ApiClient::new(channel);
-    // The system namespaces appear shortly after start.
-    for _ in 0..100 {
-        let ns = api
-            .get(GetRequest {
-                r#ref: Some(ResourceRef {
-                    version: "v1".into(),
-                    resource: "namespaces".into(),
-                    name: "default".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await;
-        if ns.is_ok() {
-            return Ok(api);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("namespace default never appeared")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_get_kubernetes_semantics_over_grpc() -> anyhow::Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 1).await?;
-    let mut api = client(&cluster).await?;
+    let mut api = ready_client(&cluster, 0).await?;
 
     let created = api
         .create(CreateRequest {
@@ -273,7 +240,7 @@ fn labelled(name: &str, tier: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn selectors_filter_lists_and_watches() -> anyhow::Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 1).await?;
-    let mut api = client(&cluster).await?;
+    let mut api = ready_client(&cluster, 0).await?;
     for (name, tier) in [("a", "web"), ("b", "db"), ("c", "web"), ("d", "cache")] {
         api.create(CreateRequest {
             r#ref: cm_ref("default", ""),
@@ -382,7 +349,7 @@ async fn selectors_filter_lists_and_watches() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_namespace_terminates_empties_and_goes() -> anyhow::Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 1).await?;
-    let mut api = client(&cluster).await?;
+    let mut api = ready_client(&cluster, 0).await?;
     let ns_ref = |name: &str| {
         Some(ResourceRef {
             version: "v1".into(),

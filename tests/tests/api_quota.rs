@@ -2,11 +2,10 @@
 //! Kubernetes' messages, deletes give usage back, and concurrent creates never overrun a quota
 //! (the quota's usage is compare-and-swapped in the same transaction as the object).
 
-use std::time::Duration;
-
 use keel_proto::keelapi::api_client::ApiClient;
 use keel_proto::keelapi::{CreateRequest, DeleteRequest, GetRequest, ResourceRef};
-use keel_tests::{cluster::connect, Cluster, Flavor};
+use keel_tests::api::{ready_client, status_of};
+use keel_tests::{Cluster, Flavor};
 use serde_json::{json, Value};
 use tonic::transport::Channel;
 
@@ -19,10 +18,6 @@ fn reference(resource: &str, namespace: &str, name: &str) -> Option<ResourceRef>
         name: name.into(),
         subresource: String::new(),
     })
-}
-
-fn status_of(e: &tonic::Status) -> Value {
-    serde_json::from_slice(e.details()).unwrap_or(Value::Null)
 }
 
 async fn create(
@@ -57,19 +52,7 @@ fn pod(name: &str, cpu: Option<&str>) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quotas_are_enforced_at_write_time() -> anyhow::Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 1).await?;
-    let mut api = ApiClient::new(connect(&cluster.members[0].client_url()).await?);
-    for _ in 0..100 {
-        let ready = api
-            .get(GetRequest {
-                r#ref: reference("namespaces", "", "default"),
-                ..Default::default()
-            })
-            .await;
-        if ready.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut api = ready_client(&cluster, 0).await?;
     create(
         &mut api,
         "namespaces",

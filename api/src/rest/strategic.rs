@@ -10,7 +10,6 @@ use keel_types::ResourceInfo;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::meta;
 use crate::server::{ApiServer, WriteOptions, Written};
 use crate::storage::Storage;
 
@@ -25,9 +24,6 @@ const MERGE_KEYS: &[&str] = &[
     "uid",
     "ip",
 ];
-
-/// How many times a patch that lost a race it did not ask for is re-applied.
-const RETRIES: usize = 5;
 
 fn bad(message: String) -> ApiError {
     ApiError::BadRequest(message)
@@ -170,28 +166,10 @@ pub async fn patch<S: Storage>(
     bytes: &[u8],
     opts: &WriteOptions,
 ) -> Result<Written, ApiError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let current = core.get(info, namespace, name).await?;
-        let mut body = apply_bytes(&current, bytes)?;
-        let pinned = meta::resource_version(&body) != meta::resource_version(&current);
-        if !pinned {
-            if let Some(m) = meta::metadata_mut(&mut body) {
-                m.insert(
-                    "resourceVersion".into(),
-                    Value::String(meta::resource_version(&current).to_string()),
-                );
-            }
-        }
-        match core
-            .update(info, namespace, name, subresource, body, opts)
-            .await
-        {
-            Err(ApiError::Conflict { .. }) if !pinned && attempt < RETRIES => continue,
-            other => return other,
-        }
-    }
+    core.patch_with(info, namespace, name, subresource, opts, |current| {
+        apply_bytes(current, bytes)
+    })
+    .await
 }
 
 #[cfg(test)]
