@@ -259,6 +259,12 @@ impl WatchCache {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// The cached object at `key`, if the cache is filled and holds one.
+    pub fn get(&self, key: &[u8]) -> Option<Stored> {
+        let st = self.state.read().ok()?;
+        st.objects.get(key).cloned()
+    }
+
     /// Every cached object with a key in `[start, end)`, at the cache's revision.
     pub fn list(&self, start: &[u8], end: &[u8]) -> Option<Snapshot> {
         let st = self.state.read().ok()?;

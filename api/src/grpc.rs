@@ -184,6 +184,14 @@ impl<S: Storage> Api for GrpcApi<S> {
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
         self.check(header, "create", info, r).await?;
+        if r.subresource == "token" && info.plural == "serviceaccounts" {
+            let review = self
+                .core
+                .create_token(&r.namespace, &r.name, &body(&req.object)?)
+                .await
+                .map_err(|e| e.to_grpc())?;
+            return reply(&review, vec![]);
+        }
         let opts = write_options(req.options)?;
         written(
             self.core

@@ -57,6 +57,8 @@ pub struct ApiServer<S> {
     /// The RBAC authorizer last built, and the cache's RBAC generation it was built at.
     pub(crate) rbac_memo:
         std::sync::Mutex<Option<(u64, std::sync::Arc<crate::auth::rbac::RbacAuthorizer>)>>,
+    /// Signs and checks ServiceAccount tokens once the cluster's key is known.
+    pub(crate) sa_signer: std::sync::RwLock<Option<crate::auth::service_accounts::TokenSigner>>,
 }
 
 /// Maps a storage failure on `name` of kind `info` to the Kubernetes error.
@@ -157,6 +159,7 @@ impl<S: Storage> ApiServer<S> {
             cache: None,
             auth: Default::default(),
             rbac_memo: Default::default(),
+            sa_signer: Default::default(),
         }
     }
 
@@ -174,6 +177,7 @@ impl<S: Storage> ApiServer<S> {
             cache: Some(crate::cache::WatchCache::new()),
             auth: Default::default(),
             rbac_memo: Default::default(),
+            sa_signer: Default::default(),
         }
     }
 

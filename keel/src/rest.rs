@@ -19,6 +19,7 @@ use crate::pki::{self, Ca};
 const CA_CERT: &[u8] = b"/keel/pki/ca.crt";
 const CA_KEY: &[u8] = b"/keel/pki/ca.key";
 const ADMIN_TOKEN: &[u8] = b"/keel/pki/admin-token";
+const SA_KEY: &[u8] = b"/keel/pki/service-account-key";
 const ADMIN_USER: &str = "kubernetes-admin";
 
 /// Where the REST endpoint listens and what the kubeconfig says.
@@ -28,36 +29,45 @@ pub struct RestConfig {
     pub data_dir: PathBuf,
 }
 
-/// The cluster's shared secrets: the CA and the admin token.
+/// The cluster's shared secrets: the CA, the admin token, the ServiceAccount token key.
 struct Shared {
     ca: Ca,
     admin_token: String,
+    sa_key: Vec<u8>,
+}
+
+fn random_hex() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads the cluster's CA and admin token, creating them first if this is the first master.
 async fn shared(storage: &EtcdStorage) -> anyhow::Result<Shared> {
     loop {
-        let cert = storage.get(CA_CERT).await;
-        let key = storage.get(CA_KEY).await;
-        let token = storage.get(ADMIN_TOKEN).await;
-        match (cert, key, token) {
-            (Ok(Some(c)), Ok(Some(k)), Ok(Some(t))) => {
-                return Ok(Shared {
-                    ca: Ca {
-                        cert_pem: String::from_utf8(c.value)?,
-                        key_pem: String::from_utf8(k.value)?,
-                    },
-                    admin_token: String::from_utf8(t.value)?,
-                })
-            }
-            (Ok(None), _, _) | (_, Ok(None), _) | (_, _, Ok(None)) => {
+        let mut values = Vec::new();
+        for key in [CA_CERT, CA_KEY, ADMIN_TOKEN, SA_KEY] {
+            values.push(storage.get(key).await);
+        }
+        if values.iter().all(|v| matches!(v, Ok(Some(_)))) {
+            let mut v = values.into_iter().flatten().flatten().map(|s| s.value);
+            let mut next = || v.next().unwrap_or_default();
+            return Ok(Shared {
+                ca: Ca {
+                    cert_pem: String::from_utf8(next())?,
+                    key_pem: String::from_utf8(next())?,
+                },
+                admin_token: String::from_utf8(next())?,
+                sa_key: next(),
+            });
+        }
+        match values.iter().any(|v| v.is_err()) {
+            false => {
                 let ca = pki::new_ca()?;
-                let bytes: [u8; 32] = rand::rng().random();
-                let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
                 let ops = [
                     (CA_CERT, ca.cert_pem.into_bytes()),
                     (CA_KEY, ca.key_pem.into_bytes()),
-                    (ADMIN_TOKEN, token.into_bytes()),
+                    (ADMIN_TOKEN, random_hex().into_bytes()),
+                    (SA_KEY, random_hex().into_bytes()),
                 ]
                 .into_iter()
                 .map(|(key, value)| WriteOp {
@@ -72,7 +82,7 @@ async fn shared(storage: &EtcdStorage) -> anyhow::Result<Shared> {
                     Err(e) => return Err(e.into()),
                 }
             }
-            _ => {
+            true => {
                 // The store is not serving yet.
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
@@ -120,6 +130,7 @@ pub async fn prepare(
         hosts.push(host.clone());
     }
     let serving = pki::issue_serving(&shared.ca, &hosts)?;
+    api.set_service_account_key(&shared.sa_key);
     api.add_token(
         &shared.admin_token,
         UserInfo {

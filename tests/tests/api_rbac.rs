@@ -208,3 +208,112 @@ async fn rbac_grants_exactly_what_bindings_say() -> anyhow::Result<()> {
     assert!(bob_write.is_err(), "view is read-only");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_tokens_authenticate_until_the_account_goes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "admin-token,admin,1,\"system:masters\"\n")?;
+    let cluster = Cluster::start_with(
+        Flavor::Keel,
+        1,
+        &[
+            format!("--token-auth-file={}", tokens.display()),
+            "--authorization-mode=RBAC".to_string(),
+        ],
+    )
+    .await?;
+    let mut admin = as_user(&cluster, Some("admin-token")).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while admin
+        .get(GetRequest {
+            r#ref: reference("", "namespaces", "", "default"),
+            ..Default::default()
+        })
+        .await
+        .is_err()
+    {
+        anyhow::ensure!(Instant::now() < deadline, "no default namespace");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    create(
+        &mut admin,
+        "",
+        "serviceaccounts",
+        "default",
+        json!({
+        "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot"}}),
+    )
+    .await?;
+
+    // The token endpoint may briefly be unready while the master loads the signing key.
+    let request = |name: &str| CreateRequest {
+        r#ref: Some(ResourceRef {
+            version: "v1".into(),
+            resource: "serviceaccounts".into(),
+            namespace: "default".into(),
+            name: name.into(),
+            subresource: "token".into(),
+            ..Default::default()
+        }),
+        object: serde_json::to_vec(&json!({"apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}}))
+        .unwrap_or_default(),
+        options: None,
+    };
+    let review = loop {
+        match admin.create(request("robot")).await {
+            Ok(r) => break serde_json::from_slice::<Value>(&r.into_inner().object)?,
+            Err(e) if Instant::now() < deadline && e.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => anyhow::bail!("token request: {e}"),
+        }
+    };
+    assert_eq!(review["kind"], "TokenRequest");
+    let token = review["status"]["token"].as_str().unwrap_or("").to_string();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {review}");
+    let missing = admin
+        .create(request("nobody"))
+        .await
+        .expect_err("no such account");
+    assert_eq!(status_of(&missing)["code"], 404);
+
+    let mut robot = as_user(&cluster, Some(&token)).await?;
+    let denied = list(&mut robot, "pods", "default")
+        .await
+        .expect_err("no grant yet");
+    assert_eq!(
+        denied["message"],
+        "pods is forbidden: User \"system:serviceaccount:default:robot\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+    );
+    create(&mut admin, "rbac.authorization.k8s.io", "rolebindings", "default", json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "robot-views"},
+        "subjects": [{"kind": "ServiceAccount", "name": "robot", "namespace": "default"}],
+        "roleRef": {"kind": "ClusterRole", "name": "view", "apiGroup": "rbac.authorization.k8s.io"},
+    })).await?;
+    eventually(|| {
+        let mut r = robot.clone();
+        async move { list(&mut r, "pods", "default").await.is_ok() }
+    })
+    .await?;
+
+    // A deleted account's tokens stop working.
+    admin
+        .delete(keel_proto::keelapi::DeleteRequest {
+            r#ref: reference("", "serviceaccounts", "default", "robot"),
+            ..Default::default()
+        })
+        .await?;
+    eventually(|| {
+        let mut r = robot.clone();
+        async move {
+            list(&mut r, "pods", "default")
+                .await
+                .is_err_and(|s| s["code"] == 401)
+        }
+    })
+    .await?;
+    Ok(())
+}

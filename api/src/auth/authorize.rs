@@ -8,15 +8,100 @@ use keel_types::k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Ro
 use serde::de::DeserializeOwned;
 
 use super::rbac::{forbidden_message, RbacAuthorizer};
+use super::service_accounts;
 use super::{Attributes, AuthorizationMode, Decision, UserInfo, MASTERS};
 use crate::error::ApiError;
 use crate::server::ApiServer;
 use crate::storage::{prefix_end, Storage};
 
 impl<S: Storage> ApiServer<S> {
-    /// The user behind a request's `authorization` header.
+    /// The user behind a request's `authorization` header: a ServiceAccount token, or a
+    /// token the authenticator knows, or anonymous.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<UserInfo, ApiError> {
+        let token = authorization
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        if let Some(user) = token
+            .filter(|t| service_accounts::looks_like_jwt(t))
+            .and_then(|t| self.service_account_user(t))
+        {
+            return Ok(user);
+        }
         self.auth.authenticator.authenticate(authorization)
+    }
+
+    /// The ServiceAccount a token names, if it is genuine, unexpired, and the account still
+    /// exists with the uid the token was issued for.
+    fn service_account_user(&self, token: &str) -> Option<UserInfo> {
+        let signer = self.sa_signer.read().ok()?.clone()?;
+        let claims = signer.verify(token, chrono::Utc::now().timestamp())?;
+        let info = keel_types::kinds::by_kind("v1", "ServiceAccount")?;
+        let stored = self.cache.as_ref()?.get(&crate::keys::object(
+            info,
+            Some(&claims.namespace),
+            &claims.name,
+        ))?;
+        let account: serde_json::Value = serde_json::from_slice(&stored.value).ok()?;
+        (account.pointer("/metadata/uid").and_then(|u| u.as_str()) == Some(claims.uid.as_str()))
+            .then(|| service_accounts::user_of(&claims))
+    }
+
+    /// Sets the cluster's key for ServiceAccount tokens (shared by every master).
+    pub fn set_service_account_key(&self, secret: &[u8]) {
+        if let Ok(mut s) = self.sa_signer.write() {
+            *s = Some(service_accounts::TokenSigner::new(secret));
+        }
+    }
+
+    /// A TokenRequest for the ServiceAccount `namespace/name`: a token and its expiry.
+    pub async fn create_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: &serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        let info =
+            keel_types::kinds::by_kind("v1", "ServiceAccount").ok_or(ApiError::UnknownResource)?;
+        let account = self.get(info, Some(namespace), name).await?;
+        let uid = crate::meta::str_field(&account, &["metadata", "uid"])
+            .unwrap_or("")
+            .to_string();
+        let ttl = service_accounts::requested_ttl(request)?;
+        let signer = self
+            .sa_signer
+            .read()
+            .ok()
+            .and_then(|s| s.clone())
+            .ok_or_else(|| ApiError::Unavailable("service account tokens are not ready".into()))?;
+        let now = chrono::Utc::now();
+        let expires = now + chrono::Duration::seconds(ttl);
+        let audiences: Vec<String> = request
+            .pointer("/spec/audiences")
+            .and_then(|a| serde_json::from_value(a.clone()).ok())
+            .unwrap_or_default();
+        let token = signer.issue(
+            &service_accounts::Claims {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                uid,
+                expires: expires.timestamp(),
+            },
+            now.timestamp(),
+            &audiences,
+        );
+        Ok(serde_json::json!({
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": name, "namespace": namespace, "creationTimestamp": null},
+            "spec": {"audiences": audiences, "expirationSeconds": ttl, "boundObjectRef": null},
+            "status": {
+                "token": token,
+                "expirationTimestamp": expires.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            },
+        }))
     }
 
     /// Recognises `token` as `user` from now on.

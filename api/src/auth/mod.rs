@@ -5,6 +5,7 @@ pub mod authn;
 pub mod authorize;
 pub mod bootstrap_roles;
 pub mod rbac;
+pub mod service_accounts;
 
 /// An authenticated user, as Kubernetes' user.Info.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -310,6 +310,13 @@ async fn watch_collection<S: Storage>(call: Call<'_, S>) -> Result<Response, Api
 }
 
 async fn create<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
+    if call.subresource() == Some("token") && call.target.info.plural == "serviceaccounts" {
+        let namespace = call.namespace().unwrap_or("").to_string();
+        let name = call.target.name.clone().unwrap_or_default();
+        let (body, call) = call.json_body().await?;
+        let review = call.core.create_token(&namespace, &name, &body).await?;
+        return Ok(response::json(StatusCode::CREATED, &review, &[]));
+    }
     if call.subresource().is_some() {
         return Err(ApiError::MethodNotAllowed);
     }
