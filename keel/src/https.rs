@@ -1,5 +1,7 @@
 //! The HTTPS listener of the Kubernetes REST API: TLS (rustls) with the master's serving
-//! certificate, HTTP/1.1 and HTTP/2, and every connection owned and joined at shutdown.
+//! certificate, client certificates verified against the cluster CA when offered (a verified
+//! certificate's CN is the user, its O entries the groups, as Kubernetes reads them), HTTP/1.1
+//! and HTTP/2, and every connection owned and joined at shutdown.
 
 use std::sync::Arc;
 
@@ -7,8 +9,10 @@ use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
+use keel_api::auth::{PeerCertificate, UserInfo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +23,13 @@ use crate::pki::{Ca, Issued};
 /// The TLS configuration of one master's API endpoint.
 pub fn tls_config(ca: &Ca, serving: &Issued) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.cert_pem.as_bytes()) {
+        roots.add(cert.context("CA certificate")?)?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()?;
     // The serving certificate, then the CA, so clients that trust the CA verify the chain.
     let chain = CertificateDer::pem_slice_iter(serving.cert_pem.as_bytes())
         .chain(CertificateDer::pem_slice_iter(ca.cert_pem.as_bytes()))
@@ -27,10 +38,32 @@ pub fn tls_config(ca: &Ca, serving: &Issued) -> anyhow::Result<Arc<rustls::Serve
     let key = PrivateKeyDer::from_pem_slice(serving.key_pem.as_bytes()).context("serving key")?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The user a verified client certificate names: CN, and O entries as groups.
+fn peer_user(conn: &rustls::ServerConnection) -> Option<UserInfo> {
+    let cert = conn.peer_certificates()?.first()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let subject = parsed.subject();
+    let name = subject
+        .iter_common_name()
+        .filter_map(|c| c.as_str().ok())
+        .next()?
+        .to_string();
+    let mut groups: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_string))
+        .collect();
+    groups.push(keel_api::auth::authn::AUTHENTICATED.to_string());
+    Some(UserInfo {
+        name,
+        uid: String::new(),
+        groups,
+    })
 }
 
 /// Serves `router` on `listener` until `shutdown`; returns after every connection has ended.
@@ -65,7 +98,8 @@ pub async fn serve(
                     return;
                 }
             };
-            let service = router;
+            let client = PeerCertificate(peer_user(tls.get_ref().1));
+            let service = router.layer(axum::Extension(client));
             let builder = Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(
                 TokioIo::new(tls),

@@ -15,6 +15,16 @@ pub struct UserInfo {
     pub groups: Vec<String>,
 }
 
+/// The user a verified TLS client certificate names, attached by the HTTPS listener to every
+/// request of the connection (None without a certificate).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerCertificate(pub Option<UserInfo>);
+
+/// The user a REST request was authenticated as, attached once per request before any
+/// handler runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Authenticated(pub UserInfo);
+
 /// What a request does, in the terms RBAC rules are written in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attributes {

@@ -9,11 +9,12 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{authorization, protobuf, response, Core, MAX_BODY_BYTES};
-use crate::auth::{Attributes, UserInfo};
+use super::{protobuf, response, Core, MAX_BODY_BYTES};
+use crate::auth::{Attributes, Authenticated, UserInfo};
 use crate::error::ApiError;
 use crate::server::ApiServer;
 use crate::storage::Storage;
+use axum::Extension;
 
 const GROUP: &str = "authorization.k8s.io";
 const RESOURCE: &str = "selfsubjectaccessreviews";
@@ -60,10 +61,10 @@ pub fn attributes_of(spec: &Value, user: UserInfo) -> Result<Attributes, ApiErro
 
 async fn review<S: Storage>(
     core: &ApiServer<S>,
+    user: UserInfo,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Value, ApiError> {
-    let user = core.authenticate(authorization(headers))?;
     core.authorize(&Attributes {
         user: user.clone(),
         verb: "create".into(),
@@ -105,9 +106,10 @@ async fn review<S: Storage>(
 pub async fn create<S: Storage>(
     State(core): State<Core<S>>,
     headers: HeaderMap,
+    Extension(Authenticated(user)): Extension<Authenticated>,
     body: Bytes,
 ) -> Response {
-    match review(&core, &headers, &body).await {
+    match review(&core, user, &headers, &body).await {
         Ok(v) => response::json(StatusCode::CREATED, &v, &[]),
         Err(e) => response::error(&e),
     }

@@ -11,8 +11,10 @@ use keel_types::ResourceInfo;
 use serde_json::{json, Value};
 
 use super::{authorize_path, response, Core};
+use crate::auth::{Authenticated, UserInfo};
 use crate::error::ApiError;
 use crate::storage::Storage;
+use axum::Extension;
 
 /// The Kubernetes version keel's API answers as.
 pub const MAJOR: &str = "1";
@@ -186,12 +188,12 @@ pub fn resource_list(group: &str, version: &str) -> Result<Value, ApiError> {
 /// Answers a discovery request: authorized as a non-resource request, then `build`.
 async fn serve<S: Storage>(
     core: &Core<S>,
-    headers: &HeaderMap,
+    user: &UserInfo,
     uri: &Uri,
     build: impl FnOnce() -> Result<Value, ApiError>,
 ) -> Response {
     let result = async {
-        authorize_path(core, headers, &Method::GET, uri.path()).await?;
+        authorize_path(core, user, &Method::GET, uri.path()).await?;
         build()
     }
     .await;
@@ -203,15 +205,16 @@ async fn serve<S: Storage>(
 
 pub async fn version<S: Storage>(
     State(core): State<Core<S>>,
-    headers: HeaderMap,
+    Extension(Authenticated(user)): Extension<Authenticated>,
     uri: Uri,
 ) -> Response {
-    serve(&core, &headers, &uri, || Ok(version_info())).await
+    serve(&core, &user, &uri, || Ok(version_info())).await
 }
 
 pub async fn api_versions<S: Storage>(
     State(core): State<Core<S>>,
     headers: HeaderMap,
+    Extension(Authenticated(user)): Extension<Authenticated>,
     uri: Uri,
 ) -> Response {
     let host = headers
@@ -220,50 +223,50 @@ pub async fn api_versions<S: Storage>(
         .or_else(|| uri.authority().map(|a| a.as_str()))
         .unwrap_or_default()
         .to_string();
-    serve(&core, &headers, &uri, || Ok(api_versions_doc(&host))).await
+    serve(&core, &user, &uri, || Ok(api_versions_doc(&host))).await
 }
 
 pub async fn group_list<S: Storage>(
     State(core): State<Core<S>>,
-    headers: HeaderMap,
+    Extension(Authenticated(user)): Extension<Authenticated>,
     uri: Uri,
 ) -> Response {
-    serve(&core, &headers, &uri, || Ok(group_list_doc())).await
+    serve(&core, &user, &uri, || Ok(group_list_doc())).await
 }
 
 pub async fn group<S: Storage>(
     State(core): State<Core<S>>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    Extension(Authenticated(user)): Extension<Authenticated>,
     uri: Uri,
 ) -> Response {
-    serve(&core, &headers, &uri, || group_doc(&name)).await
+    serve(&core, &user, &uri, || group_doc(&name)).await
 }
 
 pub async fn core_resources<S: Storage>(
     State(core): State<Core<S>>,
-    headers: HeaderMap,
+    Extension(Authenticated(user)): Extension<Authenticated>,
     uri: Uri,
 ) -> Response {
-    serve(&core, &headers, &uri, || resource_list("", "v1")).await
+    serve(&core, &user, &uri, || resource_list("", "v1")).await
 }
 
 pub async fn group_resources<S: Storage>(
     State(core): State<Core<S>>,
     Path((group, version)): Path<(String, String)>,
-    headers: HeaderMap,
+    Extension(Authenticated(user)): Extension<Authenticated>,
     uri: Uri,
 ) -> Response {
-    serve(&core, &headers, &uri, || resource_list(&group, &version)).await
+    serve(&core, &user, &uri, || resource_list(&group, &version)).await
 }
 
 /// `/healthz`, `/livez`, `/readyz`: "ok" to whoever may read them.
 pub async fn health<S: Storage>(
     State(core): State<Core<S>>,
-    headers: HeaderMap,
+    Extension(Authenticated(user)): Extension<Authenticated>,
     uri: Uri,
 ) -> Response {
-    match authorize_path(&core, &headers, &Method::GET, uri.path()).await {
+    match authorize_path(&core, &user, &Method::GET, uri.path()).await {
         Ok(_) => response::text("ok"),
         Err(e) => response::error(&e),
     }

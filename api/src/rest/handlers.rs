@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::path::ResourcePath;
 use super::query::Query;
 use super::watch::Encoding;
-use super::{authorization, response, scale, strategic, table, watch, Core, MAX_BODY_BYTES};
+use super::{response, scale, strategic, table, watch, Core, MAX_BODY_BYTES};
 use crate::auth::Attributes;
 use crate::error::ApiError;
 use crate::patch::PatchType;
@@ -175,7 +175,11 @@ impl<S> Call<'_, S> {
 
 async fn handle<S: Storage>(core: &ApiServer<S>, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let user = core.authenticate(authorization(&parts.headers))?;
+    let user = parts
+        .extensions
+        .get::<crate::auth::Authenticated>()
+        .map(|a| a.0.clone())
+        .ok_or_else(|| ApiError::Unauthorized("Unauthorized".into()))?;
     let target = ResourcePath::parse(parts.uri.path())?;
     let query = Query::from_uri(&parts.uri)?;
     let verb = Verb::of(&parts.method, &target, &query)?;

@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, Method};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::auth::{Attributes, UserInfo};
+use crate::auth::{Attributes, Authenticated, PeerCertificate, UserInfo};
 use crate::error::ApiError;
 use crate::server::ApiServer;
 use crate::storage::Storage;
@@ -64,6 +64,10 @@ pub fn router<S: Storage>(core: Arc<ApiServer<S>>) -> Router {
             post(access_review::create::<S>),
         )
         .fallback(handlers::resource::<S>)
+        .layer(axum::middleware::from_fn_with_state(
+            core.clone(),
+            authenticate::<S>,
+        ))
         .with_state(core)
 }
 
@@ -74,15 +78,14 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// Authenticates a request for a path that names no resource and authorizes it as a
-/// non-resource request (lower-case HTTP method, the path).
+/// Authorizes a request for a path that names no resource as a non-resource request
+/// (lower-case HTTP method, the path).
 async fn authorize_path<S: Storage>(
     core: &ApiServer<S>,
-    headers: &HeaderMap,
+    user: &UserInfo,
     method: &Method,
     path: &str,
 ) -> Result<UserInfo, ApiError> {
-    let user = core.authenticate(authorization(headers))?;
     let attrs = Attributes {
         user: user.clone(),
         verb: method.as_str().to_ascii_lowercase(),
@@ -90,7 +93,32 @@ async fn authorize_path<S: Storage>(
         ..Default::default()
     };
     core.authorize(&attrs).await?;
-    Ok(user)
+    Ok(user.clone())
+}
+
+/// Authenticates every request once, before its handler: a verified client certificate (from
+/// the TLS listener), else the `Authorization` header, else anonymous; the user rides in the
+/// request's extensions as [`Authenticated`].
+async fn authenticate<S: Storage>(
+    axum::extract::State(core): axum::extract::State<Core<S>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let peer = request
+        .extensions()
+        .get::<PeerCertificate>()
+        .and_then(|p| p.0.clone());
+    let user = match peer {
+        Some(user) => Ok(user),
+        None => core.authenticate(authorization(request.headers())),
+    };
+    match user {
+        Ok(user) => {
+            request.extensions_mut().insert(Authenticated(user));
+            next.run(request).await
+        }
+        Err(e) => response::error(&e),
+    }
 }
 
 #[cfg(test)]

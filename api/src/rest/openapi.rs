@@ -14,8 +14,10 @@ use serde_json::{json, Map, Value};
 
 use super::discovery::GIT_VERSION;
 use super::{authorize_path, response, Core};
+use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::storage::Storage;
+use axum::Extension;
 
 /// The media type of the protobuf OpenAPI v2 document kubectl asks for.
 pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
@@ -132,8 +134,13 @@ pub fn v3_document(path: &str) -> Result<Value, ApiError> {
     }))
 }
 
-pub async fn v2<S: Storage>(State(core): State<Core<S>>, headers: HeaderMap, uri: Uri) -> Response {
-    if let Err(e) = authorize_path(&core, &headers, &Method::GET, uri.path()).await {
+pub async fn v2<S: Storage>(
+    State(core): State<Core<S>>,
+    headers: HeaderMap,
+    Extension(Authenticated(user)): Extension<Authenticated>,
+    uri: Uri,
+) -> Response {
+    if let Err(e) = authorize_path(&core, &user, &Method::GET, uri.path()).await {
         return response::error(&e);
     }
     let accept = headers
@@ -150,8 +157,12 @@ pub async fn v2<S: Storage>(State(core): State<Core<S>>, headers: HeaderMap, uri
     reply
 }
 
-pub async fn v3<S: Storage>(State(core): State<Core<S>>, headers: HeaderMap, uri: Uri) -> Response {
-    match authorize_path(&core, &headers, &Method::GET, uri.path()).await {
+pub async fn v3<S: Storage>(
+    State(core): State<Core<S>>,
+    Extension(Authenticated(user)): Extension<Authenticated>,
+    uri: Uri,
+) -> Response {
+    match authorize_path(&core, &user, &Method::GET, uri.path()).await {
         Ok(_) => response::ok(&v3_index()),
         Err(e) => response::error(&e),
     }
@@ -160,11 +171,11 @@ pub async fn v3<S: Storage>(State(core): State<Core<S>>, headers: HeaderMap, uri
 pub async fn v3_group_version<S: Storage>(
     State(core): State<Core<S>>,
     Path(path): Path<String>,
-    headers: HeaderMap,
+    Extension(Authenticated(user)): Extension<Authenticated>,
     uri: Uri,
 ) -> Response {
     let result = async {
-        authorize_path(&core, &headers, &Method::GET, uri.path()).await?;
+        authorize_path(&core, &user, &Method::GET, uri.path()).await?;
         v3_document(&path)
     }
     .await;
