@@ -255,10 +255,7 @@ async fn kubectl_works_with_the_admin_kubeconfig() -> anyhow::Result<()> {
         // delete: the namespace comes first in the file, and its termination may remove the
         // rest before kubectl reaches it.
         let deleted = k.ok(&["delete", "-f", &file, "--ignore-not-found"]);
-        assert!(
-            deleted.contains("namespace \"web\" deleted"),
-            "{deleted}"
-        );
+        assert!(deleted.contains("namespace \"web\" deleted"), "{deleted}");
         Ok(k)
     })?;
     let deadline = Instant::now() + Duration::from_secs(20);
