@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::filter::Filter;
 use crate::keys;
-use crate::server::{storage_error, ApiServer};
-use crate::storage::{prefix_end, Storage, StorageError, Stored};
+use crate::server::{decode_stored, storage_error, ApiServer};
+use crate::storage::{prefix_end, Storage, StorageError};
 
 /// The list parameters of a request.
 #[derive(Debug, Clone, Default)]
@@ -138,7 +138,7 @@ impl<S: Storage> ApiServer<S> {
             let count = page.items.len();
             let mut last_key = Vec::new();
             for (i, stored) in page.items.into_iter().enumerate() {
-                let obj = decode_item(&stored)?;
+                let obj = decode_stored(&stored)?;
                 last_key = stored.key;
                 if filter.matches(&obj) {
                     items.push(obj);
@@ -216,7 +216,7 @@ impl<S: Storage> ApiServer<S> {
         };
         let mut items = Vec::new();
         for stored in &snapshot.items {
-            let obj = decode_item(stored)?;
+            let obj = decode_stored(stored)?;
             if filter.matches(&obj) {
                 items.push(obj);
             }
@@ -238,18 +238,4 @@ fn after(key: &[u8]) -> Vec<u8> {
     let mut k = key.to_vec();
     k.push(0);
     k
-}
-
-/// An item as lists show it: with its resourceVersion (and, unlike Kubernetes' own lists, with
-/// apiVersion and kind, so typed clients decode items without being told the kind).
-fn decode_item(stored: &Stored) -> Result<Value, ApiError> {
-    let mut obj: Value = serde_json::from_slice(&stored.value)
-        .map_err(|e| ApiError::Internal(format!("stored object is not JSON: {e}")))?;
-    if let Some(m) = crate::meta::metadata_mut(&mut obj) {
-        m.insert(
-            "resourceVersion".into(),
-            Value::String(stored.mod_revision.to_string()),
-        );
-    }
-    Ok(obj)
 }

@@ -100,16 +100,16 @@ pub(crate) fn storage_error(info: &ResourceInfo, name: &str, e: StorageError) ->
     }
 }
 
-fn decode_stored(stored: &Stored) -> Result<Value, ApiError> {
-    let mut obj: Value = serde_json::from_slice(&stored.value)
+/// A stored object as clients see it: the stored JSON with the revision that wrote it as its
+/// resourceVersion (lists, watches and single reads all show objects this way).
+pub(crate) fn decode_at(value: &[u8], revision: i64) -> Result<Value, ApiError> {
+    let obj: Value = serde_json::from_slice(value)
         .map_err(|e| ApiError::Internal(format!("stored object is not JSON: {e}")))?;
-    if let Some(m) = meta::metadata_mut(&mut obj) {
-        m.insert(
-            "resourceVersion".into(),
-            Value::String(stored.mod_revision.to_string()),
-        );
-    }
-    Ok(obj)
+    Ok(with_revision(obj, revision))
+}
+
+pub(crate) fn decode_stored(stored: &Stored) -> Result<Value, ApiError> {
+    decode_at(&stored.value, stored.mod_revision)
 }
 
 /// The bytes to store: the object without its resourceVersion (the store's revision is it).
@@ -199,12 +199,7 @@ impl<S: Storage> ApiServer<S> {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Value, ApiError> {
-        let key = keys::object(info, namespace, name);
-        match self.storage.get(&key).await {
-            Ok(Some(stored)) => decode_stored(&stored),
-            Ok(None) => Err(storage_error(info, name, StorageError::NotFound { key })),
-            Err(e) => Err(storage_error(info, name, e)),
-        }
+        Ok(self.current(info, namespace, name).await?.0)
     }
 
     async fn current(

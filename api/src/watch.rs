@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::filter::Filter;
 use crate::keys;
 use crate::list::ListOptions;
-use crate::server::{storage_error, ApiServer};
+use crate::server::{decode_at, storage_error, ApiServer};
 use crate::storage::{prefix_end, Storage, StorageError, StoreEvent};
 
 #[derive(Debug, Clone, Default)]
@@ -42,16 +42,6 @@ fn error_event(e: &ApiError) -> WatchEvent {
     event("ERROR", e.status())
 }
 
-fn decode(value: &[u8], revision: i64) -> Option<Value> {
-    let mut obj: Value = serde_json::from_slice(value).ok()?;
-    let m = crate::meta::metadata_mut(&mut obj)?;
-    m.insert(
-        "resourceVersion".into(),
-        Value::String(revision.to_string()),
-    );
-    Some(obj)
-}
-
 /// Turns one store event into the watch event this filter's client sees, if any.
 fn convert(
     info: &ResourceInfo,
@@ -66,10 +56,10 @@ fn convert(
             mod_revision,
             ..
         } => {
-            let obj = decode(&value, mod_revision)?;
+            let obj = decode_at(&value, mod_revision).ok()?;
             let now = filter.matches(&obj);
             let before = prev
-                .and_then(|p| decode(&p, mod_revision))
+                .and_then(|p| decode_at(&p, mod_revision).ok())
                 .map(|p| filter.matches(&p));
             match (before, now) {
                 (None, true) | (Some(false), true) => Some(event("ADDED", obj)),
@@ -81,7 +71,7 @@ fn convert(
         StoreEvent::Delete {
             prev, mod_revision, ..
         } => {
-            let obj = decode(&prev?, mod_revision)?;
+            let obj = decode_at(&prev?, mod_revision).ok()?;
             filter.matches(&obj).then(|| event("DELETED", obj))
         }
         StoreEvent::Progress { revision } => allow_bookmarks.then(|| bookmark(info, revision)),
