@@ -25,6 +25,8 @@ pub struct NodeConfig {
     pub initial_cluster_token: String,
     pub heartbeat_ms: u64,
     pub election_timeout_ms: u64,
+    /// Committed entries between snapshots (etcd's `--snapshot-count`).
+    pub snapshot_count: u64,
 }
 
 impl NodeConfig {
@@ -44,7 +46,14 @@ impl NodeConfig {
             initial_cluster_token: "keel-cluster".to_string(),
             heartbeat_ms: 100,
             election_timeout_ms: 500,
+            snapshot_count: 20_000,
         }
+    }
+
+    /// Log entries kept behind a snapshot, so a follower a little behind catches up from the log
+    /// rather than by a whole snapshot (etcd keeps 5000).
+    pub fn log_kept_after_snapshot(&self) -> u64 {
+        self.snapshot_count.min(5_000)
     }
 
     /// The shortest lease TTL granted, as etcd derives it from the election timeout (1.5x, in

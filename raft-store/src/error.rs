@@ -2,8 +2,9 @@
 
 use crate::mvcc::MvccError;
 
-/// Why a request to the store failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a request to the store failed. Serializable: a leader's refusal travels back to the member
+/// that forwarded the request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum StoreError {
     /// A deterministic refusal by the state machine (compacted, unknown lease, ...).
     #[error(transparent)]
@@ -34,6 +35,25 @@ pub enum StoreError {
     Stopped,
     #[error("etcdserver: member not found")]
     MemberNotFound,
+    #[error("etcdserver: member ID already exist")]
+    MemberExists,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: given member URLs are invalid")]
+    BadMemberUrls,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    /// This member was removed from the cluster; it serves nothing more.
+    #[error("etcdserver: the member has been permanently removed from the cluster")]
+    Removed,
     #[error("etcdserver: {0}")]
     Internal(String),
 }

@@ -8,6 +8,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod lessor;
+pub mod membership;
 pub mod mvcc;
 pub mod node;
 pub mod raft;

@@ -4,7 +4,8 @@
 //! forwarded to the leader otherwise; linearizable reads wait until the local state has applied
 //! the leader's read index; serializable reads are served from local state as it is.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,11 +21,14 @@ use crate::lessor::Lessor;
 use crate::mvcc::WriteRequest;
 use crate::raft::network::{self, NetworkFactory};
 use crate::raft::{ForwardReply, Forwarded};
+use crate::storage::identity::{self, Identity};
 use crate::storage::{self, LogStore, StateMachine, StoreState};
 use crate::types::{Command, CommandResult, Member, NodeId, Raft, TypeConfig};
 
 /// How long a request waits for a leader, a forward or a read index before giving up.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a joining member looks for a cluster that lists it.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(60);
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
 
 /// Startup failures.
@@ -36,6 +40,8 @@ pub enum StartError {
     Raft(String),
     #[error("config: {0}")]
     Config(String),
+    #[error("the member has been permanently removed from the cluster")]
+    Removed,
 }
 
 /// Shared handle on a running member.
@@ -48,6 +54,8 @@ pub struct Node {
     lessor: Mutex<Lessor>,
     peers: Mutex<HashMap<String, RaftPeerClient<Channel>>>,
     config: NodeConfig,
+    /// Set when a peer says this member was removed from the cluster.
+    removed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Node {
@@ -64,7 +72,7 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Arc<Node>, StartError> {
         let db = storage::open(&config.data_dir)?;
         let state = StoreState::load(db.clone(), config.min_lease_ttl())?;
-        let log_store = LogStore::new(db)?;
+        let log_store = LogStore::new(db.clone())?;
         let sm = StateMachine::new(state.clone(), config.data_dir.join("snap"))?;
 
         let founders: Vec<(u64, String, String)> = config
@@ -78,16 +86,43 @@ impl Node {
                 )
             })
             .collect();
-        let id = member_id(&config.advertise_peer_urls, &config.initial_cluster_token);
-        if config.initial_cluster_state == ClusterState::New
-            && !founders.iter().any(|(fid, _, _)| *fid == id)
-        {
-            return Err(StartError::Config(format!(
-                "--initial-cluster has no member with this member's peer URLs {:?}",
-                config.advertise_peer_urls
-            )));
+        let Identity {
+            member_id: id,
+            cluster_id: cid,
+        } = match identity::load(&db)? {
+            Some(known) => known,
+            None => {
+                let derived = Identity {
+                    member_id: member_id(
+                        &config.advertise_peer_urls,
+                        &config.initial_cluster_token,
+                    ),
+                    cluster_id: cluster_id(
+                        &founders.iter().map(|(id, _, _)| *id).collect::<Vec<_>>(),
+                    ),
+                };
+                // A data dir that already applied entries predates stored identities and belongs
+                // to a founder: derive as founders do.
+                let joining = config.initial_cluster_state == ClusterState::Existing
+                    && state.last_applied().is_none();
+                let found = if joining {
+                    discover(&config).await?
+                } else {
+                    if !founders.iter().any(|(fid, _, _)| *fid == derived.member_id) {
+                        return Err(StartError::Config(format!(
+                            "--initial-cluster has no member with this member's peer URLs {:?}",
+                            config.advertise_peer_urls
+                        )));
+                    }
+                    derived
+                };
+                identity::save(&db, &found)?;
+                found
+            }
+        };
+        if state.is_removed(id) {
+            return Err(StartError::Removed);
         }
-        let cid = cluster_id(&founders.iter().map(|(id, _, _)| *id).collect::<Vec<_>>());
 
         let raft_config = openraft::Config {
             cluster_name: config.initial_cluster_token.clone(),
@@ -97,15 +132,17 @@ impl Node {
             // leader lease): a narrow range keeps failover close to one election timeout.
             election_timeout_max: config.election_timeout_ms * 3 / 2,
             install_snapshot_timeout: 60_000,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20_000),
-            max_in_snapshot_log_to_keep: 5_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
+            max_in_snapshot_log_to_keep: config.log_kept_after_snapshot(),
             enable_pre_vote: Some(true),
             ..Default::default()
         }
         .validate()
         .map_err(|e| StartError::Raft(e.to_string()))?;
 
-        let raft = Raft::new(id, Arc::new(raft_config), NetworkFactory, log_store, sm)
+        let removed = Arc::new(AtomicBool::new(false));
+        let network = NetworkFactory::new(removed.clone());
+        let raft = Raft::new(id, Arc::new(raft_config), network, log_store, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
 
@@ -141,6 +178,7 @@ impl Node {
             lessor: Mutex::new(Lessor::default()),
             peers: Mutex::new(HashMap::new()),
             config,
+            removed,
         }))
     }
 
@@ -153,6 +191,16 @@ impl Node {
             .await
             .map(|_| ())
             .map_err(|e| StartError::Raft(format!("recovery: {e}")))
+    }
+
+    /// Whether this member was removed from the cluster: it must stop serving.
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed) || self.state.is_removed(self.id)
+    }
+
+    /// Whether member `id` was removed from the cluster (and so may never vote again).
+    pub fn was_removed(&self, id: NodeId) -> bool {
+        self.state.is_removed(id)
     }
 
     pub fn raft(&self) -> &Raft {
@@ -220,7 +268,7 @@ impl Node {
     }
 
     /// Sends `req` to the current leader, waiting for one if there is none.
-    async fn to_leader(
+    pub(crate) async fn to_leader(
         &self,
         req: &Forwarded,
         deadline: Instant,
@@ -271,7 +319,10 @@ impl Node {
                             ForwardReply::Written(result) => return Ok(result),
                             ForwardReply::Failed(e) => return Err(StoreError::Internal(e)),
                             ForwardReply::OutcomeUnknown => return Err(StoreError::OutcomeUnknown),
-                            ForwardReply::Ttl(_) | ForwardReply::NotLeader { .. } => {}
+                            ForwardReply::Ttl(_)
+                            | ForwardReply::NotLeader { .. }
+                            | ForwardReply::Changed(_)
+                            | ForwardReply::Membership { .. } => {}
                         }
                     }
                 }
@@ -325,6 +376,27 @@ impl Node {
             Forwarded::LeaseKeepAlive { .. } | Forwarded::LeaseTimeToLive { .. } => {
                 ForwardReply::NotLeader {
                     leader: self.leader(),
+                }
+            }
+            Forwarded::ChangeMembers(change) => {
+                let deadline = Instant::now() + 2 * REQUEST_TIMEOUT;
+                match self.change_members_as_leader(&change, deadline).await {
+                    Err(StoreError::NotLeader) => ForwardReply::NotLeader {
+                        leader: self.leader(),
+                    },
+                    result => ForwardReply::Changed(result),
+                }
+            }
+            Forwarded::Membership => {
+                let metrics = self.metrics();
+                ForwardReply::Membership {
+                    cluster_id: self.cluster_id,
+                    members: metrics
+                        .membership_config
+                        .membership()
+                        .nodes()
+                        .map(|(id, m)| (*id, m.clone()))
+                        .collect(),
                 }
             }
         }
@@ -492,5 +564,69 @@ impl Node {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+    }
+}
+
+/// Asks the members named in `--initial-cluster` for the membership until one lists this member's
+/// peer URLs, and takes the ID it was given when it was added.
+async fn discover(config: &NodeConfig) -> Result<Identity, StartError> {
+    let own: BTreeSet<&String> = config.advertise_peer_urls.iter().collect();
+    let peers: Vec<&String> = config
+        .initial_cluster
+        .iter()
+        .map(|(_, url)| url)
+        .filter(|url| !own.contains(url))
+        .collect();
+    if peers.is_empty() {
+        return Err(StartError::Config(
+            "--initial-cluster-state=existing needs --initial-cluster to name a running member"
+                .into(),
+        ));
+    }
+    let started = Instant::now();
+    let mut answered = false;
+    loop {
+        for url in &peers {
+            let Ok(mut client) = network::peer_client(url) else {
+                continue;
+            };
+            let reply =
+                network::forward(&mut client, &Forwarded::Membership, Duration::from_secs(2)).await;
+            if let Ok(ForwardReply::Membership {
+                cluster_id,
+                members,
+            }) = reply
+            {
+                answered = true;
+                let me = members
+                    .iter()
+                    .find(|(_, m)| m.peer_urls.iter().collect::<BTreeSet<_>>() == own);
+                if let Some((member_id, _)) = me {
+                    return Ok(Identity {
+                        member_id: *member_id,
+                        cluster_id,
+                    });
+                }
+            }
+        }
+        // A cluster that answers but does not list this member is unlikely to change its mind:
+        // give a racing `member add` a moment, not the full wait.
+        let limit = if answered {
+            DISCOVERY_TIMEOUT / 6
+        } else {
+            DISCOVERY_TIMEOUT
+        };
+        if started.elapsed() >= limit {
+            let why = if answered {
+                "no member lists this member's peer URLs: add it first (etcdctl member add)"
+            } else {
+                "no member answered"
+            };
+            return Err(StartError::Config(format!(
+                "joining the cluster at {peers:?} as {:?}: {why}",
+                config.advertise_peer_urls
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -6,9 +6,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use keel_proto::etcdserverpb::cluster_client::ClusterClient;
 use keel_proto::etcdserverpb::kv_client::KvClient;
 use keel_proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use keel_proto::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
+use keel_proto::etcdserverpb::{
+    MemberAddRequest, MemberRemoveRequest, PutRequest, RangeRequest, StatusRequest,
+};
 use tonic::transport::Channel;
 
 /// Which server the cluster runs.
@@ -31,6 +34,10 @@ pub struct MemberSpec {
     pub rest_port: u16,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// Added to a running cluster (starts with `--initial-cluster-state=existing`).
+    pub joined: bool,
+    /// Removed from the cluster: no longer named in `--initial-cluster`.
+    pub removed: bool,
 }
 
 impl MemberSpec {
@@ -55,7 +62,7 @@ pub struct Cluster {
     /// More flags for every member.
     extra_args: Vec<String>,
     procs: Vec<Option<Child>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// Ports that were free a moment ago. Held listeners are dropped just before the servers bind.
@@ -108,6 +115,8 @@ impl Cluster {
                 rest_port: ports[3 * i + 2],
                 data_dir: dir.path().join(format!("m{i}")),
                 log: dir.path().join(format!("m{i}.log")),
+                joined: false,
+                removed: false,
             })
             .collect();
         let mut cluster = Cluster {
@@ -115,7 +124,7 @@ impl Cluster {
             members,
             extra_args: extra_args.to_vec(),
             procs: (0..n).map(|_| None).collect(),
-            _dir: dir,
+            dir,
         };
         for i in 0..n {
             cluster.spawn(i)?;
@@ -127,6 +136,7 @@ impl Cluster {
     fn initial_cluster(&self) -> String {
         self.members
             .iter()
+            .filter(|m| !m.removed)
             .map(|m| format!("{}={}", m.name, m.peer_url()))
             .collect::<Vec<_>>()
             .join(",")
@@ -156,7 +166,10 @@ impl Cluster {
             format!("--listen-peer-urls={}", m.peer_url()),
             format!("--initial-advertise-peer-urls={}", m.peer_url()),
             format!("--initial-cluster={}", self.initial_cluster()),
-            "--initial-cluster-state=new".to_string(),
+            format!(
+                "--initial-cluster-state={}",
+                if m.joined { "existing" } else { "new" }
+            ),
             "--initial-cluster-token=keel-test".to_string(),
         ]);
         args.extend(self.extra_args.iter().cloned());
@@ -196,6 +209,86 @@ impl Cluster {
             child.wait()?;
         }
         Ok(())
+    }
+
+    /// Adds a member through `via`'s Cluster API (etcd's MemberAdd), then starts it. Returns its
+    /// index and member ID.
+    pub async fn add_member(&mut self, via: usize, learner: bool) -> Result<(usize, u64)> {
+        let ports = free_ports(3)?;
+        let i = self.members.len();
+        let spec = MemberSpec {
+            name: format!("m{i}"),
+            client_port: ports[0],
+            peer_port: ports[1],
+            rest_port: ports[2],
+            data_dir: self.dir.path().join(format!("m{i}")),
+            log: self.dir.path().join(format!("m{i}.log")),
+            joined: true,
+            removed: false,
+        };
+        let added = self
+            .cluster_api(via)
+            .await?
+            .member_add(MemberAddRequest {
+                peer_ur_ls: vec![spec.peer_url()],
+                is_learner: learner,
+            })
+            .await?
+            .into_inner();
+        let id = added.member.context("MemberAdd answered no member")?.id;
+        self.members.push(spec);
+        self.procs.push(None);
+        self.spawn(i)?;
+        Ok((i, id))
+    }
+
+    /// Removes member `i` through `via`'s Cluster API (etcd's MemberRemove). The process is left
+    /// running: a removed member is expected to stop by itself.
+    pub async fn remove_member(&mut self, via: usize, i: usize) -> Result<()> {
+        let id = self.member_id(i).await?;
+        self.cluster_api(via)
+            .await?
+            .member_remove(MemberRemoveRequest { id })
+            .await?;
+        self.members[i].removed = true;
+        Ok(())
+    }
+
+    /// Member `i`'s ID, as its own status reports it.
+    pub async fn member_id(&self, i: usize) -> Result<u64> {
+        let status = self
+            .maintenance(i)
+            .await?
+            .status(StatusRequest {})
+            .await?
+            .into_inner();
+        Ok(status.header.context("status without header")?.member_id)
+    }
+
+    pub async fn cluster_api(&self, i: usize) -> Result<ClusterClient<Channel>> {
+        Ok(ClusterClient::new(
+            connect(&self.members[i].client_url()).await?,
+        ))
+    }
+
+    /// Waits for member `i`'s process to exit by itself; returns its exit status.
+    pub async fn wait_exit(
+        &mut self,
+        i: usize,
+        timeout: Duration,
+    ) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.procs[i].as_mut().context("member is not running")?;
+            if let Some(status) = child.try_wait()? {
+                self.procs[i] = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("member {i} still running after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn restart(&mut self, i: usize) -> Result<()> {
@@ -287,6 +380,17 @@ impl Drop for Cluster {
         for child in self.procs.iter_mut().flatten() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // KEEL_KEEP_DATA=1 keeps data dirs and member logs for a post-mortem.
+        if std::env::var_os("KEEL_KEEP_DATA").is_some() {
+            let kept = std::mem::replace(
+                &mut self.dir,
+                match tempfile::tempdir() {
+                    Ok(d) => d,
+                    Err(_) => return,
+                },
+            );
+            eprintln!("cluster data kept in {}", kept.keep().display());
         }
     }
 }

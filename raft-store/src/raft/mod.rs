@@ -5,7 +5,9 @@ pub mod peer_service;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Command, CommandResult};
+use crate::error::StoreError;
+use crate::membership::{ChangeOutcome, MemberChange};
+use crate::types::{Command, CommandResult, Member, NodeId};
 
 /// A request a member sends to the leader on a client's behalf.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -16,6 +18,11 @@ pub enum Forwarded {
     LeaseKeepAlive { id: i64 },
     /// Remaining TTL of a lease on the leader's clock (-1 if unknown).
     LeaseTimeToLive { id: i64 },
+    /// Change the membership; the reply is [`ForwardReply::Changed`].
+    ChangeMembers(MemberChange),
+    /// The membership as the receiver knows it (any member answers; a joining member asks to
+    /// learn its own ID and the cluster's).
+    Membership,
 }
 
 /// The leader's answer to a [`Forwarded`] request.
@@ -31,4 +38,9 @@ pub enum ForwardReply {
     OutcomeUnknown,
     /// The leader could not serve the request; the text says why.
     Failed(String),
+    Changed(Result<ChangeOutcome, StoreError>),
+    Membership {
+        cluster_id: u64,
+        members: Vec<(NodeId, Member)>,
+    },
 }

@@ -2,6 +2,8 @@
 //! `RaftPeer` service. Messages are openraft's own types in the store codec.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use keel_proto::keelpb::raft_peer_client::RaftPeerClient;
@@ -9,7 +11,8 @@ use keel_proto::keelpb::{ForwardRequest, RaftRequest, ReadIndexRequest};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::OptionalSend;
 use serde::de::DeserializeOwned;
@@ -19,6 +22,9 @@ use tonic::transport::{Channel, Endpoint};
 use super::{ForwardReply, Forwarded};
 use crate::codec;
 use crate::types::{Member, NodeId, Snapshot, TypeConfig, Vote};
+
+/// The shortest time an append is given before its peer counts as unreachable.
+const APPEND_TIMEOUT_FLOOR: Duration = Duration::from_secs(1);
 
 /// Largest peer message accepted (snapshots travel whole).
 pub const MAX_PEER_MESSAGE: usize = 1 << 30;
@@ -40,8 +46,17 @@ pub fn peer_client(url: &str) -> Result<RaftPeerClient<Channel>, tonic::transpor
 }
 
 /// Creates one [`PeerNetwork`] per replication target.
-#[derive(Debug, Clone, Default)]
-pub struct NetworkFactory;
+#[derive(Debug, Clone)]
+pub struct NetworkFactory {
+    removed: Arc<AtomicBool>,
+}
+
+impl NetworkFactory {
+    /// `removed` is set when a peer answers that this member was removed from the cluster.
+    pub fn new(removed: Arc<AtomicBool>) -> Self {
+        Self { removed }
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerNetwork;
@@ -51,6 +66,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         PeerNetwork {
             target,
             client: peer_client(&url).map_err(|e| e.to_string()),
+            removed: self.removed.clone(),
         }
     }
 }
@@ -59,6 +75,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 pub struct PeerNetwork {
     target: NodeId,
     client: Result<RaftPeerClient<Channel>, String>,
+    removed: Arc<AtomicBool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +107,7 @@ impl PeerNetwork {
                 Method::Vote => client.vote(request).await,
                 Method::PreVote => client.pre_vote(request).await,
                 Method::Snapshot => client.install_snapshot(request).await,
+                Method::TransferLeader => client.transfer_leader(request).await,
             }
         };
         let reply = match tokio::time::timeout(timeout, fut).await {
@@ -107,6 +125,10 @@ impl PeerNetwork {
             }
             Ok(Ok(reply)) => reply.into_inner(),
         };
+        if reply.removed {
+            tracing::error!(peer = %format_args!("{:x}", self.target), "a peer says this member was removed from the cluster");
+            self.removed.store(true, Ordering::Relaxed);
+        }
         if !reply.error.is_empty() {
             return Err(RPCError::Network(NetworkError::new(&TransportError(
                 reply.error,
@@ -122,6 +144,7 @@ enum Method {
     Vote,
     PreVote,
     Snapshot,
+    TransferLeader,
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerNetwork {
@@ -132,7 +155,10 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(Method::Append, &rpc, option.hard_ttl()).await
+        // openraft bounds an append by the heartbeat interval; a batch for a member that is
+        // catching up on a busy host can take longer, and timing it out only restarts it.
+        let timeout = option.hard_ttl().max(APPEND_TIMEOUT_FLOOR);
+        self.call(Method::Append, &rpc, timeout).await
     }
 
     async fn vote(
@@ -149,6 +175,15 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.call(Method::PreVote, &rpc, option.hard_ttl()).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(Method::TransferLeader, &req, option.hard_ttl())
+            .await
     }
 
     async fn full_snapshot(

@@ -8,7 +8,8 @@ use keel_proto::keelpb::{
     ForwardReply as ForwardReplyPb, ForwardRequest, RaftReply, RaftRequest, ReadIndexReply,
     ReadIndexRequest,
 };
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use openraft::vote::RaftLeaderId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
@@ -46,12 +47,29 @@ fn reply<T: Serialize, E: std::fmt::Display>(
             Ok(Response::new(RaftReply {
                 data,
                 error: String::new(),
+                removed: false,
             }))
         }
         Err(e) => Ok(Response::new(RaftReply {
             data: Vec::new(),
             error: e.to_string(),
+            removed: false,
         })),
+    }
+}
+
+impl PeerService {
+    /// A member removed from the cluster that still campaigns is told so, and stops; its vote
+    /// request is not even considered.
+    fn refuse_removed(&self, rpc: &VoteRequest<TypeConfig>) -> Option<Response<RaftReply>> {
+        let candidate = *rpc.vote.leader_id().node_id();
+        self.node.was_removed(candidate).then(|| {
+            Response::new(RaftReply {
+                data: Vec::new(),
+                error: format!("member {candidate:x} was removed from the cluster"),
+                removed: true,
+            })
+        })
     }
 }
 
@@ -67,11 +85,17 @@ impl RaftPeer for PeerService {
 
     async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let rpc: VoteRequest<TypeConfig> = decode(&req.into_inner().data)?;
+        if let Some(refusal) = self.refuse_removed(&rpc) {
+            return Ok(refusal);
+        }
         reply(self.node.raft().vote(rpc).await)
     }
 
     async fn pre_vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let rpc: VoteRequest<TypeConfig> = decode(&req.into_inner().data)?;
+        if let Some(refusal) = self.refuse_removed(&rpc) {
+            return Ok(refusal);
+        }
         reply(self.node.raft().pre_vote(rpc).await)
     }
 
@@ -90,6 +114,14 @@ impl RaftPeer for PeerService {
             snapshot: std::io::Cursor::new(data),
         };
         reply(self.node.raft().install_full_snapshot(vote, snapshot).await)
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: Request<RaftRequest>,
+    ) -> Result<Response<RaftReply>, Status> {
+        let rpc: TransferLeaderRequest<TypeConfig> = decode(&req.into_inner().data)?;
+        reply(self.node.raft().handle_transfer_leader(rpc).await)
     }
 
     async fn forward(

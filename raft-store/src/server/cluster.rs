@@ -1,4 +1,4 @@
-//! The etcd Cluster service. Membership changes arrive with cluster operations; listing works now.
+//! The etcd Cluster service: list, add (voter or learner), promote, update and remove members.
 
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use keel_proto::etcdserverpb::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::membership::MemberChange;
 use crate::node::Node;
 
 pub struct ClusterService {
@@ -43,31 +44,62 @@ pub fn member_list(node: &Node) -> Vec<PbMember> {
         .collect()
 }
 
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!("keel: {what} is not supported by this version"))
-}
-
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn member_add(
         &self,
-        _req: Request<MemberAddRequest>,
+        req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        Err(not_yet("member add"))
+        let req = req.into_inner();
+        let outcome = self
+            .node
+            .change_members(MemberChange::Add {
+                peer_urls: req.peer_ur_ls.clone(),
+                learner: req.is_learner,
+            })
+            .await?;
+        Ok(Response::new(MemberAddResponse {
+            header: Some(self.node.header(0)),
+            member: Some(PbMember {
+                id: outcome.id,
+                name: String::new(),
+                peer_ur_ls: req.peer_ur_ls,
+                client_ur_ls: Vec::new(),
+                is_learner: req.is_learner,
+            }),
+            members: member_list(&self.node),
+        }))
     }
 
     async fn member_remove(
         &self,
-        _req: Request<MemberRemoveRequest>,
+        req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(not_yet("member remove"))
+        let id = req.into_inner().id;
+        self.node
+            .change_members(MemberChange::Remove { id })
+            .await?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: Some(self.node.header(0)),
+            members: member_list(&self.node),
+        }))
     }
 
     async fn member_update(
         &self,
-        _req: Request<MemberUpdateRequest>,
+        req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(not_yet("member update"))
+        let req = req.into_inner();
+        self.node
+            .change_members(MemberChange::Update {
+                id: req.id,
+                peer_urls: req.peer_ur_ls,
+            })
+            .await?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: Some(self.node.header(0)),
+            members: member_list(&self.node),
+        }))
     }
 
     async fn member_list(
@@ -84,8 +116,15 @@ impl Cluster for ClusterService {
 
     async fn member_promote(
         &self,
-        _req: Request<MemberPromoteRequest>,
+        req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(not_yet("member promote"))
+        let id = req.into_inner().id;
+        self.node
+            .change_members(MemberChange::Promote { id })
+            .await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: Some(self.node.header(0)),
+            members: member_list(&self.node),
+        }))
     }
 }

@@ -1,5 +1,5 @@
-//! The etcd Maintenance service: status, hashes, defragmentation. Snapshots, alarms and leader
-//! transfer arrive with cluster operations.
+//! The etcd Maintenance service: status, hashes, defragmentation, leader transfer. Snapshots and
+//! alarms arrive with cluster operations.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,6 +18,9 @@ use crate::node::Node;
 
 /// The etcd API level keel speaks; clients read it to decide which features they may use.
 pub const API_VERSION: &str = "3.4.0";
+
+/// How long MoveLeader waits for the transferee to take over.
+const LEADER_TRANSFER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct MaintenanceService {
     node: Arc<Node>,
@@ -148,8 +151,14 @@ impl Maintenance for MaintenanceService {
 
     async fn move_leader(
         &self,
-        _req: Request<MoveLeaderRequest>,
+        req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(not_yet("move leader"))
+        let target = req.into_inner().target_id;
+        self.node
+            .transfer_leadership(target, LEADER_TRANSFER_WAIT)
+            .await?;
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(self.node.header(self.node.state().current_revision())),
+        }))
     }
 }

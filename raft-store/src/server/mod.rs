@@ -156,6 +156,26 @@ pub async fn run(
             _ = publisher.publish() => {}
         }
     });
+    // A member removed from the cluster stops, as etcd's does: it must never rejoin under the ID
+    // it had, and serving stale data would mislead clients.
+    let watched = node.clone();
+    let stop = shutdown.clone();
+    let removed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let removed_flag = removed.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => if watched.is_removed() {
+                    tracing::error!("this member was removed from the cluster; stopping");
+                    removed_flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                    stop.cancel();
+                    break;
+                },
+            }
+        }
+    });
     let lessor_node = node.clone();
     let stop = shutdown.clone();
     tasks.spawn(async move {
@@ -186,6 +206,9 @@ pub async fn run(
     node.shutdown().await;
     match first_error {
         Some(e) => Err(e),
+        None if removed.load(std::sync::atomic::Ordering::Relaxed) => {
+            Err(ServeError::Start(StartError::Removed))
+        }
         None => Ok(()),
     }
 }

@@ -29,6 +29,15 @@ pub fn to_status(err: StoreError) -> Status {
         | StoreError::LeaderChanged
         | StoreError::Stopped => Code::Unavailable,
         StoreError::MemberNotFound => Code::NotFound,
+        StoreError::BadMemberUrls => Code::InvalidArgument,
+        StoreError::MemberExists
+        | StoreError::PeerUrlExists
+        | StoreError::MemberNotLearner
+        | StoreError::LearnerNotReady
+        | StoreError::NotEnoughStartedMembers
+        | StoreError::BadLeaderTransferee
+        | StoreError::NotLeader => Code::FailedPrecondition,
+        StoreError::Removed => Code::Unavailable,
         StoreError::Internal(_) => Code::Internal,
     };
     let message = match &err {

@@ -6,6 +6,7 @@
 //! was applied, never ahead of the log, and openraft re-applies the rest from the log.
 
 mod db;
+pub mod identity;
 mod log_store;
 mod rocks_backend;
 mod snapshot;

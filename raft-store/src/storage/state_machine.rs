@@ -6,7 +6,7 @@
 //! records the last applied log id, membership and revision counters, so readers see either all of
 //! a batch or none of it, and a restart resumes exactly where the batch left off.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -35,6 +35,7 @@ pub(super) const KEY_MEMBERSHIP: &[u8] = b"membership";
 pub(super) const KEY_REVISION: &[u8] = b"revision";
 pub(super) const KEY_COMPACTED: &[u8] = b"compacted";
 pub(super) const KEY_MEMBERS: &[u8] = b"members";
+pub(super) const KEY_REMOVED: &[u8] = b"removed";
 
 /// What a member published about itself through the log.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -48,6 +49,9 @@ pub struct StoreState {
     db: Db,
     mvcc: RwLock<Mvcc>,
     members: RwLock<BTreeMap<NodeId, MemberAttributes>>,
+    /// Members removed by a committed membership change. IDs are never reused, so a removed
+    /// member that comes back asking for votes is told to stop.
+    removed: RwLock<BTreeSet<NodeId>>,
     applied: RwLock<(Option<LogId>, StoredMembership)>,
     events: broadcast::Sender<Arc<EventBatch>>,
     min_lease_ttl: i64,
@@ -76,11 +80,13 @@ impl StoreState {
     /// Loads the state machine from disk.
     pub fn load(db: Db, min_lease_ttl: i64) -> Result<Arc<Self>, StorageError> {
         let (mvcc, members, applied) = Self::read_all(&db, min_lease_ttl)?;
+        let removed = Self::read_removed(&db)?;
         let (events, _) = broadcast::channel(4096);
         Ok(Arc::new(Self {
             db,
             mvcc: RwLock::new(mvcc),
             members: RwLock::new(members),
+            removed: RwLock::new(removed),
             applied: RwLock::new(applied),
             events,
             min_lease_ttl,
@@ -149,10 +155,22 @@ impl StoreState {
         Ok((mvcc, members, (last_applied, membership)))
     }
 
+    fn read_removed(db: &Db) -> Result<BTreeSet<NodeId>, StorageError> {
+        Ok(db
+            .raw()
+            .get_cf(db.cf(CF_META), KEY_REMOVED)?
+            .map(|b| codec::decode(&b))
+            .transpose()
+            .map_err(corrupt("removed members"))?
+            .unwrap_or_default())
+    }
+
     /// Replaces the in-memory state with what is on disk (after a snapshot install).
     pub(super) fn reload(&self) -> Result<(), StorageError> {
         let (mvcc, members, applied) = Self::read_all(&self.db, self.min_lease_ttl)?;
+        let removed = Self::read_removed(&self.db)?;
         let poisoned = || StorageError::Io(lock_poisoned());
+        *self.removed.write().map_err(|_| poisoned())? = removed;
         *self.mvcc.write().map_err(|_| poisoned())? = mvcc;
         *self.members.write().map_err(|_| poisoned())? = members;
         *self.applied.write().map_err(|_| poisoned())? = applied;
@@ -190,6 +208,14 @@ impl StoreState {
 
     pub fn members(&self) -> BTreeMap<NodeId, MemberAttributes> {
         self.members.read().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Whether a committed membership change removed member `id`.
+    pub fn is_removed(&self, id: NodeId) -> bool {
+        self.removed
+            .read()
+            .map(|r| r.contains(&id))
+            .unwrap_or(false)
     }
 
     pub fn last_applied(&self) -> Option<LogId> {
@@ -258,14 +284,29 @@ impl StoreState {
             let mut mvcc = self.mvcc.write().map_err(|_| lock_poisoned())?;
             let mut members = self.members.write().map_err(|_| lock_poisoned())?;
             let mut applied = self.applied.write().map_err(|_| lock_poisoned())?;
+            let mut removed = self.removed.write().map_err(|_| lock_poisoned())?;
             let mut backend = RocksBackend::new(&self.db);
             let mut members_changed = false;
+            let mut removed_changed = false;
             let mut last_log_id = None;
             for (entry, responder) in entries {
                 last_log_id = Some(entry.log_id.clone());
                 let outcome = match &entry.payload {
                     EntryPayload::Blank => Ok(Vec::new()),
                     EntryPayload::Membership(m) => {
+                        let gone: Vec<NodeId> = applied
+                            .1
+                            .membership()
+                            .nodes()
+                            .map(|(id, _)| *id)
+                            .filter(|id| m.get_node(id).is_none())
+                            .collect();
+                        for id in gone {
+                            removed.insert(id);
+                            members.remove(&id);
+                            removed_changed = true;
+                            members_changed = true;
+                        }
                         applied.1 = StoredMembership::new(Some(entry.log_id.clone()), m.clone());
                         Ok(Vec::new())
                     }
@@ -273,7 +314,7 @@ impl StoreState {
                         id,
                         name,
                         client_urls,
-                    }) => {
+                    }) if !removed.contains(id) => {
                         members.insert(
                             *id,
                             MemberAttributes {
@@ -284,6 +325,8 @@ impl StoreState {
                         members_changed = true;
                         Ok(Vec::new())
                     }
+                    // A removed member's late announcement changes nothing.
+                    EntryPayload::Normal(Command::PublishMember { .. }) => Ok(Vec::new()),
                     EntryPayload::Normal(cmd) => {
                         let req = cmd
                             .to_write()
@@ -333,6 +376,9 @@ impl StoreState {
                 .put_cf(meta, KEY_COMPACTED, enc(&mvcc.compacted_revision())?);
             if members_changed {
                 backend.batch.put_cf(meta, KEY_MEMBERS, enc(&*members)?);
+            }
+            if removed_changed {
+                backend.batch.put_cf(meta, KEY_REMOVED, enc(&*removed)?);
             }
             // No fsync here: see the module docs of `storage` for why the log's fsync covers this.
             self.db
@@ -433,12 +479,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let state = self.state.clone();
         let dir = self.snapshot_dir.clone();
         let meta = meta.clone();
+        let at = meta.last_log_id.clone();
         tokio::task::spawn_blocking(move || {
             snapshot::install(&state, &dir, &meta, data.into_inner())
         })
         .await
         .map_err(|e| io::Error::other(e.to_string()))?
-        .map_err(io::Error::from)
+        .map_err(io::Error::from)?;
+        tracing::info!(last_log_id = ?at, "installed a snapshot from the leader");
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
