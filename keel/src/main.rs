@@ -2,6 +2,7 @@
 
 mod bench;
 mod https;
+mod ops;
 mod pki;
 mod rest;
 mod server;
@@ -26,6 +27,10 @@ enum Command {
     Server(Box<server::ServerArgs>),
     /// Load-test etcd-v3 endpoints (keel or etcd) and print throughput and latency percentiles.
     Bench(bench::BenchArgs),
+    /// Membership of a running cluster: list, add, remove, promote, update.
+    Member(ops::MemberArgs),
+    /// Backups: restore a snapshot saved with `etcdctl snapshot save` into a new data dir.
+    Snapshot(ops::SnapshotArgs),
     /// Print the admin kubeconfig a master wrote into its data dir.
     Kubeconfig {
         #[arg(long, default_value = "./keel-data")]
@@ -48,6 +53,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Server(Box::default())) {
         Command::Server(args) => runtime.block_on(server::run(*args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Member(args) => runtime.block_on(ops::member(args)),
+        Command::Snapshot(args) => ops::snapshot(args),
         Command::Kubeconfig { data_dir } => {
             let path = rest::kubeconfig_path(&data_dir);
             let text = std::fs::read_to_string(&path).map_err(|e| {

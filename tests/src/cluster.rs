@@ -105,6 +105,17 @@ impl Cluster {
 
     /// Starts `n` members with `extra_args` on every member's command line.
     pub async fn start_with(flavor: Flavor, n: usize, extra_args: &[String]) -> Result<Cluster> {
+        Self::start_prepared(flavor, n, extra_args, |_, _| Ok(())).await
+    }
+
+    /// Starts `n` members after `prepare(i, data_dir)` has run for each (to restore a backup
+    /// into it, say).
+    pub async fn start_prepared(
+        flavor: Flavor,
+        n: usize,
+        extra_args: &[String],
+        mut prepare: impl FnMut(usize, &Path) -> Result<()>,
+    ) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let ports = free_ports(3 * n)?;
         let members: Vec<MemberSpec> = (0..n)
@@ -127,6 +138,7 @@ impl Cluster {
             dir,
         };
         for i in 0..n {
+            prepare(i, &cluster.members[i].data_dir)?;
             cluster.spawn(i)?;
         }
         cluster.wait_writable(Duration::from_secs(30)).await?;

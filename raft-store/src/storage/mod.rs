@@ -9,10 +9,10 @@ mod db;
 pub mod identity;
 mod log_store;
 mod rocks_backend;
-mod snapshot;
+pub mod snapshot;
 mod state_machine;
 
 pub use db::{open, Db, StorageError};
 pub use log_store::LogStore;
-pub use snapshot::verify as verify_snapshot;
+pub use snapshot::{export as export_snapshot, verify as verify_snapshot};
 pub use state_machine::{MemberAttributes, StateMachine, StoreState};

@@ -8,7 +8,9 @@ use rocksdb::{IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use super::db::{StorageError, CF_KV, CF_LEASE, CF_META};
-use super::state_machine::{StoreState, KEY_LAST_APPLIED, KEY_MEMBERSHIP};
+use super::state_machine::{
+    StoreState, KEY_LAST_APPLIED, KEY_MEMBERS, KEY_MEMBERSHIP, KEY_REMOVED, KEY_REVISION,
+};
 use crate::codec;
 use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership};
 
@@ -46,6 +48,22 @@ fn corrupt(detail: impl ToString) -> StorageError {
 
 /// Builds a snapshot from a point-in-time view of the database and stores it as the current one.
 pub fn build(state: &StoreState, dir: &Path) -> Result<Snapshot, StorageError> {
+    let (meta, bytes) = encode(state)?;
+    write_atomically(dir, &bytes)?;
+    Ok(Snapshot {
+        meta,
+        snapshot: std::io::Cursor::new(bytes),
+    })
+}
+
+/// The bytes of a snapshot of the state as it is now, without storing it: what Maintenance
+/// Snapshot sends.
+pub fn export(state: &StoreState) -> Result<Vec<u8>, StorageError> {
+    encode(state).map(|(_, bytes)| bytes)
+}
+
+/// A snapshot file's metadata and bytes, from one point-in-time view of the database.
+fn encode(state: &StoreState) -> Result<(SnapshotMeta, Vec<u8>), StorageError> {
     let db = state.db();
     let view = db.raw().snapshot();
     let mut rows = Vec::new();
@@ -78,11 +96,7 @@ pub fn build(state: &StoreState, dir: &Path) -> Result<Snapshot, StorageError> {
         payload,
     };
     let bytes = codec::encode(&file).map_err(corrupt)?;
-    write_atomically(dir, &bytes)?;
-    Ok(Snapshot {
-        meta,
-        snapshot: std::io::Cursor::new(bytes),
-    })
+    Ok((meta, bytes))
 }
 
 fn write_atomically(dir: &Path, bytes: &[u8]) -> Result<(), StorageError> {
@@ -153,4 +167,44 @@ pub fn load_current(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
         meta: file.meta,
         snapshot: std::io::Cursor::new(bytes),
     }))
+}
+
+/// What a restore wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restored {
+    pub revision: i64,
+    pub rows: usize,
+}
+
+/// Writes the state machine of snapshot `bytes` into a new data dir, for a new cluster to start
+/// from (etcd's `snapshot restore`). The snapshot's raft position, membership and member records
+/// are left out: the new cluster forms from its own flags and its log starts empty.
+pub fn restore(bytes: &[u8], data_dir: &Path) -> Result<Restored, StorageError> {
+    let file = decode_file(bytes)?;
+    let payload: Payload = codec::decode(&file.payload).map_err(corrupt)?;
+    let db = super::db::open(data_dir)?;
+    let mut batch = WriteBatch::default();
+    let mut rows = 0;
+    let skipped: [&[u8]; 4] = [KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_MEMBERS, KEY_REMOVED];
+    for (tag, k, v) in payload.rows {
+        let cf = *CFS
+            .get(usize::from(tag))
+            .ok_or_else(|| corrupt(format!("unknown column family tag {tag}")))?;
+        if cf == CF_META && skipped.contains(&k.as_slice()) {
+            continue;
+        }
+        batch.put_cf(db.cf(cf), k, v);
+        rows += 1;
+    }
+    let mut opts = rocksdb::WriteOptions::default();
+    opts.set_sync(true);
+    db.raw().write_opt(batch, &opts)?;
+    let revision: i64 = db
+        .raw()
+        .get_cf(db.cf(CF_META), KEY_REVISION)?
+        .map(|b| codec::decode(&b))
+        .transpose()
+        .map_err(corrupt)?
+        .unwrap_or(1);
+    Ok(Restored { revision, rows })
 }
