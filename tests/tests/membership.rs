@@ -449,7 +449,8 @@ async fn a_member_down_past_the_purged_log_catches_up_from_a_snapshot() -> Resul
     for n in 0..1500 {
         kv.put(PutRequest {
             key: format!("w/{n:05}").into_bytes(),
-            value: vec![b'x'; 256],
+            // 3 MB in all: the snapshot travels in several chunks.
+            value: vec![b'x'; 2048],
             ..Default::default()
         })
         .await?;

@@ -2,6 +2,7 @@
 
 pub mod network;
 pub mod peer_service;
+pub mod snapshot_transfer;
 
 use serde::{Deserialize, Serialize};
 

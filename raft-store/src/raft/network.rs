@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_proto::keelpb::raft_peer_client::RaftPeerClient;
-use keel_proto::keelpb::{ForwardRequest, RaftRequest, ReadIndexRequest};
+use keel_proto::keelpb::{ForwardRequest, RaftRequest, ReadIndexRequest, SnapshotChunk};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
-use super::{ForwardReply, Forwarded};
+use super::{snapshot_transfer, ForwardReply, Forwarded};
 use crate::codec;
 use crate::types::{Member, NodeId, Snapshot, TypeConfig, Vote};
 
@@ -99,29 +99,38 @@ impl PeerNetwork {
             .client
             .as_mut()
             .map_err(|e| unreachable(format!("bad peer url for {}: {e}", self.target)))?;
-        let data = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let request = tonic::Request::new(RaftRequest { data });
-        let fut = async {
-            match method {
-                Method::Append => client.append_entries(request).await,
-                Method::Vote => client.vote(request).await,
-                Method::PreVote => client.pre_vote(request).await,
-                Method::Snapshot => client.install_snapshot(request).await,
-                Method::TransferLeader => client.transfer_leader(request).await,
+        let name = method.to_string();
+        let reply = match method {
+            Method::Snapshot(chunks) => {
+                let fut = client.install_snapshot(futures::stream::iter(chunks));
+                tokio::time::timeout(timeout, fut).await
+            }
+            _ => {
+                let data =
+                    codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+                let request = tonic::Request::new(RaftRequest { data });
+                let fut = async {
+                    match method {
+                        Method::Vote => client.vote(request).await,
+                        Method::PreVote => client.pre_vote(request).await,
+                        Method::TransferLeader => client.transfer_leader(request).await,
+                        Method::Append | Method::Snapshot(_) => {
+                            client.append_entries(request).await
+                        }
+                    }
+                };
+                tokio::time::timeout(timeout, fut).await
             }
         };
-        let reply = match tokio::time::timeout(timeout, fut).await {
+        let reply = match reply {
             Err(_) => {
                 return Err(unreachable(format!(
-                    "{method:?} to {} timed out after {timeout:?}",
+                    "{name} to {} timed out after {timeout:?}",
                     self.target
                 )))
             }
             Ok(Err(status)) => {
-                return Err(unreachable(format!(
-                    "{method:?} to {}: {status}",
-                    self.target
-                )))
+                return Err(unreachable(format!("{name} to {}: {status}", self.target)))
             }
             Ok(Ok(reply)) => reply.into_inner(),
         };
@@ -138,13 +147,26 @@ impl PeerNetwork {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Method {
     Append,
     Vote,
     PreVote,
-    Snapshot,
+    /// A snapshot, already cut into chunks (the request itself is then unused).
+    Snapshot(Vec<SnapshotChunk>),
     TransferLeader,
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Method::Append => "append",
+            Method::Vote => "vote",
+            Method::PreVote => "pre-vote",
+            Method::Snapshot(_) => "snapshot",
+            Method::TransferLeader => "transfer-leader",
+        })
+    }
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerNetwork {
@@ -193,12 +215,17 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let req = (vote, snapshot.meta, snapshot.snapshot.into_inner());
-        // Snapshots can be large: allow far more than a heartbeat-sized timeout.
-        let timeout = option.hard_ttl().max(Duration::from_secs(60));
+        let data = snapshot.snapshot.into_inner();
+        let chunks = snapshot_transfer::chunks(&vote, &snapshot.meta, &data)
+            .map_err(|e| StreamingError::Network(NetworkError::new(&TransportError(e))))?;
+        // Snapshots can be large: a minute, plus a second for every 10 MiB.
+        let timeout = option
+            .hard_ttl()
+            .max(Duration::from_secs(60 + data.len() as u64 / (10 << 20)));
+        drop(data);
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            res = self.call::<_, SnapshotResponse<TypeConfig>>(Method::Snapshot, &req, timeout) => res.map_err(|e| match e {
+            res = self.call::<_, SnapshotResponse<TypeConfig>>(Method::Snapshot(chunks), &(), timeout) => res.map_err(|e| match e {
                 RPCError::Timeout(t) => StreamingError::Timeout(t),
                 RPCError::Unreachable(u) => StreamingError::Unreachable(u),
                 RPCError::Network(n) => StreamingError::Network(n),

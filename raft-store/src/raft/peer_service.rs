@@ -6,19 +6,20 @@ use std::sync::Arc;
 use keel_proto::keelpb::raft_peer_server::{RaftPeer, RaftPeerServer};
 use keel_proto::keelpb::{
     ForwardReply as ForwardReplyPb, ForwardRequest, RaftReply, RaftRequest, ReadIndexReply,
-    ReadIndexRequest,
+    ReadIndexRequest, SnapshotChunk,
 };
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use openraft::vote::RaftLeaderId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::network::MAX_PEER_MESSAGE;
+use super::snapshot_transfer::Assembler;
 use super::Forwarded;
 use crate::codec;
 use crate::node::Node;
-use crate::types::{SnapshotMeta, TypeConfig, Vote};
+use crate::types::TypeConfig;
 
 /// The peer service of one member.
 pub struct PeerService {
@@ -101,14 +102,20 @@ impl RaftPeer for PeerService {
 
     async fn install_snapshot(
         &self,
-        req: Request<RaftRequest>,
+        req: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftReply>, Status> {
-        let (vote, meta, data): (Vote, SnapshotMeta, Vec<u8>) = decode(&req.into_inner().data)?;
-        // Verify before handing over: openraft treats an install failure as fatal, so a damaged
-        // snapshot must be refused here, where the leader can simply send it again.
-        if let Err(e) = crate::storage::verify_snapshot(&data) {
-            return Err(Status::data_loss(e.to_string()));
+        let mut chunks = req.into_inner();
+        let mut assembler = Assembler::default();
+        while let Some(chunk) = chunks.message().await? {
+            assembler
+                .push(chunk)
+                .map_err(|e| Status::data_loss(e.to_string()))?;
         }
+        // Verified before it is handed over: openraft treats an install failure as fatal, so a
+        // damaged snapshot must be refused here, where the leader can simply send it again.
+        let (vote, meta, data) = assembler
+            .finish()
+            .map_err(|e| Status::data_loss(e.to_string()))?;
         let snapshot = openraft::alias::SnapshotOf::<TypeConfig, std::io::Cursor<Vec<u8>>> {
             meta,
             snapshot: std::io::Cursor::new(data),
