@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use keel_store::config::{ClusterState, NodeConfig};
+use keel_store::config::{ClusterState, NodeConfig, TlsFiles};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Args, Debug, Clone)]
@@ -49,6 +49,30 @@ pub struct ServerArgs {
     /// 100000 because keel snapshots are cheap to build.
     #[arg(long, default_value_t = 20_000)]
     snapshot_count: u64,
+    /// Certificate of the client port (PEM); with it, clients must use https:// URLs.
+    #[arg(long)]
+    cert_file: Option<PathBuf>,
+    /// Key of the client port's certificate (PEM).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// CA that client certificates must chain to.
+    #[arg(long)]
+    trusted_ca_file: Option<PathBuf>,
+    /// Refuse clients without a certificate signed by --trusted-ca-file.
+    #[arg(long)]
+    client_cert_auth: bool,
+    /// Certificate of the peer port (PEM); also this member's identity when it dials peers.
+    #[arg(long)]
+    peer_cert_file: Option<PathBuf>,
+    /// Key of the peer certificate (PEM).
+    #[arg(long)]
+    peer_key_file: Option<PathBuf>,
+    /// CA that peers' certificates must chain to.
+    #[arg(long)]
+    peer_trusted_ca_file: Option<PathBuf>,
+    /// Refuse peers without a certificate signed by --peer-trusted-ca-file.
+    #[arg(long)]
+    peer_client_cert_auth: bool,
     /// Run as an etcd stand-in only: serve the etcd API and nothing else, and write nothing to
     /// the keyspace on start (no keel API server, no system namespaces). For clients that own
     /// the keyspace themselves, such as a Kubernetes API server.
@@ -106,8 +130,44 @@ fn parse_initial_cluster(spec: &str) -> anyhow::Result<Vec<(String, String)>> {
         .collect()
 }
 
+fn tls_files(
+    which: &str,
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    ca: &Option<PathBuf>,
+    client_cert_auth: bool,
+) -> anyhow::Result<Option<TlsFiles>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            trusted_ca: ca.clone(),
+            client_cert_auth,
+        })),
+        (None, None) if !client_cert_auth => Ok(None),
+        (None, None) => {
+            bail!("--{which}client-cert-auth needs --{which}cert-file and --{which}key-file")
+        }
+        _ => bail!("--{which}cert-file and --{which}key-file go together"),
+    }
+}
+
 impl ServerArgs {
     fn into_config(self) -> anyhow::Result<NodeConfig> {
+        let client_tls = tls_files(
+            "",
+            &self.cert_file,
+            &self.key_file,
+            &self.trusted_ca_file,
+            self.client_cert_auth,
+        )?;
+        let peer_tls = tls_files(
+            "peer-",
+            &self.peer_cert_file,
+            &self.peer_key_file,
+            &self.peer_trusted_ca_file,
+            self.peer_client_cert_auth,
+        )?;
         let initial_cluster = match &self.initial_cluster {
             Some(spec) => parse_initial_cluster(spec)?,
             None => self
@@ -149,6 +209,8 @@ impl ServerArgs {
             heartbeat_ms: self.heartbeat_interval,
             election_timeout_ms: self.election_timeout,
             snapshot_count: self.snapshot_count.max(1),
+            client_tls,
+            peer_tls,
         })
     }
 }
@@ -266,9 +328,21 @@ fn api_server(
     } else {
         *addr
     };
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{host}"))?
-        .tcp_nodelay(true)
-        .connect_lazy();
+    // Over TLS when the client port uses it, presenting this member's own certificate.
+    let (scheme, tls) = match &config.client_tls {
+        Some(files) => {
+            let files = TlsFiles {
+                trusted_ca: files
+                    .trusted_ca
+                    .clone()
+                    .or_else(|| Some(files.cert.clone())),
+                ..files.clone()
+            };
+            ("https", Some(keel_store::tls::client_config(&files)?))
+        }
+        None => ("http", None),
+    };
+    let channel = keel_store::tls::channel(&format!("{scheme}://{host}"), tls)?;
     Ok(std::sync::Arc::new(
         keel_api::ApiServer::with_cache(keel_api::storage::etcd::EtcdStorage::new(channel))
             .with_auth(auth),

@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use crate::tls::TlsFiles;
+
 /// Whether this member founds a new cluster or joins one that exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterState {
@@ -27,6 +29,10 @@ pub struct NodeConfig {
     pub election_timeout_ms: u64,
     /// Committed entries between snapshots (etcd's `--snapshot-count`).
     pub snapshot_count: u64,
+    /// TLS on the client port.
+    pub client_tls: Option<TlsFiles>,
+    /// TLS on the peer port, and for dialling peers.
+    pub peer_tls: Option<TlsFiles>,
 }
 
 impl NodeConfig {
@@ -47,6 +53,8 @@ impl NodeConfig {
             heartbeat_ms: 100,
             election_timeout_ms: 500,
             snapshot_count: 20_000,
+            client_tls: None,
+            peer_tls: None,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod node;
 pub mod raft;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod types;
 pub mod validate;
 pub mod watch;

@@ -19,7 +19,7 @@ use crate::config::{cluster_id, member_id, ClusterState, NodeConfig};
 use crate::error::StoreError;
 use crate::lessor::Lessor;
 use crate::mvcc::WriteRequest;
-use crate::raft::network::{self, NetworkFactory};
+use crate::raft::network::{self, NetworkFactory, PeerTls};
 use crate::raft::{ForwardReply, Forwarded};
 use crate::storage::identity::{self, Identity};
 use crate::storage::{self, LogStore, StateMachine, StoreState};
@@ -56,6 +56,7 @@ pub struct Node {
     config: NodeConfig,
     /// Set when a peer says this member was removed from the cluster.
     removed: Arc<AtomicBool>,
+    peer_tls: PeerTls,
 }
 
 impl std::fmt::Debug for Node {
@@ -70,6 +71,12 @@ impl std::fmt::Debug for Node {
 impl Node {
     /// Opens the data dir, recovers state and starts raft. Serving is up to the caller.
     pub async fn start(config: NodeConfig) -> Result<Arc<Node>, StartError> {
+        let peer_tls: PeerTls = match &config.peer_tls {
+            Some(files) => Some(
+                crate::tls::client_config(files).map_err(|e| StartError::Config(e.to_string()))?,
+            ),
+            None => None,
+        };
         let db = storage::open(&config.data_dir)?;
         let state = StoreState::load(db.clone(), config.min_lease_ttl())?;
         let log_store = LogStore::new(db.clone())?;
@@ -106,7 +113,7 @@ impl Node {
                 let joining = config.initial_cluster_state == ClusterState::Existing
                     && state.last_applied().is_none();
                 let found = if joining {
-                    discover(&config).await?
+                    discover(&config, &peer_tls).await?
                 } else {
                     if !founders.iter().any(|(fid, _, _)| *fid == derived.member_id) {
                         return Err(StartError::Config(format!(
@@ -141,7 +148,7 @@ impl Node {
         .map_err(|e| StartError::Raft(e.to_string()))?;
 
         let removed = Arc::new(AtomicBool::new(false));
-        let network = NetworkFactory::new(removed.clone());
+        let network = NetworkFactory::new(removed.clone(), peer_tls.clone());
         let raft = Raft::new(id, Arc::new(raft_config), network, log_store, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -179,6 +186,7 @@ impl Node {
             peers: Mutex::new(HashMap::new()),
             config,
             removed,
+            peer_tls,
         }))
     }
 
@@ -261,7 +269,7 @@ impl Node {
         if let Some(c) = peers.get(url) {
             return Ok(c.clone());
         }
-        let client = network::peer_client(url)
+        let client = network::peer_client(url, &self.peer_tls)
             .map_err(|e| StoreError::Internal(format!("peer url {url}: {e}")))?;
         peers.insert(url.to_string(), client.clone());
         Ok(client)
@@ -569,7 +577,7 @@ impl Node {
 
 /// Asks the members named in `--initial-cluster` for the membership until one lists this member's
 /// peer URLs, and takes the ID it was given when it was added.
-async fn discover(config: &NodeConfig) -> Result<Identity, StartError> {
+async fn discover(config: &NodeConfig, peer_tls: &PeerTls) -> Result<Identity, StartError> {
     let own: BTreeSet<&String> = config.advertise_peer_urls.iter().collect();
     let peers: Vec<&String> = config
         .initial_cluster
@@ -587,7 +595,7 @@ async fn discover(config: &NodeConfig) -> Result<Identity, StartError> {
     let mut answered = false;
     loop {
         for url in &peers {
-            let Ok(mut client) = network::peer_client(url) else {
+            let Ok(mut client) = network::peer_client(url, peer_tls) else {
                 continue;
             };
             let reply =

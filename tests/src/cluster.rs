@@ -66,7 +66,7 @@ pub struct Cluster {
 }
 
 /// Ports that were free a moment ago. Held listeners are dropped just before the servers bind.
-fn free_ports(n: usize) -> Result<Vec<u16>> {
+pub fn free_ports(n: usize) -> Result<Vec<u16>> {
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()?;

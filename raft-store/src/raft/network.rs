@@ -17,7 +17,7 @@ use openraft::raft::{
 use openraft::OptionalSend;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::{snapshot_transfer, ForwardReply, Forwarded};
 use crate::codec;
@@ -29,18 +29,15 @@ const APPEND_TIMEOUT_FLOOR: Duration = Duration::from_secs(1);
 /// Largest peer message accepted (snapshots travel whole).
 pub const MAX_PEER_MESSAGE: usize = 1 << 30;
 
-/// Opens a lazily connecting channel to a peer URL.
-pub fn channel(url: &str) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(url.to_string())?
-        .connect_timeout(Duration::from_millis(500))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .connect_lazy())
-}
+/// TLS for dialling peers, when the peer port uses it.
+pub type PeerTls = Option<Arc<rustls::ClientConfig>>;
 
 /// A gRPC client for one peer.
-pub fn peer_client(url: &str) -> Result<RaftPeerClient<Channel>, tonic::transport::Error> {
-    Ok(RaftPeerClient::new(channel(url)?)
+pub fn peer_client(
+    url: &str,
+    tls: &PeerTls,
+) -> Result<RaftPeerClient<Channel>, tonic::transport::Error> {
+    Ok(RaftPeerClient::new(crate::tls::channel(url, tls.clone())?)
         .max_decoding_message_size(MAX_PEER_MESSAGE)
         .max_encoding_message_size(MAX_PEER_MESSAGE))
 }
@@ -49,12 +46,13 @@ pub fn peer_client(url: &str) -> Result<RaftPeerClient<Channel>, tonic::transpor
 #[derive(Debug, Clone)]
 pub struct NetworkFactory {
     removed: Arc<AtomicBool>,
+    tls: PeerTls,
 }
 
 impl NetworkFactory {
     /// `removed` is set when a peer answers that this member was removed from the cluster.
-    pub fn new(removed: Arc<AtomicBool>) -> Self {
-        Self { removed }
+    pub fn new(removed: Arc<AtomicBool>, tls: PeerTls) -> Self {
+        Self { removed, tls }
     }
 }
 
@@ -65,7 +63,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         let url = node.peer_urls.first().cloned().unwrap_or_default();
         PeerNetwork {
             target,
-            client: peer_client(&url).map_err(|e| e.to_string()),
+            client: peer_client(&url, &self.tls).map_err(|e| e.to_string()),
             removed: self.removed.clone(),
         }
     }

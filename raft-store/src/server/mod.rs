@@ -16,6 +16,7 @@ pub mod watch;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use keel_proto::etcdserverpb::cluster_server::ClusterServer;
 use keel_proto::etcdserverpb::kv_server::KvServer;
@@ -30,6 +31,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::NodeConfig;
 use crate::node::{Node, StartError};
 use crate::raft::peer_service::PeerService;
+use crate::tls::MaybeTls;
 use crate::validate::MAX_REQUEST_BYTES;
 
 /// gRPC framing headroom over the largest request etcd accepts, as etcd allows.
@@ -65,15 +67,36 @@ async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>, ServeError> {
     Ok(out)
 }
 
+/// Connections accepted on `listener`, through TLS when the port is configured for it.
 fn incoming(
     listener: TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|s| {
-            // Small request/response messages: latency matters more than packet count.
-            let _ = s.set_nodelay(true);
-        })
-    })
+    tls: Option<&std::sync::Arc<rustls::ServerConfig>>,
+    stop: &CancellationToken,
+) -> BoxStream<'static, std::io::Result<MaybeTls>> {
+    match tls {
+        Some(config) => crate::tls::incoming(listener, config.clone(), stop.clone())
+            .map(|conn| conn.map(|c| MaybeTls::Tls(Box::new(c))))
+            .boxed(),
+        None => TcpListenerStream::new(listener)
+            .map(|conn| {
+                conn.map(|s| {
+                    // Small request/response messages: latency matters more than packet count.
+                    let _ = s.set_nodelay(true);
+                    MaybeTls::Plain(s)
+                })
+            })
+            .boxed(),
+    }
+}
+
+fn server_tls(
+    files: &Option<crate::tls::TlsFiles>,
+) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, ServeError> {
+    files
+        .as_ref()
+        .map(crate::tls::server_config)
+        .transpose()
+        .map_err(|e| ServeError::Start(StartError::Config(e.to_string())))
 }
 
 /// Starts a member and serves until `shutdown` is cancelled.
@@ -88,6 +111,8 @@ pub async fn run(
     // Bind before starting raft so a port clash fails fast and nothing half-starts.
     let client_listeners = bind(&config.listen_client).await?;
     let peer_listeners = bind(&config.listen_peer).await?;
+    let client_tls = server_tls(&config.client_tls)?;
+    let peer_tls = server_tls(&config.peer_tls)?;
     let node = Node::start(config).await?;
     tracing::info!(member = %format_args!("{:x}", node.id), cluster = %format_args!("{:x}", node.cluster_id), name = %node.name, "member started");
 
@@ -96,10 +121,11 @@ pub async fn run(
     for listener in peer_listeners {
         let router =
             tonic::transport::Server::builder().add_service(PeerService::server(node.clone()));
+        let conns = incoming(listener, peer_tls.as_ref(), &shutdown);
         let stop = shutdown.clone();
         servers.push(tasks.spawn(async move {
             router
-                .serve_with_incoming_shutdown(incoming(listener), stop.cancelled())
+                .serve_with_incoming_shutdown(conns, stop.cancelled())
                 .await
         }));
     }
@@ -111,7 +137,8 @@ pub async fn run(
     tracing::info!("state machine recovered; serving clients");
     let max = MAX_REQUEST_BYTES + GRPC_OVERHEAD;
     for listener in client_listeners {
-        let incoming = incoming(listener).map(|conn| conn.map(authority::AuthorityFix::new));
+        let incoming = incoming(listener, client_tls.as_ref(), &shutdown)
+            .map(|conn| conn.map(authority::AuthorityFix::new));
         let router = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .add_routes(extra.clone())
