@@ -49,6 +49,10 @@ pub struct ServerArgs {
     /// 100000 because keel snapshots are cheap to build.
     #[arg(long, default_value_t = 20_000)]
     snapshot_count: u64,
+    /// Bytes the keyspace (keys, history, leases) may take before writes needing space are
+    /// refused with a NOSPACE alarm; 0 means the default (8 GiB).
+    #[arg(long, default_value_t = 0)]
+    quota_backend_bytes: u64,
     /// Certificate of the client port (PEM); with it, clients must use https:// URLs.
     #[arg(long)]
     cert_file: Option<PathBuf>,
@@ -209,6 +213,10 @@ impl ServerArgs {
             heartbeat_ms: self.heartbeat_interval,
             election_timeout_ms: self.election_timeout,
             snapshot_count: self.snapshot_count.max(1),
+            quota_backend_bytes: match self.quota_backend_bytes {
+                0 => keel_store::config::DEFAULT_QUOTA_BYTES,
+                n => n,
+            },
             client_tls,
             peer_tls,
         })

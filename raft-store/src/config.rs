@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 pub use crate::tls::TlsFiles;
 
+/// The space quota when none is given: etcd's largest recommended size.
+pub const DEFAULT_QUOTA_BYTES: u64 = 8 << 30;
+
 /// Whether this member founds a new cluster or joins one that exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterState {
@@ -29,6 +32,9 @@ pub struct NodeConfig {
     pub election_timeout_ms: u64,
     /// Committed entries between snapshots (etcd's `--snapshot-count`).
     pub snapshot_count: u64,
+    /// Bytes the state machine may take before writes needing space are refused with NOSPACE
+    /// (etcd's `--quota-backend-bytes`); 0 means no limit.
+    pub quota_backend_bytes: u64,
     /// TLS on the client port.
     pub client_tls: Option<TlsFiles>,
     /// TLS on the peer port, and for dialling peers.
@@ -53,6 +59,7 @@ impl NodeConfig {
             heartbeat_ms: 100,
             election_timeout_ms: 500,
             snapshot_count: 20_000,
+            quota_backend_bytes: DEFAULT_QUOTA_BYTES,
             client_tls: None,
             peer_tls: None,
         }

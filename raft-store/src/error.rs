@@ -51,6 +51,10 @@ pub enum StoreError {
     BadLeaderTransferee,
     #[error("etcdserver: not leader")]
     NotLeader,
+    /// The space quota is used up (or a NOSPACE alarm is raised): writes that need space are
+    /// refused until an operator compacts, defragments and disarms.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
     /// This member was removed from the cluster; it serves nothing more.
     #[error("etcdserver: the member has been permanently removed from the cluster")]
     Removed,

@@ -12,6 +12,7 @@ pub mod lessor;
 pub mod membership;
 pub mod mvcc;
 pub mod node;
+pub mod quota;
 pub mod raft;
 pub mod server;
 pub mod storage;

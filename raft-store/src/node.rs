@@ -356,6 +356,7 @@ impl Node {
         if cmd.encoded_len() > crate::validate::MAX_REQUEST_BYTES {
             return Err(StoreError::RequestTooLarge);
         }
+        self.check_space(crate::quota::cost(req)).await?;
         let result = self.propose(cmd).await?;
         Ok(result)
     }

@@ -46,6 +46,8 @@ pub enum Command {
         name: String,
         client_urls: Vec<String>,
     },
+    /// Raise or clear an alarm (an etcd `AlarmRequest`, protobuf-encoded).
+    Alarm(Vec<u8>),
 }
 
 impl fmt::Display for Command {
@@ -58,6 +60,7 @@ impl fmt::Display for Command {
             Command::LeaseGrant(_) => "lease_grant",
             Command::LeaseRevoke(_) => "lease_revoke",
             Command::PublishMember { .. } => "publish_member",
+            Command::Alarm(_) => "alarm",
         };
         f.write_str(name)
     }
@@ -90,7 +93,7 @@ impl Command {
             Command::LeaseRevoke(b) => {
                 WriteRequest::LeaseRevoke(LeaseRevokeRequest::decode(b.as_slice())?)
             }
-            Command::PublishMember { .. } => return Ok(None),
+            Command::PublishMember { .. } | Command::Alarm(_) => return Ok(None),
         }))
     }
 
@@ -101,7 +104,8 @@ impl Command {
             | Command::Txn(b)
             | Command::Compact(b)
             | Command::LeaseGrant(b)
-            | Command::LeaseRevoke(b) => b.len(),
+            | Command::LeaseRevoke(b)
+            | Command::Alarm(b) => b.len(),
             Command::PublishMember {
                 name, client_urls, ..
             } => name.len() + client_urls.iter().map(String::len).sum::<usize>(),

@@ -1,5 +1,5 @@
 //! The etcd Maintenance service: status, hashes, defragmentation, leader transfer and snapshots
-//! (backups). Alarms arrive with the space quota.
+//! (backups), alarms.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::StoreError;
 use crate::node::Node;
+use crate::storage::alarm_members;
 
 /// The etcd API level keel speaks; clients read it to decide which features they may use.
 pub const API_VERSION: &str = "3.4.0";
@@ -35,23 +36,19 @@ impl MaintenanceService {
     }
 }
 
-fn not_yet(what: &str) -> Status {
-    Status::unimplemented(format!("keel: {what} is not supported by this version"))
-}
-
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        // No alarm can be raised yet (there is no space quota), so the list is truthfully empty.
-        match AlarmAction::try_from(req.into_inner().action) {
-            Ok(AlarmAction::Get) | Ok(AlarmAction::Deactivate) => {
-                Ok(Response::new(AlarmResponse {
-                    header: Some(self.node.header(self.node.state().current_revision())),
-                    alarms: Vec::new(),
-                }))
+        let req = req.into_inner();
+        let header = Some(self.node.header(self.node.state().current_revision()));
+        let alarms = match AlarmAction::try_from(req.action) {
+            Ok(AlarmAction::Get) => alarm_members(&self.node.state().alarms()),
+            Ok(AlarmAction::Activate | AlarmAction::Deactivate) => {
+                self.node.alarm(req).await?.alarms
             }
-            _ => Err(not_yet("raising alarms")),
-        }
+            Err(_) => return Err(Status::invalid_argument("etcdserver: unknown alarm action")),
+        };
+        Ok(Response::new(AlarmResponse { header, alarms }))
     }
 
     async fn status(
@@ -77,7 +74,18 @@ impl Maintenance for MaintenanceService {
                 .as_ref()
                 .map(|l| l.index())
                 .unwrap_or(0),
-            errors: Vec::new(),
+            errors: self
+                .node
+                .state()
+                .alarms()
+                .iter()
+                .map(|(member, alarm)| {
+                    format!(
+                        "memberID:{member} alarm:{} ",
+                        crate::quota::alarm_name(*alarm)
+                    )
+                })
+                .collect(),
             db_size_in_use: db_size,
             is_learner,
         }))

@@ -38,6 +38,7 @@ pub fn to_status(err: StoreError) -> Status {
         | StoreError::BadLeaderTransferee
         | StoreError::NotLeader => Code::FailedPrecondition,
         StoreError::Removed => Code::Unavailable,
+        StoreError::NoSpace => Code::ResourceExhausted,
         StoreError::Internal(_) => Code::Internal,
     };
     let message = match &err {

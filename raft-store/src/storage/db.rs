@@ -89,6 +89,27 @@ impl Db {
         Ok(())
     }
 
+    /// Approximate bytes of the state machine (keys, history, leases), without the raft log:
+    /// what the space quota limits.
+    pub fn state_size_bytes(&self) -> u64 {
+        [CF_KV, CF_LEASE, CF_META]
+            .iter()
+            .map(|name| self.cf_size(name))
+            .sum()
+    }
+
+    fn cf_size(&self, name: &'static str) -> u64 {
+        let cf = self.cf(name);
+        let prop = |p: &str| {
+            self.inner
+                .property_int_value_cf(cf, p)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        prop("rocksdb.total-sst-files-size") + prop("rocksdb.cur-size-all-mem-tables")
+    }
+
     /// Approximate bytes on disk (SST files plus memtables), as etcd reports its db size.
     pub fn size_bytes(&self) -> u64 {
         let prop = |cf: &ColumnFamily, name: &str| {

@@ -15,4 +15,4 @@ mod state_machine;
 pub use db::{open, Db, StorageError};
 pub use log_store::LogStore;
 pub use snapshot::{export as export_snapshot, verify as verify_snapshot};
-pub use state_machine::{MemberAttributes, StateMachine, StoreState};
+pub use state_machine::{alarm_members, Alarms, MemberAttributes, StateMachine, StoreState};

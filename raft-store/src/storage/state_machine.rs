@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use futures::{Stream, TryStreamExt};
-use keel_proto::etcdserverpb::RangeRequest;
+use keel_proto::etcdserverpb::alarm_request::AlarmAction;
+use keel_proto::etcdserverpb::{AlarmMember, AlarmRequest, AlarmResponse, RangeRequest};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use prost::Message;
@@ -36,6 +37,10 @@ pub(super) const KEY_REVISION: &[u8] = b"revision";
 pub(super) const KEY_COMPACTED: &[u8] = b"compacted";
 pub(super) const KEY_MEMBERS: &[u8] = b"members";
 pub(super) const KEY_REMOVED: &[u8] = b"removed";
+pub(super) const KEY_ALARMS: &[u8] = b"alarms";
+
+/// Raised alarms: (member ID, etcd alarm type).
+pub type Alarms = BTreeSet<(NodeId, i32)>;
 
 /// What a member published about itself through the log.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -52,6 +57,7 @@ pub struct StoreState {
     /// Members removed by a committed membership change. IDs are never reused, so a removed
     /// member that comes back asking for votes is told to stop.
     removed: RwLock<BTreeSet<NodeId>>,
+    alarms: RwLock<Alarms>,
     applied: RwLock<(Option<LogId>, StoredMembership)>,
     events: broadcast::Sender<Arc<EventBatch>>,
     min_lease_ttl: i64,
@@ -81,12 +87,14 @@ impl StoreState {
     pub fn load(db: Db, min_lease_ttl: i64) -> Result<Arc<Self>, StorageError> {
         let (mvcc, members, applied) = Self::read_all(&db, min_lease_ttl)?;
         let removed = Self::read_removed(&db)?;
+        let alarms = Self::read_alarms(&db)?;
         let (events, _) = broadcast::channel(4096);
         Ok(Arc::new(Self {
             db,
             mvcc: RwLock::new(mvcc),
             members: RwLock::new(members),
             removed: RwLock::new(removed),
+            alarms: RwLock::new(alarms),
             applied: RwLock::new(applied),
             events,
             min_lease_ttl,
@@ -165,12 +173,28 @@ impl StoreState {
             .unwrap_or_default())
     }
 
+    fn read_alarms(db: &Db) -> Result<Alarms, StorageError> {
+        Ok(db
+            .raw()
+            .get_cf(db.cf(CF_META), KEY_ALARMS)?
+            .map(|b| codec::decode(&b))
+            .transpose()
+            .map_err(corrupt("alarms"))?
+            .unwrap_or_default())
+    }
+
+    /// The alarms raised and not yet cleared.
+    pub fn alarms(&self) -> Alarms {
+        self.alarms.read().map(|a| a.clone()).unwrap_or_default()
+    }
+
     /// Replaces the in-memory state with what is on disk (after a snapshot install).
     pub(super) fn reload(&self) -> Result<(), StorageError> {
         let (mvcc, members, applied) = Self::read_all(&self.db, self.min_lease_ttl)?;
         let removed = Self::read_removed(&self.db)?;
         let poisoned = || StorageError::Io(lock_poisoned());
         *self.removed.write().map_err(|_| poisoned())? = removed;
+        *self.alarms.write().map_err(|_| poisoned())? = Self::read_alarms(&self.db)?;
         *self.mvcc.write().map_err(|_| poisoned())? = mvcc;
         *self.members.write().map_err(|_| poisoned())? = members;
         *self.applied.write().map_err(|_| poisoned())? = applied;
@@ -285,6 +309,8 @@ impl StoreState {
             let mut members = self.members.write().map_err(|_| lock_poisoned())?;
             let mut applied = self.applied.write().map_err(|_| lock_poisoned())?;
             let mut removed = self.removed.write().map_err(|_| lock_poisoned())?;
+            let mut alarms = self.alarms.write().map_err(|_| lock_poisoned())?;
+            let mut alarms_changed = false;
             let mut backend = RocksBackend::new(&self.db);
             let mut members_changed = false;
             let mut removed_changed = false;
@@ -324,6 +350,22 @@ impl StoreState {
                         );
                         members_changed = true;
                         Ok(Vec::new())
+                    }
+                    EntryPayload::Normal(Command::Alarm(bytes)) => {
+                        let req = AlarmRequest::decode(bytes.as_slice()).map_err(|e| {
+                            io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                format!("undecodable alarm entry {}: {e}", entry.log_id),
+                            )
+                        })?;
+                        let before = alarms.len();
+                        let concerned = apply_alarm(&mut alarms, &req);
+                        alarms_changed |= alarms.len() != before;
+                        Ok(AlarmResponse {
+                            header: None,
+                            alarms: alarm_members(&concerned),
+                        }
+                        .encode_to_vec())
                     }
                     // A removed member's late announcement changes nothing.
                     EntryPayload::Normal(Command::PublishMember { .. }) => Ok(Vec::new()),
@@ -380,6 +422,9 @@ impl StoreState {
             if removed_changed {
                 backend.batch.put_cf(meta, KEY_REMOVED, enc(&*removed)?);
             }
+            if alarms_changed {
+                backend.batch.put_cf(meta, KEY_ALARMS, enc(&*alarms)?);
+            }
             // No fsync here: see the module docs of `storage` for why the log's fsync covers this.
             self.db
                 .raw()
@@ -395,6 +440,42 @@ impl StoreState {
         }
         Ok(())
     }
+}
+
+/// Applies an alarm request and returns the alarms it concerned, as etcd answers: the alarm
+/// raised (new or already raised), or the alarms cleared. Member 0 or alarm NONE in a
+/// deactivation match any.
+fn apply_alarm(alarms: &mut Alarms, req: &AlarmRequest) -> Alarms {
+    match AlarmAction::try_from(req.action) {
+        Ok(AlarmAction::Activate) if req.alarm != 0 => {
+            alarms.insert((req.member_id, req.alarm));
+            Alarms::from([(req.member_id, req.alarm)])
+        }
+        Ok(AlarmAction::Deactivate) => {
+            let cleared: Alarms = alarms
+                .iter()
+                .filter(|(member, alarm)| {
+                    (req.member_id == 0 || *member == req.member_id)
+                        && (req.alarm == 0 || *alarm == req.alarm)
+                })
+                .copied()
+                .collect();
+            alarms.retain(|a| !cleared.contains(a));
+            cleared
+        }
+        _ => Alarms::new(),
+    }
+}
+
+/// The alarms as etcd lists them.
+pub fn alarm_members(alarms: &Alarms) -> Vec<AlarmMember> {
+    alarms
+        .iter()
+        .map(|(member_id, alarm)| AlarmMember {
+            member_id: *member_id,
+            alarm: *alarm,
+        })
+        .collect()
 }
 
 fn enc<T: Serialize>(value: &T) -> Result<Vec<u8>, io::Error> {
