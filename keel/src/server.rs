@@ -53,6 +53,9 @@ pub struct ServerArgs {
     /// refused with a NOSPACE alarm; 0 means the default (8 GiB).
     #[arg(long, default_value_t = 0)]
     quota_backend_bytes: u64,
+    /// URLs to serve Prometheus `/metrics` and `/health` on (plain HTTP).
+    #[arg(long, value_delimiter = ',')]
+    listen_metrics_urls: Vec<String>,
     /// Certificate of the client port (PEM); with it, clients must use https:// URLs.
     #[arg(long)]
     cert_file: Option<PathBuf>,
@@ -217,6 +220,11 @@ impl ServerArgs {
                 0 => keel_store::config::DEFAULT_QUOTA_BYTES,
                 n => n,
             },
+            listen_metrics: self
+                .listen_metrics_urls
+                .iter()
+                .map(|u| socket_addr(u))
+                .collect::<Result<_, _>>()?,
             client_tls,
             peer_tls,
         })

@@ -35,6 +35,8 @@ pub struct NodeConfig {
     /// Bytes the state machine may take before writes needing space are refused with NOSPACE
     /// (etcd's `--quota-backend-bytes`); 0 means no limit.
     pub quota_backend_bytes: u64,
+    /// Where `/metrics` and `/health` are served (etcd's `--listen-metrics-urls`).
+    pub listen_metrics: Vec<SocketAddr>,
     /// TLS on the client port.
     pub client_tls: Option<TlsFiles>,
     /// TLS on the peer port, and for dialling peers.
@@ -60,6 +62,7 @@ impl NodeConfig {
             election_timeout_ms: 500,
             snapshot_count: 20_000,
             quota_backend_bytes: DEFAULT_QUOTA_BYTES,
+            listen_metrics: Vec::new(),
             client_tls: None,
             peer_tls: None,
         }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod lessor;
 pub mod membership;
+pub mod metrics;
 pub mod mvcc;
 pub mod node;
 pub mod quota;

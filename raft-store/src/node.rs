@@ -313,6 +313,18 @@ impl Node {
 
     /// Proposes a command through raft, here or at the leader, and waits until it is applied.
     pub async fn propose(&self, cmd: Command) -> Result<CommandResult, StoreError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = &crate::metrics::METRICS;
+        m.proposals_pending.fetch_add(1, Relaxed);
+        let result = self.propose_inner(cmd).await;
+        m.proposals_pending.fetch_sub(1, Relaxed);
+        if result.is_err() {
+            m.proposals_failed.fetch_add(1, Relaxed);
+        }
+        result
+    }
+
+    async fn propose_inner(&self, cmd: Command) -> Result<CommandResult, StoreError> {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         loop {
             match self.raft.client_write(cmd.clone()).await {

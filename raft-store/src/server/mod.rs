@@ -111,6 +111,7 @@ pub async fn run(
     // Bind before starting raft so a port clash fails fast and nothing half-starts.
     let client_listeners = bind(&config.listen_client).await?;
     let peer_listeners = bind(&config.listen_peer).await?;
+    let metrics_listeners = bind(&config.listen_metrics).await?;
     let client_tls = server_tls(&config.client_tls)?;
     let peer_tls = server_tls(&config.peer_tls)?;
     let node = Node::start(config).await?;
@@ -185,24 +186,44 @@ pub async fn run(
     });
     // A member removed from the cluster stops, as etcd's does: it must never rejoin under the ID
     // it had, and serving stale data would mislead clients.
+    // It also counts leader changes for the metrics.
     let watched = node.clone();
     let stop = shutdown.clone();
     let removed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let removed_flag = removed.clone();
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut last_leader = None;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tick.tick() => if watched.is_removed() {
-                    tracing::error!("this member was removed from the cluster; stopping");
-                    removed_flag.store(true, std::sync::atomic::Ordering::Relaxed);
-                    stop.cancel();
-                    break;
+                _ = tick.tick() => {
+                    if watched.is_removed() {
+                        tracing::error!("this member was removed from the cluster; stopping");
+                        removed_flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                        stop.cancel();
+                        break;
+                    }
+                    let leader = watched.leader();
+                    if leader.is_some() && leader != last_leader {
+                        crate::metrics::METRICS
+                            .leader_changes
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    last_leader = leader.or(last_leader);
                 },
             }
         }
     });
+    for listener in metrics_listeners {
+        let node = node.clone();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = crate::metrics::serve(listener, node, stop).await {
+                tracing::warn!(error = %e, "the metrics endpoint stopped");
+            }
+        });
+    }
     let lessor_node = node.clone();
     let stop = shutdown.clone();
     tasks.spawn(async move {

@@ -89,7 +89,9 @@ fn flusher(db: Db, rx: mpsc::Receiver<IOFlushed<TypeConfig>>) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
+        let started = std::time::Instant::now();
         let result = db.sync_wal();
+        crate::metrics::METRICS.wal_fsync.observe(started.elapsed());
         for callback in waiting {
             let res = match &result {
                 Ok(()) => Ok(()),

@@ -426,10 +426,14 @@ impl StoreState {
                 backend.batch.put_cf(meta, KEY_ALARMS, enc(&*alarms)?);
             }
             // No fsync here: see the module docs of `storage` for why the log's fsync covers this.
+            let started = std::time::Instant::now();
             self.db
                 .raw()
                 .write(backend.batch)
                 .map_err(|e| io::Error::other(e.to_string()))?;
+            crate::metrics::METRICS
+                .backend_commit
+                .observe(started.elapsed());
         }
         for batch in batches {
             // No receivers is fine: nobody is watching.

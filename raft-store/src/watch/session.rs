@@ -42,6 +42,8 @@ where
     };
     let mut progress = tokio::time::interval(PROGRESS_INTERVAL);
     progress.tick().await;
+    let gauge = &crate::metrics::METRICS.watchers;
+    let mut counted = 0i64;
     loop {
         let step = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -59,10 +61,14 @@ where
             },
             _ = progress.tick() => session.notify_progress(true).await,
         };
+        let now = session.watchers.len() as i64;
+        gauge.fetch_add(now - counted, std::sync::atomic::Ordering::Relaxed);
+        counted = now;
         if step.is_err() {
             break;
         }
     }
+    gauge.fetch_sub(counted, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// The output channel is gone: the client left.
