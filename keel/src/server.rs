@@ -53,6 +53,11 @@ pub struct ServerArgs {
     /// refused with a NOSPACE alarm; 0 means the default (8 GiB).
     #[arg(long, default_value_t = 0)]
     quota_backend_bytes: u64,
+    /// How a leader confirms it leads before a linearizable read: `read-index` (a heartbeat round
+    /// to a quorum, batched across concurrent reads) or `lease` (no round trip while the leader
+    /// lease holds; assumes bounded clock drift).
+    #[arg(long, default_value = "read-index")]
+    linearizable_read: String,
     /// URLs to serve Prometheus `/metrics` and `/health` on (plain HTTP).
     #[arg(long, value_delimiter = ',')]
     listen_metrics_urls: Vec<String>,
@@ -219,6 +224,11 @@ impl ServerArgs {
             quota_backend_bytes: match self.quota_backend_bytes {
                 0 => keel_store::config::DEFAULT_QUOTA_BYTES,
                 n => n,
+            },
+            read_mode: match self.linearizable_read.as_str() {
+                "read-index" => keel_store::read_index::ReadMode::ReadIndex,
+                "lease" => keel_store::read_index::ReadMode::Lease,
+                other => bail!("--linearizable-read must be read-index or lease, not {other:?}"),
             },
             listen_metrics: self
                 .listen_metrics_urls

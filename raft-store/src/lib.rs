@@ -15,6 +15,7 @@ pub mod mvcc;
 pub mod node;
 pub mod quota;
 pub mod raft;
+pub mod read_index;
 pub mod server;
 pub mod storage;
 pub mod tls;

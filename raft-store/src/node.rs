@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use keel_proto::etcdserverpb::ResponseHeader;
 use keel_proto::keelpb::raft_peer_client::RaftPeerClient;
-use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
-use openraft::ReadPolicy;
+use openraft::errors::{ClientWriteError, RaftError};
 use tonic::transport::Channel;
 
 use crate::config::{cluster_id, member_id, ClusterState, NodeConfig};
@@ -21,6 +20,7 @@ use crate::lessor::Lessor;
 use crate::mvcc::WriteRequest;
 use crate::raft::network::{self, NetworkFactory, PeerTls};
 use crate::raft::{ForwardReply, Forwarded};
+use crate::read_index::{ReadMode, ReadQueue, Waiter};
 use crate::storage::identity::{self, Identity};
 use crate::storage::{self, LogStore, StateMachine, StoreState};
 use crate::types::{Command, CommandResult, Member, NodeId, Raft, TypeConfig};
@@ -56,6 +56,8 @@ pub struct Node {
     config: NodeConfig,
     /// Set when a peer says this member was removed from the cluster.
     removed: Arc<AtomicBool>,
+    reads: ReadQueue,
+    read_queue: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Waiter>>>,
     peer_tls: PeerTls,
 }
 
@@ -148,6 +150,7 @@ impl Node {
         .map_err(|e| StartError::Raft(e.to_string()))?;
 
         let removed = Arc::new(AtomicBool::new(false));
+        let (reads, read_queue) = tokio::sync::mpsc::unbounded_channel();
         let network = NetworkFactory::new(removed.clone(), peer_tls.clone());
         let raft = Raft::new(id, Arc::new(raft_config), network, log_store, sm)
             .await
@@ -187,6 +190,8 @@ impl Node {
             config,
             removed,
             peer_tls,
+            reads,
+            read_queue: Mutex::new(Some(read_queue)),
         }))
     }
 
@@ -251,7 +256,7 @@ impl Node {
         }
     }
 
-    fn peer_url(&self, id: NodeId) -> Option<String> {
+    pub(crate) fn peer_url(&self, id: NodeId) -> Option<String> {
         let metrics = self.metrics();
         let member = metrics
             .membership_config
@@ -261,7 +266,7 @@ impl Node {
         member.peer_urls.first().cloned()
     }
 
-    fn peer(&self, url: &str) -> Result<RaftPeerClient<Channel>, StoreError> {
+    pub(crate) fn peer(&self, url: &str) -> Result<RaftPeerClient<Channel>, StoreError> {
         let mut peers = self
             .peers
             .lock()
@@ -425,27 +430,19 @@ impl Node {
 
     /// The read index a linearizable read must wait for, if this member leads.
     pub async fn serve_read_index(&self) -> Result<u64, Option<NodeId>> {
-        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-            Ok(read) => Ok(read.index()),
-            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => Err(f.leader_id),
-            Err(_) => Err(None),
-        }
+        self.read_index_as_leader().await
     }
 
-    /// Waits until a read served from local state is linearizable.
+    /// Waits until a read served from local state is linearizable: the read joins the next
+    /// leadership confirmation round, then waits until the local state has applied the index it
+    /// names.
     pub async fn linearize(&self) -> Result<(), StoreError> {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         loop {
-            if self.is_leader() {
-                match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-                    Ok(_) => return Ok(()),
-                    Err(RaftError::Fatal(_)) => return Err(StoreError::Stopped),
-                    Err(_) => {}
-                }
-            } else if let Some(url) = self.leader().and_then(|l| self.peer_url(l)) {
-                let mut client = self.peer(&url)?;
-                let left = deadline.saturating_duration_since(Instant::now());
-                if let Ok(Ok(index)) = network::read_index(&mut client, left).await {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.reads.send(tx).map_err(|_| StoreError::Stopped)?;
+            match rx.await {
+                Ok(Ok(index)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     return match self
                         .raft
@@ -457,6 +454,8 @@ impl Node {
                         Err(_) => Err(StoreError::Timeout),
                     };
                 }
+                Ok(Err(StoreError::Stopped)) | Err(_) => return Err(StoreError::Stopped),
+                Ok(Err(_)) => {}
             }
             if Instant::now() >= deadline {
                 return Err(if self.leader().is_none() {
@@ -467,6 +466,15 @@ impl Node {
             }
             tokio::time::sleep(RETRY_PAUSE).await;
         }
+    }
+
+    pub fn read_mode(&self) -> ReadMode {
+        self.config.read_mode
+    }
+
+    /// The queue of linearizable reads, for [`Node::run_read_batches`]; taken once, by the server.
+    pub(crate) fn take_read_queue(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Waiter>> {
+        self.read_queue.lock().ok()?.take()
     }
 
     fn lease_ttls(&self) -> BTreeMap<i64, i64> {

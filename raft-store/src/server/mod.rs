@@ -130,6 +130,9 @@ pub async fn run(
                 .await
         }));
     }
+    if let Some(queue) = node.take_read_queue() {
+        tasks.spawn(node.clone().run_read_batches(queue, shutdown.clone()));
+    }
     // The peer transport serves first: recovery needs the cluster's commit point.
     tokio::select! {
         _ = shutdown.cancelled() => {}
