@@ -53,6 +53,14 @@ pub struct ServerArgs {
     /// refused with a NOSPACE alarm; 0 means the default (8 GiB).
     #[arg(long, default_value_t = 0)]
     quota_backend_bytes: u64,
+    /// Automatic compaction: `periodic` (keep --auto-compaction-retention worth of time) or
+    /// `revision` (keep that many revisions).
+    #[arg(long, default_value = "periodic")]
+    auto_compaction_mode: String,
+    /// History automatic compaction keeps: a duration such as `1h`/`30m`/`10s` or a number of
+    /// hours (periodic), or a revision count (revision). 0 turns it off.
+    #[arg(long, default_value = "0")]
+    auto_compaction_retention: String,
     /// How a leader confirms it leads before a linearizable read: `read-index` (a heartbeat round
     /// to a quorum, batched across concurrent reads) or `lease` (no round trip while the leader
     /// lease holds; assumes bounded clock drift).
@@ -225,6 +233,11 @@ impl ServerArgs {
                 0 => keel_store::config::DEFAULT_QUOTA_BYTES,
                 n => n,
             },
+            auto_compaction: keel_store::compactor::Retention::parse(
+                &self.auto_compaction_mode,
+                &self.auto_compaction_retention,
+            )
+            .map_err(|e| anyhow::anyhow!(e))?,
             read_mode: match self.linearizable_read.as_str() {
                 "read-index" => keel_store::read_index::ReadMode::ReadIndex,
                 "lease" => keel_store::read_index::ReadMode::Lease,

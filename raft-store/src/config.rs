@@ -35,6 +35,8 @@ pub struct NodeConfig {
     /// Bytes the state machine may take before writes needing space are refused with NOSPACE
     /// (etcd's `--quota-backend-bytes`); 0 means no limit.
     pub quota_backend_bytes: u64,
+    /// History kept by automatic compaction; `None` keeps everything.
+    pub auto_compaction: Option<crate::compactor::Retention>,
     /// How the leader confirms leadership for linearizable reads.
     pub read_mode: crate::read_index::ReadMode,
     /// Where `/metrics` and `/health` are served (etcd's `--listen-metrics-urls`).
@@ -64,6 +66,7 @@ impl NodeConfig {
             election_timeout_ms: 500,
             snapshot_count: 20_000,
             quota_backend_bytes: DEFAULT_QUOTA_BYTES,
+            auto_compaction: None,
             read_mode: Default::default(),
             listen_metrics: Vec::new(),
             client_tls: None,

@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod codec;
+pub mod compactor;
 pub mod config;
 pub mod error;
 pub mod lessor;

@@ -227,6 +227,16 @@ pub async fn run(
             }
         });
     }
+    if let Some(retention) = node.config().auto_compaction {
+        let compacting = node.clone();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = compacting.auto_compact(retention) => {}
+            }
+        });
+    }
     let lessor_node = node.clone();
     let stop = shutdown.clone();
     tasks.spawn(async move {
