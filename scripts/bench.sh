@@ -4,9 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 total="${1:-20000}"
-target_dir="${CARGO_TARGET_DIR:-target}"
-keel="$target_dir/debug/keel"
-[ -x "$keel" ] || cargo test --workspace --no-run
+# Measured as shipped: an optimised build (its own profile, so the test build is untouched).
+# KEEL_BIN overrides, e.g. to compare a debug build.
+target_dir="${KEEL_BENCH_TARGET_DIR:-${CARGO_TARGET_DIR:-target}}"
+if [ -z "${KEEL_BIN:-}" ]; then
+  bash scripts/install-deps.sh >/dev/null
+  CARGO_TARGET_DIR="$target_dir" cargo build --release -p keel
+fi
+keel="${KEEL_BIN:-$target_dir/release/keel}"
+echo "keel binary: $keel; etcd: $(etcd --version | head -1)"
+echo "machine: $(nproc) cores, $(grep MemTotal /proc/meminfo | awk '{print int($2/1048576)}') GiB"
+
 work="$(mktemp -d)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }

@@ -25,8 +25,6 @@ use crate::types::{Member, NodeId};
 const ACTIVE_WITHIN: Duration = Duration::from_secs(5);
 /// A learner may be promoted once it holds this share of the leader's log (etcd's rule).
 const PROMOTE_READY_PERCENT: u64 = 90;
-/// How long a leader that is asked to remove itself waits for a successor first.
-const HANDOVER_WAIT: Duration = Duration::from_secs(3);
 
 /// A membership change as a client asks for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,14 +293,11 @@ impl Node {
         change: &MemberChange,
         deadline: Instant,
     ) -> Result<ChangeOutcome, StoreError> {
-        if *change == (MemberChange::Remove { id: self.id }) {
-            // Hand leadership to a voter that stays, so the cluster is not leaderless for an
-            // election timeout once the removal commits. If no successor takes over in time,
-            // the leader removes itself and steps down after the commit.
-            if self.hand_over(HANDOVER_WAIT).await {
-                return Err(StoreError::NotLeader);
-            }
-        }
+        // A leader asked to remove itself does so directly: it commits the change, then steps
+        // down, and the remaining voters elect a successor within an election timeout. (Handing
+        // leadership over first would stop writes during the transfer as well, and a transfer
+        // that stalls would leave the cluster without a writable leader.)
+        tracing::info!(?change, "membership change requested");
         let token = self.config().initial_cluster_token.clone();
         loop {
             let view = self.cluster_view();
@@ -332,10 +327,16 @@ impl Node {
                 .map_err(|_| StoreError::Timeout)?;
             match result? {
                 Ok(resp) => {
+                    tracing::info!(
+                        ?change,
+                        member = %format_args!("{id:x}"),
+                        log_index = resp.log_id.index(),
+                        "membership change committed"
+                    );
                     return Ok(ChangeOutcome {
                         id,
                         log_index: resp.log_id.index(),
-                    })
+                    });
                 }
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                     return Err(StoreError::NotLeader)
@@ -361,21 +362,6 @@ impl Node {
         }
     }
 
-    /// Asks the most up-to-date other active voter to take over; true once another member leads.
-    async fn hand_over(&self, wait: Duration) -> bool {
-        let view = self.cluster_view();
-        let successor = view
-            .voters
-            .iter()
-            .filter(|v| **v != self.id && view.active.contains(v))
-            .max_by_key(|v| view.matched.get(v).copied().unwrap_or(0))
-            .copied();
-        match successor {
-            Some(to) => self.transfer_leadership(to, wait).await.is_ok(),
-            None => false,
-        }
-    }
-
     /// Transfers leadership from this member (which must lead) to voter `to`, and waits until
     /// `to` leads.
     pub async fn transfer_leadership(&self, to: NodeId, wait: Duration) -> Result<(), StoreError> {
@@ -394,6 +380,7 @@ impl Node {
         if !voters.contains(&to) {
             return Err(StoreError::BadLeaderTransferee);
         }
+        tracing::info!(to = %format_args!("{to:x}"), "transferring leadership");
         self.raft()
             .trigger()
             .transfer_leader(to)

@@ -287,7 +287,9 @@ impl Node {
         deadline: Instant,
     ) -> Result<ForwardReply, StoreError> {
         loop {
-            let leader = self.leader();
+            // A leader this member saw removed is gone (it stops once removed): wait for the
+            // next one rather than send it requests that cannot be answered.
+            let leader = self.leader().filter(|l| !self.state.is_removed(*l));
             match leader.and_then(|l| self.peer_url(l)) {
                 Some(url) if leader != Some(self.id) => {
                     let mut client = self.peer(&url)?;
@@ -297,6 +299,10 @@ impl Node {
                         Ok(reply) => return Ok(reply),
                         Err(e) => {
                             tracing::debug!(error = %e, "forward to leader failed");
+                            // A fresh connection next time: the old one may be to a dead process.
+                            if let Ok(mut peers) = self.peers.lock() {
+                                peers.remove(&url);
+                            }
                             if matches!(req, Forwarded::Write(_)) {
                                 return Err(StoreError::OutcomeUnknown);
                             }

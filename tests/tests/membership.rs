@@ -261,11 +261,20 @@ async fn members_join_and_leave_under_load_without_losing_a_write() -> Result<()
     );
     put(&cluster, 0, "marker/learner").await?;
     wait_has_key(&cluster, m4, "marker/learner", Duration::from_secs(30)).await?;
-    let promote = etcdctl(
-        &endpoints_of(&cluster, &[2]),
-        &["member", "promote", &format!("{id4:x}")],
-        None,
-    )?;
+    // As on etcd, a learner a little behind the leader's log is refused; an operator retries.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let promote = loop {
+        let out = etcdctl(
+            &endpoints_of(&cluster, &[2]),
+            &["member", "promote", &format!("{id4:x}")],
+            None,
+        )?;
+        let behind = out.stderr.contains("in sync with leader");
+        if !behind || Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
     assert_eq!(promote.status, 0, "etcdctl member promote: {promote:?}");
     assert!(
         promote.stdout.contains("promoted in cluster"),

@@ -37,6 +37,8 @@ use crate::validate::MAX_REQUEST_BYTES;
 /// gRPC framing headroom over the largest request etcd accepts, as etcd allows.
 const GRPC_OVERHEAD: usize = 512 * 1024;
 const LEASE_TICK: Duration = Duration::from_millis(250);
+/// How long a removed member keeps answering peers before it stops.
+const REMOVED_LINGER: Duration = Duration::from_secs(2);
 
 /// Failures that stop a member.
 #[derive(Debug, thiserror::Error)]
@@ -202,7 +204,13 @@ pub async fn run(
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {
                     if watched.is_removed() {
+                        // Linger briefly: peers that have not yet learned of the removal still
+                        // send here, and are told to look for the new leader.
                         tracing::error!("this member was removed from the cluster; stopping");
+                        tokio::select! {
+                            _ = stop.cancelled() => {}
+                            _ = tokio::time::sleep(REMOVED_LINGER) => {}
+                        }
                         removed_flag.store(true, std::sync::atomic::Ordering::Relaxed);
                         stop.cancel();
                         break;
