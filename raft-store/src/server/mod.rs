@@ -196,6 +196,8 @@ pub async fn run(
     let stop = shutdown.clone();
     let removed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let removed_flag = removed.clone();
+    let fatal = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fatal_flag = fatal.clone();
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut last_leader = None;
@@ -212,6 +214,15 @@ pub async fn run(
                             _ = tokio::time::sleep(REMOVED_LINGER) => {}
                         }
                         removed_flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                        stop.cancel();
+                        break;
+                    }
+                    // openraft stops its core on a fatal error (a storage failure, a
+                    // violated invariant); a member whose raft is dead must not linger as if
+                    // alive, holding clients and peers.
+                    if let Err(fatal) = &watched.metrics().running_state {
+                        tracing::error!(error = %fatal, "raft stopped; shutting down");
+                        fatal_flag.store(true, std::sync::atomic::Ordering::Relaxed);
                         stop.cancel();
                         break;
                     }
@@ -278,6 +289,9 @@ pub async fn run(
         None if removed.load(std::sync::atomic::Ordering::Relaxed) => {
             Err(ServeError::Start(StartError::Removed))
         }
+        None if fatal.load(std::sync::atomic::Ordering::Relaxed) => Err(ServeError::Start(
+            StartError::Raft("raft stopped on a fatal error; see the log".into()),
+        )),
         None => Ok(()),
     }
 }

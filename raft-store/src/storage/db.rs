@@ -60,6 +60,11 @@ pub fn open(dir: &Path) -> Result<Db, StorageError> {
     // Paranoid checks make RocksDB refuse to open a database whose files are damaged instead of
     // serving from them.
     opts.set_paranoid_checks(true);
+    // The write-ahead log holds fsynced raft entries this member has acknowledged. RocksDB's
+    // default recovery silently drops a damaged tail, and with it acknowledged entries: a member
+    // that forgets what it acknowledged can lose a committed write. Refuse to open instead; the
+    // operator replaces the member (remove it, wipe it, add it back).
+    opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::AbsoluteConsistency);
     let cfs = ALL_CFS
         .iter()
         .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
