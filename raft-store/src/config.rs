@@ -25,6 +25,10 @@ pub struct NodeConfig {
     pub initial_cluster_token: String,
     pub heartbeat_ms: u64,
     pub election_timeout_ms: u64,
+    /// Test-only planted bug for the fault harness: serve linearizable reads from local state
+    /// without the ReadIndex round, so a deposed or partitioned member answers stale data.
+    /// Never set outside tests (`keel server --unsafe-fault=stale-reads`, a hidden flag).
+    pub unsafe_stale_reads: bool,
 }
 
 impl NodeConfig {
@@ -44,6 +48,7 @@ impl NodeConfig {
             initial_cluster_token: "keel-cluster".to_string(),
             heartbeat_ms: 100,
             election_timeout_ms: 500,
+            unsafe_stale_reads: false,
         }
     }
 
