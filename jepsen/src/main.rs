@@ -35,6 +35,8 @@ enum Cmd {
     },
     /// Print the table of runs under a report directory (and rewrite its index).
     Index { out: PathBuf },
+    /// Compare two report directories (e.g. keel's and etcd's runs of one matrix).
+    Compare { left: PathBuf, right: PathBuf },
 }
 
 #[derive(clap::Args)]
@@ -121,7 +123,13 @@ async fn run(a: RunArgs) -> anyhow::Result<i32> {
     };
     let mut valid = Vec::new();
     for k in 0..a.runs {
-        let r = run_once(&cfg, k).await;
+        // On SIGINT/SIGTERM the run is dropped: members are killed, the network removed.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let r = tokio::select! {
+            r = run_once(&cfg, k) => r,
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+            _ = term.recv() => anyhow::bail!("terminated"),
+        };
         println!(
             "{}: {:?} ops={} ok={} info={} ok/s={:.1} p50={:.1}ms p99={:.1}ms faults={}{}",
             r.name,
@@ -162,6 +170,13 @@ fn main() {
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(exit_code(&[v.valid]))
         })(),
+        Cmd::Compare { left, right } => {
+            print!(
+                "{}",
+                report::compare(&report::collect(&left), &report::collect(&right))
+            );
+            Ok(0)
+        }
         Cmd::Index { out } => report::write_index(&out)
             .map(|t| {
                 print!("{t}");

@@ -59,6 +59,10 @@ fn clean_slot(slot: u8) {
     for line in stdout_of("ip", &["netns", "list"]).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
         if name.starts_with(&format!("kj{slot}m")) {
+            // Members a crashed harness left running die with their namespace.
+            for pid in stdout_of("ip", &["netns", "pids", name]).split_whitespace() {
+                let _ = sh("kill", &["-9", pid]);
+            }
             let _ = sh("ip", &["netns", "del", name]);
         }
     }

@@ -197,6 +197,64 @@ pub fn write_index(out: &Path) -> Result<String, Error> {
     Ok(t)
 }
 
+/// One row per (workload, nemesis) present in either set of runs: each side's validity,
+/// throughput and latency (runs of the same pair are averaged).
+pub fn compare(left: &[(PathBuf, RunReport)], right: &[(PathBuf, RunReport)]) -> String {
+    let mut keys: Vec<(String, String)> = left
+        .iter()
+        .chain(right)
+        .map(|(_, r)| (r.workload.clone(), r.nemesis.clone()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let side = |runs: &[(PathBuf, RunReport)], w: &str, n: &str| -> String {
+        let rs: Vec<&RunReport> = runs
+            .iter()
+            .map(|(_, r)| r)
+            .filter(|r| r.workload == w && r.nemesis == n)
+            .collect();
+        if rs.is_empty() {
+            return "- | - | - | - | -".into();
+        }
+        let k = rs.len() as f64;
+        let avg = |f: fn(&OpStats) -> f64| rs.iter().map(|r| f(&r.stats)).sum::<f64>() / k;
+        let valid: Vec<String> = rs
+            .iter()
+            .map(|r| format!("{:?}", r.valid).to_lowercase())
+            .collect();
+        format!(
+            "{} | {:.0} | {:.1} | {:.1} | {:.1}",
+            valid.join(","),
+            avg(|s| s.ops as f64),
+            avg(|s| s.ok_per_sec),
+            avg(|s| s.p50_ms),
+            avg(|s| s.p99_ms)
+        )
+    };
+    let (ln, rn) = (
+        left.first()
+            .map_or("left".to_string(), |(_, r)| r.target.clone()),
+        right
+            .first()
+            .map_or("right".to_string(), |(_, r)| r.target.clone()),
+    );
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| workload | nemesis | {ln} valid | {ln} ops | {ln} ok/s | {ln} p50 ms | {ln} p99 ms | {rn} valid | {rn} ops | {rn} ok/s | {rn} p50 ms | {rn} p99 ms |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (w, n) in keys {
+        let _ = writeln!(
+            s,
+            "| {w} | {n} | {} | {} |",
+            side(left, &w, &n),
+            side(right, &w, &n)
+        );
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -173,6 +173,12 @@ impl Process {
         if matches!(outcome, Outcome::Info(_)) {
             self.id += self.stride;
         }
+        // A member that is down refuses at once; do not spin on it.
+        if let Outcome::Fail(e) | Outcome::Info(e) = &outcome {
+            if e.contains("connect") {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
         outcome
     }
 }
