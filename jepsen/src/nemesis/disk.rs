@@ -49,7 +49,7 @@ fn files(dir: &Path, out: &mut Vec<(std::time::SystemTime, PathBuf, u64)>) {
 pub fn newest_files(dir: &Path, n: usize) -> Vec<(PathBuf, u64)> {
     let mut all = Vec::new();
     files(dir, &mut all);
-    all.sort_by(|a, b| b.0.cmp(&a.0));
+    all.sort_by_key(|f| std::cmp::Reverse(f.0));
     all.into_iter().take(n).map(|(_, p, l)| (p, l)).collect()
 }
 

@@ -243,6 +243,20 @@ async fn begin(fault: Fault, c: &mut Cluster) -> Result<(Active, Value), String>
                 return Ok((Active::Nothing, json!("no target")));
             };
             c.kill(i);
+            // Keep the crashed state: a member that refuses the damaged copy gets it back, as
+            // if the crash had done no damage, so the run goes on with every member.
+            let dir = c.members[i].data_dir.clone();
+            let pristine = dir.with_extension("pristine");
+            let _ = std::fs::remove_dir_all(&pristine);
+            crate::cluster::net::sh(
+                "cp",
+                &[
+                    "-a",
+                    &dir.display().to_string(),
+                    &pristine.display().to_string(),
+                ],
+            )
+            .map_err(e)?;
             let mut rng = rand::rng();
             let mut damage = Vec::new();
             for (file, len) in disk::newest_files(&c.members[i].data_dir, 2) {
@@ -286,14 +300,35 @@ async fn end(active: Active, c: &mut Cluster) -> Result<Value, String> {
         }
         Active::Readd(i) => readd(c, i).await,
         Active::Damaged(i) => {
+            let dir = c.members[i].data_dir.clone();
+            let pristine = dir.with_extension("pristine");
             if c.is_running(i) {
-                Ok(json!({"member": i, "running": true}))
+                let _ = std::fs::remove_dir_all(&pristine);
+                return Ok(json!({"member": i, "running": true}));
+            }
+            let why = refusal(&c.members[i].log);
+            let restored =
+                std::fs::remove_dir_all(&dir).is_ok() && std::fs::rename(&pristine, &dir).is_ok();
+            if restored {
+                c.spawn(i).map_err(e)?;
             } else {
                 c.members[i].broken = true;
-                let log = crate::cluster::tail(&c.members[i].log, 600);
-                Ok(json!({"member": i, "running": false, "refused": log}))
             }
+            Ok(json!({"member": i, "running": false, "refused": why, "restored": restored}))
         }
+    }
+}
+
+/// The reason a member gave for refusing to start: its last error or panic message.
+fn refusal(log: &std::path::Path) -> String {
+    let text = crate::cluster::tail(log, 50_000);
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .rposition(|l| l.contains("panicked at") || l.starts_with("Error"));
+    match at {
+        Some(k) => lines[k..(k + 3).min(lines.len())].join("\n"),
+        None => crate::cluster::tail(log, 300),
     }
 }
 
