@@ -8,7 +8,7 @@ mod common;
 use anyhow::{ensure, Result};
 
 /// Seconds of workload per run: long enough for two or three fault windows.
-const SECONDS: &str = "15";
+const SECONDS: &str = "20";
 
 fn green(workload: &str, nemesis: &str) -> Result<()> {
     let o = common::jepsen(&[

@@ -66,6 +66,16 @@ fn clean_slot(slot: u8) {
             let _ = sh("ip", &["netns", "del", name]);
         }
     }
+    // Deleting a namespace destroys its veth pairs asynchronously; delete the host ends now so
+    // the names are free for the next run.
+    let veth = format!("kj{slot}v");
+    for line in stdout_of("ip", &["-o", "link", "show"]).lines() {
+        let name = line.split(':').nth(1).unwrap_or("").trim();
+        let name = name.split('@').next().unwrap_or("");
+        if name.starts_with(&veth) {
+            let _ = sh("ip", &["link", "del", name]);
+        }
+    }
     let _ = sh("ip", &["link", "del", &bridge(slot)]);
     let mut rule = forward_rule(slot);
     rule.insert(0, "-D".into());
@@ -113,7 +123,14 @@ impl Net {
     pub fn create(members: usize) -> Result<Net, Error> {
         sweep();
         std::fs::create_dir_all(LOCK_DIR).map_err(|e| Error::io(LOCK_DIR, e))?;
-        let start = (std::process::id() % 200) as usize;
+        // Successive runs of one process take successive slots, so a slot whose namespaces the
+        // kernel is still tearing down is not reused at once.
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let start = (std::process::id() as usize)
+            .wrapping_mul(7)
+            .wrapping_add(run)
+            % 200;
         let mut claimed = None;
         for k in 0..200 {
             let slot = (10 + (start + k) % 200) as u8;
