@@ -17,13 +17,20 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A lazily connected channel to one member: it reconnects by itself after the member restarts.
 pub fn channel(url: &str) -> Result<Channel, Error> {
+    channel_with_timeout(url, OP_TIMEOUT)
+}
+
+/// Membership changes wait for a configuration change to commit: they get longer.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn channel_with_timeout(url: &str, timeout: Duration) -> Result<Channel, Error> {
     let endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| Error::Command {
             command: format!("endpoint {url}"),
             detail: e.to_string(),
         })?
         .connect_timeout(Duration::from_millis(500))
-        .timeout(OP_TIMEOUT)
+        .timeout(timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(2));
@@ -47,7 +54,7 @@ impl Client {
             kv: KvClient::new(ch.clone()),
             lease: LeaseClient::new(ch.clone()),
             watch: WatchClient::new(ch.clone()),
-            cluster: ClusterClient::new(ch.clone()),
+            cluster: ClusterClient::new(channel_with_timeout(url, ADMIN_TIMEOUT)?),
             maintenance: MaintenanceClient::new(ch),
         })
     }
@@ -80,6 +87,17 @@ pub fn definitely_failed(status: &Status) -> bool {
                 || m.contains("error trying to connect")
         }
         _ => false,
+    }
+}
+
+/// Runs `fut` under [`ADMIN_TIMEOUT`].
+pub async fn timed_admin<T>(
+    fut: impl std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+) -> Result<T, Status> {
+    match tokio::time::timeout(ADMIN_TIMEOUT, fut).await {
+        Ok(Ok(resp)) => Ok(resp.into_inner()),
+        Ok(Err(status)) => Err(status),
+        Err(_) => Err(Status::deadline_exceeded("client timeout")),
     }
 }
 

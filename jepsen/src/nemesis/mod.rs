@@ -8,14 +8,14 @@ pub mod partition;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keel_proto::etcdserverpb::{MemberAddRequest, MemberRemoveRequest};
+use keel_proto::etcdserverpb::{MemberAddRequest, MemberListRequest, MemberRemoveRequest};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::timed;
+use crate::client::timed_admin;
 use crate::cluster::Cluster;
 use crate::history::Kind;
 use crate::workload::Recorder;
@@ -213,16 +213,26 @@ async fn begin(fault: Fault, c: &mut Cluster) -> Result<(Active, Value), String>
                 return Ok((Active::Nothing, json!("member id unknown")));
             };
             let mut api = c.clients[via].cluster.clone();
-            match timed(api.member_remove(MemberRemoveRequest { id })).await {
+            match timed_admin(api.member_remove(MemberRemoveRequest { id })).await {
                 Ok(_) => {}
                 Err(s) if s.code() == tonic::Code::Unimplemented => {
                     return Err(format!("unsupported: MemberRemove: {}", s.message()))
                 }
                 Err(s) => {
-                    return Ok((
-                        Active::Nothing,
-                        json!({"member": i, "remove_failed": crate::client::describe(&s)}),
-                    ))
+                    // The outcome is unknown: the member list says whether it happened.
+                    let list = timed_admin(api.member_list(MemberListRequest {
+                        linearizable: false,
+                    }))
+                    .await;
+                    let still_in = list
+                        .as_ref()
+                        .map_or(true, |l| l.members.iter().any(|m| m.id == id));
+                    if still_in {
+                        return Ok((
+                            Active::Nothing,
+                            json!({"member": i, "remove_failed": crate::client::describe(&s)}),
+                        ));
+                    }
                 }
             }
             c.kill(i);
@@ -339,7 +349,7 @@ async fn readd(c: &mut Cluster, i: usize) -> Result<Value, String> {
     };
     let mut api = c.clients[via].cluster.clone();
     let url = c.members[i].peer_url();
-    match timed(api.member_add(MemberAddRequest {
+    match timed_admin(api.member_add(MemberAddRequest {
         peer_ur_ls: vec![url],
         is_learner: false,
     }))
