@@ -202,6 +202,10 @@ async fn begin(fault: Fault, c: &mut Cluster) -> Result<(Active, Value), String>
             Ok((Active::Unskew(i), json!({"member": i, "offset": skew})))
         }
         Fault::Member => {
+            // One member out at a time: removing a second would leave no majority to re-add.
+            if c.members.iter().any(|m| m.removed) {
+                return Ok((Active::Nothing, json!("a member is already out")));
+            }
             let up = healthy(c);
             let Some(i) = pick(&mut rand::rng(), &up) else {
                 return Ok((Active::Nothing, json!("no target")));
