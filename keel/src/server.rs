@@ -114,6 +114,11 @@ pub struct ServerArgs {
     /// Address the REST API listens on, as kube-apiserver's flag.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: std::net::IpAddr,
+    /// Test-only: plant a known bug so the fault harness can prove it notices. `stale-reads`
+    /// serves linearizable reads from local state without confirming leadership. Never use it
+    /// for anything but tests.
+    #[arg(long, hide = true)]
+    unsafe_fault: Option<String>,
 }
 
 impl Default for ServerArgs {
@@ -201,6 +206,14 @@ impl ServerArgs {
             "existing" => ClusterState::Existing,
             other => bail!("--initial-cluster-state must be new or existing, not {other:?}"),
         };
+        let unsafe_stale_reads = match self.unsafe_fault.as_deref() {
+            None => false,
+            Some("stale-reads") => true,
+            Some(other) => bail!("--unsafe-fault must be stale-reads, not {other:?}"),
+        };
+        if unsafe_stale_reads {
+            tracing::warn!("--unsafe-fault=stale-reads: linearizable reads are NOT linearizable");
+        }
         if self.election_timeout < 5 * self.heartbeat_interval {
             bail!(
                 "--election-timeout[{}ms] should be at least 5 times --heartbeat-interval[{}ms]",
@@ -250,6 +263,7 @@ impl ServerArgs {
                 .collect::<Result<_, _>>()?,
             client_tls,
             peer_tls,
+            unsafe_stale_reads,
         })
     }
 }

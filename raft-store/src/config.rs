@@ -45,6 +45,10 @@ pub struct NodeConfig {
     pub client_tls: Option<TlsFiles>,
     /// TLS on the peer port, and for dialling peers.
     pub peer_tls: Option<TlsFiles>,
+    /// Test-only planted bug for the fault harness: serve linearizable reads from local state
+    /// without the ReadIndex round, so a deposed or partitioned member answers stale data.
+    /// Never set outside tests (`keel server --unsafe-fault=stale-reads`, a hidden flag).
+    pub unsafe_stale_reads: bool,
 }
 
 impl NodeConfig {
@@ -71,6 +75,7 @@ impl NodeConfig {
             listen_metrics: Vec::new(),
             client_tls: None,
             peer_tls: None,
+            unsafe_stale_reads: false,
         }
     }
 
