@@ -103,13 +103,11 @@ fn set_survives_membership_changes() -> Result<()> {
 }
 
 #[test]
-#[ignore = "keel serves after damage to its write-ahead log's tail and loses acknowledged writes; run with --ignored once the store refuses such a log"]
 fn register_survives_disk_faults() -> Result<()> {
     green("register", "disk")
 }
 
 #[test]
-#[ignore = "keel serves after damage to its write-ahead log's tail and loses acknowledged writes; run with --ignored once the store refuses such a log"]
 fn set_survives_disk_faults() -> Result<()> {
     green("set", "disk")
 }
