@@ -722,7 +722,7 @@ fn check_preconditions(
 /// A pod bound to a node is deleted gracefully: the node's agent stops it, then deletes it
 /// for good. Returns the grace period to record, if any.
 fn pod_grace_period(info: &ResourceInfo, pod: &Value, opts: &DeleteOptions) -> Option<i64> {
-    if info.kind != "Pod" || info.group != "" {
+    if info.kind != "Pod" || !info.group.is_empty() {
         return None;
     }
     let on_node = meta::str_field(pod, &["spec", "nodeName"]).is_some_and(|n| !n.is_empty());

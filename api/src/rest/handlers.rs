@@ -53,6 +53,8 @@ impl Verb {
             ("GET" | "HEAD", false) if query.is_watch() => Verb::Watch,
             ("GET" | "HEAD", false) => Verb::List,
             ("POST", false) => Verb::Create,
+            // A subresource made by POST (a ServiceAccount's token).
+            ("POST", true) if target.subresource.is_some() => Verb::Create,
             ("PUT", true) => Verb::Update,
             ("PATCH", true) => Verb::Patch,
             ("DELETE", true) => Verb::Delete,
@@ -152,23 +154,44 @@ impl<S> Call<'_, S> {
         ))
     }
 
-    /// The request body as a JSON object; other media types are refused.
+    /// The body of a delete (DeleteOptions) as JSON bytes, whichever encoding it came in.
+    async fn delete_body(self) -> Result<(Vec<u8>, Self), ApiError> {
+        let protobuf = self
+            .header(header::CONTENT_TYPE)
+            .starts_with(super::protobuf::MEDIA_TYPE);
+        let (bytes, call) = self.bytes().await?;
+        if !protobuf || bytes.is_empty() {
+            return Ok((bytes, call));
+        }
+        let options = super::protobuf::object(&bytes)?;
+        let json = serde_json::to_vec(&options)
+            .map_err(|e| ApiError::Internal(format!("encoding DeleteOptions: {e}")))?;
+        Ok((json, call))
+    }
+
+    /// The request body as a JSON object, sent as JSON or in Kubernetes' protobuf encoding;
+    /// other media types are refused.
     async fn json_body(self) -> Result<(Value, Self), ApiError> {
         let media = self.header(header::CONTENT_TYPE);
-        let media = media.split(';').next().unwrap_or_default().trim();
-        if media == super::protobuf::MEDIA_TYPE {
-            return Err(ApiError::UnsupportedMediaType(
-                "protobuf request bodies are not supported by this server yet: the body of the request was in an unknown format - accepted media types include: application/json".into(),
-            ));
-        }
-        if !matches!(media, "" | "application/json" | "*/*") {
+        let media = media
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let protobuf = media == super::protobuf::MEDIA_TYPE;
+        if !protobuf && !matches!(media.as_str(), "" | "application/json" | "*/*") {
             return Err(ApiError::UnsupportedMediaType(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json (got {media:?})"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf (got {media:?})"
             )));
         }
         let (bytes, call) = self.bytes().await?;
-        let value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::BadRequest(format!("the object is not valid JSON: {e}")))?;
+        let value = if protobuf {
+            super::protobuf::object(&bytes)?
+        } else {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::BadRequest(format!("the object is not valid JSON: {e}")))?
+        };
         Ok((value, call))
     }
 }
@@ -373,7 +396,7 @@ async fn delete<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
     if call.subresource().is_some() {
         return Err(ApiError::MethodNotAllowed);
     }
-    let (bytes, call) = call.bytes().await?;
+    let (bytes, call) = call.delete_body().await?;
     let opts = call.query.delete_options(&bytes)?;
     let result = call
         .core
@@ -385,7 +408,7 @@ async fn delete<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
 /// Deletes every object the list selectors match, each as a delete with the request's
 /// DeleteOptions; answers with the list of what was deleted.
 async fn delete_collection<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
-    let (bytes, call) = call.bytes().await?;
+    let (bytes, call) = call.delete_body().await?;
     let opts = call.query.delete_options(&bytes)?;
     let info = call.target.info;
     let list = call
