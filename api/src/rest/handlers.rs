@@ -112,6 +112,16 @@ impl<S> Call<'_, S> {
             .unwrap_or_default()
     }
 
+    /// The field manager of a write: the one asked for, else — as Kubernetes defaults it —
+    /// the client's User-Agent up to its first `/`.
+    fn field_manager(&self, asked: Option<String>) -> Option<String> {
+        asked.or_else(|| {
+            let agent = self.header(header::USER_AGENT);
+            let prefix = agent.split('/').next().unwrap_or_default().trim();
+            (!prefix.is_empty()).then(|| prefix.chars().take(128).collect())
+        })
+    }
+
     fn table(&self) -> Option<Encoding> {
         table::wants_table(self.header(header::ACCEPT)).then_some(Encoding::Table(
             self.query.include_object().unwrap_or_default(),
@@ -264,19 +274,18 @@ fn attributes(user: crate::auth::UserInfo, verb: Verb, target: &ResourcePath) ->
 }
 
 /// How a PATCH body is to be read, by its content type. Strategic merge patch is applied by
-/// [`strategic`]; server-side apply is not served yet.
+/// [`strategic`], server-side apply by [`crate::apply`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchKind {
     Core(PatchType),
     Strategic,
+    Apply,
 }
 
 fn patch_type(content_type: &str) -> Result<PatchKind, ApiError> {
     match content_type.split(';').next().unwrap_or_default().trim() {
         "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
-        "application/apply-patch+yaml" => Err(ApiError::UnsupportedMediaType(
-            "server-side apply is not supported by this server: use client-side apply (kubectl apply --server-side=false)".into(),
-        )),
+        "application/apply-patch+yaml" => Ok(PatchKind::Apply),
         other => PatchType::from_content_type(other).map(PatchKind::Core),
     }
 }
@@ -347,7 +356,8 @@ async fn create<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
     if call.subresource().is_some() {
         return Err(ApiError::MethodNotAllowed);
     }
-    let opts = call.query.write_options()?;
+    let mut opts = call.query.write_options()?;
+    opts.field_manager = call.field_manager(opts.field_manager.take());
     let (body, call) = call.json_body().await?;
     let result = call
         .core
@@ -357,7 +367,8 @@ async fn create<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
 }
 
 async fn update<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
-    let opts = call.query.write_options()?;
+    let mut opts = call.query.write_options()?;
+    opts.field_manager = call.field_manager(opts.field_manager.take());
     let (body, call) = call.json_body().await?;
     let result = call
         .core
@@ -374,8 +385,34 @@ async fn update<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
 }
 
 async fn patch<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
-    let opts = call.query.write_options()?;
+    let mut opts = call.query.write_options()?;
     let kind = patch_type(call.header(header::CONTENT_TYPE))?;
+    if kind == PatchKind::Apply {
+        if call.subresource().is_some() {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        let force = call.query.flag("force");
+        let (bytes, call) = call.bytes().await?;
+        let config = crate::apply::parse_config(&bytes)?;
+        let applied = call
+            .core
+            .apply(
+                call.target.info,
+                call.namespace(),
+                call.name(),
+                config,
+                force,
+                &opts,
+            )
+            .await?;
+        let code = if applied.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        return written(Ok(applied.written), code);
+    }
+    opts.field_manager = call.field_manager(opts.field_manager.take());
     let (bytes, call) = call.bytes().await?;
     let (info, ns, name, sub) = (
         call.target.info,
@@ -388,6 +425,7 @@ async fn patch<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
         PatchKind::Strategic => {
             strategic::patch(call.core, info, ns, name, sub, &bytes, &opts).await
         }
+        PatchKind::Apply => Err(ApiError::MethodNotAllowed),
     };
     written(result, StatusCode::OK)
 }

@@ -122,6 +122,8 @@ async fn authenticate<S: Storage>(
 }
 
 #[cfg(test)]
+mod apply_tests;
+#[cfg(test)]
 mod output_tests;
 #[cfg(test)]
 mod tests;

@@ -106,6 +106,8 @@ impl Query {
             dry_run: self.dry_run()?,
             field_validation: FieldValidation::parse(self.get("fieldValidation").unwrap_or(""))?,
             fence: None,
+            field_manager: self.get("fieldManager").map(str::to_string),
+            applied: false,
         })
     }
 
