@@ -9,6 +9,7 @@ mod columns_pod;
 mod discovery;
 mod handlers;
 pub(crate) mod openapi;
+mod openapi_schema;
 mod path;
 mod protobuf;
 mod query;
