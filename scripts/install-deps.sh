@@ -7,6 +7,7 @@ packages=(
   etcd-client etcd-server     # etcdctl 3.4 for tests, etcd for differential runs and benchmarks
   iproute2 iptables           # network namespaces and partitions for the fault harness
   procps psmisc               # ps/pkill/fuser used by tests
+  python3 python3-venv        # the Python kubernetes client tests run in a venv
 )
 
 missing=()

@@ -287,8 +287,9 @@ impl<S: Storage> ApiServer<S> {
         body: Value,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
-        admission::check_type(info, &body)?;
         let mut obj = body;
+        admission::default_type(info, &mut obj);
+        admission::check_type(info, &obj)?;
         let ns = if info.namespaced() {
             let in_body = meta::namespace(&obj).to_string();
             let ns = match (namespace, in_body.as_str()) {
@@ -398,6 +399,8 @@ impl<S: Storage> ApiServer<S> {
         body: Value,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
+        let mut body = body;
+        admission::default_type(info, &mut body);
         admission::check_type(info, &body)?;
         let body_name = meta::name(&body);
         if !body_name.is_empty() && body_name != name {
