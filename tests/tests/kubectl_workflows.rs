@@ -397,6 +397,10 @@ fn explain_reads_the_schemas(k: &Kubectl) {
         containers.contains("ports\t<[]ContainerPort>"),
         "{containers}"
     );
+    assert!(
+        containers.contains("List of containers belonging to the pod."),
+        "descriptions are served: {containers}"
+    );
     let strategy = k.ok(&["explain", "deployment.spec.strategy.rollingUpdate"]);
     assert!(strategy.contains("GROUP:      apps"), "{strategy}");
     assert!(strategy.contains("maxSurge\t<IntOrString>"), "{strategy}");

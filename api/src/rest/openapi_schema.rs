@@ -3,6 +3,7 @@
 //! required, and the list extensions (`x-kubernetes-list-type`, `-list-map-keys`,
 //! `-patch-merge-key`, `-patch-strategy`) that `kubectl explain` shows and clients merge by.
 //! The served kinds carry `x-kubernetes-group-version-kind`, by which kubectl finds them.
+//! Descriptions come from the kinds' JSON schemas in `k8s-openapi`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -95,13 +96,22 @@ fn message_schema(message: &Message, kind: Option<&ResourceInfo>) -> Value {
         properties.insert("apiVersion".into(), json!({"type": "string"}));
         properties.insert("kind".into(), json!({"type": "string"}));
     }
+    let name = component_name(message.name);
+    let descriptions = schema::descriptions();
     for field in message.json_fields() {
-        properties.insert(field.json.to_string(), field_schema(field));
+        let mut property = field_schema(field);
+        if let Some(d) = descriptions.of_field(&name, field.json) {
+            property["description"] = json!(d);
+        }
+        properties.insert(field.json.to_string(), property);
         if !field.omit_empty && !field.pointer {
             required.push(field.json);
         }
     }
     let mut s = json!({"type": "object", "properties": properties});
+    if let Some(d) = descriptions.of_type(&name) {
+        s["description"] = json!(d);
+    }
     if !required.is_empty() {
         s["required"] = json!(required);
     }
@@ -177,6 +187,12 @@ mod tests {
         assert!(c.contains_key("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"));
         let container = &c["io.k8s.api.core.v1.Container"];
         assert_eq!(container["required"], json!(["name"]));
+        assert!(container["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("container")));
+        assert!(container["properties"]["image"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("Container image name")));
     }
 
     #[test]

@@ -5,8 +5,12 @@
 //! definitions of the served release. Protobuf decoding, strategic merge, server-side apply and
 //! the OpenAPI documents all read it.
 
+mod descriptions;
+
 use std::collections::HashMap;
 use std::sync::OnceLock;
+
+pub use descriptions::{descriptions, Descriptions};
 
 const TABLE: &str = include_str!("table.txt");
 
