@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+bash scripts/python-env.sh
 # Always the same cargo invocation (tests and binaries in one debug build): a different feature
 # resolution would compile RocksDB a second time.
 cargo test --workspace --no-run

@@ -34,6 +34,24 @@ impl FieldValidation {
 }
 
 /// The body must be an object of the kind the request is about.
+/// Fills in the apiVersion and kind a body leaves out from the endpoint it was sent to, as
+/// Kubernetes' decoder does (clients such as the Python one send neither).
+pub fn default_type(info: &ResourceInfo, body: &mut Value) {
+    let Some(m) = body.as_object_mut() else {
+        return;
+    };
+    let missing = |v: Option<&Value>| v.and_then(Value::as_str).is_none_or(str::is_empty);
+    if missing(m.get("kind")) {
+        m.insert("kind".into(), Value::String(info.kind.to_string()));
+    }
+    if missing(m.get("apiVersion")) {
+        m.insert(
+            "apiVersion".into(),
+            Value::String(info.api_version.to_string()),
+        );
+    }
+}
+
 pub fn check_type(info: &ResourceInfo, body: &Value) -> Result<(), ApiError> {
     if !body.is_object() {
         return Err(ApiError::BadRequest(

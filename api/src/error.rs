@@ -46,6 +46,10 @@ pub enum ApiError {
         name: String,
         detail: String,
     },
+    /// A server-side apply would change fields other managers own; `causes` name each field
+    /// and its manager.
+    #[error("{message}")]
+    ApplyConflict { message: String, causes: Vec<Cause> },
     /// The object failed validation; `causes` name each field.
     #[error("{kind} \"{name}\" is invalid: {}", join_causes(causes))]
     Invalid {
@@ -108,6 +112,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::UnknownResource => 404,
             ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::ApplyConflict { .. } => 409,
             ApiError::FenceLost { .. } => 409,
             ApiError::Invalid { .. } => 422,
             ApiError::BadRequest(_) => 400,
@@ -128,7 +133,9 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::UnknownResource => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } | ApiError::FenceLost { .. } => "Conflict",
+            ApiError::Conflict { .. }
+            | ApiError::FenceLost { .. }
+            | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized(_) => "Unauthorized",
@@ -187,11 +194,18 @@ impl ApiError {
                     "field": c.field,
                 })).collect::<Vec<_>>(),
             })),
+            ApiError::ApplyConflict { causes, .. } => Some(json!({
+                "causes": causes.iter().map(|c| json!({
+                    "reason": c.reason,
+                    "message": c.message,
+                    "field": c.field,
+                })).collect::<Vec<_>>(),
+            })),
             _ => None,
         };
         if let Some(mut d) = details {
             // Kubernetes leaves an empty group out.
-            if d["group"] == "" {
+            if d.get("group").is_some_and(|g| g == "") {
                 if let Some(map) = d.as_object_mut() {
                     map.remove("group");
                 }

@@ -108,6 +108,7 @@ fn write_options(o: Option<keel_proto::keelapi::WriteOptions>) -> Result<WriteOp
         dry_run: o.dry_run,
         field_validation: FieldValidation::parse(&o.field_validation).map_err(|e| e.to_grpc())?,
         fence: fence(o.fence),
+        ..Default::default()
     })
 }
 

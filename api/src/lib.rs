@@ -6,14 +6,17 @@
 //! encode.
 
 pub mod admission;
+pub mod apply;
 pub mod auth;
 pub mod bootstrap;
 pub mod cache;
+mod delete;
 pub mod error;
 pub mod filter;
 pub mod grpc;
 pub mod keys;
 pub mod list;
+pub mod managed;
 pub mod meta;
 pub mod namespaces;
 pub mod patch;

@@ -14,7 +14,7 @@ use crate::storage::{Change, Expect, Guard, Storage, StorageError, Stored, Write
 
 /// How many times a write that lost a compare-and-swap race it did not ask for (an
 /// unconditional update, a patch) is retried against the fresh object.
-const RETRIES: usize = 5;
+pub(crate) const RETRIES: usize = 5;
 
 /// A leader's fencing precondition (see [`keys::fence`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +30,35 @@ pub struct WriteOptions {
     pub dry_run: bool,
     pub field_validation: FieldValidation,
     pub fence: Option<Fence>,
+    /// Who makes the write, for `metadata.managedFields`; without one they are carried over
+    /// untouched.
+    pub field_manager: Option<String>,
+    /// The body's managedFields were computed by a server-side apply: keep them as they are.
+    pub applied: bool,
+}
+
+impl WriteOptions {
+    /// Records in `next` what this write changed from `current` (None: a create) under its
+    /// field manager.
+    fn track(
+        &self,
+        info: &ResourceInfo,
+        subresource: Option<&str>,
+        current: Option<&Value>,
+        next: &mut Value,
+    ) {
+        let Some(manager) = self.field_manager.as_deref().filter(|_| !self.applied) else {
+            return;
+        };
+        let now = meta::now();
+        let update = crate::managed::Update {
+            manager,
+            subresource: subresource.unwrap_or(""),
+            with_status: !info.has_subresource("status"),
+            now: &now,
+        };
+        crate::managed::track_update(current, next, &update);
+    }
 }
 
 /// A meta/v1 DeleteOptions, the parts keel acts on.
@@ -113,7 +142,7 @@ pub(crate) fn decode_stored(stored: &Stored) -> Result<Value, ApiError> {
 }
 
 /// The bytes to store: the object without its resourceVersion (the store's revision is it).
-fn encode_for_store(obj: &Value) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn encode_for_store(obj: &Value) -> Result<Vec<u8>, ApiError> {
     let mut obj = obj.clone();
     if let Some(m) = meta::metadata_mut(&mut obj) {
         m.remove("resourceVersion");
@@ -121,7 +150,7 @@ fn encode_for_store(obj: &Value) -> Result<Vec<u8>, ApiError> {
     serde_json::to_vec(&obj).map_err(|e| ApiError::Internal(format!("encoding object: {e}")))
 }
 
-fn with_revision(mut obj: Value, revision: i64) -> Value {
+pub(crate) fn with_revision(mut obj: Value, revision: i64) -> Value {
     if let Some(m) = meta::metadata_mut(&mut obj) {
         m.insert(
             "resourceVersion".into(),
@@ -131,7 +160,15 @@ fn with_revision(mut obj: Value, revision: i64) -> Value {
     obj
 }
 
-fn guards(fence: Option<&Fence>) -> Vec<Guard> {
+fn without_version(obj: &Value) -> Value {
+    let mut obj = obj.clone();
+    if let Some(m) = meta::metadata_mut(&mut obj) {
+        m.remove("resourceVersion");
+    }
+    obj
+}
+
+pub(crate) fn guards(fence: Option<&Fence>) -> Vec<Guard> {
     fence
         .map(|f| Guard {
             key: keys::fence(&f.lease_namespace, &f.lease_name),
@@ -202,7 +239,7 @@ impl<S: Storage> ApiServer<S> {
         Ok(self.current(info, namespace, name).await?.0)
     }
 
-    async fn current(
+    pub(crate) async fn current(
         &self,
         info: &'static ResourceInfo,
         namespace: Option<&str>,
@@ -250,8 +287,9 @@ impl<S: Storage> ApiServer<S> {
         body: Value,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
-        admission::check_type(info, &body)?;
         let mut obj = body;
+        admission::default_type(info, &mut obj);
+        admission::check_type(info, &obj)?;
         let ns = if info.namespaced() {
             let in_body = meta::namespace(&obj).to_string();
             let ns = match (namespace, in_body.as_str()) {
@@ -305,7 +343,8 @@ impl<S: Storage> ApiServer<S> {
             m.remove(owned);
         }
         admission::prepare_create(info, &mut obj)?;
-        let (obj, warnings) = admission::admit(info, obj, None, opts.field_validation)?;
+        let (mut obj, warnings) = admission::admit(info, obj, None, opts.field_validation)?;
+        opts.track(info, None, None, &mut obj);
         let name = meta::name(&obj).to_string();
         if let Some(ns) = &ns {
             if info.kind != "Namespace" {
@@ -318,7 +357,6 @@ impl<S: Storage> ApiServer<S> {
                 warnings,
             });
         }
-        let mut obj = obj;
         if info.kind == "ResourceQuota" {
             self.quota_status(&mut obj).await?;
         }
@@ -361,6 +399,8 @@ impl<S: Storage> ApiServer<S> {
         body: Value,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
+        let mut body = body;
+        admission::default_type(info, &mut body);
         admission::check_type(info, &body)?;
         let body_name = meta::name(&body);
         if !body_name.is_empty() && body_name != name {
@@ -400,7 +440,14 @@ impl<S: Storage> ApiServer<S> {
             }
             let next = self.next_version(info, subresource, &current, body.clone())?;
             match self
-                .replace(info, namespace, name, &current, current_rev, next, opts)
+                .replace(
+                    info,
+                    (namespace, name, subresource),
+                    &current,
+                    current_rev,
+                    next,
+                    opts,
+                )
                 .await
             {
                 Err(ApiError::Conflict { .. }) if wanted.is_none() && attempt < RETRIES => continue,
@@ -477,6 +524,11 @@ impl<S: Storage> ApiServer<S> {
             }
         }
         m.remove("resourceVersion");
+        if !m.contains_key("managedFields") {
+            if let Some(managed) = current.pointer("/metadata/managedFields") {
+                m.insert("managedFields".into(), managed.clone());
+            }
+        }
         if spec_of(current) != spec_of(&next) {
             let generation = current
                 .pointer("/metadata/generation")
@@ -495,8 +547,7 @@ impl<S: Storage> ApiServer<S> {
     async fn replace(
         &self,
         info: &'static ResourceInfo,
-        namespace: Option<&str>,
-        name: &str,
+        (namespace, name, subresource): (Option<&str>, &str, Option<&str>),
         current: &Value,
         current_rev: i64,
         next: Value,
@@ -504,6 +555,7 @@ impl<S: Storage> ApiServer<S> {
     ) -> Result<Written, ApiError> {
         let (mut next, warnings) =
             admission::admit(info, next, Some(current), opts.field_validation)?;
+        opts.track(info, subresource, Some(current), &mut next);
         if info.kind == "ResourceQuota" {
             self.quota_status(&mut next).await?;
         }
@@ -520,6 +572,13 @@ impl<S: Storage> ApiServer<S> {
                 .pointer("/spec/finalizers")
                 .and_then(Value::as_array)
                 .is_none_or(|f| f.is_empty() || info.kind != "Namespace");
+        if !finished && without_version(&next) == without_version(current) {
+            // Nothing changes: Kubernetes writes nothing and the version stays.
+            return Ok(Written {
+                object: current.clone(),
+                warnings,
+            });
+        }
         let mut ops = vec![WriteOp {
             key,
             change: if finished {
@@ -547,198 +606,6 @@ impl<S: Storage> ApiServer<S> {
             warnings,
         })
     }
-
-    /// Deletes an object: at once, or — with finalizers, or for a pod on a node with a grace
-    /// period — by marking it with a deletionTimestamp and leaving the rest to whoever holds
-    /// the finalizers. Returns the object as deleted or as marked.
-    pub async fn delete(
-        &self,
-        info: &'static ResourceInfo,
-        namespace: Option<&str>,
-        name: &str,
-        opts: &DeleteOptions,
-    ) -> Result<Written, ApiError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let (current, current_rev) = self.current(info, namespace, name).await?;
-            check_preconditions(info, name, &current, current_rev, opts)?;
-            let result = self
-                .delete_once(info, namespace, name, current, current_rev, opts)
-                .await;
-            match result {
-                Err(ApiError::Conflict { .. })
-                    if opts.resource_version.is_none() && attempt < RETRIES =>
-                {
-                    continue
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn delete_once(
-        &self,
-        info: &'static ResourceInfo,
-        namespace: Option<&str>,
-        name: &str,
-        current: Value,
-        current_rev: i64,
-        opts: &DeleteOptions,
-    ) -> Result<Written, ApiError> {
-        let key = keys::object(info, namespace, name);
-        let mut finalizers = meta::finalizers(&current);
-        match opts.propagation_policy.as_deref() {
-            Some("Foreground") => push_unique(&mut finalizers, "foregroundDeletion"),
-            Some("Orphan") => push_unique(&mut finalizers, "orphan"),
-            Some("Background") | None => {}
-            Some(other) => {
-                return Err(ApiError::Invalid {
-                    group: "meta.k8s.io".into(),
-                    kind: "DeleteOptions".into(),
-                    name: String::new(),
-                    causes: vec![crate::error::Cause {
-                        field: "propagationPolicy".into(),
-                        reason: "FieldValueNotSupported".into(),
-                        message: format!("Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""),
-                    }],
-                })
-            }
-        }
-        let namespace_content = info.kind == "Namespace"
-            && current
-                .pointer("/spec/finalizers")
-                .and_then(Value::as_array)
-                .is_some_and(|f| !f.is_empty());
-        let grace = pod_grace_period(info, &current, opts);
-        let graceful = !finalizers.is_empty() || namespace_content || grace.is_some();
-        if graceful {
-            if meta::has_deletion_timestamp(&current) && grace.is_none() {
-                // Already being deleted: nothing more to record.
-                return Ok(Written {
-                    object: current,
-                    warnings: vec![],
-                });
-            }
-            let mut next = current.clone();
-            let grace_seconds = grace.unwrap_or(0);
-            if let Some(m) = meta::metadata_mut(&mut next) {
-                m.insert(
-                    "deletionTimestamp".into(),
-                    Value::String(meta::now_plus(grace_seconds)),
-                );
-                m.insert("deletionGracePeriodSeconds".into(), json!(grace_seconds));
-                if !finalizers.is_empty() {
-                    m.insert("finalizers".into(), json!(finalizers));
-                }
-                m.remove("resourceVersion");
-            }
-            if namespace_content {
-                next["status"]["phase"] = json!("Terminating");
-            }
-            if opts.dry_run {
-                return Ok(Written {
-                    object: with_revision(next, current_rev),
-                    warnings: vec![],
-                });
-            }
-            let revision = self
-                .storage
-                .write(
-                    vec![WriteOp {
-                        key,
-                        change: Change::Put(encode_for_store(&next)?),
-                        expect: Expect::Revision(current_rev),
-                    }],
-                    guards(opts.fence.as_ref()),
-                )
-                .await
-                .map_err(|e| storage_error(info, name, e))?;
-            return Ok(Written {
-                object: with_revision(next, revision),
-                warnings: vec![],
-            });
-        }
-        if opts.dry_run {
-            return Ok(Written {
-                object: current,
-                warnings: vec![],
-            });
-        }
-        let mut ops = vec![WriteOp {
-            key,
-            change: Change::Delete,
-            expect: Expect::Revision(current_rev),
-        }];
-        ops.extend(self.quota_releases(info, &current).await?);
-        self.storage
-            .write(ops, guards(opts.fence.as_ref()))
-            .await
-            .map_err(|e| storage_error(info, name, e))?;
-        Ok(Written {
-            object: current,
-            warnings: vec![],
-        })
-    }
-}
-
-fn push_unique(list: &mut Vec<String>, item: &str) {
-    if !list.iter().any(|f| f == item) {
-        list.push(item.to_string());
-    }
-}
-
-fn check_preconditions(
-    info: &ResourceInfo,
-    name: &str,
-    current: &Value,
-    current_rev: i64,
-    opts: &DeleteOptions,
-) -> Result<(), ApiError> {
-    let conflict = |detail: String| ApiError::Conflict {
-        group: info.group.to_string(),
-        resource: info.plural.to_string(),
-        name: name.to_string(),
-        detail,
-    };
-    if let Some(uid) = &opts.uid {
-        let actual = meta::str_field(current, &["metadata", "uid"]).unwrap_or("");
-        if uid != actual {
-            return Err(conflict(format!(
-                "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
-            )));
-        }
-    }
-    if let Some(rv) = &opts.resource_version {
-        if *rv != current_rev.to_string() {
-            return Err(conflict(format!(
-                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {current_rev}"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// A pod bound to a node is deleted gracefully: the node's agent stops it, then deletes it
-/// for good. Returns the grace period to record, if any.
-fn pod_grace_period(info: &ResourceInfo, pod: &Value, opts: &DeleteOptions) -> Option<i64> {
-    if info.kind != "Pod" || info.group != "" {
-        return None;
-    }
-    let on_node = meta::str_field(pod, &["spec", "nodeName"]).is_some_and(|n| !n.is_empty());
-    let finished = matches!(
-        meta::str_field(pod, &["status", "phase"]),
-        Some("Succeeded" | "Failed")
-    );
-    if !on_node || finished {
-        return None;
-    }
-    let grace = opts.grace_period_seconds.unwrap_or_else(|| {
-        pod.pointer("/spec/terminationGracePeriodSeconds")
-            .and_then(Value::as_i64)
-            .unwrap_or(30)
-    });
-    (grace > 0).then_some(grace)
 }
 
 /// When a coordination Lease changes holder or transitions, its fencing token changes in the

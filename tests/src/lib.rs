@@ -1,9 +1,10 @@
 //! Test harness: start clusters of real keel or etcd processes on loopback, fault them, and talk
-//! to them with the generated etcd v3 clients or the real etcdctl.
+//! to them with the generated etcd v3 clients or the real etcdctl and kubectl.
 
 pub mod api;
 pub mod cluster;
 pub mod differential;
 pub mod etcdctl;
+pub mod kubectl;
 
 pub use cluster::{Cluster, Flavor};

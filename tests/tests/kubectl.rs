@@ -3,78 +3,10 @@
 //! with selectors, label/annotate/patch/scale, auth can-i, delete, and bad manifests refused
 //! with kubectl's usual messages and nothing stored.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use keel_tests::kubectl::Kubectl;
 use keel_tests::{Cluster, Flavor};
-use serde_json::Value;
-
-struct Kubectl {
-    kubeconfig: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Kubectl {
-    fn run(&self, args: &[&str]) -> Out {
-        let out = Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.dir.path())
-            .output();
-        match out {
-            Ok(o) => Out {
-                ok: o.status.success(),
-                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-            },
-            Err(e) => Out {
-                ok: false,
-                stdout: String::new(),
-                stderr: format!("running kubectl: {e}"),
-            },
-        }
-    }
-
-    /// Runs and requires success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.ok,
-            "kubectl {args:?} failed:\n{}\n{}",
-            out.stdout, out.stderr
-        );
-        out.stdout
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&a)).unwrap_or(Value::Null)
-    }
-
-    fn manifest(&self, name: &str, text: &str) -> String {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).unwrap_or_default();
-        path.display().to_string()
-    }
-}
-
-async fn kubeconfig_of(cluster: &Cluster) -> anyhow::Result<PathBuf> {
-    let path = cluster.members[0].kubeconfig();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !Path::new(&path).exists() {
-        anyhow::ensure!(Instant::now() < deadline, "no kubeconfig written");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(path)
-}
 
 const APP: &str = "apiVersion: v1
 kind: Namespace
@@ -130,10 +62,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_works_with_the_admin_kubeconfig() -> anyhow::Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
-    let k = Kubectl {
-        kubeconfig: kubeconfig_of(&cluster).await?,
-        dir: tempfile::tempdir()?,
-    };
+    let k = Kubectl::for_cluster(&cluster).await?;
     let k = tokio::task::block_in_place(|| -> anyhow::Result<Kubectl> {
         // Discovery.
         let version = k.json(&["version"]);

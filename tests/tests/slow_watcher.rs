@@ -127,7 +127,7 @@ async fn watcher_behind_a_compaction_is_canceled_as_on_etcd() -> anyhow::Result<
     let on_etcd = run(&etcd.members[0].client_url()).await?;
     check("etcd", &on_etcd);
     let header = |o: &Outcome| {
-        let h = o.cancel.header.clone().unwrap_or_default();
+        let h = o.cancel.header.unwrap_or_default();
         (h.revision, o.cancel.created, o.cancel.events.len())
     };
     assert_eq!(header(&on_keel), header(&on_etcd), "cancel response shape");

@@ -33,6 +33,8 @@ pub struct ResourceInfo {
     /// Subresources served besides the object itself ("status", "scale").
     pub subresources: &'static [&'static str],
     round_trip: fn(Value) -> Result<Value, serde_json::Error>,
+    /// Adds the kind's JSON schema (and those it references) to a generator.
+    describe: fn(&mut k8s_openapi::schemars::gen::SchemaGenerator),
 }
 
 impl ResourceInfo {
@@ -54,6 +56,11 @@ impl ResourceInfo {
     /// string where a number belongs, …) is an error naming where it was found.
     pub fn round_trip(&self, value: Value) -> Result<Value, serde_json::Error> {
         (self.round_trip)(value)
+    }
+
+    /// Adds this kind's JSON schema, and the schemas it references, to `generator`.
+    pub fn describe(&self, generator: &mut k8s_openapi::schemars::gen::SchemaGenerator) {
+        (self.describe)(generator)
     }
 }
 
@@ -89,6 +96,9 @@ macro_rules! kinds {
                 categories: &[$($cat),*],
                 subresources: &[$($sub),*],
                 round_trip: round_trip::<$ty>,
+                describe: |g| {
+                    g.subschema_for::<$ty>();
+                },
             }),*
         ];
     };

@@ -15,6 +15,7 @@ pub mod kinds;
 pub mod names;
 pub mod path;
 pub mod quantity;
+pub mod schema;
 pub mod selector;
 pub mod validation;
 

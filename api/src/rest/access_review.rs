@@ -83,7 +83,7 @@ async fn review<S: Storage>(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let mut review: Value = if media.starts_with(protobuf::MEDIA_TYPE) {
-        protobuf::access_review(body)?
+        protobuf::object(body)?
     } else {
         serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("the object is not valid JSON: {e}")))?

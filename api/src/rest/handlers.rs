@@ -53,6 +53,8 @@ impl Verb {
             ("GET" | "HEAD", false) if query.is_watch() => Verb::Watch,
             ("GET" | "HEAD", false) => Verb::List,
             ("POST", false) => Verb::Create,
+            // A subresource made by POST (a ServiceAccount's token).
+            ("POST", true) if target.subresource.is_some() => Verb::Create,
             ("PUT", true) => Verb::Update,
             ("PATCH", true) => Verb::Patch,
             ("DELETE", true) => Verb::Delete,
@@ -110,6 +112,16 @@ impl<S> Call<'_, S> {
             .unwrap_or_default()
     }
 
+    /// The field manager of a write: the one asked for, else — as Kubernetes defaults it —
+    /// the client's User-Agent up to its first `/`.
+    fn field_manager(&self, asked: Option<String>) -> Option<String> {
+        asked.or_else(|| {
+            let agent = self.header(header::USER_AGENT);
+            let prefix = agent.split('/').next().unwrap_or_default().trim();
+            (!prefix.is_empty()).then(|| prefix.chars().take(128).collect())
+        })
+    }
+
     fn table(&self) -> Option<Encoding> {
         table::wants_table(self.header(header::ACCEPT)).then_some(Encoding::Table(
             self.query.include_object().unwrap_or_default(),
@@ -152,23 +164,44 @@ impl<S> Call<'_, S> {
         ))
     }
 
-    /// The request body as a JSON object; other media types are refused.
+    /// The body of a delete (DeleteOptions) as JSON bytes, whichever encoding it came in.
+    async fn delete_body(self) -> Result<(Vec<u8>, Self), ApiError> {
+        let protobuf = self
+            .header(header::CONTENT_TYPE)
+            .starts_with(super::protobuf::MEDIA_TYPE);
+        let (bytes, call) = self.bytes().await?;
+        if !protobuf || bytes.is_empty() {
+            return Ok((bytes, call));
+        }
+        let options = super::protobuf::object(&bytes)?;
+        let json = serde_json::to_vec(&options)
+            .map_err(|e| ApiError::Internal(format!("encoding DeleteOptions: {e}")))?;
+        Ok((json, call))
+    }
+
+    /// The request body as a JSON object, sent as JSON or in Kubernetes' protobuf encoding;
+    /// other media types are refused.
     async fn json_body(self) -> Result<(Value, Self), ApiError> {
         let media = self.header(header::CONTENT_TYPE);
-        let media = media.split(';').next().unwrap_or_default().trim();
-        if media == super::protobuf::MEDIA_TYPE {
-            return Err(ApiError::UnsupportedMediaType(
-                "protobuf request bodies are not supported by this server yet: the body of the request was in an unknown format - accepted media types include: application/json".into(),
-            ));
-        }
-        if !matches!(media, "" | "application/json" | "*/*") {
+        let media = media
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let protobuf = media == super::protobuf::MEDIA_TYPE;
+        if !protobuf && !matches!(media.as_str(), "" | "application/json" | "*/*") {
             return Err(ApiError::UnsupportedMediaType(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json (got {media:?})"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf (got {media:?})"
             )));
         }
         let (bytes, call) = self.bytes().await?;
-        let value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::BadRequest(format!("the object is not valid JSON: {e}")))?;
+        let value = if protobuf {
+            super::protobuf::object(&bytes)?
+        } else {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::BadRequest(format!("the object is not valid JSON: {e}")))?
+        };
         Ok((value, call))
     }
 }
@@ -241,19 +274,18 @@ fn attributes(user: crate::auth::UserInfo, verb: Verb, target: &ResourcePath) ->
 }
 
 /// How a PATCH body is to be read, by its content type. Strategic merge patch is applied by
-/// [`strategic`]; server-side apply is not served yet.
+/// [`strategic`], server-side apply by [`crate::apply`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchKind {
     Core(PatchType),
     Strategic,
+    Apply,
 }
 
 fn patch_type(content_type: &str) -> Result<PatchKind, ApiError> {
     match content_type.split(';').next().unwrap_or_default().trim() {
         "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
-        "application/apply-patch+yaml" => Err(ApiError::UnsupportedMediaType(
-            "server-side apply is not supported by this server: use client-side apply (kubectl apply --server-side=false)".into(),
-        )),
+        "application/apply-patch+yaml" => Ok(PatchKind::Apply),
         other => PatchType::from_content_type(other).map(PatchKind::Core),
     }
 }
@@ -324,7 +356,8 @@ async fn create<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
     if call.subresource().is_some() {
         return Err(ApiError::MethodNotAllowed);
     }
-    let opts = call.query.write_options()?;
+    let mut opts = call.query.write_options()?;
+    opts.field_manager = call.field_manager(opts.field_manager.take());
     let (body, call) = call.json_body().await?;
     let result = call
         .core
@@ -334,7 +367,8 @@ async fn create<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
 }
 
 async fn update<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
-    let opts = call.query.write_options()?;
+    let mut opts = call.query.write_options()?;
+    opts.field_manager = call.field_manager(opts.field_manager.take());
     let (body, call) = call.json_body().await?;
     let result = call
         .core
@@ -351,8 +385,34 @@ async fn update<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
 }
 
 async fn patch<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
-    let opts = call.query.write_options()?;
+    let mut opts = call.query.write_options()?;
     let kind = patch_type(call.header(header::CONTENT_TYPE))?;
+    if kind == PatchKind::Apply {
+        if call.subresource().is_some() {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        let force = call.query.flag("force");
+        let (bytes, call) = call.bytes().await?;
+        let config = crate::apply::parse_config(&bytes)?;
+        let applied = call
+            .core
+            .apply(
+                call.target.info,
+                call.namespace(),
+                call.name(),
+                config,
+                force,
+                &opts,
+            )
+            .await?;
+        let code = if applied.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        return written(Ok(applied.written), code);
+    }
+    opts.field_manager = call.field_manager(opts.field_manager.take());
     let (bytes, call) = call.bytes().await?;
     let (info, ns, name, sub) = (
         call.target.info,
@@ -365,6 +425,7 @@ async fn patch<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
         PatchKind::Strategic => {
             strategic::patch(call.core, info, ns, name, sub, &bytes, &opts).await
         }
+        PatchKind::Apply => Err(ApiError::MethodNotAllowed),
     };
     written(result, StatusCode::OK)
 }
@@ -373,7 +434,7 @@ async fn delete<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
     if call.subresource().is_some() {
         return Err(ApiError::MethodNotAllowed);
     }
-    let (bytes, call) = call.bytes().await?;
+    let (bytes, call) = call.delete_body().await?;
     let opts = call.query.delete_options(&bytes)?;
     let result = call
         .core
@@ -385,7 +446,7 @@ async fn delete<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
 /// Deletes every object the list selectors match, each as a delete with the request's
 /// DeleteOptions; answers with the list of what was deleted.
 async fn delete_collection<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
-    let (bytes, call) = call.bytes().await?;
+    let (bytes, call) = call.delete_body().await?;
     let opts = call.query.delete_options(&bytes)?;
     let info = call.target.info;
     let list = call

@@ -9,6 +9,7 @@ mod columns_pod;
 mod discovery;
 mod handlers;
 pub(crate) mod openapi;
+mod openapi_schema;
 mod path;
 mod protobuf;
 mod query;
@@ -121,6 +122,8 @@ async fn authenticate<S: Storage>(
     }
 }
 
+#[cfg(test)]
+mod apply_tests;
 #[cfg(test)]
 mod output_tests;
 #[cfg(test)]

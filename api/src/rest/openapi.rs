@@ -1,9 +1,8 @@
-//! Just enough OpenAPI for kubectl's default `--validate=strict`: kubectl refuses to send an
-//! object unless it can load `/openapi/v2` (as protobuf) and learn from `/openapi/v3` that the
-//! server validates fields itself (a PATCH operation for the kind that takes the
-//! `fieldValidation` query parameter). With that, kubectl leaves validation to the server,
-//! which keel's admission does. No schemas are served, so `kubectl explain` has nothing to
-//! show.
+//! The OpenAPI documents kubectl reads. `/openapi/v3/{group-version}` carries each kind's
+//! schema (for `kubectl explain`, which reads v3) and a PATCH operation per kind that takes
+//! the `fieldValidation` query parameter, from which kubectl's default `--validate=strict`
+//! learns that the server validates fields itself (keel's admission does). `/openapi/v2` is
+//! served (as protobuf) without definitions: kubectl only needs it to load.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -118,7 +117,7 @@ pub fn v3_document(path: &str) -> Result<Value, ApiError> {
         return Err(ApiError::UnknownResource);
     }
     let mut paths = Map::new();
-    for info in kinds {
+    for info in kinds.iter().copied() {
         let item = if info.namespaced() {
             format!("/{path}/namespaces/{{namespace}}/{}/{{name}}", info.plural)
         } else {
@@ -130,7 +129,7 @@ pub fn v3_document(path: &str) -> Result<Value, ApiError> {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": GIT_VERSION},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": super::openapi_schema::components(&kinds)},
     }))
 }
 

@@ -62,8 +62,9 @@ impl ResourcePath {
             namespace = None;
         }
         if let Some(sub) = &subresource {
-            let known =
-                info.has_subresource(sub) || (info.kind == "Namespace" && sub == "finalize");
+            let known = info.has_subresource(sub)
+                || (info.kind == "Namespace" && sub == "finalize")
+                || (info.kind == "ServiceAccount" && sub == "token");
             if !known {
                 return Err(ApiError::UnknownResource);
             }

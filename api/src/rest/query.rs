@@ -43,9 +43,13 @@ impl Query {
         self.get(key).unwrap_or_default().to_string()
     }
 
-    /// A boolean parameter as Kubernetes reads one: "true" or "1" (and a bare key) are true.
+    /// A boolean parameter as Kubernetes reads one (Go's ParseBool: "1", "t", "true" in any
+    /// of its usual cases — the Python client sends "True"), or a bare key.
     pub fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1" | ""))
+        matches!(
+            self.get(key),
+            Some("true" | "True" | "TRUE" | "t" | "T" | "1" | "")
+        )
     }
 
     fn int(&self, key: &str) -> Result<Option<i64>, ApiError> {
@@ -106,6 +110,8 @@ impl Query {
             dry_run: self.dry_run()?,
             field_validation: FieldValidation::parse(self.get("fieldValidation").unwrap_or(""))?,
             fence: None,
+            field_manager: self.get("fieldManager").map(str::to_string),
+            applied: false,
         })
     }
 
@@ -178,6 +184,10 @@ mod tests {
             Some(Duration::from_secs(30))
         );
         assert!(!query("watch=false").is_watch());
+        assert!(
+            query("watch=True").is_watch(),
+            "as the Python client sends it"
+        );
     }
 
     #[test]

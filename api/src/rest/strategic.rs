@@ -1,19 +1,22 @@
-//! Strategic merge patch (what `kubectl apply`, `edit` and `label` send), without the Go
-//! struct tags Kubernetes reads merge keys from: maps merge as in a JSON merge patch; a list
-//! of objects merges element by element on the first key every patch element has among
-//! `name`, `containerPort`, `port`, `mountPath`, `devicePath`, `type`, `uid`, `ip` (the merge
-//! keys of the built-in kinds' lists); any other list is replaced. The directives
-//! `$patch: replace|delete`, `$retainKeys`, `$deleteFromPrimitiveList/…` are honoured and
-//! `$setElementOrder/…` is accepted (order is not enforced).
+//! Strategic merge patch (what `kubectl apply`, `edit` and `label` send): maps merge as in a
+//! JSON merge patch; a list merges as the kind's schema declares it (`patchStrategy: merge`
+//! with a `patchMergeKey`: element by element on that key; `merge` on a list of scalars: as a
+//! union), and any other list is replaced. Where the schema does not know the object, a list
+//! of objects merges on the first key every patch element has among the built-in kinds' merge
+//! keys. The directives `$patch: replace|delete`, `$retainKeys`,
+//! `$deleteFromPrimitiveList/…` are honoured and `$setElementOrder/…` is accepted (order is not
+//! enforced).
 
+use keel_types::schema::Field;
 use keel_types::ResourceInfo;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
+use crate::managed::Ctx;
 use crate::server::{ApiServer, WriteOptions, Written};
 use crate::storage::Storage;
 
-/// The merge keys tried, in order.
+/// The merge keys tried, in order, for objects the schema does not know.
 const MERGE_KEYS: &[&str] = &[
     "name",
     "containerPort",
@@ -41,8 +44,16 @@ pub fn apply(current: &Value, patch: &Value) -> Result<Value, ApiError> {
     let Some(patch) = patch.as_object() else {
         return Err(bad("strategic merge patch must be a JSON object".into()));
     };
+    let kind_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let (api_version, kind) = match kind_of(current, "kind").as_str() {
+        "" => (
+            kind_of(&Value::Object(patch.clone()), "apiVersion"),
+            kind_of(&Value::Object(patch.clone()), "kind"),
+        ),
+        k => (kind_of(current, "apiVersion"), k.to_string()),
+    };
     let mut doc = current.as_object().cloned().unwrap_or_default();
-    merge_map(&mut doc, patch)?;
+    merge_map(&mut doc, patch, Ctx::root(&api_version, &kind))?;
     Ok(Value::Object(doc))
 }
 
@@ -60,7 +71,11 @@ fn clean(value: &Value) -> Value {
     }
 }
 
-fn merge_map(target: &mut Map<String, Value>, patch: &Map<String, Value>) -> Result<(), ApiError> {
+fn merge_map(
+    target: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+    ctx: Ctx,
+) -> Result<(), ApiError> {
     if let Some(directive) = patch.get("$patch").and_then(Value::as_str) {
         match directive {
             "replace" => {
@@ -89,12 +104,14 @@ fn merge_map(target: &mut Map<String, Value>, patch: &Map<String, Value>) -> Res
         if key.starts_with('$') {
             continue;
         }
+        let (field, child) = ctx.child(key);
+        let how = ListMerge::of(ctx, field, value);
         match (target.get_mut(key), value) {
             (_, Value::Null) => {
                 target.remove(key);
             }
-            (Some(Value::Object(t)), Value::Object(p)) => merge_map(t, p)?,
-            (Some(Value::Array(t)), Value::Array(p)) => merge_list(t, p)?,
+            (Some(Value::Object(t)), Value::Object(p)) => merge_map(t, p, child)?,
+            (Some(Value::Array(t)), Value::Array(p)) => merge_list(t, p, how, child)?,
             (_, v) => {
                 target.insert(key.clone(), clean(v));
             }
@@ -106,8 +123,32 @@ fn merge_map(target: &mut Map<String, Value>, patch: &Map<String, Value>) -> Res
     Ok(())
 }
 
+/// How a list in a patch merges with the list it patches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ListMerge {
+    ByKey(&'static str),
+    Union,
+    Replace,
+}
+
+impl ListMerge {
+    /// As the schema says for `field` of a message it knows; by a guessed key elsewhere.
+    fn of(parent: Ctx, field: Option<&'static Field>, patch: &Value) -> ListMerge {
+        if let Ctx::Message(_) = parent {
+            return match field {
+                Some(f) if f.patch_strategy.is_some_and(|s| s.contains("merge")) => {
+                    f.merge_key.map_or(ListMerge::Union, ListMerge::ByKey)
+                }
+                _ => ListMerge::Replace,
+            };
+        }
+        let elements = patch.as_array().map(Vec::as_slice).unwrap_or_default();
+        guess_merge_key(elements).map_or(ListMerge::Replace, ListMerge::ByKey)
+    }
+}
+
 /// The key a list of patch elements merges on, if every element is an object that has it.
-fn merge_key(patch: &[Value]) -> Option<&'static str> {
+fn guess_merge_key(patch: &[Value]) -> Option<&'static str> {
     if patch.is_empty() || !patch.iter().all(Value::is_object) {
         return None;
     }
@@ -117,7 +158,12 @@ fn merge_key(patch: &[Value]) -> Option<&'static str> {
         .find(|k| patch.iter().all(|e| e.get(*k).is_some()))
 }
 
-fn merge_list(target: &mut Vec<Value>, patch: &[Value]) -> Result<(), ApiError> {
+fn merge_list(
+    target: &mut Vec<Value>,
+    patch: &[Value],
+    how: ListMerge,
+    element: Ctx,
+) -> Result<(), ApiError> {
     if patch
         .iter()
         .any(|e| e.get("$patch").and_then(Value::as_str) == Some("replace"))
@@ -129,25 +175,36 @@ fn merge_list(target: &mut Vec<Value>, patch: &[Value]) -> Result<(), ApiError> 
             .collect();
         return Ok(());
     }
-    let Some(key) = merge_key(patch) else {
-        *target = patch.iter().map(clean).collect();
-        return Ok(());
+    let key = match how {
+        ListMerge::ByKey(key) => key,
+        ListMerge::Union => {
+            for v in patch {
+                if !target.contains(v) {
+                    target.push(clean(v));
+                }
+            }
+            return Ok(());
+        }
+        ListMerge::Replace => {
+            *target = patch.iter().map(clean).collect();
+            return Ok(());
+        }
     };
-    for element in patch {
-        let id = element.get(key);
+    for element_patch in patch {
+        let id = element_patch.get(key);
         let position = target.iter().position(|t| t.get(key) == id);
-        let delete = element.get("$patch").and_then(Value::as_str) == Some("delete");
+        let delete = element_patch.get("$patch").and_then(Value::as_str) == Some("delete");
         match (position, delete) {
             (Some(i), true) => {
                 target.remove(i);
             }
             (None, true) => {}
             (Some(i), false) => {
-                if let (Some(t), Some(p)) = (target[i].as_object_mut(), element.as_object()) {
-                    merge_map(t, p)?;
+                if let (Some(t), Some(p)) = (target[i].as_object_mut(), element_patch.as_object()) {
+                    merge_map(t, p, element)?;
                 }
             }
-            (None, false) => target.push(clean(element)),
+            (None, false) => target.push(clean(element_patch)),
         }
     }
     Ok(())
@@ -219,6 +276,23 @@ mod tests {
         assert_eq!(
             out,
             json!({"spec": {"args": ["c"], "tolerations": [{"key": "k2"}]}})
+        );
+    }
+
+    #[test]
+    fn known_kinds_merge_on_their_schema_keys() {
+        let current = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"finalizers": ["a"]},
+            "spec": {"ports": [{"name": "http", "port": 80}]}});
+        // A guess would merge on "name"; Service ports merge on "port".
+        let patch = json!({"metadata": {"finalizers": ["b"]},
+            "spec": {"ports": [{"name": "web", "port": 80}]}});
+        let out = apply(&current, &patch).expect("applies");
+        assert_eq!(out["spec"]["ports"], json!([{"name": "web", "port": 80}]));
+        assert_eq!(
+            out["metadata"]["finalizers"],
+            json!(["a", "b"]),
+            "a merge list of scalars is a union"
         );
     }
 }

@@ -394,7 +394,11 @@ async fn bodies_that_are_not_json_or_too_large_are_refused() {
         json!({}),
     )
     .await;
-    assert_eq!(apply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(apply.status, StatusCode::BAD_REQUEST, "no fieldManager");
+    assert_eq!(
+        apply.body["message"],
+        "PATCH, application/apply-patch+yaml requires fieldManager"
+    );
 }
 
 #[tokio::test]

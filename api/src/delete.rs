@@ -1,0 +1,208 @@
+//! Deletes: preconditions, propagation policy, finalizers and graceful pod deletion — the
+//! object goes at once, or is marked with a deletionTimestamp for whoever finishes it.
+
+use keel_types::ResourceInfo;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::keys;
+use crate::meta;
+use crate::server::{
+    encode_for_store, guards, storage_error, with_revision, ApiServer, DeleteOptions, Written,
+    RETRIES,
+};
+use crate::storage::{Change, Expect, Storage, WriteOp};
+
+impl<S: Storage> ApiServer<S> {
+    /// Deletes an object: at once, or — with finalizers, or for a pod on a node with a grace
+    /// period — by marking it with a deletionTimestamp and leaving the rest to whoever holds
+    /// the finalizers. Returns the object as deleted or as marked.
+    pub async fn delete(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Written, ApiError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (current, current_rev) = self.current(info, namespace, name).await?;
+            check_preconditions(info, name, &current, current_rev, opts)?;
+            let result = self
+                .delete_once(info, namespace, name, current, current_rev, opts)
+                .await;
+            match result {
+                Err(ApiError::Conflict { .. })
+                    if opts.resource_version.is_none() && attempt < RETRIES =>
+                {
+                    continue
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn delete_once(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        current: Value,
+        current_rev: i64,
+        opts: &DeleteOptions,
+    ) -> Result<Written, ApiError> {
+        let key = keys::object(info, namespace, name);
+        let mut finalizers = meta::finalizers(&current);
+        match opts.propagation_policy.as_deref() {
+            Some("Foreground") => push_unique(&mut finalizers, "foregroundDeletion"),
+            Some("Orphan") => push_unique(&mut finalizers, "orphan"),
+            Some("Background") | None => {}
+            Some(other) => {
+                return Err(ApiError::Invalid {
+                    group: "meta.k8s.io".into(),
+                    kind: "DeleteOptions".into(),
+                    name: String::new(),
+                    causes: vec![crate::error::Cause {
+                        field: "propagationPolicy".into(),
+                        reason: "FieldValueNotSupported".into(),
+                        message: format!("Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""),
+                    }],
+                })
+            }
+        }
+        let namespace_content = info.kind == "Namespace"
+            && current
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+        let grace = pod_grace_period(info, &current, opts);
+        let graceful = !finalizers.is_empty() || namespace_content || grace.is_some();
+        if graceful {
+            if meta::has_deletion_timestamp(&current) && grace.is_none() {
+                // Already being deleted: nothing more to record.
+                return Ok(Written {
+                    object: current,
+                    warnings: vec![],
+                });
+            }
+            let mut next = current.clone();
+            let grace_seconds = grace.unwrap_or(0);
+            if let Some(m) = meta::metadata_mut(&mut next) {
+                m.insert(
+                    "deletionTimestamp".into(),
+                    Value::String(meta::now_plus(grace_seconds)),
+                );
+                m.insert("deletionGracePeriodSeconds".into(), json!(grace_seconds));
+                if !finalizers.is_empty() {
+                    m.insert("finalizers".into(), json!(finalizers));
+                }
+                m.remove("resourceVersion");
+            }
+            if namespace_content {
+                next["status"]["phase"] = json!("Terminating");
+            }
+            if opts.dry_run {
+                return Ok(Written {
+                    object: with_revision(next, current_rev),
+                    warnings: vec![],
+                });
+            }
+            let revision = self
+                .storage
+                .write(
+                    vec![WriteOp {
+                        key,
+                        change: Change::Put(encode_for_store(&next)?),
+                        expect: Expect::Revision(current_rev),
+                    }],
+                    guards(opts.fence.as_ref()),
+                )
+                .await
+                .map_err(|e| storage_error(info, name, e))?;
+            return Ok(Written {
+                object: with_revision(next, revision),
+                warnings: vec![],
+            });
+        }
+        if opts.dry_run {
+            return Ok(Written {
+                object: current,
+                warnings: vec![],
+            });
+        }
+        let mut ops = vec![WriteOp {
+            key,
+            change: Change::Delete,
+            expect: Expect::Revision(current_rev),
+        }];
+        ops.extend(self.quota_releases(info, &current).await?);
+        self.storage
+            .write(ops, guards(opts.fence.as_ref()))
+            .await
+            .map_err(|e| storage_error(info, name, e))?;
+        Ok(Written {
+            object: current,
+            warnings: vec![],
+        })
+    }
+}
+
+fn push_unique(list: &mut Vec<String>, item: &str) {
+    if !list.iter().any(|f| f == item) {
+        list.push(item.to_string());
+    }
+}
+
+fn check_preconditions(
+    info: &ResourceInfo,
+    name: &str,
+    current: &Value,
+    current_rev: i64,
+    opts: &DeleteOptions,
+) -> Result<(), ApiError> {
+    let conflict = |detail: String| ApiError::Conflict {
+        group: info.group.to_string(),
+        resource: info.plural.to_string(),
+        name: name.to_string(),
+        detail,
+    };
+    if let Some(uid) = &opts.uid {
+        let actual = meta::str_field(current, &["metadata", "uid"]).unwrap_or("");
+        if uid != actual {
+            return Err(conflict(format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+            )));
+        }
+    }
+    if let Some(rv) = &opts.resource_version {
+        if *rv != current_rev.to_string() {
+            return Err(conflict(format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {current_rev}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A pod bound to a node is deleted gracefully: the node's agent stops it, then deletes it
+/// for good. Returns the grace period to record, if any.
+fn pod_grace_period(info: &ResourceInfo, pod: &Value, opts: &DeleteOptions) -> Option<i64> {
+    if info.kind != "Pod" || !info.group.is_empty() {
+        return None;
+    }
+    let on_node = meta::str_field(pod, &["spec", "nodeName"]).is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        meta::str_field(pod, &["status", "phase"]),
+        Some("Succeeded" | "Failed")
+    );
+    if !on_node || finished {
+        return None;
+    }
+    let grace = opts.grace_period_seconds.unwrap_or_else(|| {
+        pod.pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(30)
+    });
+    (grace > 0).then_some(grace)
+}

@@ -1,0 +1,66 @@
+//! Merging an applied configuration into the live object, list by list as the schema says:
+//! objects merge field by field, keyed lists element by element, sets by value, and anything
+//! else (scalars, atomic lists) is replaced by the configuration's value.
+
+use serde_json::Value;
+
+use super::fieldset::{list_kind, Ctx, ListKind};
+use keel_types::schema::Field;
+
+/// Merges `config` into `live`.
+pub fn merge(live: &mut Value, config: &Value, ctx: Ctx) {
+    let (Value::Object(target), Value::Object(source)) = (&mut *live, config) else {
+        *live = config.clone();
+        return;
+    };
+    for (k, v) in source {
+        let (field, child) = ctx.child(k);
+        match target.get_mut(k) {
+            Some(existing) => merge_value(existing, v, field, child),
+            None => {
+                target.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+fn merge_value(live: &mut Value, config: &Value, field: Option<&Field>, ctx: Ctx) {
+    match (&mut *live, config) {
+        (Value::Object(_), Value::Object(_)) => merge(live, config, ctx),
+        (Value::Array(target), Value::Array(source)) => match list_kind(field) {
+            ListKind::Atomic => *live = config.clone(),
+            ListKind::Set => {
+                for v in source {
+                    if !target.contains(v) {
+                        target.push(v.clone());
+                    }
+                }
+            }
+            kind @ ListKind::Keyed(_) => {
+                for element in source {
+                    let found = target.iter().position(|t| same_element(&kind, element, t));
+                    match found {
+                        Some(j) => merge(&mut target[j], element, ctx),
+                        None => target.push(element.clone()),
+                    }
+                }
+            }
+        },
+        _ => *live = config.clone(),
+    }
+}
+
+/// Whether `live` is the element `config` names: the key fields the configuration gives all
+/// match (a key it leaves out, such as a defaulted protocol, does not tell them apart).
+fn same_element(kind: &ListKind, config: &Value, live: &Value) -> bool {
+    let ListKind::Keyed(keys) = kind else {
+        return config == live;
+    };
+    let mut given = keys.iter().filter_map(|k| config.get(*k).map(|v| (k, v)));
+    let first = given.next();
+    first.is_some()
+        && first
+            .into_iter()
+            .chain(given)
+            .all(|(k, v)| live.get(*k) == Some(v))
+}
