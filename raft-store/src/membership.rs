@@ -277,6 +277,11 @@ impl Node {
         };
         // Answer with the membership as this member knows it, so include the change. A member
         // removed by the change never applies it; it answers anyway.
+        if change == (MemberChange::Remove { id: self.id }) {
+            // The leader stops replicating to a member it removed: this member may never apply
+            // its own removal, so it does not wait for it.
+            return Ok(outcome);
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         let _ = self
             .raft()
@@ -300,6 +305,11 @@ impl Node {
         tracing::info!(?change, "membership change requested");
         let token = self.config().initial_cluster_token.clone();
         loop {
+            // Only a leader knows who is started and caught up; a member that stopped leading
+            // passes the change on instead of refusing it on a view it does not have.
+            if !self.is_leader() {
+                return Err(StoreError::NotLeader);
+            }
             let view = self.cluster_view();
             let new_id = match change {
                 MemberChange::Add { peer_urls, .. } => new_member_id(peer_urls, &token, |id| {

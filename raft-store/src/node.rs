@@ -303,7 +303,9 @@ impl Node {
                             if let Ok(mut peers) = self.peers.lock() {
                                 peers.remove(&url);
                             }
-                            if matches!(req, Forwarded::Write(_)) {
+                            // The leader may have carried it out: sending it again could apply
+                            // it twice (or answer a false refusal).
+                            if matches!(req, Forwarded::Write(_) | Forwarded::ChangeMembers(_)) {
                                 return Err(StoreError::OutcomeUnknown);
                             }
                         }

@@ -193,7 +193,9 @@ pub fn incoming(
                 accepted = listener.accept() => match accepted {
                     Ok((s, _)) => s,
                     Err(e) => {
+                        // Out of file handles, say: pause rather than spin.
                         tracing::warn!(error = %e, "accepting a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 },

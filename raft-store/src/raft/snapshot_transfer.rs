@@ -92,7 +92,10 @@ impl Assembler {
             }
             self.header = Some(header);
             self.total = chunk.total;
-            self.data.reserve(chunk.total as usize);
+            // The announced size is the sender's word: reserve a bounded amount, grow as bytes
+            // actually arrive.
+            self.data
+                .reserve((chunk.total as usize).min(CHUNK_BYTES * 64));
         }
         let expected = self.data.len() as u64;
         if chunk.offset != expected {

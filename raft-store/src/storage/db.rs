@@ -63,7 +63,9 @@ pub fn open(dir: &Path) -> Result<Db, StorageError> {
     // The write-ahead log holds fsynced raft entries this member has acknowledged. RocksDB's
     // default recovery silently drops a damaged tail, and with it acknowledged entries: a member
     // that forgets what it acknowledged can lose a committed write. Refuse to open instead; the
-    // operator replaces the member (remove it, wipe it, add it back).
+    // operator replaces the member (remove it, wipe it, add it back). The price: after a power
+    // loss that tore the last (unsynced) record, the member refuses too, as RocksDB cannot tell
+    // a torn unsynced record from damage to a synced one.
     opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::AbsoluteConsistency);
     let cfs = ALL_CFS
         .iter()
