@@ -1,5 +1,6 @@
 //! A cluster of real member processes (keel or etcd) on 127.0.0.1 with ports picked at start.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,7 +11,7 @@ use keel_proto::etcdserverpb::cluster_client::ClusterClient;
 use keel_proto::etcdserverpb::kv_client::KvClient;
 use keel_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use keel_proto::etcdserverpb::{
-    MemberAddRequest, MemberRemoveRequest, PutRequest, RangeRequest, StatusRequest,
+    HashKvRequest, MemberAddRequest, MemberRemoveRequest, PutRequest, RangeRequest, StatusRequest,
 };
 use tonic::transport::Channel;
 
@@ -275,6 +276,48 @@ impl Cluster {
             .await?
             .into_inner();
         Ok(status.header.context("status without header")?.member_id)
+    }
+
+    /// Every key under `prefix`, read linearizably through member `i`.
+    pub async fn keys_under(&self, i: usize, prefix: &str) -> Result<BTreeSet<String>> {
+        let mut end = prefix.as_bytes().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let resp = self
+            .kv(i)
+            .await?
+            .range(RangeRequest {
+                key: prefix.as_bytes().to_vec(),
+                range_end: end,
+                keys_only: true,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        Ok(resp
+            .kvs
+            .into_iter()
+            .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+            .collect())
+    }
+
+    /// Member `i`'s HashKV at `revision`, waiting while the member has not applied it yet (it
+    /// calls it a future revision until then).
+    pub async fn hash_kv_at(&self, i: usize, revision: i64) -> Result<u32> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self
+                .maintenance(i)
+                .await?
+                .hash_kv(HashKvRequest { revision })
+                .await
+            {
+                Ok(h) => return Ok(h.into_inner().hash),
+                Err(e) if Instant::now() > deadline => return Err(e.into()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     pub async fn cluster_api(&self, i: usize) -> Result<ClusterClient<Channel>> {

@@ -4,10 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use keel_proto::etcdserverpb::{DeleteRangeRequest, HashKvRequest, PutRequest, RangeRequest};
+use keel_proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
 use keel_tests::cluster::keel_bin;
 use keel_tests::etcdctl::etcdctl;
 use keel_tests::{Cluster, Flavor};
@@ -39,22 +38,6 @@ async fn dump(cluster: &Cluster, i: usize, revision: i64) -> Result<BTreeMap<Vec
             (kv.key, summary)
         })
         .collect())
-}
-
-async fn hash_at(cluster: &Cluster, i: usize, revision: i64) -> Result<u32> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match cluster
-            .maintenance(i)
-            .await?
-            .hash_kv(HashKvRequest { revision })
-            .await
-        {
-            Ok(h) => return Ok(h.into_inner().hash),
-            Err(e) if Instant::now() > deadline => return Err(e.into()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
 }
 
 fn restore(file: &std::path::Path, data_dir: &std::path::Path) -> Result<std::process::Output> {
@@ -120,7 +103,7 @@ async fn a_saved_snapshot_restores_into_a_cluster_that_serves_the_same_data() ->
         .context("header")?
         .revision;
     let expected = dump(&original, 0, at).await?;
-    let expected_hash = hash_at(&original, 0, at).await?;
+    let expected_hash = original.hash_kv_at(0, at).await?;
     assert_eq!(expected.len(), 400 - 50 + 1, "k/* plus the readiness key");
 
     // A damaged backup is refused and leaves no data dir behind.
@@ -155,7 +138,7 @@ async fn a_saved_snapshot_restores_into_a_cluster_that_serves_the_same_data() ->
         .await?;
     for i in 0..3 {
         assert_eq!(
-            hash_at(&restored, i, at).await?,
+            restored.hash_kv_at(i, at).await?,
             expected_hash,
             "member {i}"
         );

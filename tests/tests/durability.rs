@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use keel_proto::etcdserverpb::{PutRequest, RangeRequest};
+use keel_proto::etcdserverpb::PutRequest;
 use keel_tests::{Cluster, Flavor};
 use tokio_util::sync::CancellationToken as CancelFlag;
 
@@ -48,32 +48,6 @@ async fn writer(
     }
 }
 
-async fn keys_under(
-    cluster: &Cluster,
-    member: usize,
-    prefix: &str,
-) -> anyhow::Result<BTreeSet<String>> {
-    let mut kv = cluster.kv(member).await?;
-    let mut end = prefix.as_bytes().to_vec();
-    if let Some(last) = end.last_mut() {
-        *last += 1;
-    }
-    let resp = kv
-        .range(RangeRequest {
-            key: prefix.as_bytes().to_vec(),
-            range_end: end,
-            keys_only: true,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    Ok(resp
-        .kvs
-        .into_iter()
-        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
-        .collect())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_puts_survive_kill_9_of_every_member_under_load() -> anyhow::Result<()> {
     let mut cluster = Cluster::start(Flavor::Keel, 3).await?;
@@ -109,7 +83,7 @@ async fn acknowledged_puts_survive_kill_9_of_every_member_under_load() -> anyhow
         acked.len()
     );
     for member in 0..3 {
-        let stored = keys_under(&cluster, member, "load/").await?;
+        let stored = cluster.keys_under(member, "load/").await?;
         let lost: Vec<_> = acked.difference(&stored).take(5).collect();
         assert!(
             lost.is_empty(),
@@ -165,7 +139,7 @@ async fn killing_the_leader_elects_a_new_one_and_writes_resume_within_two_second
     );
 
     let acked = acked.lock().expect("acked lock").clone();
-    let stored = keys_under(&cluster, new_leader, "gap/").await?;
+    let stored = cluster.keys_under(new_leader, "gap/").await?;
     assert!(
         acked.is_subset(&stored),
         "acknowledged writes lost across the leader change"

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use keel_proto::etcdserverpb::kv_client::KvClient;
 use keel_proto::etcdserverpb::{
-    HashKvRequest, MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest,
-    PutRequest, RangeRequest,
+    MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest, PutRequest,
+    RangeRequest,
 };
 use keel_tests::etcdctl::etcdctl;
 use keel_tests::{Cluster, Flavor};
@@ -107,26 +107,6 @@ async fn writer(
     }
 }
 
-/// Every key under `w`, read linearizably through member `i`.
-async fn written_keys(cluster: &Cluster, i: usize) -> Result<BTreeSet<String>> {
-    let resp = cluster
-        .kv(i)
-        .await?
-        .range(RangeRequest {
-            key: b"w".to_vec(),
-            range_end: b"x".to_vec(),
-            keys_only: true,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    Ok(resp
-        .kvs
-        .into_iter()
-        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
-        .collect())
-}
-
 /// Waits until member `i` serves `key` from its own state (a serializable read).
 async fn wait_has_key(cluster: &Cluster, i: usize, key: &str, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
@@ -201,21 +181,7 @@ async fn hashes(cluster: &Cluster, members: &[usize]) -> Result<Vec<u32>> {
         .revision;
     let mut out = Vec::new();
     for &i in members {
-        // A member that has not applied `revision` yet calls it a future revision: wait for it.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let h = loop {
-            match cluster
-                .maintenance(i)
-                .await?
-                .hash_kv(HashKvRequest { revision })
-                .await
-            {
-                Ok(h) => break h.into_inner(),
-                Err(e) if Instant::now() > deadline => return Err(e.into()),
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        };
-        out.push(h.hash);
+        out.push(cluster.hash_kv_at(i, revision).await?);
     }
     Ok(out)
 }
@@ -326,7 +292,7 @@ async fn members_join_and_leave_under_load_without_losing_a_write() -> Result<()
 
     // Nothing acknowledged is missing on any member that stays, and they agree on the history.
     for &i in &staying {
-        let keys = written_keys(&cluster, i).await?;
+        let keys = cluster.keys_under(i, "w").await?;
         let missing: Vec<_> = acked.difference(&keys).take(5).collect();
         assert!(
             missing.is_empty(),
@@ -471,7 +437,7 @@ async fn a_member_down_past_the_purged_log_catches_up_from_a_snapshot() -> Resul
         "the member caught up by snapshot, not by log; log:\n{}",
         cluster.log_of(down)
     );
-    let keys = written_keys(&cluster, down).await?;
+    let keys = cluster.keys_under(down, "w").await?;
     assert_eq!(keys.len(), 1500);
     let h = hashes(&cluster, &[0, 1, 2]).await?;
     assert!(h.windows(2).all(|w| w[0] == w[1]), "HashKV differs: {h:?}");
