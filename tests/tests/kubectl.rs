@@ -1,7 +1,7 @@
 //! The real kubectl against a 3-master keel, with nothing but the admin kubeconfig keel wrote:
-//! discovery, apply (create, then unchanged, then a change), get in its output formats and
-//! with selectors, label/annotate/patch/scale, auth can-i, delete, and bad manifests refused
-//! with kubectl's usual messages and nothing stored.
+//! discovery (from the aggregated documents alone), apply (create, then unchanged, then a
+//! change), get in its output formats and with selectors, label/annotate/patch/scale, auth
+//! can-i, delete, and bad manifests refused with kubectl's usual messages and nothing stored.
 
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,72 @@ spec:
     targetPort: 8080
 ";
 
+/// The path of the request a `-v=6` log line reports, as in
+/// `... GET https://127.0.0.1:6443/apis?timeout=32s 200 OK in 3 milliseconds`.
+fn requested_path(line: &str) -> Option<&str> {
+    let url = line.split_whitespace().skip_while(|w| *w != "GET").nth(1)?;
+    let after_scheme = url.split_once("://")?.1;
+    let path = &after_scheme[after_scheme.find('/')?..];
+    path.split('?').next()
+}
+
+/// With an empty cache, kubectl learns every resource from the aggregated `/api` and `/apis`
+/// alone and never asks for a group version's own resource list.
+fn discovery_reads_only_the_aggregated_documents(k: &Kubectl) {
+    let cache = k.dir.path().join("fresh-discovery-cache");
+    let cache_dir = format!("--cache-dir={}", cache.display());
+    let out = k.run(&["api-resources", "--no-headers", "-v=6", &cache_dir]);
+    assert!(out.ok, "{}", out.stderr);
+    let fetched: Vec<&str> = out.stderr.lines().filter_map(requested_path).collect();
+    assert!(
+        fetched.contains(&"/api") && fetched.contains(&"/apis"),
+        "{fetched:?}\n{}",
+        out.stderr
+    );
+    let per_group_version: Vec<&&str> = fetched
+        .iter()
+        .filter(|p| p.starts_with("/api/") || p.starts_with("/apis/"))
+        .collect();
+    assert!(
+        per_group_version.is_empty(),
+        "fetched {per_group_version:?} besides the aggregated documents"
+    );
+
+    let columns = |name: &str| -> Vec<String> {
+        out.stdout
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .find(|c| c.first().is_some_and(|n| n == name))
+            .unwrap_or_default()
+    };
+    // NAME SHORTNAMES APIVERSION NAMESPACED KIND
+    assert_eq!(columns("pods"), ["pods", "po", "v1", "true", "Pod"]);
+    assert_eq!(
+        columns("deployments"),
+        ["deployments", "deploy", "apps/v1", "true", "Deployment"]
+    );
+    assert_eq!(
+        columns("namespaces"),
+        ["namespaces", "ns", "v1", "false", "Namespace"]
+    );
+    assert_eq!(
+        columns("cronjobs"),
+        ["cronjobs", "cj", "batch/v1", "true", "CronJob"]
+    );
+    assert_eq!(
+        columns("selfsubjectaccessreviews"),
+        [
+            "selfsubjectaccessreviews",
+            "authorization.k8s.io/v1",
+            "false",
+            "SelfSubjectAccessReview"
+        ]
+    );
+    // The legacy lists are still served to whoever asks for them.
+    let apps = k.ok(&["get", "--raw", "/apis/apps/v1", &cache_dir]);
+    assert!(apps.contains("deployments/scale"), "{apps}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_works_with_the_admin_kubeconfig() -> anyhow::Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
@@ -68,6 +134,7 @@ async fn kubectl_works_with_the_admin_kubeconfig() -> anyhow::Result<()> {
         let version = k.json(&["version"]);
         assert_eq!(version["serverVersion"]["major"], "1", "{version}");
         assert_eq!(version["serverVersion"]["minor"], "32", "{version}");
+        discovery_reads_only_the_aggregated_documents(&k);
         let resources = k.ok(&["api-resources", "--no-headers"]);
         for want in ["pods", "deployments", "configmaps", "rolebindings"] {
             assert!(

@@ -1,8 +1,7 @@
 //! Discovery as kubectl reads it: `/version`, `/api` (APIVersions), `/apis` (APIGroupList),
 //! `/apis/{group}` (APIGroup) and the APIResourceLists of each group version, all built from
-//! `keel_types::kinds`. The aggregated form (apidiscovery.k8s.io/v2) is not served: a request
-//! for it gets the legacy document as `application/json`, and client-go then reads the legacy
-//! endpoints. Health checks live here too.
+//! `keel_types::kinds`. A request for the aggregated form of `/api` or `/apis` is answered by
+//! `aggregated` from the same entries. Health checks live here too.
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Method, Uri};
@@ -10,7 +9,7 @@ use axum::response::Response;
 use keel_types::ResourceInfo;
 use serde_json::{json, Value};
 
-use super::{authorize_path, response, Core};
+use super::{aggregated, authorize_path, response, Core};
 use crate::auth::{Authenticated, UserInfo};
 use crate::error::ApiError;
 use crate::storage::Storage;
@@ -71,7 +70,7 @@ pub fn api_versions_doc(server_address: &str) -> Value {
 }
 
 /// Every group keel serves but the core one, each once, in the order of `kinds::all()`.
-fn groups() -> Vec<(&'static str, &'static str)> {
+pub(super) fn groups() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = keel_types::kinds::group_versions()
         .into_iter()
         .filter(|(group, _)| !group.is_empty())
@@ -110,46 +109,104 @@ pub fn group_doc(name: &str) -> Result<Value, ApiError> {
     Ok(out)
 }
 
-fn resource_entries(info: &ResourceInfo) -> Vec<Value> {
-    let mut main = json!({
-        "name": info.plural,
-        "singularName": info.singular(),
-        "namespaced": info.namespaced(),
-        "kind": info.kind,
-        "verbs": VERBS,
-    });
-    if !info.short_names.is_empty() {
-        main["shortNames"] = json!(info.short_names);
-    }
-    if !info.categories.is_empty() {
-        main["categories"] = json!(info.categories);
-    }
-    let mut out = vec![main];
-    for sub in info.subresources {
-        let mut entry = json!({
-            "name": format!("{}/{sub}", info.plural),
-            "singularName": "",
-            "namespaced": info.namespaced(),
-            "kind": info.kind,
-            "verbs": SUBRESOURCE_VERBS,
+/// One entry of a group version's resource list: a resource, or `resource/subresource`.
+/// Both discovery forms are built from these, so they cannot disagree.
+pub(super) struct ApiResource {
+    pub name: String,
+    /// Empty for subresources, as Kubernetes lists them.
+    pub singular: String,
+    pub namespaced: bool,
+    pub kind: &'static str,
+    /// The kind's group and version where they are not the list's own (the autoscaling/v1
+    /// Scale of a scale subresource).
+    pub kind_group_version: Option<(&'static str, &'static str)>,
+    pub verbs: &'static [&'static str],
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+}
+
+impl ApiResource {
+    /// The entry as an APIResourceList lists it.
+    fn legacy(&self) -> Value {
+        let mut out = json!({
+            "name": self.name,
+            "singularName": self.singular,
+            "namespaced": self.namespaced,
+            "kind": self.kind,
+            "verbs": self.verbs,
         });
-        if *sub == "scale" {
-            entry["group"] = json!("autoscaling");
-            entry["version"] = json!("v1");
-            entry["kind"] = json!("Scale");
+        if let Some((group, version)) = self.kind_group_version {
+            out["group"] = json!(group);
+            out["version"] = json!(version);
         }
-        out.push(entry);
+        if !self.short_names.is_empty() {
+            out["shortNames"] = json!(self.short_names);
+        }
+        if !self.categories.is_empty() {
+            out["categories"] = json!(self.categories);
+        }
+        out
+    }
+}
+
+fn kind_entries(info: &ResourceInfo) -> Vec<ApiResource> {
+    let mut out = vec![ApiResource {
+        name: info.plural.to_string(),
+        singular: info.singular(),
+        namespaced: info.namespaced(),
+        kind: info.kind,
+        kind_group_version: None,
+        verbs: VERBS,
+        short_names: info.short_names,
+        categories: info.categories,
+    }];
+    for sub in info.subresources {
+        let scale = *sub == "scale";
+        out.push(ApiResource {
+            name: format!("{}/{sub}", info.plural),
+            singular: String::new(),
+            namespaced: info.namespaced(),
+            kind: if scale { "Scale" } else { info.kind },
+            kind_group_version: scale.then_some(("autoscaling", "v1")),
+            verbs: SUBRESOURCE_VERBS,
+            short_names: &[],
+            categories: &[],
+        });
     }
     if info.kind == "Namespace" && info.group.is_empty() {
-        out.push(json!({
-            "name": "namespaces/finalize",
-            "singularName": "",
-            "namespaced": false,
-            "kind": "Namespace",
-            "verbs": ["update"],
-        }));
+        out.push(ApiResource {
+            name: "namespaces/finalize".into(),
+            singular: String::new(),
+            namespaced: false,
+            kind: "Namespace",
+            kind_group_version: None,
+            verbs: &["update"],
+            short_names: &[],
+            categories: &[],
+        });
     }
     out
+}
+
+/// The resources and subresources served in one group version; empty if it is not served.
+pub(super) fn resources(group: &str, version: &str) -> Vec<ApiResource> {
+    if group == AUTHORIZATION_GROUP && version == "v1" {
+        return vec![ApiResource {
+            name: "selfsubjectaccessreviews".into(),
+            singular: "selfsubjectaccessreview".into(),
+            namespaced: false,
+            kind: "SelfSubjectAccessReview",
+            kind_group_version: None,
+            verbs: &["create"],
+            short_names: &[],
+            categories: &[],
+        }];
+    }
+    keel_types::kinds::all()
+        .iter()
+        .filter(|k| k.group == group && k.version == version)
+        .flat_map(kind_entries)
+        .collect()
 }
 
 /// The APIResourceList of one group version, or NotFound.
@@ -159,21 +216,10 @@ pub fn resource_list(group: &str, version: &str) -> Result<Value, ApiError> {
     } else {
         format!("{group}/{version}")
     };
-    let resources: Vec<Value> = if group == AUTHORIZATION_GROUP && version == "v1" {
-        vec![json!({
-            "name": "selfsubjectaccessreviews",
-            "singularName": "selfsubjectaccessreview",
-            "namespaced": false,
-            "kind": "SelfSubjectAccessReview",
-            "verbs": ["create"],
-        })]
-    } else {
-        keel_types::kinds::all()
-            .iter()
-            .filter(|k| k.group == group && k.version == version)
-            .flat_map(resource_entries)
-            .collect()
-    };
+    let resources: Vec<Value> = resources(group, version)
+        .iter()
+        .map(ApiResource::legacy)
+        .collect();
     if resources.is_empty() {
         return Err(ApiError::UnknownResource);
     }
@@ -211,6 +257,32 @@ pub async fn version<S: Storage>(
     serve(&core, &user, &uri, || Ok(version_info())).await
 }
 
+/// The aggregated form `headers` ask for, if any.
+fn aggregated_version(headers: &HeaderMap) -> Option<aggregated::Version> {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(aggregated::negotiate)
+}
+
+/// Answers `/api` or `/apis` in the aggregated form when the request asks for one.
+async fn serve_root<S: Storage>(
+    core: &Core<S>,
+    user: &UserInfo,
+    uri: &Uri,
+    headers: &HeaderMap,
+    root: aggregated::Root,
+    legacy: impl FnOnce() -> Value,
+) -> Response {
+    let Some(version) = aggregated_version(headers) else {
+        return serve(core, user, uri, || Ok(legacy())).await;
+    };
+    match authorize_path(core, user, &Method::GET, uri.path()).await {
+        Ok(_) => aggregated::respond(root, version, headers),
+        Err(e) => response::error(&e),
+    }
+}
+
 pub async fn api_versions<S: Storage>(
     State(core): State<Core<S>>,
     headers: HeaderMap,
@@ -223,15 +295,18 @@ pub async fn api_versions<S: Storage>(
         .or_else(|| uri.authority().map(|a| a.as_str()))
         .unwrap_or_default()
         .to_string();
-    serve(&core, &user, &uri, || Ok(api_versions_doc(&host))).await
+    let legacy = || api_versions_doc(&host);
+    serve_root(&core, &user, &uri, &headers, aggregated::Root::Core, legacy).await
 }
 
 pub async fn group_list<S: Storage>(
     State(core): State<Core<S>>,
+    headers: HeaderMap,
     Extension(Authenticated(user)): Extension<Authenticated>,
     uri: Uri,
 ) -> Response {
-    serve(&core, &user, &uri, || Ok(group_list_doc())).await
+    let root = aggregated::Root::Groups;
+    serve_root(&core, &user, &uri, &headers, root, group_list_doc).await
 }
 
 pub async fn group<S: Storage>(

@@ -4,6 +4,7 @@
 //! core and encode; the transport (TLS, listener) is the caller's.
 
 mod access_review;
+mod aggregated;
 mod columns;
 mod columns_pod;
 mod discovery;
@@ -122,6 +123,8 @@ async fn authenticate<S: Storage>(
     }
 }
 
+#[cfg(test)]
+mod aggregated_tests;
 #[cfg(test)]
 mod apply_tests;
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The REST API as kubectl sees it, end to end over an in-memory store: discovery, the verbs
 //! with their status codes and bodies, errors as Status objects, scale, authorization and
 //! access reviews. The shared helpers live here; streamed and rendered output is in
-//! `output_tests`.
+//! `output_tests`, aggregated discovery in `aggregated_tests`.
 
 use std::sync::Arc;
 
@@ -215,20 +215,6 @@ async fn resource_lists_name_verbs_short_names_and_subresources() {
     let unknown = send(&app, "GET", "/apis/widgets.example.com/v1", None).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.body["kind"], "Status");
-}
-
-#[tokio::test]
-async fn aggregated_discovery_requests_get_the_legacy_document_as_plain_json() {
-    let app = server().await;
-    let reply = get_as(
-        &app,
-        "/apis",
-        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json",
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.headers[header::CONTENT_TYPE], "application/json");
-    assert_eq!(reply.body["kind"], "APIGroupList");
 }
 
 #[tokio::test]
