@@ -1,7 +1,7 @@
 //! kubectl workflows against a 3-master keel with the real kubectl: typed `create` commands
 //! (sent as protobuf), namespaces created and deleted, get across namespaces and wide, watch,
 //! describe with events, edit through $EDITOR, delete with each cascade policy, the API part
-//! of rollout history/pause/resume/undo, and explain.
+//! of rollout history/pause/resume/undo/status, and explain.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -294,8 +294,139 @@ fn replica_set(revision: u32, image: &str, owner_uid: &str) -> String {
     )
 }
 
-/// Rollout status waits for a Deployment controller, which keel does not have yet; history,
-/// pause, resume and undo are API reads and patches and are tested here.
+/// The Deployment status a controller writes through the status subresource: `observed`
+/// generation seen, and `updated` of the one wanted replica on the new template, available.
+fn deployment_status(observed: &str, updated: u32) -> String {
+    format!(
+        r#"{{"status": {{"observedGeneration": {observed}, "replicas": 1,
+  "updatedReplicas": {updated}, "readyReplicas": {updated}, "availableReplicas": {updated},
+  "conditions": [
+    {{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+      "message": "Deployment has minimum availability.",
+      "lastUpdateTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}},
+    {{"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+      "message": "ReplicaSet \"web-r2\" has successfully progressed.",
+      "lastUpdateTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}}]}}}}"#
+    )
+}
+
+fn generation(k: &Kubectl) -> String {
+    k.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "apps",
+        "-o",
+        "jsonpath={.metadata.generation}",
+    ])
+}
+
+fn write_status(k: &Kubectl, status: &str) {
+    k.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "-n",
+        "apps",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        status,
+    ]);
+}
+
+/// `rollout status` reads only the Deployment: it waits while the status is behind the spec
+/// and succeeds once the status says the new template is rolled out, written here as the
+/// Deployment controller (which keel does not have yet) would write it.
+fn rollout_status_follows_the_deployment_status(k: &Kubectl) {
+    let status = ["rollout", "status", "deploy/web", "-n", "apps"];
+    let unobserved = k.run(&[&status[..], &["--timeout=2s"]].concat());
+    assert!(!unobserved.ok, "{}", unobserved.stdout);
+    assert!(
+        unobserved
+            .stdout
+            .contains("Waiting for deployment spec update to be observed..."),
+        "{}",
+        unobserved.stdout
+    );
+    assert!(
+        unobserved.stderr.contains("timed out"),
+        "{}",
+        unobserved.stderr
+    );
+
+    let observed = generation(k);
+    write_status(k, &deployment_status(&observed, 0));
+    assert_eq!(
+        generation(k),
+        observed,
+        "a status write keeps the generation"
+    );
+    let behind = k.run(&[&status[..], &["--timeout=2s"]].concat());
+    assert!(!behind.ok, "{}", behind.stdout);
+    assert!(
+        behind.stdout.contains(
+            "Waiting for deployment \"web\" rollout to finish: 0 out of 1 new replicas have been updated..."
+        ),
+        "{}",
+        behind.stdout
+    );
+
+    // A waiting `rollout status` sees the status catch up through its watch.
+    let mut cmd = k.command(&[&status[..], &["--timeout=60s"]].concat());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("kubectl rollout status starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+    if !first.contains("0 out of 1 new replicas") {
+        let _ = child.kill();
+    }
+    assert!(first.contains("0 out of 1 new replicas"), "{first}");
+    write_status(k, &deployment_status(&observed, 1));
+    let done = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+    let exit = child.wait();
+    let _ = reader.join();
+    assert_eq!(done, "deployment \"web\" successfully rolled out");
+    assert!(exit.is_ok_and(|s| s.success()), "{done}");
+    let rolled_out = k.ok(&[&status[..], &["--timeout=5s"]].concat());
+    assert!(
+        rolled_out.contains("successfully rolled out"),
+        "{rolled_out}"
+    );
+
+    // A new template is a new generation, which the status has not observed yet.
+    k.ok(&[
+        "set",
+        "image",
+        "deploy/web",
+        "busybox=busybox:1.38",
+        "-n",
+        "apps",
+    ]);
+    let next: u64 = generation(k).parse().unwrap_or_default();
+    assert_eq!(next, observed.parse::<u64>().unwrap_or_default() + 1);
+    let stale = k.run(&[&status[..], &["--timeout=2s"]].concat());
+    assert!(!stale.ok, "{}", stale.stdout);
+    assert!(
+        stale
+            .stdout
+            .contains("Waiting for deployment spec update to be observed..."),
+        "{}",
+        stale.stdout
+    );
+}
+
+/// History, pause, resume and undo are API reads and patches; status is read from the status
+/// a controller writes.
 fn rollout_api_part(k: &Kubectl) {
     k.ok(&[
         "create",
@@ -378,6 +509,7 @@ fn rollout_api_part(k: &Kubectl) {
             .is_none(),
         "undo drops the ReplicaSet's hash label: {d}"
     );
+    rollout_status_follows_the_deployment_status(k);
 }
 
 fn explain_reads_the_schemas(k: &Kubectl) {
