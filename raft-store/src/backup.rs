@@ -58,6 +58,26 @@ pub fn verify(file: &[u8]) -> Result<&[u8], StorageError> {
     Ok(snapshot)
 }
 
+/// Restores the backup at `file` into `data_dir`, which must not exist or be empty. Nothing is
+/// left behind when the backup is refused.
+pub fn restore(file: &Path, data_dir: &Path) -> Result<Restored, StorageError> {
+    let bytes = std::fs::read(file)?;
+    let body = verify(&bytes)?;
+    if data_dir.exists() && std::fs::read_dir(data_dir)?.next().is_some() {
+        return Err(StorageError::Io(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("data dir {} exists and is not empty", data_dir.display()),
+        )));
+    }
+    match snapshot::restore(body, data_dir) {
+        Ok(done) => Ok(done),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(data_dir);
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,26 +97,6 @@ mod tests {
             let mut bad = framed.clone();
             bad[i] ^= 1;
             assert!(verify(&bad).is_err(), "byte {i}");
-        }
-    }
-}
-
-/// Restores the backup at `file` into `data_dir`, which must not exist or be empty. Nothing is
-/// left behind when the backup is refused.
-pub fn restore(file: &Path, data_dir: &Path) -> Result<Restored, StorageError> {
-    let bytes = std::fs::read(file)?;
-    let body = verify(&bytes)?;
-    if data_dir.exists() && std::fs::read_dir(data_dir)?.next().is_some() {
-        return Err(StorageError::Io(std::io::Error::new(
-            std::io::ErrorKind::AlreadyExists,
-            format!("data dir {} exists and is not empty", data_dir.display()),
-        )));
-    }
-    match snapshot::restore(body, data_dir) {
-        Ok(done) => Ok(done),
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(data_dir);
-            Err(e)
         }
     }
 }

@@ -117,6 +117,46 @@ impl Compactor {
     }
 }
 
+impl crate::node::Node {
+    /// The leader's compaction loop; runs until dropped.
+    pub async fn auto_compact(&self, retention: Retention) {
+        let mut compactor = Compactor::new(retention);
+        let mut tick = tokio::time::interval(retention.interval());
+        let mut leading = false;
+        loop {
+            tick.tick().await;
+            if !self.is_leader() {
+                if leading {
+                    compactor.reset();
+                }
+                leading = false;
+                continue;
+            }
+            leading = true;
+            let Some(to) = compactor.tick(Instant::now(), self.state().current_revision()) else {
+                continue;
+            };
+            let req =
+                crate::mvcc::WriteRequest::Compact(keel_proto::etcdserverpb::CompactionRequest {
+                    revision: to,
+                    physical: false,
+                });
+            match self.write(&req).await {
+                Ok(_) => tracing::info!(revision = to, "auto-compacted"),
+                Err(e) => {
+                    tracing::warn!(revision = to, error = %e, "auto-compaction failed");
+                    let compacted = self
+                        .state()
+                        .mvcc()
+                        .map(|m| m.compacted_revision())
+                        .unwrap_or(0);
+                    compactor.failed(to, compacted);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,45 +206,5 @@ mod tests {
         assert_eq!(c.tick(now, 150), Some(50));
         assert_eq!(c.tick(now, 150), None);
         assert_eq!(c.tick(now, 400), Some(300));
-    }
-}
-
-impl crate::node::Node {
-    /// The leader's compaction loop; runs until dropped.
-    pub async fn auto_compact(&self, retention: Retention) {
-        let mut compactor = Compactor::new(retention);
-        let mut tick = tokio::time::interval(retention.interval());
-        let mut leading = false;
-        loop {
-            tick.tick().await;
-            if !self.is_leader() {
-                if leading {
-                    compactor.reset();
-                }
-                leading = false;
-                continue;
-            }
-            leading = true;
-            let Some(to) = compactor.tick(Instant::now(), self.state().current_revision()) else {
-                continue;
-            };
-            let req =
-                crate::mvcc::WriteRequest::Compact(keel_proto::etcdserverpb::CompactionRequest {
-                    revision: to,
-                    physical: false,
-                });
-            match self.write(&req).await {
-                Ok(_) => tracing::info!(revision = to, "auto-compacted"),
-                Err(e) => {
-                    tracing::warn!(revision = to, error = %e, "auto-compaction failed");
-                    let compacted = self
-                        .state()
-                        .mvcc()
-                        .map(|m| m.compacted_revision())
-                        .unwrap_or(0);
-                    compactor.failed(to, compacted);
-                }
-            }
-        }
     }
 }

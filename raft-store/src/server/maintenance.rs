@@ -170,7 +170,7 @@ impl Maintenance for MaintenanceService {
             .map(|(i, blob)| {
                 let sent = (i * SNAPSHOT_CHUNK + blob.len()) as u64;
                 Ok(SnapshotResponse {
-                    header: (i == 0).then(|| header.clone()),
+                    header: (i == 0).then_some(header),
                     remaining_bytes: total as u64 - sent,
                     blob: blob.to_vec(),
                 })

@@ -243,7 +243,7 @@ impl StoreState {
     }
 
     pub fn last_applied(&self) -> Option<LogId> {
-        self.applied.read().ok().and_then(|a| a.0.clone())
+        self.applied.read().ok().and_then(|a| a.0)
     }
 
     /// Subscribes to every event batch applied from now on.
@@ -316,7 +316,7 @@ impl StoreState {
             let mut removed_changed = false;
             let mut last_log_id = None;
             for (entry, responder) in entries {
-                last_log_id = Some(entry.log_id.clone());
+                last_log_id = Some(entry.log_id);
                 let outcome = match &entry.payload {
                     EntryPayload::Blank => Ok(Vec::new()),
                     EntryPayload::Membership(m) => {
@@ -333,7 +333,7 @@ impl StoreState {
                             removed_changed = true;
                             members_changed = true;
                         }
-                        applied.1 = StoredMembership::new(Some(entry.log_id.clone()), m.clone());
+                        applied.1 = StoredMembership::new(Some(entry.log_id), m.clone());
                         Ok(Vec::new())
                     }
                     EntryPayload::Normal(Command::PublishMember {
@@ -564,7 +564,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let state = self.state.clone();
         let dir = self.snapshot_dir.clone();
         let meta = meta.clone();
-        let at = meta.last_log_id.clone();
+        let at = meta.last_log_id;
         tokio::task::spawn_blocking(move || {
             snapshot::install(&state, &dir, &meta, data.into_inner())
         })

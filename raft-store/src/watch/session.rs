@@ -342,7 +342,7 @@ impl Session {
         if periodic {
             for w in self.watchers.values().filter(|w| w.progress_notify) {
                 self.send(WatchResponse {
-                    header: header.clone(),
+                    header,
                     watch_id: w.id,
                     ..Default::default()
                 })
