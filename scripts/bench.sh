@@ -20,18 +20,22 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
+declare -A member_pids # "<flavor>-<i>" -> pid
+
 start_cluster() { # flavor base-port
   local flavor="$1" base="$2" cluster="" i
   for i in 0 1 2; do cluster+="m$i=http://127.0.0.1:$((base + 10 * i + 1)),"; done
   for i in 0 1 2; do
     local bin=(etcd)
-    [ "$flavor" = keel ] && bin=("$keel" server)
+    # Each keel master also serves the Kubernetes REST API, on a port of its own here.
+    [ "$flavor" = keel ] && bin=("$keel" server --secure-port "$((base + 10 * i + 2))")
     "${bin[@]}" --name "m$i" --data-dir "$work/$flavor-m$i" \
       --listen-client-urls "http://127.0.0.1:$((base + 10 * i))" --advertise-client-urls "http://127.0.0.1:$((base + 10 * i))" \
       --listen-peer-urls "http://127.0.0.1:$((base + 10 * i + 1))" --initial-advertise-peer-urls "http://127.0.0.1:$((base + 10 * i + 1))" \
       --initial-cluster "${cluster%,}" --initial-cluster-state new --initial-cluster-token "bench-$flavor" \
       >"$work/$flavor-m$i.log" 2>&1 &
     pids+=($!)
+    member_pids["$flavor-$i"]=$!
   done
   eps="http://127.0.0.1:$base,http://127.0.0.1:$((base + 10)),http://127.0.0.1:$((base + 20))"
   for _ in $(seq 150); do
@@ -57,4 +61,41 @@ for target in etcd keel; do
   eps="$etcd_eps"; [ "$target" = keel ] && eps="$keel_eps"
   "$keel" bench --workload put --endpoints "$eps" --clients 1 --conns 1 --total 2000 --val-size 256 --label "$target-1client"
   "$keel" bench --workload watch-latency --endpoints "$eps" --total 2000 --label "$target"
+done
+
+# Memory: 1M keys of 256 B written once, then each member's resident set size.
+keys="${KEEL_BENCH_KEYS:-1000000}"
+for target in etcd keel; do
+  eps="$etcd_eps"; [ "$target" = keel ] && eps="$keel_eps"
+  "$keel" bench --workload fill --endpoints "$eps" --clients 16 --key-space "$keys" --val-size 256 --label "$target-fill"
+  sleep 5
+  rss=""
+  for i in 0 1 2; do
+    rss+="$(awk '/^VmRSS/ {print int($2/1024)}' "/proc/${member_pids[$target-$i]}/status") "
+  done
+  echo "$target rss_mib after $keys keys (m0 m1 m2): $rss"
+done
+
+# Failover: the leader is killed 4 s into a 12 s put run; max_gap_ms is the longest stretch
+# without an acknowledged put.
+leader_of() { # flavor eps -> index of the member that leads
+  local i ep
+  for i in 0 1 2; do
+    ep="$(echo "$2" | cut -d, -f$((i + 1)))"
+    if ETCDCTL_API=3 etcdctl --endpoints="${ep#http://}" --command-timeout=2s endpoint status -w json 2>/dev/null |
+      python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["Status"]; sys.exit(0 if s["leader"]==s["header"]["member_id"] else 1)'; then
+      echo "$i"; return 0
+    fi
+  done
+  return 1
+}
+for target in etcd keel; do
+  eps="$etcd_eps"; [ "$target" = keel ] && eps="$keel_eps"
+  "$keel" bench --workload put --endpoints "$eps" --clients 64 --duration 12 --timeout 2 --val-size 256 --label "$target-failover" &
+  bench_pid=$!
+  sleep 4
+  leader="$(leader_of "$target" "$eps")"
+  kill -9 "${member_pids[$target-$leader]}"
+  echo "$target: killed the leader m$leader"
+  wait "$bench_pid" || true
 done

@@ -24,6 +24,9 @@ pub(super) struct Outcome {
     pub(super) errors: u64,
     pub(super) conflicts: u64,
     pub(super) elapsed: Duration,
+    /// Longest time without a successful op (from the start, between successes, and from the
+    /// last success to the end): a leader failover shows up here.
+    pub(super) max_gap: Duration,
     pub(super) first_error: Option<String>,
 }
 
@@ -35,6 +38,7 @@ impl Outcome {
             errors: 0,
             conflicts: 0,
             elapsed: Duration::ZERO,
+            max_gap: Duration::ZERO,
             first_error: None,
         })
     }
@@ -44,6 +48,7 @@ impl Outcome {
         self.ops += other.ops;
         self.errors += other.errors;
         self.conflicts += other.conflicts;
+        self.max_gap = self.max_gap.max(other.max_gap);
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
@@ -68,10 +73,49 @@ pub(super) struct LoopCtx {
     pub(super) keys: KeyGen,
     pub(super) value: Vec<u8>,
     pub(super) timeout: Duration,
+    /// Puts per transaction of the fill workload.
+    pub(super) txn_ops: u64,
+    pub(super) gaps: GapTracker,
+}
+
+/// The longest stretch without a successful op, over all workers, without a shared lock: each
+/// success moves a shared "last success" mark forward and measures how far it moved.
+pub(super) struct GapTracker {
+    start: Instant,
+    last_ok_ns: AtomicU64,
+    max_gap_ns: AtomicU64,
+}
+
+impl GapTracker {
+    pub(super) fn new(start: Instant) -> GapTracker {
+        GapTracker {
+            start,
+            last_ok_ns: AtomicU64::new(0),
+            max_gap_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Records a success that completed at `at`.
+    pub(super) fn success(&self, at: Instant) {
+        let now = nanos(at.saturating_duration_since(self.start));
+        let before = self.last_ok_ns.fetch_max(now, Ordering::Relaxed);
+        if now > before {
+            self.max_gap_ns.fetch_max(now - before, Ordering::Relaxed);
+        }
+    }
+
+    /// The longest gap, counting the stretch from the last success to `end`.
+    pub(super) fn longest(&self, end: Instant) -> Duration {
+        let end = nanos(end.saturating_duration_since(self.start));
+        let tail = end.saturating_sub(self.last_ok_ns.load(Ordering::Relaxed));
+        Duration::from_nanos(self.max_gap_ns.load(Ordering::Relaxed).max(tail))
+    }
 }
 
 /// Runs `total` ops of `kind` with `--clients` workers; `sequential` makes op `i` use
-/// key `i` (pre-population) instead of a random key.
+/// key `i` (pre-population) instead of a random key. A worker whose request fails moves to the
+/// next connection, as an etcd client moves to another endpoint, so a dead member stalls only
+/// the requests it had in flight.
 pub(super) async fn closed_loop(
     plan: &Plan,
     channels: &[Channel],
@@ -89,17 +133,26 @@ pub(super) async fn closed_loop(
         keys: plan.keys.clone(),
         value: random_value(&mut rng, plan.val_size),
         timeout: plan.timeout,
+        txn_ops: plan.txn_ops,
+        gaps: GapTracker::new(start),
     });
     let mut handles = Vec::with_capacity(plan.clients);
     for i in 0..plan.clients {
-        let kv = KvClient::new(channels[i % channels.len()].clone());
-        handles.push(tokio::spawn(worker(kv, Arc::clone(&ctx), sequential)));
+        let channels = channels.to_vec();
+        handles.push(tokio::spawn(worker(
+            channels,
+            i,
+            Arc::clone(&ctx),
+            sequential,
+        )));
     }
     let mut outcome = Outcome::new()?;
     for h in handles {
         outcome.merge(h.await.context("bench worker panicked")??)?;
     }
-    outcome.elapsed = start.elapsed();
+    let end = Instant::now();
+    outcome.elapsed = end - start;
+    outcome.max_gap = ctx.gaps.longest(end);
     Ok(outcome)
 }
 
@@ -116,12 +169,15 @@ pub(super) async fn with_timeout<T>(
 }
 
 pub(super) async fn worker(
-    mut kv: KvClient<Channel>,
+    channels: Vec<Channel>,
+    first: usize,
     ctx: Arc<LoopCtx>,
     sequential: bool,
 ) -> anyhow::Result<Outcome> {
     let mut rng = StdRng::from_rng(&mut rand::rng());
     let mut out = Outcome::new()?;
+    let mut conn = first % channels.len();
+    let mut kv = KvClient::new(channels[conn].clone());
     loop {
         let i = ctx.next.fetch_add(1, Ordering::Relaxed);
         if i >= ctx.total || ctx.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -132,25 +188,32 @@ pub(super) async fn worker(
         } else {
             ctx.keys.random_key(&mut rng)
         };
-        match one_op(&mut kv, &ctx, key).await {
+        match one_op(&mut kv, &ctx, key, i).await {
             Ok((latency, conflict)) => {
+                ctx.gaps.success(Instant::now());
                 out.hist.saturating_record(micros(latency).max(1));
                 out.ops += 1;
                 if conflict {
                     out.conflicts += 1;
                 }
             }
-            Err(status) => out.record_error(&status),
+            Err(status) => {
+                out.record_error(&status);
+                conn = (conn + 1) % channels.len();
+                kv = KvClient::new(channels[conn].clone());
+            }
         }
     }
     Ok(out)
 }
 
-/// One measured op: its latency and whether it was a (txn-cas) conflict.
+/// One measured op (the `op`th of the run): its latency and whether it was a (txn-cas)
+/// conflict.
 pub(super) async fn one_op(
     kv: &mut KvClient<Channel>,
     ctx: &LoopCtx,
     key: Vec<u8>,
+    op: u64,
 ) -> Result<(Duration, bool), Status> {
     let put = |key: Vec<u8>| PutRequest {
         key,
@@ -200,6 +263,23 @@ pub(super) async fn one_op(
             let start = Instant::now();
             let resp = with_timeout(ctx.timeout, kv.txn(txn)).await?;
             Ok((start.elapsed(), !resp.succeeded))
+        }
+        Workload::Fill => {
+            // Op `op` writes keys [op * txn_ops, (op + 1) * txn_ops) of the key space.
+            let first = op.saturating_mul(ctx.txn_ops);
+            let end = first.saturating_add(ctx.txn_ops).min(ctx.keys.space);
+            let txn = TxnRequest {
+                compare: Vec::new(),
+                success: (first..end)
+                    .map(|i| RequestOp {
+                        request: Some(request_op::Request::RequestPut(put(ctx.keys.key(i)))),
+                    })
+                    .collect(),
+                failure: Vec::new(),
+            };
+            let start = Instant::now();
+            with_timeout(ctx.timeout, kv.txn(txn)).await?;
+            Ok((start.elapsed(), false))
         }
     }
 }

@@ -7,12 +7,16 @@
 //! - `txn-cas`: read a random key's `mod_revision` (linearizable, not measured), then
 //!   a Txn `MOD(key) == rev → put` (measured). Failed comparisons are counted as
 //!   conflicts; they are still completed ops.
+//! - `fill`: writes every key of the key space once, `--txn-ops` puts per Txn (an op is one
+//!   Txn); used to load a data set, e.g. before reading a member's memory use.
 //! - `watch-latency`: `--watchers` watch streams on a prefix, a writer puts keys at
 //!   `--rate`/s with the send time encoded in the value; the latency is put-send →
 //!   event-received, one sample per event per watcher.
 //!
 //! Keys are `<prefix><zero-padded decimal index>`, padded so that every key is at
 //! least `--key-size` bytes (and all keys of a run have the same length).
+//! Every row also reports the longest stretch without a successful op (`max_gap_ms`): run with
+//! `--duration` and kill the leader midway to measure failover.
 //! gRPC errors are counted, not fatal; more than 10% failed ops makes the run fail
 //! (after the result is printed).
 
@@ -52,6 +56,8 @@ pub enum Workload {
     TxnCas,
     /// Put → watch event latency.
     WatchLatency,
+    /// Write every key of the key space once, in Txns of `--txn-ops` puts.
+    Fill,
 }
 
 impl Workload {
@@ -62,6 +68,7 @@ impl Workload {
             Workload::GetSerializable => "get-serializable",
             Workload::TxnCas => "txn-cas",
             Workload::WatchLatency => "watch-latency",
+            Workload::Fill => "fill",
         }
     }
 }
@@ -117,6 +124,9 @@ pub struct BenchArgs {
     /// Per-request timeout in seconds (a timed-out request counts as an error).
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+    /// fill: puts per Txn (etcd's default --max-txn-ops is 128).
+    #[arg(long, default_value_t = 100)]
+    txn_ops: u64,
 }
 
 /// Validated run parameters shared by every worker.
@@ -134,12 +144,13 @@ struct Plan {
     rate: u64,
     watchers: usize,
     timeout: Duration,
+    txn_ops: u64,
 }
 
 impl Plan {
     fn from_args(args: BenchArgs) -> anyhow::Result<Plan> {
         let workload = args.workload.or(args.workload_pos).ok_or_else(|| {
-            anyhow!("no workload given: use one of put, get-linearizable, get-serializable, txn-cas, watch-latency")
+            anyhow!("no workload given: use one of put, get-linearizable, get-serializable, txn-cas, watch-latency, fill")
         })?;
         let endpoints: Vec<String> = args
             .endpoints
@@ -156,6 +167,9 @@ impl Plan {
         }
         if args.key_space == 0 {
             bail!("--key-space must be at least 1");
+        }
+        if args.txn_ops == 0 {
+            bail!("--txn-ops must be at least 1");
         }
         let duration = match args.duration {
             Some(d) if !(d.is_finite() && d > 0.0) => {
@@ -174,6 +188,7 @@ impl Plan {
         };
         let total = match (args.total, duration) {
             (Some(t), _) => t,
+            (None, _) if workload == Workload::Fill => args.key_space.div_ceil(args.txn_ops),
             (None, Some(_)) => u64::MAX,
             (None, None) => default_total,
         };
@@ -196,6 +211,7 @@ impl Plan {
             rate: args.rate,
             watchers: args.watchers,
             timeout: Duration::from_secs_f64(args.timeout),
+            txn_ops: args.txn_ops,
         })
     }
 }
@@ -233,6 +249,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             closed_loop(&plan, &channels, plan.workload, plan.total, false).await?
         }
         Workload::WatchLatency => watch_latency(&plan, &channels).await?,
+        Workload::Fill => closed_loop(&plan, &channels, plan.workload, plan.total, true).await?,
     };
     let report = Report::new(&plan, &outcome);
     if plan.json {
@@ -392,6 +409,7 @@ mod tests {
     use clap::Parser;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
+    use std::time::Instant;
 
     #[derive(Parser)]
     struct Cli {
@@ -483,6 +501,30 @@ mod tests {
     }
 
     #[test]
+    fn gaps_count_the_stretches_without_a_success() {
+        let start = Instant::now();
+        let gaps = GapTracker::new(start);
+        gaps.success(start + Duration::from_millis(10));
+        gaps.success(start + Duration::from_millis(900));
+        // A success reported late (an earlier completion) does not shorten or lengthen a gap.
+        gaps.success(start + Duration::from_millis(500));
+        gaps.success(start + Duration::from_millis(950));
+        assert_eq!(
+            gaps.longest(start + Duration::from_millis(1000)),
+            Duration::from_millis(890)
+        );
+        assert_eq!(
+            gaps.longest(start + Duration::from_millis(2000)),
+            Duration::from_millis(1050),
+            "the tail after the last success counts"
+        );
+        assert_eq!(
+            GapTracker::new(start).longest(start + Duration::from_millis(30)),
+            Duration::from_millis(30)
+        );
+    }
+
+    #[test]
     fn error_threshold() {
         assert!(!error_rate_exceeded(0, 0));
         assert!(!error_rate_exceeded(90, 10));
@@ -531,6 +573,10 @@ mod tests {
         assert_eq!(p.total, u64::MAX);
         let p = plan(&["get-serializable", "--duration", "2", "--total", "5"]).unwrap();
         assert_eq!(p.total, 5);
+
+        let p = plan(&["fill", "--key-space", "1000", "--txn-ops", "128"]).unwrap();
+        assert_eq!(p.total, 8, "1000 keys in txns of 128 puts");
+        assert!(plan(&["fill", "--txn-ops", "0"]).is_err());
 
         assert!(plan(&[]).is_err());
         assert!(plan(&["put", "--workload", "put"]).is_err());

@@ -42,6 +42,7 @@ pub(super) struct Report {
     pub(super) elapsed_s: f64,
     pub(super) ops_per_s: f64,
     pub(super) lat_us: [u64; 5],
+    pub(super) max_gap_us: u64,
     pub(super) clients: usize,
     pub(super) conns: usize,
     pub(super) endpoints: usize,
@@ -63,6 +64,7 @@ impl Report {
                 0.0
             },
             lat_us: percentiles(&o.hist),
+            max_gap_us: micros(o.max_gap),
             clients: plan.clients,
             conns: plan.conns,
             endpoints: plan.endpoints.len(),
@@ -71,7 +73,7 @@ impl Report {
 
     pub(super) fn header() -> String {
         format!(
-            "{:<12} {:<16} {:>9} {:>7} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "{:<12} {:<16} {:>9} {:>7} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
             "label",
             "workload",
             "ops",
@@ -83,14 +85,15 @@ impl Report {
             "p90_ms",
             "p99_ms",
             "p999_ms",
-            "max_ms"
+            "max_ms",
+            "max_gap_ms"
         )
     }
 
     pub(super) fn row(&self) -> String {
         let [p50, p90, p99, p999, max] = self.lat_us;
         format!(
-            "{:<12} {:<16} {:>9} {:>7} {:>9} {:>9.3} {:>10.1} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "{:<12} {:<16} {:>9} {:>7} {:>9} {:>9.3} {:>10.1} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
             self.label,
             self.workload,
             self.ops,
@@ -102,7 +105,8 @@ impl Report {
             fmt_ms(p90),
             fmt_ms(p99),
             fmt_ms(p999),
-            fmt_ms(max)
+            fmt_ms(max),
+            fmt_ms(self.max_gap_us)
         )
     }
 
@@ -121,6 +125,7 @@ impl Report {
             "p99_ms": ms(p99),
             "p999_ms": ms(p999),
             "max_ms": ms(max),
+            "max_gap_ms": ms(self.max_gap_us),
             "clients": self.clients,
             "conns": self.conns,
             "endpoints": self.endpoints,
