@@ -9,6 +9,7 @@ pub mod codec;
 pub mod compactor;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod lessor;
 pub mod membership;
 pub mod metrics;

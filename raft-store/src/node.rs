@@ -16,6 +16,7 @@ use tonic::transport::Channel;
 
 use crate::config::{cluster_id, member_id, ClusterState, NodeConfig};
 use crate::error::StoreError;
+use crate::forward::{QueuedWrite, WriteQueue};
 use crate::lessor::Lessor;
 use crate::mvcc::WriteRequest;
 use crate::raft::network::{self, NetworkFactory, PeerTls};
@@ -30,6 +31,29 @@ pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a joining member looks for a cluster that lists it.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(60);
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
+
+/// openraft's election timers for an etcd-style election timeout: how long a follower goes
+/// without hearing from a leader before it campaigns.
+///
+/// openraft keeps a follower from campaigning until `max` (the leader lease, which also bounds
+/// lease reads) plus a timeout drawn from `[min, max)` have passed since the last heartbeat. The
+/// sum is made to land in `[timeout, timeout + heartbeat)`: the wait an operator asked for, spread
+/// over one heartbeat so that two followers rarely campaign together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ElectionTimers {
+    min: u64,
+    max: u64,
+}
+
+impl ElectionTimers {
+    fn for_timeout(timeout_ms: u64, heartbeat_ms: u64) -> Self {
+        let max = (timeout_ms + heartbeat_ms).div_ceil(2);
+        Self {
+            min: timeout_ms.saturating_sub(max),
+            max,
+        }
+    }
+}
 
 /// Startup failures.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +82,8 @@ pub struct Node {
     removed: Arc<AtomicBool>,
     reads: ReadQueue,
     read_queue: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Waiter>>>,
+    writes: WriteQueue,
+    write_queue: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<QueuedWrite>>>,
     peer_tls: PeerTls,
 }
 
@@ -133,17 +159,19 @@ impl Node {
             return Err(StartError::Removed);
         }
 
+        let election = ElectionTimers::for_timeout(config.election_timeout_ms, config.heartbeat_ms);
         let raft_config = openraft::Config {
             cluster_name: config.initial_cluster_token.clone(),
             heartbeat_interval: config.heartbeat_ms,
-            election_timeout_min: config.election_timeout_ms,
-            // openraft refuses votes for election_timeout_max after the last heartbeat (the
-            // leader lease): a narrow range keeps failover close to one election timeout.
-            election_timeout_max: config.election_timeout_ms * 3 / 2,
+            election_timeout_min: election.min,
+            election_timeout_max: election.max,
             install_snapshot_timeout: 60_000,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count),
             max_in_snapshot_log_to_keep: config.log_kept_after_snapshot(),
             enable_pre_vote: Some(true),
+            // Entries go to followers as soon as they are handed to the log store, so the
+            // leader's fsync and the followers' run at the same time.
+            broadcast_submitted_on_append: Some(true),
             ..Default::default()
         }
         .validate()
@@ -151,6 +179,7 @@ impl Node {
 
         let removed = Arc::new(AtomicBool::new(false));
         let (reads, read_queue) = tokio::sync::mpsc::unbounded_channel();
+        let (writes, write_queue) = tokio::sync::mpsc::unbounded_channel();
         let network = NetworkFactory::new(removed.clone(), peer_tls.clone());
         let raft = Raft::new(id, Arc::new(raft_config), network, log_store, sm)
             .await
@@ -192,6 +221,8 @@ impl Node {
             peer_tls,
             reads,
             read_queue: Mutex::new(Some(read_queue)),
+            writes,
+            write_queue: Mutex::new(Some(write_queue)),
         }))
     }
 
@@ -303,9 +334,18 @@ impl Node {
                             if let Ok(mut peers) = self.peers.lock() {
                                 peers.remove(&url);
                             }
-                            // The leader may have carried it out: sending it again could apply
-                            // it twice (or answer a false refusal).
-                            if matches!(req, Forwarded::Write(_) | Forwarded::ChangeMembers(_)) {
+                            // Unless it was never sent, the leader may have carried it out:
+                            // sending it again could apply it twice (or answer a false refusal).
+                            // A refused one waits here for the next leader instead.
+                            let sent = matches!(e, network::ForwardError::Unanswered(_));
+                            if sent
+                                && matches!(
+                                    req,
+                                    Forwarded::Write(_)
+                                        | Forwarded::Writes(_)
+                                        | Forwarded::ChangeMembers(_)
+                                )
+                            {
                                 return Err(StoreError::OutcomeUnknown);
                             }
                         }
@@ -345,16 +385,14 @@ impl Node {
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(fwd))) => {
                     // Rejected before it was appended: safe to send elsewhere.
                     if fwd.leader_id.is_some() && fwd.leader_id != Some(self.id) {
-                        match self
-                            .to_leader(&Forwarded::Write(cmd.clone()), deadline)
-                            .await?
-                        {
+                        match self.forward_write(cmd.clone(), deadline).await? {
                             ForwardReply::Written(result) => return Ok(result),
                             ForwardReply::Failed(e) => return Err(StoreError::Internal(e)),
                             ForwardReply::OutcomeUnknown => return Err(StoreError::OutcomeUnknown),
                             ForwardReply::Ttl(_)
                             | ForwardReply::NotLeader { .. }
                             | ForwardReply::Changed(_)
+                            | ForwardReply::WrittenMany(_)
                             | ForwardReply::Membership { .. } => {}
                         }
                     }
@@ -373,6 +411,31 @@ impl Node {
             }
             tokio::time::sleep(RETRY_PAUSE).await;
         }
+    }
+
+    /// Sends a write to the leader in the next forwarded batch (directly when no batcher runs).
+    async fn forward_write(
+        &self,
+        cmd: Command,
+        deadline: Instant,
+    ) -> Result<ForwardReply, StoreError> {
+        let batching = self
+            .write_queue
+            .lock()
+            .map(|q| q.is_none())
+            .unwrap_or(false);
+        if !batching {
+            return self.to_leader(&Forwarded::Write(cmd), deadline).await;
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writes
+            .send(QueuedWrite {
+                cmd,
+                deadline,
+                reply,
+            })
+            .map_err(|_| StoreError::Stopped)?;
+        answer.await.map_err(|_| StoreError::Stopped)?
     }
 
     /// Proposes an etcd write request after the size check etcd applies to proposals.
@@ -401,6 +464,7 @@ impl Node {
                 }
                 Err(e) => ForwardReply::Failed(e.to_string()),
             },
+            Forwarded::Writes(cmds) => self.serve_forwarded_writes(cmds).await,
             Forwarded::LeaseKeepAlive { id } if self.is_leader() => {
                 ForwardReply::Ttl(self.renew_local(id))
             }
@@ -486,6 +550,14 @@ impl Node {
     /// The queue of linearizable reads, for [`Node::run_read_batches`]; taken once, by the server.
     pub(crate) fn take_read_queue(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Waiter>> {
         self.read_queue.lock().ok()?.take()
+    }
+
+    /// The queue of writes to forward, for [`Node::run_forward_batches`]; taken once, by the
+    /// server.
+    pub(crate) fn take_write_queue(
+        &self,
+    ) -> Option<tokio::sync::mpsc::UnboundedReceiver<QueuedWrite>> {
+        self.write_queue.lock().ok()?.take()
     }
 
     fn lease_ttls(&self) -> BTreeMap<i64, i64> {
@@ -668,5 +740,21 @@ async fn discover(config: &NodeConfig, peer_tls: &PeerTls) -> Result<Identity, S
             )));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ElectionTimers;
+
+    #[test]
+    fn a_follower_campaigns_one_election_timeout_after_the_last_heartbeat() {
+        for (timeout, heartbeat) in [(500, 100), (1000, 100), (250, 50), (501, 100)] {
+            let t = ElectionTimers::for_timeout(timeout, heartbeat);
+            // Earliest and latest campaign: lease plus the drawn timeout.
+            assert_eq!(t.max + t.min, timeout, "{t:?}");
+            assert!(t.max + t.max <= timeout + heartbeat + 1, "{t:?}");
+            assert!(t.min < t.max && t.min > heartbeat, "{t:?}");
+        }
     }
 }

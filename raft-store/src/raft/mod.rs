@@ -24,6 +24,8 @@ pub enum Forwarded {
     /// The membership as the receiver knows it (any member answers; a joining member asks to
     /// learn its own ID and the cluster's).
     Membership,
+    /// Propose several commands in one submission; the reply is [`ForwardReply::WrittenMany`].
+    Writes(Vec<Command>),
 }
 
 /// The leader's answer to a [`Forwarded`] request.
@@ -44,4 +46,6 @@ pub enum ForwardReply {
         cluster_id: u64,
         members: Vec<(NodeId, Member)>,
     },
+    /// One reply per command of [`Forwarded::Writes`], in order.
+    WrittenMany(Vec<ForwardReply>),
 }

@@ -233,19 +233,52 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
     }
 }
 
+/// Why a forwarded request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardError {
+    /// The peer refused the connection: the request never left this member.
+    #[error("not sent: {0}")]
+    NotSent(String),
+    /// The request may have reached the peer and been carried out there.
+    #[error("{0}")]
+    Unanswered(String),
+}
+
 /// Sends a [`Forwarded`] request to the member at `url` (the leader, as far as the caller knows).
 pub async fn forward(
     client: &mut RaftPeerClient<Channel>,
     req: &Forwarded,
     timeout: Duration,
-) -> Result<ForwardReply, String> {
-    let data = codec::encode(req).map_err(|e| e.to_string())?;
+) -> Result<ForwardReply, ForwardError> {
+    let data = codec::encode(req).map_err(|e| ForwardError::NotSent(e.to_string()))?;
     let call = client.forward(ForwardRequest { data });
     let reply = tokio::time::timeout(timeout, call)
         .await
-        .map_err(|_| "forward timed out".to_string())?
-        .map_err(|s| s.message().to_string())?;
-    codec::decode(&reply.into_inner().data).map_err(|e| e.to_string())
+        .map_err(|_| ForwardError::Unanswered("forward timed out".to_string()))?
+        .map_err(|s| {
+            if connection_refused(&s) {
+                ForwardError::NotSent(s.message().to_string())
+            } else {
+                ForwardError::Unanswered(s.message().to_string())
+            }
+        })?;
+    codec::decode(&reply.into_inner().data).map_err(|e| ForwardError::Unanswered(e.to_string()))
+}
+
+/// Whether `status` comes from a connection the peer refused (nothing listens on its port: the
+/// process is gone), so no byte of the request was sent.
+fn connection_refused(status: &tonic::Status) -> bool {
+    if status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// Asks the leader at `client` for a read index: the log index a linearizable read must wait for.

@@ -135,6 +135,9 @@ pub async fn run(
     if let Some(queue) = node.take_read_queue() {
         tasks.spawn(node.clone().run_read_batches(queue, shutdown.clone()));
     }
+    if let Some(queue) = node.take_write_queue() {
+        tasks.spawn(node.clone().run_forward_batches(queue, shutdown.clone()));
+    }
     // The peer transport serves first: recovery needs the cluster's commit point.
     tokio::select! {
         _ = shutdown.cancelled() => {}
