@@ -168,7 +168,7 @@ impl std::fmt::Display for Method {
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerNetwork {
-    type SnapshotData = std::io::Cursor<Vec<u8>>;
+    type SnapshotData = crate::storage::snapshot::Image;
 
     async fn append_entries(
         &mut self,
@@ -213,7 +213,16 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let data = snapshot.snapshot.into_inner();
+        // Encoding a checkpoint reads the whole state from disk.
+        let image = snapshot.snapshot;
+        let data = tokio::task::spawn_blocking(move || image.into_bytes())
+            .await
+            .map_err(|e| {
+                StreamingError::Network(NetworkError::new(&TransportError(e.to_string())))
+            })?
+            .map_err(|e| {
+                StreamingError::Network(NetworkError::new(&TransportError(e.to_string())))
+            })?;
         let chunks = snapshot_transfer::chunks(&vote, &snapshot.meta, &data)
             .map_err(|e| StreamingError::Network(NetworkError::new(&TransportError(e))))?;
         // Snapshots can be large: a minute, plus a second for every 10 MiB.

@@ -116,9 +116,9 @@ impl RaftPeer for PeerService {
         let (vote, meta, data) = assembler
             .finish()
             .map_err(|e| Status::data_loss(e.to_string()))?;
-        let snapshot = openraft::alias::SnapshotOf::<TypeConfig, std::io::Cursor<Vec<u8>>> {
+        let snapshot = crate::types::Snapshot {
             meta,
-            snapshot: std::io::Cursor::new(data),
+            snapshot: crate::storage::snapshot::Image::Encoded(data),
         };
         reply(self.node.raft().install_full_snapshot(vote, snapshot).await)
     }

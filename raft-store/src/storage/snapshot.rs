@@ -2,17 +2,18 @@
 //! snapshot directory and shipped to members that fell behind the purged log.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rocksdb::{IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
-use super::db::{StorageError, CF_KV, CF_LEASE, CF_META};
+use super::db::{Db, StorageError, CF_KV, CF_LEASE, CF_META};
 use super::state_machine::{
     StoreState, KEY_LAST_APPLIED, KEY_MEMBERS, KEY_MEMBERSHIP, KEY_REMOVED, KEY_REVISION,
 };
 use crate::codec;
-use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership};
+use crate::types::{LogId, SnapshotMeta, StoredMembership};
 
 const CURRENT: &str = "current.snap";
 
@@ -46,14 +47,121 @@ fn corrupt(detail: impl ToString) -> StorageError {
     }
 }
 
-/// Builds a snapshot from a point-in-time view of the database and stores it as the current one.
-pub fn build(state: &StoreState, dir: &Path) -> Result<Snapshot, StorageError> {
-    let (meta, bytes) = encode(state)?;
-    write_atomically(dir, &bytes)?;
-    Ok(Snapshot {
-        meta,
-        snapshot: std::io::Cursor::new(bytes),
-    })
+/// A snapshot's data: encoded, or a checkpoint of the database encoded only when it is sent.
+///
+/// Building a snapshot must not cost in proportion to the state: it happens every
+/// `--snapshot-count` entries, and a member with millions of keys would spend its time encoding
+/// them. A RocksDB checkpoint (hard links to the immutable table files) is a consistent,
+/// openable copy made in about the time of a memtable flush; the encoding is paid only when a
+/// member that fell behind the purged log needs the snapshot.
+pub enum Image {
+    Encoded(Vec<u8>),
+    Checkpoint(Arc<Checkpoint>),
+}
+
+impl Image {
+    /// The snapshot file's bytes (blocking: a checkpoint is read from disk).
+    pub fn into_bytes(self) -> Result<Vec<u8>, StorageError> {
+        match self {
+            Image::Encoded(bytes) => Ok(bytes),
+            Image::Checkpoint(cp) => cp.encode(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Image::Encoded(b) => write!(f, "Encoded({} bytes)", b.len()),
+            Image::Checkpoint(cp) => write!(f, "Checkpoint({})", cp.dir.display()),
+        }
+    }
+}
+
+/// A checkpoint directory and the raft position its state is at. The directory is removed when
+/// the last handle goes: a newer checkpoint replaces it, but a transfer still reading it keeps it.
+#[derive(Debug)]
+pub struct Checkpoint {
+    dir: PathBuf,
+    pub meta: SnapshotMeta,
+}
+
+impl Drop for Checkpoint {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_dir_all(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "could not remove an old snapshot checkpoint");
+        }
+    }
+}
+
+const CHECKPOINT_PREFIX: &str = "checkpoint-";
+const CHECKPOINT_META: &str = "snapshot.meta";
+
+impl Checkpoint {
+    /// Encodes the checkpoint's state as a snapshot file.
+    fn encode(&self) -> Result<Vec<u8>, StorageError> {
+        let db = open_read_only(&self.dir)?;
+        let cf = |name: &'static str| {
+            db.cf_handle(name)
+                .ok_or_else(|| corrupt(format!("checkpoint lacks column family {name}")))
+        };
+        let handles = [cf(CF_KV)?, cf(CF_LEASE)?, cf(CF_META)?];
+        let handle = |name: &'static str| {
+            let i = CFS.iter().position(|c| *c == name).unwrap_or(2);
+            handles[i]
+        };
+        let (meta, bytes) = encode_view(
+            |name| db.iterator_cf(handle(name), IteratorMode::Start),
+            |key| db.get_cf(handles[2], key),
+        )?;
+        if meta.last_log_id != self.meta.last_log_id {
+            return Err(corrupt(
+                "checkpoint state does not match its recorded position",
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
+fn open_read_only(dir: &Path) -> Result<rocksdb::DB, StorageError> {
+    Ok(rocksdb::DB::open_cf_for_read_only(
+        &rocksdb::Options::default(),
+        dir,
+        CFS,
+        false,
+    )?)
+}
+
+/// Makes a checkpoint of the database as it is now in `dir`, records its raft position beside
+/// it, and returns it as the current snapshot.
+pub fn build(db: &Db, dir: &Path) -> Result<Arc<Checkpoint>, StorageError> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let path = dir.join(format!("{CHECKPOINT_PREFIX}{nanos:024}"));
+    // Whatever is at this path is a leftover of an interrupted build.
+    let _ = fs::remove_dir_all(&path);
+    rocksdb::checkpoint::Checkpoint::new(db.raw())?.create_checkpoint(&path)?;
+    let mut cp = Checkpoint {
+        dir: path,
+        meta: SnapshotMeta::default(),
+    };
+    let meta = {
+        let db = open_read_only(&cp.dir)?;
+        let meta_cf = db
+            .cf_handle(CF_META)
+            .ok_or_else(|| corrupt("checkpoint lacks the meta column family"))?;
+        read_meta(|key| db.get_cf(meta_cf, key))?
+    };
+    // The position file marks the checkpoint complete; written last, and durably.
+    let meta_path = cp.dir.join(CHECKPOINT_META);
+    fs::write(&meta_path, codec::encode(&meta).map_err(corrupt)?)?;
+    fs::File::open(&meta_path)?.sync_all()?;
+    fs::File::open(&cp.dir)?.sync_all()?;
+    fs::File::open(dir)?.sync_all()?;
+    cp.meta = meta;
+    Ok(Arc::new(cp))
 }
 
 /// The bytes of a snapshot of the state as it is now, without storing it: what Maintenance
@@ -66,29 +174,29 @@ pub fn export(state: &StoreState) -> Result<Vec<u8>, StorageError> {
 fn encode(state: &StoreState) -> Result<(SnapshotMeta, Vec<u8>), StorageError> {
     let db = state.db();
     let view = db.raw().snapshot();
+    encode_view(
+        |cf| view.iterator_cf(db.cf(cf), IteratorMode::Start),
+        |key| view.get_cf(db.cf(CF_META), key),
+    )
+}
+
+/// Encodes the rows `iter` yields per column family, with the metadata `get` reads from
+/// [`CF_META`]; both must see the same point in time.
+fn encode_view<'a, I>(
+    iter: impl Fn(&'static str) -> I,
+    get: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error>,
+) -> Result<(SnapshotMeta, Vec<u8>), StorageError>
+where
+    I: Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>> + 'a,
+{
     let mut rows = Vec::new();
     for (tag, cf) in CFS.iter().enumerate() {
-        for item in view.iterator_cf(db.cf(cf), IteratorMode::Start) {
+        for item in iter(cf) {
             let (k, v) = item?;
             rows.push((tag as u8, k.to_vec(), v.to_vec()));
         }
     }
-    let get = |key: &[u8]| view.get_cf(db.cf(CF_META), key);
-    let last_log_id: Option<LogId> = get(KEY_LAST_APPLIED)?
-        .map(|b| codec::decode(&b))
-        .transpose()
-        .map_err(corrupt)?
-        .flatten();
-    let last_membership: StoredMembership = get(KEY_MEMBERSHIP)?
-        .map(|b| codec::decode(&b))
-        .transpose()
-        .map_err(corrupt)?
-        .unwrap_or_default();
-    drop(view);
-    let meta = SnapshotMeta {
-        last_log_id,
-        last_membership,
-    };
+    let meta = read_meta(get)?;
     let payload = codec::encode(&Payload { rows }).map_err(corrupt)?;
     let file = SnapshotFile {
         meta: meta.clone(),
@@ -99,13 +207,24 @@ fn encode(state: &StoreState) -> Result<(SnapshotMeta, Vec<u8>), StorageError> {
     Ok((meta, bytes))
 }
 
-fn write_atomically(dir: &Path, bytes: &[u8]) -> Result<(), StorageError> {
-    let tmp = dir.join(format!("{CURRENT}.tmp"));
-    fs::write(&tmp, bytes)?;
-    fs::File::open(&tmp)?.sync_all()?;
-    fs::rename(&tmp, dir.join(CURRENT))?;
-    fs::File::open(dir)?.sync_all()?;
-    Ok(())
+/// The raft position and membership recorded in [`CF_META`].
+fn read_meta(
+    get: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error>,
+) -> Result<SnapshotMeta, StorageError> {
+    let last_log_id: Option<LogId> = get(KEY_LAST_APPLIED)?
+        .map(|b| codec::decode(&b))
+        .transpose()
+        .map_err(corrupt)?
+        .flatten();
+    let last_membership: StoredMembership = get(KEY_MEMBERSHIP)?
+        .map(|b| codec::decode(&b))
+        .transpose()
+        .map_err(corrupt)?
+        .unwrap_or_default();
+    Ok(SnapshotMeta {
+        last_log_id,
+        last_membership,
+    })
 }
 
 /// Checks a received snapshot's framing and checksum without installing it.
@@ -121,13 +240,14 @@ fn decode_file(bytes: &[u8]) -> Result<SnapshotFile, StorageError> {
     Ok(file)
 }
 
-/// Verifies and installs a snapshot received from the leader, replacing all state machine data.
+/// Verifies and installs a snapshot received from the leader, replacing all state machine data;
+/// the result is the new current snapshot.
 pub fn install(
     state: &StoreState,
     dir: &Path,
     meta: &SnapshotMeta,
     bytes: Vec<u8>,
-) -> Result<(), StorageError> {
+) -> Result<Arc<Checkpoint>, StorageError> {
     let file = decode_file(&bytes)?;
     if file.meta.last_log_id != meta.last_log_id {
         return Err(corrupt("metadata does not match the snapshot it came with"));
@@ -150,23 +270,58 @@ pub fn install(
     let mut opts = rocksdb::WriteOptions::default();
     opts.set_sync(true);
     db.raw().write_opt(batch, &opts)?;
-    write_atomically(dir, &bytes)?;
-    state.reload()
+    state.reload()?;
+    build(state.db(), dir)
 }
 
-/// The snapshot last built or installed, if any.
-pub fn load_current(dir: &Path) -> Result<Option<Snapshot>, StorageError> {
-    let path = dir.join(CURRENT);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let file = decode_file(&bytes)?;
-    Ok(Some(Snapshot {
-        meta: file.meta,
-        snapshot: std::io::Cursor::new(bytes),
-    }))
+/// The snapshot last built or installed, if any, found in `dir` at startup. Incomplete and
+/// older checkpoints are removed.
+pub fn load_current(dir: &Path) -> Result<Option<Image>, StorageError> {
+    let mut complete = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let is_checkpoint = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(CHECKPOINT_PREFIX));
+        if !is_checkpoint {
+            continue;
+        }
+        match fs::read(path.join(CHECKPOINT_META)) {
+            Ok(bytes) => complete.push((path, bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::remove_dir_all(&path)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    complete.sort();
+    if let Some((path, bytes)) = complete.pop() {
+        for (older, _) in complete {
+            fs::remove_dir_all(older)?;
+        }
+        // A snapshot file from an earlier layout is superseded.
+        let _ = fs::remove_file(dir.join(CURRENT));
+        let meta = codec::decode(&bytes).map_err(corrupt)?;
+        return Ok(Some(Image::Checkpoint(Arc::new(Checkpoint {
+            dir: path,
+            meta,
+        }))));
+    }
+    // An earlier layout kept the encoded snapshot itself.
+    match fs::read(dir.join(CURRENT)) {
+        Ok(bytes) => {
+            decode_file(&bytes)?;
+            Ok(Some(Image::Encoded(bytes)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The raft position of an encoded snapshot.
+pub fn encoded_meta(bytes: &[u8]) -> Result<SnapshotMeta, StorageError> {
+    decode_file(bytes).map(|f| f.meta)
 }
 
 /// What a restore wrote.
@@ -207,4 +362,50 @@ pub fn restore(bytes: &[u8], data_dir: &Path) -> Result<Restored, StorageError> 
         .map_err(corrupt)?
         .unwrap_or(1);
     Ok(Restored { revision, rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(bytes: &[u8]) -> Vec<(u8, Vec<u8>, Vec<u8>)> {
+        let file = decode_file(bytes).expect("snapshot decodes");
+        codec::decode::<Payload>(&file.payload)
+            .expect("payload decodes")
+            .rows
+    }
+
+    #[test]
+    fn a_checkpoint_encodes_the_state_it_was_built_at_and_survives_a_restart() {
+        let data = tempfile::tempdir().expect("temp dir");
+        let snap_dir = data.path().join("snap");
+        fs::create_dir_all(&snap_dir).expect("snap dir");
+        let db = super::super::db::open(data.path()).expect("db opens");
+        db.raw().put_cf(db.cf(CF_KV), b"before", b"1").expect("put");
+        let cp = build(&db, &snap_dir).expect("checkpoint");
+        db.raw().put_cf(db.cf(CF_KV), b"after", b"2").expect("put");
+        db.raw().delete_cf(db.cf(CF_KV), b"before").expect("delete");
+
+        let built = rows(&Image::Checkpoint(cp.clone()).into_bytes().expect("encodes"));
+        assert_eq!(built, vec![(0, b"before".to_vec(), b"1".to_vec())]);
+
+        // A newer checkpoint replaces it; an interrupted one (no position file) is discarded.
+        let newer = build(&db, &snap_dir).expect("second checkpoint");
+        let partial = snap_dir.join(format!("{CHECKPOINT_PREFIX}{:024}", u128::MAX / 2));
+        fs::create_dir_all(&partial).expect("partial dir");
+        let newer_dir = newer.dir.clone();
+        drop(cp);
+        std::mem::forget(newer); // as a crash would leave it
+        match load_current(&snap_dir).expect("loads") {
+            Some(Image::Checkpoint(found)) => {
+                assert_eq!(found.dir, newer_dir);
+                let found = rows(&Image::Checkpoint(found).into_bytes().expect("encodes"));
+                assert_eq!(found, vec![(0, b"after".to_vec(), b"2".to_vec())]);
+            }
+            other => panic!("expected the newer checkpoint, got {other:?}"),
+        }
+        assert!(!partial.exists(), "the interrupted checkpoint is removed");
+        let left = fs::read_dir(&snap_dir).expect("snap dir").count();
+        assert_eq!(left, 0, "every checkpoint is removed once unreferenced");
+    }
 }

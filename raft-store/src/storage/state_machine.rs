@@ -502,14 +502,18 @@ fn encode_response(resp: &WriteResponse) -> Vec<u8> {
 pub struct StateMachine {
     state: Arc<StoreState>,
     snapshot_dir: PathBuf,
+    /// The snapshot last built or installed (shared with the snapshot builders).
+    current: Arc<std::sync::Mutex<Option<snapshot::Image>>>,
 }
 
 impl StateMachine {
     pub fn new(state: Arc<StoreState>, snapshot_dir: PathBuf) -> Result<Self, StorageError> {
         std::fs::create_dir_all(&snapshot_dir)?;
+        let current = snapshot::load_current(&snapshot_dir)?;
         Ok(Self {
             state,
             snapshot_dir,
+            current: Arc::new(std::sync::Mutex::new(current)),
         })
     }
 
@@ -518,21 +522,41 @@ impl StateMachine {
     }
 }
 
+impl StateMachine {
+    /// Makes `cp` the current snapshot unless a newer one already is (a build that raced an
+    /// install of a later snapshot).
+    fn set_current(&self, cp: Arc<snapshot::Checkpoint>) -> Result<Snapshot, io::Error> {
+        let mut current = self.current.lock().map_err(|_| lock_poisoned())?;
+        let newer_kept = match current.as_ref() {
+            Some(snapshot::Image::Checkpoint(have)) => have.meta.last_log_id > cp.meta.last_log_id,
+            _ => false,
+        };
+        if !newer_kept {
+            *current = Some(snapshot::Image::Checkpoint(cp.clone()));
+        }
+        Ok(Snapshot {
+            meta: cp.meta.clone(),
+            snapshot: snapshot::Image::Checkpoint(cp),
+        })
+    }
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
-    type SnapshotData = std::io::Cursor<Vec<u8>>;
+    type SnapshotData = snapshot::Image;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let state = self.state.clone();
         let dir = self.snapshot_dir.clone();
-        tokio::task::spawn_blocking(move || snapshot::build(&state, &dir))
+        let cp = tokio::task::spawn_blocking(move || snapshot::build(state.db(), &dir))
             .await
             .map_err(|e| io::Error::other(e.to_string()))?
-            .map_err(io::Error::from)
+            .map_err(io::Error::from)?;
+        self.set_current(cp)
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotData = std::io::Cursor<Vec<u8>>;
+    type SnapshotData = snapshot::Image;
     type SnapshotBuilder = Self;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
@@ -565,17 +589,29 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let dir = self.snapshot_dir.clone();
         let meta = meta.clone();
         let at = meta.last_log_id;
-        tokio::task::spawn_blocking(move || {
-            snapshot::install(&state, &dir, &meta, data.into_inner())
+        let cp = tokio::task::spawn_blocking(move || {
+            snapshot::install(&state, &dir, &meta, data.into_bytes()?)
         })
         .await
         .map_err(|e| io::Error::other(e.to_string()))?
         .map_err(io::Error::from)?;
+        self.set_current(cp)?;
         tracing::info!(last_log_id = ?at, "installed a snapshot from the leader");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        snapshot::load_current(&self.snapshot_dir).map_err(io::Error::from)
+        let current = self.current.lock().map_err(|_| lock_poisoned())?;
+        Ok(match current.as_ref() {
+            None => None,
+            Some(snapshot::Image::Checkpoint(cp)) => Some(Snapshot {
+                meta: cp.meta.clone(),
+                snapshot: snapshot::Image::Checkpoint(cp.clone()),
+            }),
+            Some(snapshot::Image::Encoded(bytes)) => Some(Snapshot {
+                meta: snapshot::encoded_meta(bytes).map_err(io::Error::from)?,
+                snapshot: snapshot::Image::Encoded(bytes.clone()),
+            }),
+        })
     }
 }
