@@ -17,7 +17,12 @@ echo "machine: $(nproc) cores, $(grep MemTotal /proc/meminfo | awk '{print int($
 
 work="$(mktemp -d)"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  # KEEL_BENCH_LOGS=<dir> keeps every member's log for a look afterwards.
+  if [ -n "${KEEL_BENCH_LOGS:-}" ]; then mkdir -p "$KEEL_BENCH_LOGS" && cp "$work"/*.log "$KEEL_BENCH_LOGS"/ 2>/dev/null || true; fi
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 declare -A member_pids # "<flavor>-<i>" -> pid
