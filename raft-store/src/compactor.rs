@@ -164,16 +164,16 @@ mod tests {
     #[test]
     fn flags_parse_as_etcd_reads_them() {
         assert_eq!(
-            Retention::parse("periodic", "1").unwrap(),
+            Retention::parse("periodic", "1").expect("valid flag"),
             Some(Retention::Periodic(Duration::from_secs(3600)))
         );
         assert_eq!(
-            Retention::parse("periodic", "90m").unwrap(),
+            Retention::parse("periodic", "90m").expect("valid flag"),
             Some(Retention::Periodic(Duration::from_secs(5400)))
         );
-        assert_eq!(Retention::parse("periodic", "0").unwrap(), None);
+        assert_eq!(Retention::parse("periodic", "0").expect("valid flag"), None);
         assert_eq!(
-            Retention::parse("revision", "1000").unwrap(),
+            Retention::parse("revision", "1000").expect("valid flag"),
             Some(Retention::Revisions(1000))
         );
         assert!(Retention::parse("periodic", "soon").is_err());

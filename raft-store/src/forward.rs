@@ -113,25 +113,20 @@ impl Node {
     pub(crate) async fn serve_forwarded_writes(&self, cmds: Vec<Command>) -> ForwardReply {
         let n = cmds.len();
         let mut each = Vec::with_capacity(n);
-        match self.raft().client_write_many(cmds).await {
-            Ok(mut results) => {
-                while let Some(result) = results.next().await {
-                    each.push(match result {
-                        Ok(Ok(resp)) => ForwardReply::Written(resp.response),
-                        Ok(Err(ClientWriteError::ForwardToLeader(f))) => ForwardReply::NotLeader {
-                            leader: f.leader_id,
-                        },
-                        Ok(Err(ClientWriteError::LogEntryDiscarded(_))) => {
-                            ForwardReply::OutcomeUnknown
-                        }
-                        Ok(Err(e)) => ForwardReply::Failed(e.to_string()),
-                        // Raft stopped with the entry perhaps appended.
-                        Err(_) => ForwardReply::OutcomeUnknown,
-                    });
-                }
+        // An error submitting means raft stopped, with the entries perhaps in the log.
+        if let Ok(mut results) = self.raft().client_write_many(cmds).await {
+            while let Some(result) = results.next().await {
+                each.push(match result {
+                    Ok(Ok(resp)) => ForwardReply::Written(resp.response),
+                    Ok(Err(ClientWriteError::ForwardToLeader(f))) => ForwardReply::NotLeader {
+                        leader: f.leader_id,
+                    },
+                    Ok(Err(ClientWriteError::LogEntryDiscarded(_))) => ForwardReply::OutcomeUnknown,
+                    Ok(Err(e)) => ForwardReply::Failed(e.to_string()),
+                    // Raft stopped with the entry perhaps appended.
+                    Err(_) => ForwardReply::OutcomeUnknown,
+                });
             }
-            // Stopped while submitting: the entries may or may not be in the log.
-            Err(_) => {}
         }
         // Writes the stream never answered (raft stopped) may or may not commit.
         each.resize(n, ForwardReply::OutcomeUnknown);

@@ -438,7 +438,7 @@ mod tests {
 
     #[test]
     fn adding_a_voter_joins_it_through_joint_consensus() {
-        let plan = plan(&three(), &add("http://127.0.0.1:9000", false), 7).unwrap();
+        let plan = plan(&three(), &add("http://127.0.0.1:9000", false), 7).expect("a valid change");
         let Plan::Change(ChangeMembers::AddVoters(added)) = plan else {
             panic!("expected AddVoters, got {plan:?}");
         };
