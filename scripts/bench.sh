@@ -56,6 +56,11 @@ start_cluster etcd 41000
 etcd_eps="$eps"
 start_cluster keel 42000
 keel_eps="$eps"
+# A discarded pass first: connections, caches and each runtime's heap reach their working size
+# before anything is measured.
+for eps in "$etcd_eps" "$keel_eps"; do
+  "$keel" bench --workload put --endpoints "$eps" --clients 64 --total "$total" --val-size 256 --label warm-up >/dev/null
+done
 for workload in put get-linearizable get-serializable txn-cas; do
   for target in etcd keel; do
     eps="$etcd_eps"; [ "$target" = keel ] && eps="$keel_eps"
