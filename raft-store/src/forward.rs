@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::StoreError;
 use crate::node::Node;
 use crate::raft::{ForwardReply, Forwarded};
-use crate::types::Command;
+use crate::types::{Command, TypeConfig};
 
 /// Batches on their way to the leader at once. More queue up behind them and leave together.
 const BATCHES_IN_FLIGHT: usize = 4;
@@ -118,11 +118,7 @@ impl Node {
             while let Some(result) = results.next().await {
                 each.push(match result {
                     Ok(Ok(resp)) => ForwardReply::Written(resp.response),
-                    Ok(Err(ClientWriteError::ForwardToLeader(f))) => ForwardReply::NotLeader {
-                        leader: f.leader_id,
-                    },
-                    Ok(Err(ClientWriteError::LogEntryDiscarded(_))) => ForwardReply::OutcomeUnknown,
-                    Ok(Err(e)) => ForwardReply::Failed(e.to_string()),
+                    Ok(Err(e)) => refused_write(e),
                     // Raft stopped with the entry perhaps appended.
                     Err(_) => ForwardReply::OutcomeUnknown,
                 });
@@ -131,5 +127,17 @@ impl Node {
         // Writes the stream never answered (raft stopped) may or may not commit.
         each.resize(n, ForwardReply::OutcomeUnknown);
         ForwardReply::WrittenMany(each)
+    }
+}
+
+/// The reply to a forwarded write raft did not accept as leader.
+pub(crate) fn refused_write(e: ClientWriteError<TypeConfig>) -> ForwardReply {
+    match e {
+        ClientWriteError::ForwardToLeader(f) => ForwardReply::NotLeader {
+            leader: f.leader_id,
+        },
+        // Appended, then dropped by a leader change: it may or may not commit.
+        ClientWriteError::LogEntryDiscarded(_) => ForwardReply::OutcomeUnknown,
+        e => ForwardReply::Failed(e.to_string()),
     }
 }

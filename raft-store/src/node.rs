@@ -413,20 +413,13 @@ impl Node {
         }
     }
 
-    /// Sends a write to the leader in the next forwarded batch (directly when no batcher runs).
+    /// Sends a write to the leader in the next forwarded batch. The queue holds it until the
+    /// server's batcher runs.
     async fn forward_write(
         &self,
         cmd: Command,
         deadline: Instant,
     ) -> Result<ForwardReply, StoreError> {
-        let batching = self
-            .write_queue
-            .lock()
-            .map(|q| q.is_none())
-            .unwrap_or(false);
-        if !batching {
-            return self.to_leader(&Forwarded::Write(cmd), deadline).await;
-        }
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.writes
             .send(QueuedWrite {
@@ -454,14 +447,7 @@ impl Node {
         match req {
             Forwarded::Write(cmd) => match self.raft.client_write(cmd).await {
                 Ok(resp) => ForwardReply::Written(resp.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    ForwardReply::NotLeader {
-                        leader: f.leader_id,
-                    }
-                }
-                Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
-                    ForwardReply::OutcomeUnknown
-                }
+                Err(RaftError::APIError(e)) => crate::forward::refused_write(e),
                 Err(e) => ForwardReply::Failed(e.to_string()),
             },
             Forwarded::Writes(cmds) => self.serve_forwarded_writes(cmds).await,

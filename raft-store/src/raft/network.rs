@@ -215,14 +215,11 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         // Encoding a checkpoint reads the whole state from disk.
         let image = snapshot.snapshot;
-        let data = tokio::task::spawn_blocking(move || image.into_bytes())
-            .await
-            .map_err(|e| {
-                StreamingError::Network(NetworkError::new(&TransportError(e.to_string())))
-            })?
-            .map_err(|e| {
-                StreamingError::Network(NetworkError::new(&TransportError(e.to_string())))
-            })?;
+        let data =
+            tokio::task::spawn_blocking(move || image.into_bytes().map_err(|e| e.to_string()))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+                .map_err(|e| StreamingError::Network(NetworkError::new(&TransportError(e))))?;
         let chunks = snapshot_transfer::chunks(&vote, &snapshot.meta, &data)
             .map_err(|e| StreamingError::Network(NetworkError::new(&TransportError(e))))?;
         // Snapshots can be large: a minute, plus a second for every 10 MiB.

@@ -32,6 +32,8 @@ struct SnapshotFile {
 }
 
 const CFS: [&str; 3] = [CF_KV, CF_LEASE, CF_META];
+/// [`CF_META`]'s place in [`CFS`].
+const META_TAG: usize = 2;
 
 /// FNV-1a over the payload: catches torn or flipped bytes in transit or on disk.
 pub fn checksum(bytes: &[u8]) -> u64 {
@@ -54,6 +56,7 @@ fn corrupt(detail: impl ToString) -> StorageError {
 /// them. A RocksDB checkpoint (hard links to the immutable table files) is a consistent,
 /// openable copy made in about the time of a memtable flush; the encoding is paid only when a
 /// member that fell behind the purged log needs the snapshot.
+#[derive(Clone)]
 pub enum Image {
     Encoded(Vec<u8>),
     Checkpoint(Arc<Checkpoint>),
@@ -101,18 +104,16 @@ impl Checkpoint {
     /// Encodes the checkpoint's state as a snapshot file.
     fn encode(&self) -> Result<Vec<u8>, StorageError> {
         let db = open_read_only(&self.dir)?;
-        let cf = |name: &'static str| {
-            db.cf_handle(name)
-                .ok_or_else(|| corrupt(format!("checkpoint lacks column family {name}")))
-        };
-        let handles = [cf(CF_KV)?, cf(CF_LEASE)?, cf(CF_META)?];
-        let handle = |name: &'static str| {
-            let i = CFS.iter().position(|c| *c == name).unwrap_or(2);
-            handles[i]
-        };
+        let handles = CFS
+            .iter()
+            .map(|name| {
+                db.cf_handle(name)
+                    .ok_or_else(|| corrupt(format!("checkpoint lacks column family {name}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let (meta, bytes) = encode_view(
-            |name| db.iterator_cf(handle(name), IteratorMode::Start),
-            |key| db.get_cf(handles[2], key),
+            |tag| db.iterator_cf(handles[tag], IteratorMode::Start),
+            |key| db.get_cf(handles[META_TAG], key),
         )?;
         if meta.last_log_id != self.meta.last_log_id {
             return Err(corrupt(
@@ -175,23 +176,23 @@ fn encode(state: &StoreState) -> Result<(SnapshotMeta, Vec<u8>), StorageError> {
     let db = state.db();
     let view = db.raw().snapshot();
     encode_view(
-        |cf| view.iterator_cf(db.cf(cf), IteratorMode::Start),
+        |tag| view.iterator_cf(db.cf(CFS[tag]), IteratorMode::Start),
         |key| view.get_cf(db.cf(CF_META), key),
     )
 }
 
-/// Encodes the rows `iter` yields per column family, with the metadata `get` reads from
-/// [`CF_META`]; both must see the same point in time.
+/// Encodes the rows `iter` yields for each column family (by its place in [`CFS`]), with the
+/// metadata `get` reads from [`CF_META`]; both must see the same point in time.
 fn encode_view<'a, I>(
-    iter: impl Fn(&'static str) -> I,
+    iter: impl Fn(usize) -> I,
     get: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, rocksdb::Error>,
 ) -> Result<(SnapshotMeta, Vec<u8>), StorageError>
 where
     I: Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>> + 'a,
 {
     let mut rows = Vec::new();
-    for (tag, cf) in CFS.iter().enumerate() {
-        for item in iter(cf) {
+    for tag in 0..CFS.len() {
+        for item in iter(tag) {
             let (k, v) = item?;
             rows.push((tag as u8, k.to_vec(), v.to_vec()));
         }
@@ -274,9 +275,9 @@ pub fn install(
     build(state.db(), dir)
 }
 
-/// The snapshot last built or installed, if any, found in `dir` at startup. Incomplete and
-/// older checkpoints are removed.
-pub fn load_current(dir: &Path) -> Result<Option<Image>, StorageError> {
+/// The snapshot last built or installed, if any, found in `dir` at startup, with its raft
+/// position. Incomplete and older checkpoints are removed.
+pub fn load_current(dir: &Path) -> Result<Option<(SnapshotMeta, Image)>, StorageError> {
     let mut complete = Vec::new();
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
@@ -302,26 +303,19 @@ pub fn load_current(dir: &Path) -> Result<Option<Image>, StorageError> {
         }
         // A snapshot file from an earlier layout is superseded.
         let _ = fs::remove_file(dir.join(CURRENT));
-        let meta = codec::decode(&bytes).map_err(corrupt)?;
-        return Ok(Some(Image::Checkpoint(Arc::new(Checkpoint {
+        let meta: SnapshotMeta = codec::decode(&bytes).map_err(corrupt)?;
+        let cp = Checkpoint {
             dir: path,
-            meta,
-        }))));
+            meta: meta.clone(),
+        };
+        return Ok(Some((meta, Image::Checkpoint(Arc::new(cp)))));
     }
     // An earlier layout kept the encoded snapshot itself.
     match fs::read(dir.join(CURRENT)) {
-        Ok(bytes) => {
-            decode_file(&bytes)?;
-            Ok(Some(Image::Encoded(bytes)))
-        }
+        Ok(bytes) => Ok(Some((decode_file(&bytes)?.meta, Image::Encoded(bytes)))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
-}
-
-/// The raft position of an encoded snapshot.
-pub fn encoded_meta(bytes: &[u8]) -> Result<SnapshotMeta, StorageError> {
-    decode_file(bytes).map(|f| f.meta)
 }
 
 /// What a restore wrote.
@@ -397,12 +391,15 @@ mod tests {
         drop(cp);
         std::mem::forget(newer); // as a crash would leave it
         match load_current(&snap_dir).expect("loads") {
-            Some(Image::Checkpoint(found)) => {
+            Some((_, Image::Checkpoint(found))) => {
                 assert_eq!(found.dir, newer_dir);
                 let found = rows(&Image::Checkpoint(found).into_bytes().expect("encodes"));
                 assert_eq!(found, vec![(0, b"after".to_vec(), b"2".to_vec())]);
             }
-            other => panic!("expected the newer checkpoint, got {other:?}"),
+            other => panic!(
+                "expected the newer checkpoint, got {:?}",
+                other.map(|(_, i)| i)
+            ),
         }
         assert!(!partial.exists(), "the interrupted checkpoint is removed");
         let left = fs::read_dir(&snap_dir).expect("snap dir").count();

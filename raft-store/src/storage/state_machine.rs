@@ -502,8 +502,9 @@ fn encode_response(resp: &WriteResponse) -> Vec<u8> {
 pub struct StateMachine {
     state: Arc<StoreState>,
     snapshot_dir: PathBuf,
-    /// The snapshot last built or installed (shared with the snapshot builders).
-    current: Arc<std::sync::Mutex<Option<snapshot::Image>>>,
+    /// The snapshot last built or installed and its raft position (shared with the snapshot
+    /// builders).
+    current: Arc<std::sync::Mutex<Option<(SnapshotMeta, snapshot::Image)>>>,
 }
 
 impl StateMachine {
@@ -520,24 +521,22 @@ impl StateMachine {
     pub fn state(&self) -> &Arc<StoreState> {
         &self.state
     }
-}
 
-impl StateMachine {
     /// Makes `cp` the current snapshot unless a newer one already is (a build that raced an
     /// install of a later snapshot).
     fn set_current(&self, cp: Arc<snapshot::Checkpoint>) -> Result<Snapshot, io::Error> {
-        let mut current = self.current.lock().map_err(|_| lock_poisoned())?;
-        let newer_kept = match current.as_ref() {
-            Some(snapshot::Image::Checkpoint(have)) => have.meta.last_log_id > cp.meta.last_log_id,
-            _ => false,
-        };
-        if !newer_kept {
-            *current = Some(snapshot::Image::Checkpoint(cp.clone()));
-        }
-        Ok(Snapshot {
+        let snap = Snapshot {
             meta: cp.meta.clone(),
             snapshot: snapshot::Image::Checkpoint(cp),
-        })
+        };
+        let mut current = self.current.lock().map_err(|_| lock_poisoned())?;
+        let newer_kept = current
+            .as_ref()
+            .is_some_and(|(have, _)| have.last_log_id > snap.meta.last_log_id);
+        if !newer_kept {
+            *current = Some((snap.meta.clone(), snap.snapshot.clone()));
+        }
+        Ok(snap)
     }
 }
 
@@ -602,16 +601,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         let current = self.current.lock().map_err(|_| lock_poisoned())?;
-        Ok(match current.as_ref() {
-            None => None,
-            Some(snapshot::Image::Checkpoint(cp)) => Some(Snapshot {
-                meta: cp.meta.clone(),
-                snapshot: snapshot::Image::Checkpoint(cp.clone()),
-            }),
-            Some(snapshot::Image::Encoded(bytes)) => Some(Snapshot {
-                meta: snapshot::encoded_meta(bytes).map_err(io::Error::from)?,
-                snapshot: snapshot::Image::Encoded(bytes.clone()),
-            }),
-        })
+        Ok(current.as_ref().map(|(meta, image)| Snapshot {
+            meta: meta.clone(),
+            snapshot: image.clone(),
+        }))
     }
 }
