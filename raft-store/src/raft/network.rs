@@ -2,17 +2,21 @@
 //! `RaftPeer` service. Messages are openraft's own types in the store codec.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use keel_proto::keelpb::raft_peer_client::RaftPeerClient;
-use keel_proto::keelpb::{ForwardRequest, RaftRequest, ReadIndexRequest, SnapshotChunk};
+use futures::{Stream, StreamExt};
+use keel_proto::keelpb::{
+    ForwardRequest, RaftReply, RaftRequest, ReadIndexRequest, SnapshotChunk,
+};
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::OptionalSend;
 use serde::de::DeserializeOwned;
@@ -91,8 +95,6 @@ impl PeerNetwork {
         Req: Serialize,
         Resp: DeserializeOwned,
     {
-        let unreachable =
-            |msg: String| RPCError::Unreachable(Unreachable::new(&TransportError(msg)));
         let client = self
             .client
             .as_mut()
@@ -132,16 +134,69 @@ impl PeerNetwork {
             }
             Ok(Ok(reply)) => reply.into_inner(),
         };
-        if reply.removed {
-            tracing::error!(peer = %format_args!("{:x}", self.target), "a peer says this member was removed from the cluster");
-            self.removed.store(true, Ordering::Relaxed);
+        read_reply(self.target, &self.removed, reply)
+    }
+}
+
+/// The payload of a peer's reply, or the error it carries.
+fn read_reply<Resp: DeserializeOwned>(
+    target: NodeId,
+    removed: &AtomicBool,
+    reply: RaftReply,
+) -> Result<Resp, RPCError<TypeConfig>> {
+    if reply.removed {
+        tracing::error!(peer = %format_args!("{target:x}"), "a peer says this member was removed from the cluster");
+        removed.store(true, Ordering::Relaxed);
+    }
+    if !reply.error.is_empty() {
+        return Err(RPCError::Network(NetworkError::new(&TransportError(
+            reply.error,
+        ))));
+    }
+    codec::decode(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+}
+
+fn unreachable(msg: String) -> RPCError<TypeConfig> {
+    RPCError::Unreachable(Unreachable::new(&TransportError(msg)))
+}
+
+/// What the reply side of an append stream keeps between replies.
+struct ReplyStream {
+    target: NodeId,
+    removed: Arc<AtomicBool>,
+    replies: tonic::Streaming<RaftReply>,
+    /// Requests sent and not yet answered.
+    outstanding: Arc<AtomicUsize>,
+    /// How long an answer may take while a request waits for one.
+    patience: Duration,
+}
+
+impl ReplyStream {
+    /// The next reply; `None` once the stream is over, after an error included.
+    async fn next(&mut self) -> Option<Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>> {
+        loop {
+            let waited = tokio::time::timeout(self.patience, self.replies.message()).await;
+            let reply = match waited {
+                // Nothing was asked: an idle stream is not a slow peer.
+                Err(_) if self.outstanding.load(Ordering::Acquire) == 0 => continue,
+                Err(_) => {
+                    return Some(Err(unreachable(format!(
+                        "append to {:x}: no reply within {:?}",
+                        self.target, self.patience
+                    ))))
+                }
+                Ok(Err(status)) => {
+                    return Some(Err(unreachable(format!(
+                        "append to {:x}: {status}",
+                        self.target
+                    ))))
+                }
+                Ok(Ok(None)) => return None,
+                Ok(Ok(Some(reply))) => reply,
+            };
+            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+            return Some(read_reply(self.target, &self.removed, reply));
         }
-        if !reply.error.is_empty() {
-            return Err(RPCError::Network(NetworkError::new(&TransportError(
-                reply.error,
-            ))));
-        }
-        codec::decode(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))
     }
 }
 
@@ -169,6 +224,63 @@ impl std::fmt::Display for Method {
 
 impl RaftNetworkV2<TypeConfig> for PeerNetwork {
     type SnapshotData = crate::storage::snapshot::Image;
+
+    /// Pipelined replication over one gRPC stream: each request is sent as soon as openraft
+    /// makes it, and the peer answers in order.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        Box::pin(async move {
+            let target = self.target;
+            let client = self
+                .client
+                .as_mut()
+                .map_err(|e| unreachable(format!("bad peer url for {target:x}: {e}")))?;
+            let outstanding = Arc::new(AtomicUsize::new(0));
+            let counted = outstanding.clone();
+            // A request the codec cannot encode ends the stream; openraft then starts another.
+            let requests = input.scan((), move |_, rpc| {
+                let data = codec::encode(&rpc)
+                    .map_err(|e| tracing::error!("cannot encode an append for {target:x}: {e}"))
+                    .ok();
+                if data.is_some() {
+                    counted.fetch_add(1, Ordering::AcqRel);
+                }
+                std::future::ready(data.map(|data| RaftRequest { data }))
+            });
+            let patience = option.soft_ttl().max(APPEND_TIMEOUT_FLOOR);
+            let replies = tokio::time::timeout(patience, client.append_stream(requests))
+                .await
+                .map_err(|_| unreachable(format!("append stream to {target:x} timed out")))?
+                .map_err(|status| unreachable(format!("append stream to {target:x}: {status}")))?
+                .into_inner();
+            let state = ReplyStream {
+                target,
+                removed: self.removed.clone(),
+                replies,
+                outstanding,
+                patience,
+            };
+            let replies = futures::stream::unfold(Some(state), |state| async move {
+                let mut state = state?;
+                let next = state.next().await?;
+                let more = next.is_ok().then_some(state);
+                Some((next, more))
+            });
+            Ok(replies.boxed())
+        })
+    }
 
     async fn append_entries(
         &mut self,

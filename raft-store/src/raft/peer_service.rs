@@ -1,7 +1,10 @@
 //! The raft transport's server side: the `RaftPeer` gRPC service every member runs on its peer
 //! port. Decodes, hands to openraft or the node, encodes.
 
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
 
 use keel_proto::keelpb::raft_peer_server::{RaftPeer, RaftPeerServer};
 use keel_proto::keelpb::{
@@ -74,8 +77,45 @@ impl PeerService {
     }
 }
 
+/// Replies of an append stream, in the order of its requests.
+pub type AppendReplies = Pin<Box<dyn Stream<Item = Result<RaftReply, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
+    type AppendStreamStream = AppendReplies;
+
+    async fn append_stream(
+        &self,
+        req: Request<Streaming<RaftRequest>>,
+    ) -> Result<Response<AppendReplies>, Status> {
+        // A request that cannot be read ends the input; its error is the stream's last reply,
+        // after the replies to every request before it.
+        let broken: Arc<Mutex<Option<Status>>> = Arc::default();
+        let broken_in = broken.clone();
+        let requests = req.into_inner().scan((), move |_, msg| {
+            let rpc = msg.and_then(|m| decode::<AppendEntriesRequest<TypeConfig>>(&m.data));
+            std::future::ready(match rpc {
+                Ok(rpc) => Some(rpc),
+                Err(status) => {
+                    if let Ok(mut slot) = broken_in.lock() {
+                        *slot = Some(status);
+                    }
+                    None
+                }
+            })
+        });
+        let replies = self
+            .node
+            .raft()
+            .stream_append(requests)
+            .map(|res| reply(res).map(Response::into_inner));
+        let last = futures::stream::once(async move {
+            broken.lock().ok().and_then(|mut slot| slot.take())
+        })
+        .filter_map(|status| std::future::ready(status.map(Err)));
+        Ok(Response::new(Box::pin(replies.chain(last))))
+    }
+
     async fn append_entries(
         &self,
         req: Request<RaftRequest>,
