@@ -1,10 +1,14 @@
 //! The watch cache: every API object in memory, kept current by one store watch, so lists and
 //! watches are served without each reaching the store (as Kubernetes' watch cache does).
 //!
-//! The cache lists `/registry/` once, then applies the store's change stream. It keeps the
+//! The cache lists `/registry/` once, then applies the store's changes under it. It keeps the
 //! last [`RING`] changes, so a watch from a recent resourceVersion replays from memory; older
 //! ones go to the store. A consistent list first learns the store's current revision (a cheap
-//! linearizable read), waits until the cache has applied it, then answers from memory.
+//! linearizable read), waits until the cache has applied it, then answers from memory. Writes
+//! outside `/registry/` (fencing tokens, plain etcd clients) are not watched: when a list needs a
+//! revision the cache has not reached, the cache asks its watch for a progress notification,
+//! which names the store's revision once every change under `/registry/` up to it is delivered
+//! (Kubernetes' consistent reads from cache do the same).
 //!
 //! If the store watch breaks, the cache relists and every watch served from it ends; clients
 //! resume from their last resourceVersion, as after any broken watch.
@@ -17,10 +21,12 @@ use futures::StreamExt;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::storage::{prefix_end, Storage, StorageError, StoreEvent, Stored};
+use crate::storage::{prefix_end, ProgressRequests, Storage, StorageError, StoreEvent, Stored};
 
 /// Changes kept for watches that start in the past.
 const RING: usize = 10_000;
+/// How long a wait for a revision lasts before it asks for progress again.
+const PROGRESS_RETRY: Duration = Duration::from_millis(200);
 /// Page size of the cache's own lists.
 const LIST_PAGE: i64 = 1_000;
 const ROOT: &[u8] = b"/registry/";
@@ -72,6 +78,8 @@ pub struct WatchCache {
     rbac_generation: Arc<std::sync::atomic::AtomicU64>,
     changes: broadcast::Sender<Arc<Change>>,
     revision: watch::Sender<i64>,
+    /// Asks the cache's store watch how far it has delivered.
+    progress: ProgressRequests,
 }
 
 impl Default for WatchCache {
@@ -98,6 +106,7 @@ impl WatchCache {
             rbac_generation: Arc::default(),
             changes,
             revision,
+            progress: ProgressRequests::default(),
         }
     }
 
@@ -119,9 +128,8 @@ impl WatchCache {
                     }
                 }
             };
-            // The whole keyspace is watched, so the cache's revision follows every write (fencing
-            // tokens live outside /registry/); only API objects are kept.
-            let mut stream = match storage.watch(&[0], &[0], revision).await {
+            let watched = storage.watch(ROOT, &end, revision, self.progress.clone());
+            let mut stream = match watched.await {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(error = %e, "watch cache watch failed; relisting");
@@ -184,15 +192,6 @@ impl WatchCache {
 
     fn apply(&self, ev: StoreEvent) {
         let rev = event_revision(&ev);
-        let outside = match &ev {
-            StoreEvent::Put { key, .. } | StoreEvent::Delete { key, .. } => !key.starts_with(ROOT),
-            StoreEvent::Progress { .. } => false,
-        };
-        let ev = if outside {
-            StoreEvent::Progress { revision: rev }
-        } else {
-            ev
-        };
         if let StoreEvent::Put { key, .. } | StoreEvent::Delete { key, .. } = &ev {
             if RBAC_PREFIXES.iter().any(|p| key.starts_with(p)) {
                 self.rbac_generation
@@ -254,9 +253,22 @@ impl WatchCache {
     /// Waits until the cache has applied revision `at`; false if it did not within `timeout`.
     pub async fn wait_for(&self, at: i64, timeout: Duration) -> bool {
         let mut rx = self.revision.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|r| *r >= at))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if *rx.borrow_and_update() >= at {
+                return true;
+            }
+            // The revision may belong to a write outside /registry/, which the watch does not
+            // carry: only a progress notification brings the cache there. Asked again now and
+            // then, in case the answer came from a member that was behind.
+            self.progress.request();
+            let retry = (tokio::time::Instant::now() + PROGRESS_RETRY).min(deadline);
+            match tokio::time::timeout_at(retry, rx.wait_for(|r| *r >= at)).await {
+                Ok(reached) => return reached.is_ok(),
+                Err(_) if retry >= deadline => return false,
+                Err(_) => continue,
+            }
+        }
     }
 
     /// The cached object at `key`, if the cache is filled and holds one.
@@ -381,6 +393,41 @@ mod tests {
         assert_eq!(revs, [12, 13]);
         assert!(cache.replay(9).is_none(), "before the cache's history");
         assert!(cache.replay(14).is_none(), "in the future");
+    }
+
+    #[tokio::test]
+    async fn a_write_outside_the_registry_is_reached_through_progress() {
+        use crate::storage::memory::MemoryStorage;
+        use crate::storage::{Change, Expect, WriteOp};
+
+        let put_op = |key: &str| WriteOp {
+            key: key.as_bytes().to_vec(),
+            change: Change::Put(b"v".to_vec()),
+            expect: Expect::Any,
+        };
+        let storage = Arc::new(MemoryStorage::new());
+        let cache = WatchCache::new();
+        let shutdown = CancellationToken::new();
+        let runner = {
+            let (cache, storage, shutdown) = (cache.clone(), storage.clone(), shutdown.clone());
+            tokio::spawn(async move { cache.run(storage.as_ref(), shutdown).await })
+        };
+        let inside = storage
+            .write(vec![put_op("/registry/pods/a")], vec![])
+            .await
+            .expect("write");
+        assert!(cache.wait_for(inside, Duration::from_secs(5)).await);
+        let outside = storage
+            .write(vec![put_op("/fencing/token")], vec![])
+            .await
+            .expect("write");
+        assert!(cache.revision() < outside, "not watched, so not reached yet");
+        assert!(cache.wait_for(outside, Duration::from_secs(5)).await);
+        let listed = cache.list(b"/", b"0").expect("ready");
+        assert_eq!(listed.revision, outside);
+        assert_eq!(listed.items.len(), 1, "only API objects are cached");
+        shutdown.cancel();
+        runner.await.expect("cache task");
     }
 
     #[test]

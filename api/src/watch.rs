@@ -13,7 +13,7 @@ use crate::filter::Filter;
 use crate::keys;
 use crate::list::ListOptions;
 use crate::server::{decode_at, storage_error, ApiServer};
-use crate::storage::{prefix_end, Storage, StorageError, StoreEvent};
+use crate::storage::{prefix_end, ProgressRequests, Storage, StorageError, StoreEvent};
 
 #[derive(Debug, Clone, Default)]
 pub struct WatchOptions {
@@ -143,7 +143,11 @@ impl<S: Storage> ApiServer<S> {
             .map(|replay| crate::cache::stream_from(replay, prefix.clone(), end.clone(), after));
         let from_store = match from_cache {
             Some(stream) => Ok(stream),
-            None => self.storage.watch(&prefix, &end, after).await,
+            None => {
+                self.storage
+                    .watch(&prefix, &end, after, ProgressRequests::default())
+                    .await
+            }
         };
         let changes = match from_store {
             Ok(s) => s,

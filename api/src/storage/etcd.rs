@@ -16,7 +16,8 @@ use keel_proto::mvccpb::event::EventType;
 use tonic::transport::Channel;
 
 use super::{
-    Change, EventStream, Expect, Guard, Page, Storage, StorageError, StoreEvent, Stored, WriteOp,
+    Change, EventStream, Expect, Guard, Page, ProgressRequests, Storage, StorageError, StoreEvent,
+    Stored, WriteOp,
 };
 
 /// How often an idle watch asks the store how far it has delivered (bookmarks come from this).
@@ -38,6 +39,14 @@ impl EtcdStorage {
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX)
     }
+}
+
+/// Asks a watch stream for a progress notification; false once the stream is gone.
+async fn ask_progress(requests: &tokio::sync::mpsc::Sender<WatchRequest>) -> bool {
+    let request = WatchRequest {
+        request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})),
+    };
+    requests.send(request).await.is_ok()
 }
 
 /// etcd reports outcomes only as code and message text; this is the one place that reads them.
@@ -234,6 +243,7 @@ impl Storage for EtcdStorage {
         start: &[u8],
         end: &[u8],
         after: i64,
+        progress: ProgressRequests,
     ) -> Result<EventStream, StorageError> {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let create = WatchRequest {
@@ -261,10 +271,13 @@ impl Storage for EtcdStorage {
                 let resp = tokio::select! {
                     r = responses.next() => r,
                     _ = ticker.tick() => {
-                        let progress = WatchRequest {
-                            request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})),
-                        };
-                        if tx.send(progress).await.is_err() {
+                        if !ask_progress(&tx).await {
+                            return;
+                        }
+                        continue;
+                    }
+                    _ = progress.requested() => {
+                        if !ask_progress(&tx).await {
                             return;
                         }
                         continue;

@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
 use super::{
-    Change, EventStream, Expect, Guard, Page, Storage, StorageError, StoreEvent, Stored, WriteOp,
+    Change, EventStream, Expect, Guard, Page, ProgressRequests, Storage, StorageError, StoreEvent,
+    Stored, WriteOp,
 };
 
 /// One version of a key; `value` is `None` where the key was deleted.
@@ -122,7 +123,7 @@ impl State {
 
 /// The store, in memory. Revisions start at 1 for the empty store, as etcd's do.
 pub struct MemoryStorage {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 impl Default for MemoryStorage {
@@ -134,10 +135,10 @@ impl Default for MemoryStorage {
 impl MemoryStorage {
     pub fn new() -> Self {
         Self {
-            state: Mutex::new(State {
+            state: Arc::new(Mutex::new(State {
                 revision: 1,
                 ..Default::default()
-            }),
+            })),
         }
     }
 
@@ -324,6 +325,7 @@ impl Storage for MemoryStorage {
         start: &[u8],
         end: &[u8],
         after: i64,
+        progress: ProgressRequests,
     ) -> Result<EventStream, StorageError> {
         let mut state = self.state()?;
         if after < state.compacted {
@@ -343,7 +345,26 @@ impl Storage for MemoryStorage {
                 let _ = tx.send(Ok(event.clone()));
             }
         }
-        state.watchers.push(Watcher { range, tx });
+        state.watchers.push(Watcher {
+            range,
+            tx: tx.clone(),
+        });
+        // Progress goes through the watcher's own channel under the lock writes publish under,
+        // so it follows every change it covers.
+        let shared = self.state.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = progress.requested() => {}
+                }
+                let Ok(state) = shared.lock() else { return };
+                let revision = state.revision;
+                if tx.send(Ok(StoreEvent::Progress { revision })).is_err() {
+                    return;
+                }
+            }
+        });
         Ok(Box::pin(
             tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
         ))

@@ -178,7 +178,9 @@ async fn compaction_forgets_history_but_keeps_the_present() {
         Err(StorageError::Compacted { compacted: r2 })
     );
     assert!(matches!(
-        s.watch(b"/", &end, r1).await.err(),
+        s.watch(b"/", &end, r1, ProgressRequests::default())
+            .await
+            .err(),
         Some(StorageError::Compacted { compacted }) if compacted == r2
     ));
     let at = s.list(b"/", &end, 0, r2).await.expect("list at compaction");
@@ -196,8 +198,9 @@ async fn watches_replay_history_then_follow_changes_in_their_range() {
         .write(vec![put("/w/a", "2", Expect::Any)], vec![])
         .await
         .expect("update");
+    let progress = ProgressRequests::default();
     let mut events = s
-        .watch(b"/w/", &prefix_end(b"/w/"), r1)
+        .watch(b"/w/", &prefix_end(b"/w/"), r1, progress.clone())
         .await
         .expect("watch");
     s.write(vec![put("/elsewhere", "x", Expect::Any)], vec![])
@@ -229,8 +232,25 @@ async fn watches_replay_history_then_follow_changes_in_their_range() {
             mod_revision: r4,
         }
     );
-    let progress = events.next().await.expect("event").expect("ok");
-    assert_eq!(progress, StoreEvent::Progress { revision: r4 });
+    let notified = events.next().await.expect("event").expect("ok");
+    assert_eq!(notified, StoreEvent::Progress { revision: r4 });
+
+    // Asked for, progress names the latest revision, even one outside the range, and comes
+    // after every change it covers.
+    let r5 = s
+        .write(vec![put("/elsewhere", "y", Expect::Any)], vec![])
+        .await
+        .expect("outside the range");
+    let r6 = s
+        .write(vec![put("/w/b", "1", Expect::Any)], vec![])
+        .await
+        .expect("in the range");
+    progress.request();
+    let created = events.next().await.expect("event").expect("ok");
+    assert!(matches!(created, StoreEvent::Put { mod_revision, .. } if mod_revision == r6));
+    let asked = events.next().await.expect("event").expect("ok");
+    assert_eq!(asked, StoreEvent::Progress { revision: r6 });
+    assert!(r6 > r5);
 }
 
 #[tokio::test]

@@ -84,6 +84,23 @@ pub enum StoreEvent {
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<StoreEvent, StorageError>> + Send>>;
 
+/// Asks a watch for progress: after [`request`](Self::request), the watch sends a `Progress`
+/// event naming the store's revision at that time, once every change up to it is delivered.
+/// Requests made while one is pending may be answered together.
+#[derive(Debug, Clone, Default)]
+pub struct ProgressRequests(std::sync::Arc<tokio::sync::Notify>);
+
+impl ProgressRequests {
+    pub fn request(&self) {
+        self.0.notify_one();
+    }
+
+    /// Resolves when progress was requested (immediately if a request is pending).
+    pub async fn requested(&self) {
+        self.0.notified().await;
+    }
+}
+
 /// Why a storage call failed. Conflicts and missing keys are outcomes the API server turns into
 /// Kubernetes errors; `Unavailable` may succeed if retried; `Internal` will not.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,12 +160,14 @@ pub trait Storage: Send + Sync + 'static {
         guards: Vec<Guard>,
     ) -> impl std::future::Future<Output = Result<i64, StorageError>> + Send;
 
-    /// Changes to keys in `[start, end)` after revision `after`, with previous values.
+    /// Changes to keys in `[start, end)` after revision `after`, with previous values, and a
+    /// `Progress` event for each request made through `progress`.
     fn watch(
         &self,
         start: &[u8],
         end: &[u8],
         after: i64,
+        progress: ProgressRequests,
     ) -> impl std::future::Future<Output = Result<EventStream, StorageError>> + Send;
 
     /// The store's current revision (linearizable).
