@@ -8,7 +8,8 @@
 //! outside `/registry/` (fencing tokens, plain etcd clients) are not watched: when a list needs a
 //! revision the cache has not reached, the cache asks its watch for a progress notification,
 //! which names the store's revision once every change under `/registry/` up to it is delivered
-//! (Kubernetes' consistent reads from cache do the same).
+//! (Kubernetes' consistent reads from cache do the same). keel's store sends a progress
+//! notification only after the events it covers; etcd does so from 3.4.31 and 3.5.13 on.
 //!
 //! If the store watch breaks, the cache relists and every watch served from it ends; clients
 //! resume from their last resourceVersion, as after any broken watch.

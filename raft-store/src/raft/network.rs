@@ -2,9 +2,10 @@
 //! `RaftPeer` service. Messages are openraft's own types in the store codec.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use keel_proto::keelpb::raft_peer_client::RaftPeerClient;
 use futures::{Stream, StreamExt};
@@ -13,7 +14,7 @@ use keel_proto::keelpb::{
 };
 use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::network::{stream_append_sequential, RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
     TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
@@ -21,6 +22,7 @@ use openraft::raft::{
 use openraft::OptionalSend;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
 use super::{snapshot_transfer, ForwardReply, Forwarded};
@@ -69,6 +71,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             client: peer_client(&url, &self.tls).map_err(|e| e.to_string()),
             removed: self.removed.clone(),
+            unary_appends: false,
         }
     }
 }
@@ -78,6 +81,8 @@ pub struct PeerNetwork {
     target: NodeId,
     client: Result<RaftPeerClient<Channel>, String>,
     removed: Arc<AtomicBool>,
+    /// The peer has no `AppendStream` (an older build): appends go one call at a time.
+    unary_appends: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,38 +170,56 @@ struct ReplyStream {
     target: NodeId,
     removed: Arc<AtomicBool>,
     replies: tonic::Streaming<RaftReply>,
-    /// Requests sent and not yet answered.
-    outstanding: Arc<AtomicUsize>,
-    /// How long an answer may take while a request waits for one.
+    /// When each request not yet answered was sent, oldest first.
+    unanswered: Arc<Mutex<VecDeque<Instant>>>,
+    /// How long a request may wait for its answer.
     patience: Duration,
+    /// Dropped with this reply side, which ends the request side before it asks openraft for
+    /// another request: a request taken for a session openraft has abandoned would be lost.
+    _session: oneshot::Sender<()>,
 }
 
 impl ReplyStream {
     /// The next reply; `None` once the stream is over, after an error included.
     async fn next(&mut self) -> Option<Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>> {
-        loop {
-            let waited = tokio::time::timeout(self.patience, self.replies.message()).await;
-            let reply = match waited {
-                // Nothing was asked: an idle stream is not a slow peer.
-                Err(_) if self.outstanding.load(Ordering::Acquire) == 0 => continue,
+        let target = self.target;
+        let reply = loop {
+            let oldest = self.unanswered.lock().ok()?.front().copied();
+            // With nothing asked, an idle stream is not a slow peer: look again later.
+            let deadline = match oldest {
+                Some(sent) => sent + self.patience,
+                None => Instant::now() + self.patience,
+            };
+            match tokio::time::timeout_at(deadline.into(), self.replies.message()).await {
+                Err(_) if oldest.is_none() => continue,
                 Err(_) => {
                     return Some(Err(unreachable(format!(
-                        "append to {:x}: no reply within {:?}",
-                        self.target, self.patience
+                        "append to {target:x}: no reply within {:?}",
+                        self.patience
                     ))))
                 }
                 Ok(Err(status)) => {
-                    return Some(Err(unreachable(format!(
-                        "append to {:x}: {status}",
-                        self.target
-                    ))))
+                    return Some(Err(unreachable(format!("append to {target:x}: {status}"))))
                 }
-                Ok(Ok(None)) => return None,
-                Ok(Ok(Some(reply))) => reply,
-            };
-            self.outstanding.fetch_sub(1, Ordering::AcqRel);
-            return Some(read_reply(self.target, &self.removed, reply));
+                Ok(Ok(None)) => {
+                    let left = self.unanswered.lock().map(|q| q.len()).unwrap_or(0);
+                    if left == 0 {
+                        return None;
+                    }
+                    return Some(Err(unreachable(format!(
+                        "append stream to {target:x} ended with {left} requests unanswered"
+                    ))));
+                }
+                Ok(Ok(Some(reply))) => break reply,
+            }
+        };
+        let asked = self.unanswered.lock().ok()?.pop_front();
+        if asked.is_none() {
+            return Some(Err(RPCError::Network(NetworkError::new(&TransportError(
+                format!("append stream to {target:x}: a reply to no request"),
+            )))));
         }
+        Some(read_reply(target, &self.removed, reply))
     }
 }
 
@@ -243,39 +266,62 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
     {
         Box::pin(async move {
             let target = self.target;
+            if self.unary_appends {
+                return stream_append_sequential(self, input, option).await;
+            }
             let client = self
                 .client
                 .as_mut()
                 .map_err(|e| unreachable(format!("bad peer url for {target:x}: {e}")))?;
-            let outstanding = Arc::new(AtomicUsize::new(0));
-            let counted = outstanding.clone();
+            let unanswered: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
+            let sent = unanswered.clone();
+            let (session, session_over) = oneshot::channel::<()>();
             // A request the codec cannot encode ends the stream; openraft then starts another.
-            let requests = input.scan((), move |_, rpc| {
+            let requests = input.take_until(session_over).scan((), move |_, rpc| {
                 let data = codec::encode(&rpc)
                     .map_err(|e| tracing::error!("cannot encode an append for {target:x}: {e}"))
                     .ok();
                 if data.is_some() {
-                    counted.fetch_add(1, Ordering::AcqRel);
+                    if let Ok(mut q) = sent.lock() {
+                        q.push_back(Instant::now());
+                    }
                 }
                 std::future::ready(data.map(|data| RaftRequest { data }))
             });
             let patience = option.soft_ttl().max(APPEND_TIMEOUT_FLOOR);
-            let replies = tokio::time::timeout(patience, client.append_stream(requests))
+            let opened = tokio::time::timeout(patience, client.append_stream(requests))
                 .await
-                .map_err(|_| unreachable(format!("append stream to {target:x} timed out")))?
-                .map_err(|status| unreachable(format!("append stream to {target:x}: {status}")))?
-                .into_inner();
+                .map_err(|_| unreachable(format!("append stream to {target:x} timed out")))?;
+            let replies = match opened {
+                Ok(replies) => replies.into_inner(),
+                Err(status) if status.code() == tonic::Code::Unimplemented => {
+                    // Whatever this attempt took from openraft is resent by its next session.
+                    tracing::warn!(peer = %format_args!("{target:x}"), "peer has no append stream; appending one call at a time");
+                    self.unary_appends = true;
+                    return Err(unreachable(format!(
+                        "append stream to {target:x}: {status}"
+                    )));
+                }
+                Err(status) => {
+                    return Err(unreachable(format!(
+                        "append stream to {target:x}: {status}"
+                    )))
+                }
+            };
             let state = ReplyStream {
                 target,
                 removed: self.removed.clone(),
                 replies,
-                outstanding,
+                unanswered,
                 patience,
+                _session: session,
             };
+            // The stream ends after an error, and after a refused append (conflict, higher
+            // vote), as openraft's own sequential stream does.
             let replies = futures::stream::unfold(Some(state), |state| async move {
                 let mut state = state?;
                 let next = state.next().await?;
-                let more = next.is_ok().then_some(state);
+                let more = matches!(next, Ok(Ok(_))).then_some(state);
                 Some((next, more))
             });
             Ok(replies.boxed())
@@ -411,3 +457,7 @@ pub async fn read_index(
         .map_err(|s| s.message().to_string())?;
     codec::decode(&reply.into_inner().data).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+#[path = "network_tests.rs"]
+mod tests;
