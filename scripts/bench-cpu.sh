@@ -24,30 +24,12 @@ trap cleanup EXIT
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+source scripts/bench-clusters.sh
+
 run_alone() { # flavor base-port
-  local flavor="$1" base="$2" cluster="" i
+  local flavor="$1" i
   pids=()
-  for i in 0 1 2; do cluster+="m$i=http://127.0.0.1:$((base + 10 * i + 1)),"; done
-  for i in 0 1 2; do
-    local bin=(etcd)
-    [ "$flavor" = keel ] && bin=("$keel" server --secure-port "$((base + 10 * i + 2))")
-    "${bin[@]}" --name "m$i" --data-dir "$work/$flavor-m$i" \
-      --listen-client-urls "http://127.0.0.1:$((base + 10 * i))" --advertise-client-urls "http://127.0.0.1:$((base + 10 * i))" \
-      --listen-peer-urls "http://127.0.0.1:$((base + 10 * i + 1))" --initial-advertise-peer-urls "http://127.0.0.1:$((base + 10 * i + 1))" \
-      --initial-cluster "${cluster%,}" --initial-cluster-state new --initial-cluster-token "cpu-$flavor" \
-      >"$work/$flavor-m$i.log" 2>&1 &
-    pids+=($!)
-  done
-  local eps="http://127.0.0.1:$base,http://127.0.0.1:$((base + 10)),http://127.0.0.1:$((base + 20))"
-  local ready=""
-  for _ in $(seq 150); do
-    if ETCDCTL_API=3 etcdctl --endpoints="${eps//http:\/\//}" --command-timeout=2s put __bench_ready 1 >/dev/null 2>&1; then
-      ready=1
-      break
-    fi
-    sleep 0.2
-  done
-  [ -n "$ready" ] || { echo "$flavor cluster did not start" >&2; tail -n 20 "$work/$flavor"-m*.log >&2; return 1; }
+  start_cluster "$flavor" "$2"
   # Warm-up: connections, caches and heaps reach their working size first.
   "$keel" bench --workload "$workload" --endpoints "$eps" --clients 64 --total 20000 --val-size 256 --label warm-up >/dev/null
   local before=() after p
@@ -60,7 +42,7 @@ run_alone() { # flavor base-port
   gen_end="$(awk '{print $14 + $15 + $16 + $17}' /proc/$$/stat)"
   local line="$flavor cpu_us_per_op:" sum=0 us
   for i in 0 1 2; do
-    after="$(cpu_ticks "${pids[$i]}")"
+    after="$(cpu_ticks "${member_pids[$flavor-$i]}")"
     us=$(((after - before[i]) * 1000000 / tick / total))
     sum=$((sum + us))
     line+=" m$i=$us"

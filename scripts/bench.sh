@@ -25,32 +25,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-declare -A member_pids # "<flavor>-<i>" -> pid
-
-start_cluster() { # flavor base-port
-  local flavor="$1" base="$2" cluster="" i
-  for i in 0 1 2; do cluster+="m$i=http://127.0.0.1:$((base + 10 * i + 1)),"; done
-  for i in 0 1 2; do
-    local bin=(etcd)
-    # Each keel master also serves the Kubernetes REST API, on a port of its own here.
-    [ "$flavor" = keel ] && bin=("$keel" server --secure-port "$((base + 10 * i + 2))")
-    "${bin[@]}" --name "m$i" --data-dir "$work/$flavor-m$i" \
-      --listen-client-urls "http://127.0.0.1:$((base + 10 * i))" --advertise-client-urls "http://127.0.0.1:$((base + 10 * i))" \
-      --listen-peer-urls "http://127.0.0.1:$((base + 10 * i + 1))" --initial-advertise-peer-urls "http://127.0.0.1:$((base + 10 * i + 1))" \
-      --initial-cluster "${cluster%,}" --initial-cluster-state new --initial-cluster-token "bench-$flavor" \
-      >"$work/$flavor-m$i.log" 2>&1 &
-    pids+=($!)
-    member_pids["$flavor-$i"]=$!
-  done
-  eps="http://127.0.0.1:$base,http://127.0.0.1:$((base + 10)),http://127.0.0.1:$((base + 20))"
-  for _ in $(seq 150); do
-    ETCDCTL_API=3 etcdctl --endpoints="${eps//http:\/\//}" --command-timeout=2s put __bench_ready 1 >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  echo "$flavor cluster did not start; logs:" >&2
-  tail -n 20 "$work/$flavor"-m*.log >&2
-  return 1
-}
+# start_cluster <flavor> <base-port>: 3 members on loopback; sets eps, pids, member_pids.
+source scripts/bench-clusters.sh
 
 # Below the kernel's ephemeral range (32768 and up), so no outgoing connection holds a port
 # a member is about to listen on.
