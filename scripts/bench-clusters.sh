@@ -1,5 +1,19 @@
-# Shared by the benchmark scripts; sourced, not run. The caller sets `keel` (the binary) and
-# `work` (a scratch directory) and declares `pids=()`.
+# Shared by the benchmark scripts; sourced, not run, from the repository root.
+
+# Sets `keel` to the binary to measure: as shipped, an optimised build (its own profile, so the
+# test build is untouched). KEEL_BIN overrides, e.g. to compare a debug build.
+build_keel() {
+  local target_dir="${KEEL_BENCH_TARGET_DIR:-${CARGO_TARGET_DIR:-target}}"
+  if [ -z "${KEEL_BIN:-}" ]; then
+    bash scripts/install-deps.sh >/dev/null
+    CARGO_TARGET_DIR="$target_dir" cargo build --release -p keel
+  fi
+  keel="${KEEL_BIN:-$target_dir/release/keel}"
+}
+
+# start_cluster <flavor> <base-port> starts 3 members of keel or etcd on loopback and waits until
+# they take a write. The caller sets `work` (a scratch directory) and declares `pids=()`; this
+# sets `eps` and adds to `pids` and `member_pids`.
 
 declare -A member_pids # "<flavor>-<i>" -> pid
 

@@ -6,12 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 total="${1:-60000}"
 workload="${2:-put}"
-target_dir="${KEEL_BENCH_TARGET_DIR:-${CARGO_TARGET_DIR:-target}}"
-if [ -z "${KEEL_BIN:-}" ]; then
-  bash scripts/install-deps.sh >/dev/null
-  CARGO_TARGET_DIR="$target_dir" cargo build --release -p keel
-fi
-keel="${KEEL_BIN:-$target_dir/release/keel}"
+source scripts/bench-clusters.sh
+build_keel
 tick="$(getconf CLK_TCK)"
 
 work="$(mktemp -d)"
@@ -23,8 +19,6 @@ cleanup() {
 trap cleanup EXIT
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
-source scripts/bench-clusters.sh
 
 run_alone() { # flavor base-port
   local flavor="$1" i

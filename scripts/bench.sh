@@ -4,14 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 total="${1:-20000}"
-# Measured as shipped: an optimised build (its own profile, so the test build is untouched).
-# KEEL_BIN overrides, e.g. to compare a debug build.
-target_dir="${KEEL_BENCH_TARGET_DIR:-${CARGO_TARGET_DIR:-target}}"
-if [ -z "${KEEL_BIN:-}" ]; then
-  bash scripts/install-deps.sh >/dev/null
-  CARGO_TARGET_DIR="$target_dir" cargo build --release -p keel
-fi
-keel="${KEEL_BIN:-$target_dir/release/keel}"
+source scripts/bench-clusters.sh
+build_keel
 echo "keel binary: $keel; etcd: $(etcd --version | head -1)"
 echo "machine: $(nproc) cores, $(grep MemTotal /proc/meminfo | awk '{print int($2/1048576)}') GiB"
 
@@ -25,8 +19,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_cluster <flavor> <base-port>: 3 members on loopback; sets eps, pids, member_pids.
-source scripts/bench-clusters.sh
 
 # Below the kernel's ephemeral range (32768 and up), so no outgoing connection holds a port
 # a member is about to listen on.
