@@ -422,7 +422,10 @@ mod tests {
             .write(vec![put_op("/fencing/token")], vec![])
             .await
             .expect("write");
-        assert!(cache.revision() < outside, "not watched, so not reached yet");
+        assert!(
+            cache.revision() < outside,
+            "not watched, so not reached yet"
+        );
         assert!(cache.wait_for(outside, Duration::from_secs(5)).await);
         let listed = cache.list(b"/", b"0").expect("ready");
         assert_eq!(listed.revision, outside);

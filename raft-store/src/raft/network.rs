@@ -1,17 +1,15 @@
 //! The raft transport's client side: openraft's `RaftNetworkV2` over gRPC to each peer's
 //! `RaftPeer` service. Messages are openraft's own types in the store codec.
 
-use std::future::Future;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use keel_proto::keelpb::raft_peer_client::RaftPeerClient;
 use futures::{Stream, StreamExt};
-use keel_proto::keelpb::{
-    ForwardRequest, RaftReply, RaftRequest, ReadIndexRequest, SnapshotChunk,
-};
+use keel_proto::keelpb::raft_peer_client::RaftPeerClient;
+use keel_proto::keelpb::{ForwardRequest, RaftReply, RaftRequest, ReadIndexRequest, SnapshotChunk};
 use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{stream_append_sequential, RPCOption, RaftNetworkFactory, RaftNetworkV2};
@@ -181,7 +179,9 @@ struct ReplyStream {
 
 impl ReplyStream {
     /// The next reply; `None` once the stream is over, after an error included.
-    async fn next(&mut self) -> Option<Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>> {
+    async fn next(
+        &mut self,
+    ) -> Option<Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>> {
         let target = self.target;
         let reply = loop {
             let oldest = self.unanswered.lock().ok()?.front().copied();

@@ -109,10 +109,11 @@ impl RaftPeer for PeerService {
             .raft()
             .stream_append(requests)
             .map(|res| reply(res).map(Response::into_inner));
-        let last = futures::stream::once(async move {
-            broken.lock().ok().and_then(|mut slot| slot.take())
-        })
-        .filter_map(|status| std::future::ready(status.map(Err)));
+        let last =
+            futures::stream::once(
+                async move { broken.lock().ok().and_then(|mut slot| slot.take()) },
+            )
+            .filter_map(|status| std::future::ready(status.map(Err)));
         Ok(Response::new(Box::pin(replies.chain(last))))
     }
 
