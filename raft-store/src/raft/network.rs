@@ -294,18 +294,15 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
                 .map_err(|_| unreachable(format!("append stream to {target:x} timed out")))?;
             let replies = match opened {
                 Ok(replies) => replies.into_inner(),
-                Err(status) if status.code() == tonic::Code::Unimplemented => {
-                    // Whatever this attempt took from openraft is resent by its next session.
-                    tracing::warn!(peer = %format_args!("{target:x}"), "peer has no append stream; appending one call at a time");
-                    self.unary_appends = true;
+                Err(status) => {
+                    if status.code() == tonic::Code::Unimplemented {
+                        // Whatever this attempt took from openraft is resent by its next session.
+                        tracing::warn!(peer = %format_args!("{target:x}"), "peer has no append stream; appending one call at a time");
+                        self.unary_appends = true;
+                    }
                     return Err(unreachable(format!(
                         "append stream to {target:x}: {status}"
                     )));
-                }
-                Err(status) => {
-                    return Err(unreachable(format!(
-                        "append stream to {target:x}: {status}"
-                    )))
                 }
             };
             let state = ReplyStream {
