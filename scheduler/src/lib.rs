@@ -1,0 +1,11 @@
+//! keel's scheduler. The decisions are pure: a [`framework::Snapshot`] of nodes and the pods on
+//! them, filter and score [`plugins`] over it (kube-scheduler's default profile), the
+//! [`queue::SchedulingQueue`] with its backoff and unschedulable sets, the [`cache::Cache`] that
+//! counts assumed pods, and [`cycle`], which picks a node or explains why none fits. The async
+//! shell that watches, binds and elects a leader lives in keel's binary crates and reaches the
+//! API only through the SDK.
+
+pub mod framework;
+pub mod plugins;
+pub mod resources;
+pub mod terms;

