@@ -7,5 +7,6 @@
 
 pub mod framework;
 pub mod plugins;
+pub mod queue;
 pub mod resources;
 pub mod terms;
