@@ -5,6 +5,7 @@
 //! shell that watches, binds and elects a leader lives in keel's binary crates and reaches the
 //! API only through the SDK.
 
+pub mod cache;
 pub mod framework;
 pub mod plugins;
 pub mod queue;
