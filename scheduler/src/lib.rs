@@ -6,6 +6,7 @@
 //! API only through the SDK.
 
 pub mod cache;
+pub mod cycle;
 pub mod framework;
 pub mod plugins;
 pub mod queue;
