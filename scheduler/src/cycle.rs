@@ -127,7 +127,7 @@ impl Algorithm {
         }
     }
 
-    fn random(&mut self) -> u64 {
+    pub(crate) fn random(&mut self) -> u64 {
         // xorshift64: enough to break ties without a dependency.
         let mut x = self.rng;
         x ^= x << 13;
@@ -165,7 +165,7 @@ impl Algorithm {
 
     /// Filters one node, with the pods nominated to it that outrank (or equal) `pod` counted
     /// as if they were already there.
-    fn filter_with_nominated(
+    pub(crate) fn filter_with_nominated(
         &self,
         state: &CycleState,
         pod: &PodInfo,

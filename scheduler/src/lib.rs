@@ -9,6 +9,7 @@ pub mod cache;
 pub mod cycle;
 pub mod framework;
 pub mod plugins;
+pub mod preemption;
 pub mod queue;
 pub mod resources;
 pub mod terms;
