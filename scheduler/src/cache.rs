@@ -97,8 +97,7 @@ impl Cache {
             return;
         };
         if !info.pods.is_empty() {
-            self.orphans
-                .insert(name.to_string(), info.pods.iter().cloned().collect());
+            self.orphans.insert(name.to_string(), info.pods.to_vec());
         }
         self.order.retain(|n| n != name);
         self.dirty.remove(name);

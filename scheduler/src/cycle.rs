@@ -194,12 +194,12 @@ impl Algorithm {
         pod: &PodInfo,
         snapshot: &Snapshot,
         nominated: &Nominated,
-    ) -> Result<Placement, Diagnosis> {
+    ) -> Result<Placement, Box<Diagnosis>> {
         let n = snapshot.len();
-        let mut diagnosis = Diagnosis {
+        let mut diagnosis = Box::new(Diagnosis {
             nodes: n,
             ..Default::default()
-        };
+        });
         if n == 0 {
             return Err(diagnosis);
         }
@@ -278,7 +278,7 @@ impl Algorithm {
                 ties = 1;
             } else if t == totals[best] {
                 ties += 1;
-                if self.random() % ties == 0 {
+                if self.random().is_multiple_of(ties) {
                     best = i;
                 }
             }
