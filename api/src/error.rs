@@ -194,6 +194,11 @@ impl ApiError {
                     "field": c.field,
                 })).collect::<Vec<_>>(),
             })),
+            // A typed cause lets a deposed leader tell a lost fence from an ordinary conflict.
+            ApiError::FenceLost { lease } => Some(json!({
+                "name": lease,
+                "causes": [{"reason": "FenceLost", "message": self.to_string(), "field": ""}],
+            })),
             ApiError::ApplyConflict { causes, .. } => Some(json!({
                 "causes": causes.iter().map(|c| json!({
                     "reason": c.reason,

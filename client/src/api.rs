@@ -223,6 +223,27 @@ where
             .await
     }
 
+    /// POSTs `body` to a subresource of `name` (`pods/binding`, `serviceaccounts/token`, …)
+    /// and decodes what the server replies. Fenced like every other write of this `Api`.
+    pub async fn create_subresource<B, R>(
+        &self,
+        name: &str,
+        subresource: &str,
+        body: &B,
+    ) -> Result<R, Error>
+    where
+        B: Serialize,
+        R: DeserializeOwned,
+    {
+        let req = CreateRequest {
+            r#ref: self.reference(name, subresource),
+            object: serde_json::to_vec(body)?,
+            options: self.options(),
+        };
+        self.object(req, |mut api, req| async move { api.create(req).await })
+            .await
+    }
+
     /// Replaces `name`; conditional on the object's resourceVersion if it has one.
     pub async fn replace(&self, name: &str, object: &K) -> Result<K, Error> {
         self.update(name, "", object).await
@@ -244,12 +265,21 @@ where
     }
 
     pub async fn patch(&self, name: &str, patch: &Patch) -> Result<K, Error> {
+        self.patch_at(name, "", patch).await
+    }
+
+    /// Patches only the status of `name` (the `status` subresource).
+    pub async fn patch_status(&self, name: &str, patch: &Patch) -> Result<K, Error> {
+        self.patch_at(name, "status", patch).await
+    }
+
+    async fn patch_at(&self, name: &str, subresource: &str, patch: &Patch) -> Result<K, Error> {
         let (patch_type, body) = match patch {
             Patch::Merge(v) => ("application/merge-patch+json", v),
             Patch::Json(v) => ("application/json-patch+json", v),
         };
         let req = PatchRequest {
-            r#ref: self.reference(name, ""),
+            r#ref: self.reference(name, subresource),
             patch_type: patch_type.to_string(),
             patch: serde_json::to_vec(body)?,
             options: self.options(),

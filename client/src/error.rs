@@ -11,6 +11,27 @@ pub struct Status {
     pub reason: String,
     #[serde(default)]
     pub code: u16,
+    #[serde(default)]
+    pub details: Option<StatusDetails>,
+}
+
+/// The parts of a Status' details the SDK reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct StatusDetails {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub causes: Vec<StatusCause>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct StatusCause {
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub field: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +70,18 @@ impl Error {
 
     pub fn is_not_found(&self) -> bool {
         self.code() == Some(404)
+    }
+
+    /// A fenced write refused because its Lease names another holder now: the writer is no
+    /// longer the leader.
+    pub fn is_fence_lost(&self) -> bool {
+        match self {
+            Error::Api(st) => st
+                .details
+                .as_ref()
+                .is_some_and(|d| d.causes.iter().any(|c| c.reason == "FenceLost")),
+            _ => false,
+        }
     }
 
     pub fn is_conflict(&self) -> bool {

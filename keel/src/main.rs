@@ -5,6 +5,7 @@ mod https;
 mod ops;
 mod pki;
 mod rest;
+mod scheduler;
 mod server;
 
 use clap::{Parser, Subcommand};

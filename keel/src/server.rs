@@ -115,6 +115,12 @@ pub struct ServerArgs {
     /// Address the REST API listens on, as kube-apiserver's flag.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: std::net::IpAddr,
+    /// Run the scheduler in this master (one active across all masters, elected through the
+    /// Lease kube-system/kube-scheduler).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    scheduler: bool,
+    #[command(flatten)]
+    scheduler_election: crate::scheduler::ElectionArgs,
     /// Test-only: plant a known bug so the fault harness can prove it notices. `stale-reads`
     /// serves linearizable reads from local state without confirming leadership. Never use it
     /// for anything but tests.
@@ -271,6 +277,9 @@ impl ServerArgs {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let store_only = args.store_only;
+    let scheduler = (args.scheduler && !store_only)
+        .then(|| args.scheduler_election.config(&args.name))
+        .transpose()?;
     let auth = auth_config(&args)?;
     let rest_config = crate::rest::RestConfig {
         listen: SocketAddr::new(args.bind_address, args.secure_port),
@@ -297,6 +306,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the REST API on {}", rest_config.listen))?;
         let api = api_server(&config, auth)?;
+        // Control loops in this master reach the API as any client does: over gRPC, here on
+        // this member's own client port.
+        let loopback_url = format!("http://{}", loopback(&config)?);
         let routes = tonic::service::Routes::new(
             keel_proto::keelapi::api_server::ApiServer::new(keel_api::grpc::GrpcApi::new(
                 api.clone(),
@@ -336,7 +348,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                     }
                 }
             };
-            tokio::join!(cache, namespaces, finalizer, rest);
+            let scheduler = async {
+                let Some(config) = scheduler else {
+                    return;
+                };
+                match keel_client::Client::new(&[loopback_url]) {
+                    Ok(client) => {
+                        let stats = keel_scheduler::run::run(client, config, bootstrap_stop.clone()).await;
+                        tracing::info!(?stats, "scheduler stopped");
+                    }
+                    Err(e) => tracing::error!(error = %e, "the scheduler cannot start"),
+                }
+            };
+            tokio::join!(cache, namespaces, finalizer, rest, scheduler);
         });
         (routes, Some(background))
     };
@@ -369,19 +393,24 @@ fn auth_config(args: &ServerArgs) -> anyhow::Result<keel_api::auth::AuthConfig> 
     })
 }
 
-fn api_server(
-    config: &keel_store::config::NodeConfig,
-    auth: keel_api::auth::AuthConfig,
-) -> anyhow::Result<std::sync::Arc<keel_api::ApiServer<keel_api::storage::etcd::EtcdStorage>>> {
+/// This member's client port as reached from this host.
+fn loopback(config: &keel_store::config::NodeConfig) -> anyhow::Result<SocketAddr> {
     let addr = config
         .listen_client
         .first()
         .ok_or_else(|| anyhow::anyhow!("no client listener"))?;
-    let host = if addr.ip().is_unspecified() {
+    Ok(if addr.ip().is_unspecified() {
         std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
     } else {
         *addr
-    };
+    })
+}
+
+fn api_server(
+    config: &keel_store::config::NodeConfig,
+    auth: keel_api::auth::AuthConfig,
+) -> anyhow::Result<std::sync::Arc<keel_api::ApiServer<keel_api::storage::etcd::EtcdStorage>>> {
+    let host = loopback(config)?;
     // Over TLS when the client port uses it, presenting this member's own certificate.
     let (scheme, tls) = match &config.client_tls {
         Some(files) => {

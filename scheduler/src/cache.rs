@@ -57,6 +57,24 @@ impl Cache {
         self.nodes.get(name)
     }
 
+    /// The pod `key` as counted, if it is.
+    pub fn pod_info(&self, key: &str) -> Option<&Arc<PodInfo>> {
+        self.pods.get(key).map(|p| &p.info)
+    }
+
+    /// Every pod counted on a node.
+    pub fn pod_keys(&self) -> impl Iterator<Item = String> + '_ {
+        self.pods.keys().cloned()
+    }
+
+    pub fn node_names(&self) -> impl Iterator<Item = &String> {
+        self.order.iter()
+    }
+
+    pub fn namespace_labels(&self, name: &str) -> Option<&BTreeMap<String, String>> {
+        self.namespace_labels.get(name)
+    }
+
     /// Whether the pod `key` is counted on a node, and whether only by assumption.
     pub fn placement(&self, key: &str) -> Option<(&str, bool)> {
         self.pods.get(key).map(|p| (p.node.as_str(), p.assumed))

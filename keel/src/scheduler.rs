@@ -1,0 +1,93 @@
+//! The scheduler's flags: its leader election timings (in `keel server` and in
+//! `keel scheduler`), as kube-scheduler's `--leader-elect-*` flags with faster defaults.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Args;
+
+#[derive(Args, Debug, Clone)]
+pub struct ElectionArgs {
+    /// How long a scheduler's Lease lasts without renewal before another may take it.
+    #[arg(long = "scheduler-lease-duration", default_value = "4s", value_parser = parse_duration)]
+    lease_duration: Duration,
+    /// A leading scheduler that cannot renew within this long stops scheduling (must be
+    /// shorter than the lease duration).
+    #[arg(long = "scheduler-renew-deadline", default_value = "2s", value_parser = parse_duration)]
+    renew_deadline: Duration,
+    /// How often candidates try to acquire or renew the Lease.
+    #[arg(long = "scheduler-retry-period", default_value = "500ms", value_parser = parse_duration)]
+    retry_period: Duration,
+    /// percentageOfNodesToScore: the share of nodes searched for feasible ones before scoring;
+    /// 0 is Kubernetes' adaptive default.
+    #[arg(long = "percentage-of-nodes-to-score", default_value_t = 0)]
+    percentage_of_nodes_to_score: u32,
+}
+
+/// `500ms`, `4s`, `1m`: a number and a unit.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 500ms, 4s or 1m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("{s:?} is not a duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+impl ElectionArgs {
+    /// The scheduler's configuration for a candidate named after `member`.
+    pub fn config(&self, member: &str) -> anyhow::Result<keel_scheduler::run::Config> {
+        if self.renew_deadline >= self.lease_duration {
+            bail!(
+                "--scheduler-renew-deadline ({:?}) must be shorter than --scheduler-lease-duration ({:?})",
+                self.renew_deadline,
+                self.lease_duration
+            );
+        }
+        if self.retry_period.is_zero() {
+            bail!("--scheduler-retry-period must be positive");
+        }
+        if self.percentage_of_nodes_to_score > 100 {
+            bail!("--percentage-of-nodes-to-score must be between 0 and 100");
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        let suffix: u32 = rand::random();
+        let mut config =
+            keel_scheduler::run::Config::new(&format!("{host}_{member}_{suffix:08x}"));
+        config.timing = keel_client::leader::Timing {
+            lease_duration: self.lease_duration,
+            renew_deadline: self.renew_deadline,
+            retry_period: self.retry_period,
+        };
+        config.percentage_of_nodes_to_score = self.percentage_of_nodes_to_score;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_kubernetes_style_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("4s"), Ok(Duration::from_secs(4)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("4 weeks").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}
