@@ -1,7 +1,19 @@
 //! The filter and score plugins of kube-scheduler's default profile, each a small type over a
 //! [`Snapshot`](crate::framework::Snapshot), and the profile that orders and weighs them.
 
+pub mod node_name;
+pub mod node_ports;
+pub mod node_unschedulable;
+pub mod taint_toleration;
+
+#[cfg(test)]
+pub(crate) mod test_nodes;
+
 use crate::framework::{Filter, Score};
+use node_name::NodeName;
+use node_ports::NodePorts;
+use node_unschedulable::NodeUnschedulable;
+use taint_toleration::TaintToleration;
 
 /// The plugins one scheduler runs: filters in order (the cheapest and most often failing
 /// first), scores with their weights.
@@ -15,7 +27,16 @@ pub struct Profile {
 /// NodeResourcesBalancedAllocation 1, ImageLocality 1).
 pub fn default_profile() -> Profile {
     Profile {
-        filters: vec![],
-        scores: vec![],
+        filters: vec![
+            Box::new(NodeUnschedulable),
+            Box::new(NodeName),
+            Box::new(TaintToleration),
+            Box::new(NodePorts),
+            // PodTopologySpread, then InterPodAffinity: they look beyond the node, so run last.
+        ],
+        scores: vec![
+            (Box::new(TaintToleration), 3),
+            // PodTopologySpread (2), then InterPodAffinity (2).
+        ],
     }
 }
