@@ -1,8 +1,10 @@
 //! The filter and score plugins of kube-scheduler's default profile, each a small type over a
 //! [`Snapshot`](crate::framework::Snapshot), and the profile that orders and weighs them.
 
+pub mod node_affinity;
 pub mod node_name;
 pub mod node_ports;
+pub mod node_selector;
 pub mod node_unschedulable;
 pub mod taint_toleration;
 
@@ -10,6 +12,7 @@ pub mod taint_toleration;
 pub(crate) mod test_nodes;
 
 use crate::framework::{Filter, Score};
+use node_affinity::NodeAffinity;
 use node_name::NodeName;
 use node_ports::NodePorts;
 use node_unschedulable::NodeUnschedulable;
@@ -31,11 +34,13 @@ pub fn default_profile() -> Profile {
             Box::new(NodeUnschedulable),
             Box::new(NodeName),
             Box::new(TaintToleration),
+            Box::new(NodeAffinity),
             Box::new(NodePorts),
             // PodTopologySpread, then InterPodAffinity: they look beyond the node, so run last.
         ],
         scores: vec![
             (Box::new(TaintToleration), 3),
+            (Box::new(NodeAffinity), 2),
             // PodTopologySpread (2), then InterPodAffinity (2).
         ],
     }
