@@ -1,9 +1,12 @@
 //! The filter and score plugins of kube-scheduler's default profile, each a small type over a
 //! [`Snapshot`](crate::framework::Snapshot), and the profile that orders and weighs them.
 
+pub mod balanced_allocation;
+pub mod image_locality;
 pub mod node_affinity;
 pub mod node_name;
 pub mod node_ports;
+pub mod node_resources_fit;
 pub mod node_selector;
 pub mod node_unschedulable;
 pub mod taint_toleration;
@@ -12,9 +15,12 @@ pub mod taint_toleration;
 pub(crate) mod test_nodes;
 
 use crate::framework::{Filter, Score};
+use balanced_allocation::BalancedAllocation;
+use image_locality::ImageLocality;
 use node_affinity::NodeAffinity;
 use node_name::NodeName;
 use node_ports::NodePorts;
+use node_resources_fit::NodeResourcesFit;
 use node_unschedulable::NodeUnschedulable;
 use taint_toleration::TaintToleration;
 
@@ -36,12 +42,16 @@ pub fn default_profile() -> Profile {
             Box::new(TaintToleration),
             Box::new(NodeAffinity),
             Box::new(NodePorts),
+            Box::new(NodeResourcesFit),
             // PodTopologySpread, then InterPodAffinity: they look beyond the node, so run last.
         ],
         scores: vec![
             (Box::new(TaintToleration), 3),
             (Box::new(NodeAffinity), 2),
+            (Box::new(NodeResourcesFit), 1),
             // PodTopologySpread (2), then InterPodAffinity (2).
+            (Box::new(BalancedAllocation), 1),
+            (Box::new(ImageLocality), 1),
         ],
     }
 }
