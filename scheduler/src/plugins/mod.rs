@@ -12,6 +12,8 @@ pub mod node_unschedulable;
 pub mod taint_toleration;
 
 #[cfg(test)]
+mod filters_agree;
+#[cfg(test)]
 pub(crate) mod test_nodes;
 
 use crate::framework::{Filter, Score};
@@ -53,5 +55,46 @@ pub fn default_profile() -> Profile {
             (Box::new(BalancedAllocation), 1),
             (Box::new(ImageLocality), 1),
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The node-local plugins, in kube-scheduler's order; other plugins may sit between them.
+    #[test]
+    fn default_profile_keeps_kubernetes_order_and_weights() {
+        let profile = default_profile();
+        let ours = [
+            "NodeUnschedulable",
+            "NodeName",
+            "TaintToleration",
+            "NodeAffinity",
+            "NodePorts",
+            "NodeResourcesFit",
+        ];
+        let filters: Vec<&str> = profile
+            .filters
+            .iter()
+            .map(|f| f.name())
+            .filter(|n| ours.contains(n))
+            .collect();
+        assert_eq!(filters, ours);
+
+        let ours = [
+            ("TaintToleration", 3),
+            ("NodeAffinity", 2),
+            ("NodeResourcesFit", 1),
+            ("NodeResourcesBalancedAllocation", 1),
+            ("ImageLocality", 1),
+        ];
+        let scores: Vec<(&str, i64)> = profile
+            .scores
+            .iter()
+            .map(|(s, w)| (s.name(), *w))
+            .filter(|(n, _)| ours.iter().any(|(o, _)| o == n))
+            .collect();
+        assert_eq!(scores, ours);
     }
 }
