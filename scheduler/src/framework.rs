@@ -28,7 +28,7 @@ pub struct PodInfo {
     pub non_zero_cpu: i64,
     pub non_zero_memory: i64,
     pub priority: i32,
-    /// Host ports the pod's containers ask for.
+    /// Host ports the pod's app and sidecar containers ask for.
     pub host_ports: Vec<HostPort>,
     /// Inter-pod affinity and anti-affinity terms, with their selectors parsed.
     pub affinity: AffinityTerms,
@@ -40,12 +40,15 @@ impl PodInfo {
         let (non_zero_cpu, non_zero_memory) = resources::pod_non_zero_requests(&pod);
         let meta = &pod.metadata;
         let spec = pod.spec.as_ref();
+        // Regular init containers have exited before the app containers start (the kubelet
+        // binds no host port for them); sidecars run beside the app and hold theirs.
         let host_ports = spec
             .into_iter()
             .flat_map(|s| {
                 s.init_containers
                     .iter()
                     .flatten()
+                    .filter(|c| c.restart_policy.as_deref() == Some("Always"))
                     .chain(s.containers.iter())
             })
             .flat_map(|c| c.ports.iter().flatten())
