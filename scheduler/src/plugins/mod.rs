@@ -3,6 +3,12 @@
 
 use crate::framework::{Filter, Score};
 
+pub mod inter_pod_affinity;
+#[cfg(test)]
+mod test_pods;
+
+use inter_pod_affinity::InterPodAffinity;
+
 /// The plugins one scheduler runs: filters in order (the cheapest and most often failing
 /// first), scores with their weights.
 pub struct Profile {
@@ -15,7 +21,7 @@ pub struct Profile {
 /// NodeResourcesBalancedAllocation 1, ImageLocality 1).
 pub fn default_profile() -> Profile {
     Profile {
-        filters: vec![],
-        scores: vec![],
+        filters: vec![Box::new(InterPodAffinity::default())],
+        scores: vec![(Box::new(InterPodAffinity::default()), 2)],
     }
 }
