@@ -4,10 +4,12 @@
 use crate::framework::{Filter, Score};
 
 pub mod inter_pod_affinity;
+pub mod pod_topology_spread;
 #[cfg(test)]
 mod test_pods;
 
 use inter_pod_affinity::InterPodAffinity;
+use pod_topology_spread::PodTopologySpread;
 
 /// The plugins one scheduler runs: filters in order (the cheapest and most often failing
 /// first), scores with their weights.
@@ -21,7 +23,13 @@ pub struct Profile {
 /// NodeResourcesBalancedAllocation 1, ImageLocality 1).
 pub fn default_profile() -> Profile {
     Profile {
-        filters: vec![Box::new(InterPodAffinity::default())],
-        scores: vec![(Box::new(InterPodAffinity::default()), 2)],
+        filters: vec![
+            Box::new(PodTopologySpread::default()),
+            Box::new(InterPodAffinity::default()),
+        ],
+        scores: vec![
+            (Box::new(PodTopologySpread::default()), 2),
+            (Box::new(InterPodAffinity::default()), 2),
+        ],
     }
 }

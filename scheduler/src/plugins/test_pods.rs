@@ -46,6 +46,21 @@ pub fn term(match_labels: &[(&str, &str)], topology_key: &str) -> Value {
     })
 }
 
+/// A topology spread constraint over pods with `match_labels`.
+pub fn spread(
+    max_skew: i32,
+    topology_key: &str,
+    when: &str,
+    match_labels: &[(&str, &str)],
+) -> Value {
+    json!({
+        "maxSkew": max_skew,
+        "topologyKey": topology_key,
+        "whenUnsatisfiable": when,
+        "labelSelector": { "matchLabels": label_map(match_labels) },
+    })
+}
+
 impl PodBuilder {
     pub fn namespace(mut self, namespace: &str) -> Self {
         self.0["metadata"]["namespace"] = json!(namespace);
@@ -61,6 +76,10 @@ impl PodBuilder {
     pub fn spec(mut self, key: &str, value: Value) -> Self {
         self.0["spec"][key] = value;
         self
+    }
+
+    pub fn node_selector(self, labels: &[(&str, &str)]) -> Self {
+        self.spec("nodeSelector", label_map(labels))
     }
 
     pub fn required_affinity(self, term: Value) -> Self {
@@ -107,6 +126,14 @@ impl PodBuilder {
         )
     }
 
+    pub fn spread(self, constraint: Value) -> Self {
+        self.push(&["topologySpreadConstraints"], constraint)
+    }
+
+    pub fn toleration(self, toleration: Value) -> Self {
+        self.push(&["tolerations"], toleration)
+    }
+
     /// Appends `item` to the list at `spec.<path>`, creating it.
     fn push(mut self, path: &[&str], item: Value) -> Self {
         let mut at = &mut self.0["spec"];
@@ -151,6 +178,18 @@ pub fn node(name: &str, labels: &[(&str, &str)]) -> NodeBuilder {
 }
 
 impl NodeBuilder {
+    pub fn taint(mut self, key: &str, value: &str, effect: &str) -> Self {
+        let taints = &mut self.value["spec"]["taints"];
+        if taints.is_null() {
+            *taints = json!([]);
+        }
+        taints
+            .as_array_mut()
+            .expect("a list")
+            .push(json!({ "key": key, "value": value, "effect": effect }));
+        self
+    }
+
     /// Counts `pod` on this node (bound to it).
     pub fn pod(mut self, pod: PodBuilder) -> Self {
         let name = self.value["metadata"]["name"].clone();
