@@ -26,6 +26,14 @@ use node_resources_fit::NodeResourcesFit;
 use node_unschedulable::NodeUnschedulable;
 use taint_toleration::TaintToleration;
 
+pub mod inter_pod_affinity;
+pub mod pod_topology_spread;
+#[cfg(test)]
+mod test_pods;
+
+use inter_pod_affinity::InterPodAffinity;
+use pod_topology_spread::PodTopologySpread;
+
 /// The plugins one scheduler runs: filters in order (the cheapest and most often failing
 /// first), scores with their weights.
 pub struct Profile {
@@ -45,13 +53,16 @@ pub fn default_profile() -> Profile {
             Box::new(NodeAffinity),
             Box::new(NodePorts),
             Box::new(NodeResourcesFit),
-            // PodTopologySpread, then InterPodAffinity: they look beyond the node, so run last.
+            // They look beyond the node, so they run last.
+            Box::new(PodTopologySpread::default()),
+            Box::new(InterPodAffinity::default()),
         ],
         scores: vec![
             (Box::new(TaintToleration), 3),
             (Box::new(NodeAffinity), 2),
             (Box::new(NodeResourcesFit), 1),
-            // PodTopologySpread (2), then InterPodAffinity (2).
+            (Box::new(PodTopologySpread::default()), 2),
+            (Box::new(InterPodAffinity::default()), 2),
             (Box::new(BalancedAllocation), 1),
             (Box::new(ImageLocality), 1),
         ],

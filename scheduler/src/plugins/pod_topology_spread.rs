@@ -1,0 +1,652 @@
+//! PodTopologySpread, as kube-scheduler's plugin of that name: a pod's
+//! `topologySpreadConstraints` keep the pods they select evenly spread over topology domains:
+//! `DoNotSchedule` ones as a filter (how far above the least loaded domain a node's domain may
+//! go), `ScheduleAnyway` ones (or the system defaults, for a pod with none) as a score.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use keel_types::k8s_openapi::api::core::v1::{
+    Node, NodeSelectorTerm as NodeSelectorTermSpec, Pod, Taint, Toleration,
+};
+use keel_types::selector::{Operator, Requirement};
+use keel_types::Selector;
+
+use crate::framework::{
+    ClusterEvent, CycleState, Filter, NodeInfo, PodInfo, Rejection, Score, Snapshot, MAX_NODE_SCORE,
+};
+
+pub const NAME: &str = "PodTopologySpread";
+const PRE_FILTER_KEY: &str = "PreFilterPodTopologySpread";
+const PRE_SCORE_KEY: &str = "PreScorePodTopologySpread";
+
+pub const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
+pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
+
+const DO_NOT_SCHEDULE: &str = "DoNotSchedule";
+const SCHEDULE_ANYWAY: &str = "ScheduleAnyway";
+const HONOR: &str = "Honor";
+
+/// Placing the pod on the node would spread its pods more unevenly than a constraint allows.
+pub const REASON_CONSTRAINTS_NOT_MATCH: &str =
+    "node(s) didn't match pod topology spread constraints";
+/// The node lacks a constraint's topology key, so it is in no domain of it.
+pub const REASON_NODE_LABEL_NOT_MATCH: &str =
+    "node(s) didn't match pod topology spread constraints (missing required label)";
+
+/// The system default constraints (topology key, maxSkew) kube-scheduler scores a pod without
+/// constraints of its own by.
+const SYSTEM_DEFAULT_CONSTRAINTS: [(&str, i64); 2] = [(LABEL_HOSTNAME, 3), (LABEL_ZONE, 5)];
+
+/// Which pods a pod without constraints of its own is spread from: in kube-scheduler, the pods
+/// selected by every Service, ReplicationController, ReplicaSet and StatefulSet that selects it
+/// (their selectors ANDed). The scheduler core has no informers for those, so the caller that
+/// has them supplies this; a closure `Fn(&PodInfo) -> Option<Selector>` is one.
+///
+/// Contract: pure and cheap (called once per pod per cycle, possibly from several threads);
+/// `None` or an empty selector means nothing owns the pod and it gets no default constraints.
+pub trait OwnerSelector: Send + Sync {
+    fn selector(&self, pod: &PodInfo) -> Option<Selector>;
+}
+
+impl<F> OwnerSelector for F
+where
+    F: Fn(&PodInfo) -> Option<Selector> + Send + Sync,
+{
+    fn selector(&self, pod: &PodInfo) -> Option<Selector> {
+        self(pod)
+    }
+}
+
+/// The plugin. Without an [`OwnerSelector`], pods without constraints are not spread at all.
+#[derive(Default)]
+pub struct PodTopologySpread {
+    owner_selector: Option<Box<dyn OwnerSelector>>,
+}
+
+impl PodTopologySpread {
+    /// Scores pods without constraints by the system defaults over the pods `owners` selects.
+    pub fn with_owner_selector(owners: impl OwnerSelector + 'static) -> Self {
+        PodTopologySpread {
+            owner_selector: Some(Box::new(owners)),
+        }
+    }
+
+    /// The system default constraints for a pod without any, if something owns it.
+    fn default_constraints(&self, pod: &PodInfo) -> Vec<Constraint> {
+        let Some(selector) = self
+            .owner_selector
+            .as_ref()
+            .and_then(|o| o.selector(pod))
+            .filter(|s| !s.is_empty())
+        else {
+            return Vec::new();
+        };
+        SYSTEM_DEFAULT_CONSTRAINTS
+            .iter()
+            .map(|&(key, max_skew)| Constraint {
+                max_skew,
+                topology_key: key.to_string(),
+                selector: selector.clone(),
+                min_domains: 1,
+                honor_node_affinity: true,
+                honor_node_taints: false,
+            })
+            .collect()
+    }
+}
+
+/// One spread constraint with its selector parsed and its defaults applied.
+#[derive(Debug, Clone)]
+struct Constraint {
+    max_skew: i64,
+    topology_key: String,
+    /// The label selector with the pod's values for `matchLabelKeys` folded in.
+    selector: Selector,
+    min_domains: i64,
+    /// nodeAffinityPolicy Honor (the default): count only nodes the pod's nodeSelector and
+    /// required node affinity admit.
+    honor_node_affinity: bool,
+    /// nodeTaintsPolicy Honor (default Ignore): count only nodes whose taints the pod
+    /// tolerates.
+    honor_node_taints: bool,
+}
+
+fn has_constraints(pod: &PodInfo) -> bool {
+    pod.pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.topology_spread_constraints.as_ref())
+        .is_some_and(|c| !c.is_empty())
+}
+
+/// The pod's constraints with `whenUnsatisfiable` equal to `action`, in order.
+fn spread_constraints(pod: &PodInfo, action: &str) -> Result<Vec<Constraint>, String> {
+    let specs = pod
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.topology_spread_constraints.as_ref());
+    let mut out = Vec::new();
+    for spec in specs.into_iter().flatten() {
+        if spec.when_unsatisfiable != action {
+            continue;
+        }
+        let mut selector = Selector::from_label_selector(spec.label_selector.as_ref())
+            .map_err(|e| e.to_string())?;
+        // An absent selector selects nothing, and the pod's own labels cannot widen that.
+        if !selector.is_nothing() {
+            let mut requirements = selector.requirements().to_vec();
+            for key in spec.match_label_keys.iter().flatten() {
+                if let Some(value) = pod.labels().get(key) {
+                    requirements.push(
+                        Requirement::new(key, Operator::In, vec![value.clone()])
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+            }
+            selector = Selector::from_requirements(requirements);
+        }
+        out.push(Constraint {
+            max_skew: i64::from(spec.max_skew),
+            topology_key: spec.topology_key.clone(),
+            selector,
+            min_domains: i64::from(spec.min_domains.unwrap_or(1)),
+            honor_node_affinity: spec
+                .node_affinity_policy
+                .as_deref()
+                .is_none_or(|p| p == HONOR),
+            honor_node_taints: spec.node_taints_policy.as_deref() == Some(HONOR),
+        });
+    }
+    Ok(out)
+}
+
+/// Whether the node has every constraint's topology key (a node lacking one is in no domain
+/// and counts for none of them).
+fn has_every_key(labels: &BTreeMap<String, String>, constraints: &[Constraint]) -> bool {
+    constraints
+        .iter()
+        .all(|c| labels.contains_key(&c.topology_key))
+}
+
+/// How many of `pods` a constraint counts: those in `namespace`, not terminating (they are
+/// leaving the domain), matching `selector`. An empty selector counts none, as
+/// kube-scheduler's `countPodsMatchSelector`.
+fn count_matching(pods: &[Arc<PodInfo>], selector: &Selector, namespace: &str) -> i64 {
+    if selector.is_empty() {
+        return 0;
+    }
+    pods.iter()
+        .filter(|p| !p.terminating() && p.namespace == namespace && selector.matches(p.labels()))
+        .count() as i64
+}
+
+/// One term of a required node affinity, parsed.
+struct NodeSelectorTerm {
+    labels: Option<Selector>,
+    /// Field requirements as (field, must equal, value); only `metadata.name` has a value.
+    fields: Vec<(String, bool, String)>,
+}
+
+impl NodeSelectorTerm {
+    /// The term, or `None` for one that matches no node: empty, or unparseable (kube-scheduler
+    /// ignores the parse error here, for compatibility, and the term just fails).
+    fn parse(spec: &NodeSelectorTermSpec) -> Option<NodeSelectorTerm> {
+        let expressions = spec.match_expressions.as_deref().unwrap_or_default();
+        let fields = spec.match_fields.as_deref().unwrap_or_default();
+        if expressions.is_empty() && fields.is_empty() {
+            return None;
+        }
+        let labels = if expressions.is_empty() {
+            None
+        } else {
+            let mut requirements = Vec::new();
+            for e in expressions {
+                let operator = match e.operator.as_str() {
+                    "In" => Operator::In,
+                    "NotIn" => Operator::NotIn,
+                    "Exists" => Operator::Exists,
+                    "DoesNotExist" => Operator::DoesNotExist,
+                    "Gt" => Operator::GreaterThan,
+                    "Lt" => Operator::LessThan,
+                    _ => return None,
+                };
+                let values = e.values.clone().unwrap_or_default();
+                requirements.push(Requirement::new(&e.key, operator, values).ok()?);
+            }
+            Some(Selector::from_requirements(requirements))
+        };
+        let mut parsed_fields = Vec::new();
+        for f in fields {
+            let [value] = f.values.as_deref().unwrap_or_default() else {
+                return None;
+            };
+            let equal = match f.operator.as_str() {
+                "In" => true,
+                "NotIn" => false,
+                _ => return None,
+            };
+            parsed_fields.push((f.key.clone(), equal, value.clone()));
+        }
+        Some(NodeSelectorTerm {
+            labels,
+            fields: parsed_fields,
+        })
+    }
+
+    fn matches(&self, node: &NodeInfo) -> bool {
+        self.labels
+            .as_ref()
+            .is_none_or(|s| s.matches(node.labels()))
+            && self.fields.iter().all(|(field, equal, value)| {
+                let actual = if field == "metadata.name" {
+                    node.name.as_str()
+                } else {
+                    ""
+                };
+                (actual == value) == *equal
+            })
+    }
+}
+
+/// The pod's `nodeSelector` and required node affinity, parsed once per cycle: which nodes the
+/// pod may run on by their labels. A private stand-in, with the same rules, for the matcher the
+/// NodeAffinity plugin owns; the two are to become one.
+struct RequiredNodeAffinity {
+    node_selector: Option<Selector>,
+    /// `None` without a required node affinity; otherwise its terms, any one of which must
+    /// match (`None` entries match no node).
+    terms: Option<Vec<Option<NodeSelectorTerm>>>,
+}
+
+impl RequiredNodeAffinity {
+    fn of(pod: &Pod) -> RequiredNodeAffinity {
+        let spec = pod.spec.as_ref();
+        let node_selector = spec
+            .and_then(|s| s.node_selector.as_ref())
+            .filter(|s| !s.is_empty())
+            .map(Selector::from_set);
+        let terms = spec
+            .and_then(|s| s.affinity.as_ref())
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .map(|r| {
+                r.node_selector_terms
+                    .iter()
+                    .map(NodeSelectorTerm::parse)
+                    .collect()
+            });
+        RequiredNodeAffinity {
+            node_selector,
+            terms,
+        }
+    }
+
+    fn matches(&self, node: &NodeInfo) -> bool {
+        self.node_selector
+            .as_ref()
+            .is_none_or(|s| s.matches(node.labels()))
+            && self
+                .terms
+                .as_ref()
+                .is_none_or(|terms| terms.iter().flatten().any(|t| t.matches(node)))
+    }
+}
+
+/// Whether `toleration` tolerates `taint`: same effect and key unless the toleration leaves
+/// them empty, and the same value unless its operator is `Exists`.
+fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+    fn given(field: &Option<String>) -> Option<&str> {
+        field.as_deref().filter(|s| !s.is_empty())
+    }
+    if given(&toleration.effect).is_some_and(|e| e != taint.effect)
+        || given(&toleration.key).is_some_and(|k| k != taint.key)
+    {
+        return false;
+    }
+    match toleration.operator.as_deref().unwrap_or("") {
+        "" | "Equal" => {
+            toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
+        "Exists" => true,
+        _ => false,
+    }
+}
+
+/// Whether the pod tolerates every taint of `node` that keeps pods off (NoSchedule and
+/// NoExecute; PreferNoSchedule does not). A private stand-in for the TaintToleration plugin's
+/// check, to be unified with it.
+fn tolerates_scheduling_taints(tolerations: &[Toleration], node: &Node) -> bool {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+        .all(|taint| tolerations.iter().any(|t| tolerates(t, taint)))
+}
+
+/// Which nodes a constraint counts pods on, by its node inclusion policies.
+struct NodeInclusion<'a> {
+    affinity: RequiredNodeAffinity,
+    tolerations: &'a [Toleration],
+}
+
+impl<'a> NodeInclusion<'a> {
+    fn of(pod: &'a PodInfo) -> NodeInclusion<'a> {
+        NodeInclusion {
+            affinity: RequiredNodeAffinity::of(&pod.pod),
+            tolerations: pod
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.tolerations.as_deref())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn includes(&self, constraint: &Constraint, node: &NodeInfo) -> bool {
+        (!constraint.honor_node_affinity || self.affinity.matches(node))
+            && (!constraint.honor_node_taints
+                || tolerates_scheduling_taints(self.tolerations, &node.node))
+    }
+}
+
+/// One filtering constraint and the matching pods per domain of it.
+#[derive(Debug)]
+struct FilterDomains {
+    constraint: Constraint,
+    /// Domain value → matching pods, for every eligible domain (zero counts included: an
+    /// empty domain is still a domain).
+    counts: HashMap<String, i64>,
+    /// The least count over `counts`; above any real count when there is no domain.
+    min: i64,
+}
+
+impl FilterDomains {
+    /// The minimum skew is measured from: 0 while fewer domains than `minDomains` exist, as if
+    /// the missing ones were empty.
+    fn global_min(&self) -> i64 {
+        if (self.counts.len() as i64) < self.constraint.min_domains {
+            0
+        } else {
+            self.min
+        }
+    }
+}
+
+struct PreFilterState {
+    domains: Vec<FilterDomains>,
+}
+
+impl Filter for PodTopologySpread {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    /// Counts matching pods per domain of each `DoNotSchedule` constraint, over the nodes that
+    /// have every constraint's key and pass its inclusion policies. A constraint that cannot be
+    /// parsed (of either kind: scoring has no way to refuse the pod) rejects the pod.
+    fn pre_filter(
+        &self,
+        pod: &PodInfo,
+        snapshot: &Snapshot,
+        state: &mut CycleState,
+    ) -> Result<(), Rejection> {
+        let invalid =
+            |e: String| Rejection::unresolvable(NAME, format!("get constraints from pod: {e}"));
+        spread_constraints(pod, SCHEDULE_ANYWAY).map_err(invalid)?;
+        let constraints = spread_constraints(pod, DO_NOT_SCHEDULE).map_err(invalid)?;
+        if constraints.is_empty() {
+            return Ok(());
+        }
+        let inclusion = NodeInclusion::of(pod);
+        let mut counts = vec![HashMap::<String, i64>::new(); constraints.len()];
+        for node in &snapshot.nodes {
+            let labels = node.labels();
+            if !has_every_key(labels, &constraints) {
+                continue;
+            }
+            for (constraint, counts) in constraints.iter().zip(counts.iter_mut()) {
+                let Some(value) = labels.get(&constraint.topology_key) else {
+                    continue;
+                };
+                if inclusion.includes(constraint, node) {
+                    *counts.entry(value.clone()).or_insert(0) +=
+                        count_matching(&node.pods, &constraint.selector, &pod.namespace);
+                }
+            }
+        }
+        let domains = constraints
+            .into_iter()
+            .zip(counts)
+            .map(|(constraint, counts)| FilterDomains {
+                min: counts
+                    .values()
+                    .copied()
+                    .min()
+                    .unwrap_or(i64::from(i32::MAX)),
+                constraint,
+                counts,
+            })
+            .collect();
+        state.insert(PRE_FILTER_KEY, PreFilterState { domains });
+        Ok(())
+    }
+
+    /// Admits the node when, for every constraint, its domain's matching pods plus the pod
+    /// itself (if it matches) exceed the global minimum by at most maxSkew.
+    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
+        let Some(state) = state.get::<PreFilterState>(PRE_FILTER_KEY) else {
+            return Ok(());
+        };
+        for domains in &state.domains {
+            let constraint = &domains.constraint;
+            let Some(value) = node.labels().get(&constraint.topology_key) else {
+                // No eviction gives a node a label.
+                return Err(Rejection::unresolvable(NAME, REASON_NODE_LABEL_NOT_MATCH));
+            };
+            let own = i64::from(constraint.selector.matches(pod.labels()));
+            let count = domains.counts.get(value).copied().unwrap_or(0);
+            if count + own - domains.global_min() > constraint.max_skew {
+                return Err(Rejection::new(NAME, REASON_CONSTRAINTS_NOT_MATCH));
+            }
+        }
+        Ok(())
+    }
+
+    fn events(&self) -> &'static [ClusterEvent] {
+        EVENTS
+    }
+}
+
+const EVENTS: &[ClusterEvent] = &[
+    ClusterEvent::AssignedPodAdded,
+    ClusterEvent::AssignedPodLabelsChanged,
+    ClusterEvent::AssignedPodDeleted,
+    ClusterEvent::NodeAdded,
+    ClusterEvent::NodeLabelsChanged,
+    ClusterEvent::NodeTaintsChanged,
+];
+
+/// One scoring constraint, the matching pods per domain of it, and its weight.
+struct ScoreDomains {
+    constraint: Constraint,
+    /// Domain value → matching pods, for the domains of feasible nodes. Hostname domains are
+    /// counted on the node itself when scoring instead.
+    counts: HashMap<String, i64>,
+    /// `ln(domains + 2)`: a constraint over many small domains weighs more per pod than one
+    /// over a few large ones, so hostname spreading is not drowned by zone spreading.
+    weight: f64,
+}
+
+struct PreScoreState {
+    domains: Vec<ScoreDomains>,
+    /// Feasible nodes lacking a key of the pod's own constraints: scored 0.
+    ignored: HashSet<String>,
+    /// The same, by position in the feasible list (normalisation sees positions only).
+    ignored_positions: Vec<bool>,
+}
+
+impl Score for PodTopologySpread {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    /// Counts, for the domains of the feasible nodes, matching pods over every node of the
+    /// snapshot that passes the inclusion policies.
+    fn pre_score(
+        &self,
+        pod: &PodInfo,
+        snapshot: &Snapshot,
+        feasible: &[Arc<NodeInfo>],
+        state: &mut CycleState,
+    ) {
+        if snapshot.is_empty() {
+            return;
+        }
+        let own = has_constraints(pod);
+        // Parse errors were refused in pre-filter.
+        let constraints = if own {
+            spread_constraints(pod, SCHEDULE_ANYWAY).unwrap_or_default()
+        } else {
+            self.default_constraints(pod)
+        };
+        if constraints.is_empty() {
+            return;
+        }
+        // Only the pod's own constraints need every key: with the defaults, nodes without a
+        // zone label still spread by hostname.
+        let require_all_keys = own;
+
+        let mut ignored = HashSet::new();
+        let mut ignored_positions = Vec::with_capacity(feasible.len());
+        let mut counts = vec![HashMap::<String, i64>::new(); constraints.len()];
+        for node in feasible {
+            let labels = node.labels();
+            let skip = require_all_keys && !has_every_key(labels, &constraints);
+            ignored_positions.push(skip);
+            if skip {
+                ignored.insert(node.name.clone());
+                continue;
+            }
+            for (constraint, counts) in constraints.iter().zip(counts.iter_mut()) {
+                if constraint.topology_key != LABEL_HOSTNAME {
+                    // A node without the key lands in the "" domain, as in kube-scheduler,
+                    // where it only widens the domain count.
+                    let value = labels.get(&constraint.topology_key).cloned();
+                    counts.entry(value.unwrap_or_default()).or_insert(0);
+                }
+            }
+        }
+        let scored_nodes = feasible.len() - ignored.len();
+
+        let inclusion = NodeInclusion::of(pod);
+        for node in &snapshot.nodes {
+            let labels = node.labels();
+            if require_all_keys && !has_every_key(labels, &constraints) {
+                continue;
+            }
+            for (constraint, counts) in constraints.iter().zip(counts.iter_mut()) {
+                if constraint.topology_key == LABEL_HOSTNAME
+                    || !inclusion.includes(constraint, node)
+                {
+                    continue;
+                }
+                let value = labels
+                    .get(&constraint.topology_key)
+                    .map(String::as_str)
+                    .unwrap_or("");
+                // Domains without a feasible node are never asked about.
+                if let Some(count) = counts.get_mut(value) {
+                    *count += count_matching(&node.pods, &constraint.selector, &pod.namespace);
+                }
+            }
+        }
+
+        let domains = constraints
+            .into_iter()
+            .zip(counts)
+            .map(|(constraint, counts)| {
+                let size = if constraint.topology_key == LABEL_HOSTNAME {
+                    scored_nodes
+                } else {
+                    counts.len()
+                };
+                ScoreDomains {
+                    weight: ((size + 2) as f64).ln(),
+                    constraint,
+                    counts,
+                }
+            })
+            .collect();
+        state.insert(
+            PRE_SCORE_KEY,
+            PreScoreState {
+                domains,
+                ignored,
+                ignored_positions,
+            },
+        );
+    }
+
+    /// The weighted count of matching pods in the node's domains, each constraint adding
+    /// `maxSkew - 1` so that larger tolerated skews flatten the differences. Fewer is better;
+    /// normalisation flips it.
+    fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
+        let Some(state) = state.get::<PreScoreState>(PRE_SCORE_KEY) else {
+            return 0;
+        };
+        if state.ignored.contains(&node.name) {
+            return 0;
+        }
+        let labels = node.labels();
+        let mut score = 0.0;
+        for domains in &state.domains {
+            let constraint = &domains.constraint;
+            let Some(value) = labels.get(&constraint.topology_key) else {
+                continue;
+            };
+            let count = if constraint.topology_key == LABEL_HOSTNAME {
+                count_matching(&node.pods, &constraint.selector, &pod.namespace)
+            } else {
+                domains.counts.get(value).copied().unwrap_or(0)
+            };
+            score += count as f64 * domains.weight + (constraint.max_skew - 1) as f64;
+        }
+        score.round() as i64
+    }
+
+    /// `MAX * (max + min - score) / max` over the scored nodes, so the least crowded gets the
+    /// most; every scored node gets MAX when all scored 0, and ignored nodes get 0.
+    fn normalize(&self, state: &CycleState, _pod: &PodInfo, scores: &mut [i64]) {
+        let Some(state) = state.get::<PreScoreState>(PRE_SCORE_KEY) else {
+            return;
+        };
+        let ignored = |i: usize| state.ignored_positions.get(i).copied().unwrap_or(false);
+        let mut min = i64::MAX;
+        let mut max = 0;
+        for (i, &score) in scores.iter().enumerate() {
+            if !ignored(i) {
+                min = min.min(score);
+                max = max.max(score);
+            }
+        }
+        for (i, score) in scores.iter_mut().enumerate() {
+            *score = if ignored(i) {
+                0
+            } else if max == 0 {
+                MAX_NODE_SCORE
+            } else {
+                MAX_NODE_SCORE * (max + min - *score) / max
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
