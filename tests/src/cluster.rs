@@ -351,6 +351,25 @@ impl Cluster {
         self.spawn(i)
     }
 
+    /// The process id of member `i`, if it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.procs[i].as_ref().map(Child::id)
+    }
+
+    /// SIGSTOP (`stop`) or SIGCONT to member `i`: a pause the member does not see coming.
+    pub fn signal(&self, i: usize, stop: bool) -> Result<()> {
+        let Some(pid) = self.pid(i) else {
+            bail!("member {i} is not running");
+        };
+        let status = Command::new("kill")
+            .args([if stop { "-STOP" } else { "-CONT" }, &pid.to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -{} {pid} failed", if stop { "STOP" } else { "CONT" });
+        }
+        Ok(())
+    }
+
     pub fn is_running(&self, i: usize) -> bool {
         self.procs[i].is_some()
     }
