@@ -2,6 +2,7 @@
 
 mod bench;
 mod https;
+mod multiplex;
 mod ops;
 mod pki;
 mod rest;

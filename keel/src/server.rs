@@ -297,12 +297,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the REST API on {}", rest_config.listen))?;
         let api = api_server(&config, auth)?;
-        let routes = tonic::service::Routes::new(
-            keel_proto::keelapi::api_server::ApiServer::new(keel_api::grpc::GrpcApi::new(
-                api.clone(),
-            ))
-            .max_decoding_message_size(API_MAX_REQUEST),
-        );
+        // One service, served twice: on the store's plain client port (loopback and in-process
+        // users) and on the HTTPS port beside REST (the SDK with a kubeconfig).
+        let grpc = keel_proto::keelapi::api_server::ApiServer::new(keel_api::grpc::GrpcApi::new(
+            api.clone(),
+        ))
+        .max_decoding_message_size(API_MAX_REQUEST);
+        let routes = tonic::service::Routes::new(grpc.clone());
         let bootstrap_stop = shutdown.clone();
         // The watch cache, the bootstrap objects and namespace finalization: one task, joined at
         // shutdown.
@@ -325,10 +326,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 };
                 match tls {
                     Ok(tls) => {
-                        tracing::info!(listen = %rest_config.listen, "serving the Kubernetes API");
-                        let router = keel_api::rest::router(api.clone());
-                        crate::https::serve(rest_listener, tls, router, bootstrap_stop.clone())
-                            .await;
+                        tracing::info!(listen = %rest_config.listen, "serving the Kubernetes API and keelapi.Api");
+                        let app = crate::multiplex::Multiplex::new(
+                            keel_api::rest::router(api.clone()),
+                            tonic::service::Routes::new(grpc),
+                        );
+                        crate::https::serve(rest_listener, tls, app, bootstrap_stop.clone()).await;
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "the Kubernetes API cannot start");
