@@ -6,6 +6,7 @@
 pub mod api;
 pub mod client;
 pub mod error;
+pub mod kubeconfig;
 pub mod leader;
 pub mod object_key;
 pub mod reflector;
@@ -17,6 +18,7 @@ pub use api::{Api, DeleteParams, Fence, ListParams, Patch, WatchParams};
 pub use client::Client;
 pub use error::Error;
 pub use keel_types::k8s_openapi;
+pub use kubeconfig::Kubeconfig;
 pub use object_key::ObjectKey;
 pub use reflector::reflector;
 pub use store::{Store, Writer};
