@@ -1,9 +1,10 @@
 //! keel's Rust SDK over the `keelapi.Api` gRPC service: a [`Client`] that fails over between
-//! masters, typed [`Api`] access for every kind, a [`watcher`] that resumes from the last
+//! masters (or reaches one as a [`Kubeconfig`] names it, over TLS with its credentials), typed [`Api`] access for every kind, a [`watcher`] that resumes from the last
 //! resourceVersion it saw and relists when that history is gone, a [`reflector()`] that caches
 //! what a watch reports, and a controller [`runtime`], and [`leader`] election whose writes the store fences.
 
 pub mod api;
+mod bearer;
 pub mod client;
 pub mod error;
 pub mod kubeconfig;
@@ -12,6 +13,7 @@ pub mod object_key;
 pub mod reflector;
 pub mod runtime;
 pub mod store;
+mod tls;
 pub mod watcher;
 
 pub use api::{Api, DeleteParams, Fence, ListParams, Patch, WatchParams};
