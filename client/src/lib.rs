@@ -1,7 +1,8 @@
 //! keel's Rust SDK over the `keelapi.Api` gRPC service: a [`Client`] that fails over between
-//! masters (or reaches one as a [`Kubeconfig`] names it, over TLS with its credentials), typed [`Api`] access for every kind, a [`watcher`] that resumes from the last
-//! resourceVersion it saw and relists when that history is gone, a [`reflector()`] that caches
-//! what a watch reports, and a controller [`runtime`], and [`leader`] election whose writes the store fences.
+//! masters (or reaches one as a [`Kubeconfig`] names it, over TLS with its credentials), typed
+//! [`Api`] access for every kind, a [`watcher`] that resumes from the last resourceVersion it saw
+//! and relists when that history is gone, a [`reflector()`] that caches what a watch reports, a
+//! controller [`runtime`], and [`leader`] election whose writes the store fences.
 
 pub mod api;
 mod bearer;
