@@ -14,7 +14,7 @@ use serde_json::Value;
 use tonic::{Request, Response, Status};
 
 use crate::admission::FieldValidation;
-use crate::auth::Attributes;
+use crate::auth::{Attributes, PeerCertificate, UserInfo};
 use crate::error::ApiError;
 use crate::list::ListOptions;
 use crate::patch::PatchType;
@@ -42,26 +42,47 @@ fn resolve(r: &Option<ResourceRef>) -> Result<(&'static ResourceInfo, &ResourceR
     Ok((info, r))
 }
 
-fn auth_header<T>(req: &Request<T>) -> Option<String> {
-    req.metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+/// What a call offers to authenticate with, taken before the request is consumed.
+struct Credentials {
+    /// The user a verified TLS client certificate names: the HTTPS listener attaches it to every
+    /// request of the connection. Plain ports never do, and a caller cannot forge it, since
+    /// extensions do not come off the wire.
+    peer: Option<UserInfo>,
+    /// The `authorization` metadata.
+    header: Option<String>,
+}
+
+fn credentials<T>(req: &Request<T>) -> Credentials {
+    Credentials {
+        peer: req
+            .extensions()
+            .get::<PeerCertificate>()
+            .and_then(|p| p.0.clone()),
+        header: req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    }
 }
 
 impl<S: Storage> GrpcApi<S> {
-    /// Authenticates the caller and authorizes `verb` on `r`.
+    /// Authenticates the caller (a verified client certificate first, as the REST API does,
+    /// else the bearer token) and authorizes `verb` on `r`.
     async fn check(
         &self,
-        header: Option<String>,
+        credentials: Credentials,
         verb: &str,
         info: &'static ResourceInfo,
         r: &ResourceRef,
     ) -> Result<(), Status> {
-        let user = self
-            .core
-            .authenticate(header.as_deref())
-            .map_err(|e| e.to_grpc())?;
+        let user = match credentials.peer {
+            Some(user) => user,
+            None => self
+                .core
+                .authenticate(credentials.header.as_deref())
+                .map_err(|e| e.to_grpc())?,
+        };
         let attrs = Attributes {
             user,
             verb: verb.to_string(),
@@ -147,10 +168,10 @@ fn delete_options(bytes: &[u8], fence_msg: Option<FenceMsg>) -> Result<DeleteOpt
 #[tonic::async_trait]
 impl<S: Storage> Api for GrpcApi<S> {
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<ObjectReply>, Status> {
-        let header = auth_header(&req);
+        let credentials = credentials(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
-        self.check(header, "get", info, r).await?;
+        self.check(credentials, "get", info, r).await?;
         let obj = self
             .core
             .get(info, namespace(r), &r.name)
@@ -160,10 +181,10 @@ impl<S: Storage> Api for GrpcApi<S> {
     }
 
     async fn list(&self, req: Request<ListRequest>) -> Result<Response<ObjectReply>, Status> {
-        let header = auth_header(&req);
+        let credentials = credentials(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
-        self.check(header, "list", info, r).await?;
+        self.check(credentials, "list", info, r).await?;
         let opts = ListOptions {
             label_selector: req.label_selector,
             field_selector: req.field_selector,
@@ -181,10 +202,10 @@ impl<S: Storage> Api for GrpcApi<S> {
     }
 
     async fn create(&self, req: Request<CreateRequest>) -> Result<Response<ObjectReply>, Status> {
-        let header = auth_header(&req);
+        let credentials = credentials(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
-        self.check(header, "create", info, r).await?;
+        self.check(credentials, "create", info, r).await?;
         if r.subresource == "token" && info.plural == "serviceaccounts" {
             let review = self
                 .core
@@ -202,10 +223,10 @@ impl<S: Storage> Api for GrpcApi<S> {
     }
 
     async fn update(&self, req: Request<UpdateRequest>) -> Result<Response<ObjectReply>, Status> {
-        let header = auth_header(&req);
+        let credentials = credentials(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
-        self.check(header, "update", info, r).await?;
+        self.check(credentials, "update", info, r).await?;
         let opts = write_options(req.options)?;
         written(
             self.core
@@ -222,10 +243,10 @@ impl<S: Storage> Api for GrpcApi<S> {
     }
 
     async fn patch(&self, req: Request<PatchRequest>) -> Result<Response<ObjectReply>, Status> {
-        let header = auth_header(&req);
+        let credentials = credentials(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
-        self.check(header, "patch", info, r).await?;
+        self.check(credentials, "patch", info, r).await?;
         let opts = write_options(req.options)?;
         let patch_type = PatchType::from_content_type(&req.patch_type).map_err(|e| e.to_grpc())?;
         written(
@@ -244,10 +265,10 @@ impl<S: Storage> Api for GrpcApi<S> {
     }
 
     async fn delete(&self, req: Request<DeleteRequest>) -> Result<Response<ObjectReply>, Status> {
-        let header = auth_header(&req);
+        let credentials = credentials(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
-        self.check(header, "delete", info, r).await?;
+        self.check(credentials, "delete", info, r).await?;
         let opts = delete_options(&req.options, req.fence)?;
         written(self.core.delete(info, namespace(r), &r.name, &opts).await)
     }
@@ -259,10 +280,10 @@ impl<S: Storage> Api for GrpcApi<S> {
         &self,
         req: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let header = auth_header(&req);
+        let credentials = credentials(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
-        self.check(header, "watch", info, r).await?;
+        self.check(credentials, "watch", info, r).await?;
         let opts = WatchOptions {
             label_selector: req.label_selector,
             field_selector: req.field_selector,
@@ -282,5 +303,84 @@ impl<S: Storage> Api for GrpcApi<S> {
             })
         });
         Ok(Response::new(Box::pin(out)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::authn::{Authenticator, TokenFile, AUTHENTICATED};
+    use crate::auth::{AuthConfig, AuthorizationMode};
+    use crate::storage::memory::MemoryStorage;
+
+    /// RBAC with its bootstrap policy, no anonymous access, and token "admin" in system:masters.
+    async fn rbac_api() -> GrpcApi<MemoryStorage> {
+        let tokens = TokenFile::parse("admin,admin,1,system:masters").expect("tokens");
+        let auth = AuthConfig {
+            authenticator: Authenticator::new(tokens, false),
+            mode: AuthorizationMode::Rbac,
+        };
+        let core = Arc::new(ApiServer::new(MemoryStorage::new()).with_auth(auth));
+        crate::bootstrap::ensure_namespaces(&core).await;
+        crate::bootstrap::ensure_rbac(&core).await;
+        GrpcApi::new(core)
+    }
+
+    fn list_pods() -> Request<ListRequest> {
+        Request::new(ListRequest {
+            r#ref: Some(ResourceRef {
+                version: "v1".into(),
+                resource: "pods".into(),
+                namespace: "default".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn with_certificate(
+        mut req: Request<ListRequest>,
+        name: &str,
+        group: &str,
+    ) -> Request<ListRequest> {
+        req.extensions_mut().insert(PeerCertificate(Some(UserInfo {
+            name: name.into(),
+            uid: String::new(),
+            groups: vec![group.into(), AUTHENTICATED.into()],
+        })));
+        req
+    }
+
+    #[tokio::test]
+    async fn a_verified_client_certificate_authenticates_a_call() {
+        let api = rbac_api().await;
+        let root = api
+            .list(with_certificate(list_pods(), "root", "system:masters"))
+            .await;
+        assert!(root.is_ok(), "{root:?}");
+        let alice = api
+            .list(with_certificate(list_pods(), "alice", "dev"))
+            .await
+            .expect_err("alice has no grants");
+        assert_eq!(alice.code(), tonic::Code::PermissionDenied);
+        assert!(alice.message().contains("\"alice\""), "{}", alice.message());
+    }
+
+    #[tokio::test]
+    async fn without_a_certificate_the_bearer_token_decides() {
+        let api = rbac_api().await;
+        let none = api.list(list_pods()).await.expect_err("no credentials");
+        assert_eq!(none.code(), tonic::Code::Unauthenticated);
+        let mut wrong = list_pods();
+        wrong
+            .metadata_mut()
+            .insert("authorization", "Bearer nope".parse().expect("ascii"));
+        let wrong = api.list(wrong).await.expect_err("unknown token");
+        assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
+        let mut admin = list_pods();
+        admin
+            .metadata_mut()
+            .insert("authorization", "Bearer admin".parse().expect("ascii"));
+        assert!(api.list(admin).await.is_ok());
     }
 }

@@ -15,9 +15,8 @@ use keel_types::k8s_openapi;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tonic::transport::Channel;
 
-use crate::client::Client;
+use crate::client::{Client, Transport};
 use crate::error::{Error, Status};
 
 /// A fencing precondition: the write applies only while the Lease `namespace/name` still names
@@ -180,7 +179,7 @@ where
     async fn object<Req, F, Fut, T>(&self, req: Req, send: F) -> Result<T, Error>
     where
         Req: Clone,
-        F: Fn(ApiClient<Channel>, Req) -> Fut,
+        F: Fn(ApiClient<Transport>, Req) -> Fut,
         Fut: std::future::Future<
             Output = Result<tonic::Response<keel_proto::keelapi::ObjectReply>, tonic::Status>,
         >,

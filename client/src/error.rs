@@ -47,6 +47,14 @@ pub enum Error {
     Decode(#[from] serde_json::Error),
     #[error("invalid endpoint {0}")]
     Endpoint(String),
+    /// A kubeconfig that cannot be used: unreadable, not a kubeconfig, naming a context,
+    /// cluster or user it does not define, or carrying credentials that do not parse.
+    /// `origin` is the file (or the files of a list, or `(inline)`).
+    #[error("kubeconfig {origin}: {problem}")]
+    Kubeconfig { origin: String, problem: String },
+    /// A bearer token with characters an HTTP header cannot carry.
+    #[error("the bearer token has characters a header cannot carry")]
+    InvalidToken,
     /// A cache's writer went away before the cache was ever filled: it never will be.
     #[error("the cache's writer was dropped before the cache was filled")]
     StoreClosed,

@@ -1,7 +1,8 @@
-//! The HTTPS listener of the Kubernetes REST API: TLS (rustls) with the master's serving
-//! certificate, client certificates verified against the cluster CA when offered (a verified
-//! certificate's CN is the user, its O entries the groups, as Kubernetes reads them), HTTP/1.1
-//! and HTTP/2, and every connection owned and joined at shutdown.
+//! The HTTPS listener of the Kubernetes REST API and the `keelapi.Api` gRPC service: TLS
+//! (rustls) with the master's serving certificate, client certificates verified against the
+//! cluster CA when offered (a verified certificate's CN is the user, its O entries the groups,
+//! as Kubernetes reads them), HTTP/1.1 and HTTP/2, and every connection owned and joined at
+//! shutdown.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::multiplex::Multiplex;
 use crate::pki::{Ca, Issued};
 
 /// The TLS configuration of one master's API endpoint.
@@ -66,11 +68,11 @@ fn peer_user(conn: &rustls::ServerConnection) -> Option<UserInfo> {
     })
 }
 
-/// Serves `router` on `listener` until `shutdown`; returns after every connection has ended.
+/// Serves `app` on `listener` until `shutdown`; returns after every connection has ended.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    router: axum::Router,
+    app: Multiplex,
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(tls);
@@ -88,7 +90,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let router = router.clone();
+        let app = app.clone();
         let stop = shutdown.clone();
         connections.spawn(async move {
             let tls = match acceptor.accept(stream).await {
@@ -98,8 +100,7 @@ pub async fn serve(
                     return;
                 }
             };
-            let client = PeerCertificate(peer_user(tls.get_ref().1));
-            let service = router.layer(axum::Extension(client));
+            let service = app.for_connection(PeerCertificate(peer_user(tls.get_ref().1)));
             let builder = Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(
                 TokioIo::new(tls),

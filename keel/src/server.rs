@@ -309,12 +309,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         // Control loops in this master reach the API as any client does: over gRPC, here on
         // this member's own client port.
         let loopback_url = format!("http://{}", loopback(&config)?);
-        let routes = tonic::service::Routes::new(
-            keel_proto::keelapi::api_server::ApiServer::new(keel_api::grpc::GrpcApi::new(
-                api.clone(),
-            ))
-            .max_decoding_message_size(API_MAX_REQUEST),
-        );
+        // One service, served twice: on the store's plain client port (loopback and in-process
+        // users) and on the HTTPS port beside REST (the SDK with a kubeconfig).
+        let grpc = keel_proto::keelapi::api_server::ApiServer::new(keel_api::grpc::GrpcApi::new(
+            api.clone(),
+        ))
+        .max_decoding_message_size(API_MAX_REQUEST);
+        let routes = tonic::service::Routes::new(grpc.clone());
         let bootstrap_stop = shutdown.clone();
         // The watch cache, the bootstrap objects and namespace finalization: one task, joined at
         // shutdown.
@@ -337,10 +338,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 };
                 match tls {
                     Ok(tls) => {
-                        tracing::info!(listen = %rest_config.listen, "serving the Kubernetes API");
-                        let router = keel_api::rest::router(api.clone());
-                        crate::https::serve(rest_listener, tls, router, bootstrap_stop.clone())
-                            .await;
+                        tracing::info!(listen = %rest_config.listen, "serving the Kubernetes API and keelapi.Api");
+                        let app = crate::multiplex::Multiplex::new(
+                            keel_api::rest::router(api.clone()),
+                            tonic::service::Routes::new(grpc),
+                        );
+                        crate::https::serve(rest_listener, tls, app, bootstrap_stop.clone()).await;
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "the Kubernetes API cannot start");

@@ -1,0 +1,173 @@
+//! How a command that talks to masters finds them, as kubectl finds its API server: flags to
+//! flatten into any such subcommand, and the SDK client they lead to.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use keel_client::{Client, Kubeconfig};
+
+/// The kubeconfig `keel server` writes with its default `--data-dir`.
+const DEFAULT_KUBECONFIG: &str = "./keel-data/admin.kubeconfig";
+/// The client port of `keel server` with its defaults.
+const DEFAULT_SERVER: &str = "http://127.0.0.1:2379";
+
+/// Where the masters are.
+///
+/// The first of these that is given decides:
+/// 1. `--kubeconfig FILE`: its current context's server (the masters' HTTPS port), CA and
+///    credentials;
+/// 2. `--server URL...`: the masters' plain client ports, with no credentials;
+/// 3. `$KUBECONFIG` (files separated by `:`, merged as kubectl merges them);
+/// 4. `./keel-data/admin.kubeconfig`, if it exists (a master started here with its defaults);
+/// 5. `http://127.0.0.1:2379`.
+///
+/// An explicit `--server` comes before `$KUBECONFIG` so that a flag on the command line is
+/// never silently overridden by a variable left in the environment.
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct MasterArgs {
+    /// Kubeconfig naming the masters' API server and credentials [default: $KUBECONFIG, then
+    /// ./keel-data/admin.kubeconfig if it exists].
+    #[arg(long, value_name = "FILE", conflicts_with = "server")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Plain gRPC URLs of masters' client ports (http://host:2379), for use on the masters'
+    /// hosts or over loopback: no TLS, no credentials.
+    #[arg(long, value_name = "URL", value_delimiter = ',', num_args = 1..)]
+    pub server: Vec<String>,
+}
+
+/// What [`MasterArgs`] and the environment resolve to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Masters {
+    /// One kubeconfig file, which must exist.
+    Kubeconfig(PathBuf),
+    /// A `$KUBECONFIG` list, merged; files that do not exist are skipped.
+    KubeconfigList(Vec<PathBuf>),
+    Servers(Vec<String>),
+}
+
+impl MasterArgs {
+    /// A client for the masters, chosen in the order [`MasterArgs`] documents. Call it within
+    /// a tokio runtime: connections are made there, on first use.
+    pub fn connect(&self) -> anyhow::Result<Client> {
+        let env = std::env::var_os("KUBECONFIG");
+        let default_exists = Path::new(DEFAULT_KUBECONFIG).exists();
+        let client = match self.masters(env.as_deref(), default_exists) {
+            Masters::Kubeconfig(path) => Client::from_config(&Kubeconfig::read(path)?)?,
+            Masters::KubeconfigList(paths) => Client::from_config(&Kubeconfig::read_all(&paths)?)?,
+            Masters::Servers(urls) => Client::new(&urls)?,
+        };
+        Ok(client)
+    }
+
+    /// The masters, given `$KUBECONFIG` and whether the default kubeconfig exists.
+    fn masters(&self, kubeconfig_env: Option<&OsStr>, default_exists: bool) -> Masters {
+        if let Some(path) = &self.kubeconfig {
+            return Masters::Kubeconfig(path.clone());
+        }
+        if !self.server.is_empty() {
+            return Masters::Servers(self.server.clone());
+        }
+        // kubectl treats an empty $KUBECONFIG as unset.
+        if let Some(list) = kubeconfig_env.filter(|v| !v.is_empty()) {
+            return Masters::KubeconfigList(
+                std::env::split_paths(list)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect(),
+            );
+        }
+        if default_exists {
+            return Masters::Kubeconfig(PathBuf::from(DEFAULT_KUBECONFIG));
+        }
+        Masters::Servers(vec![DEFAULT_SERVER.to_string()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser, Debug)]
+    struct Command {
+        #[command(flatten)]
+        masters: MasterArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<MasterArgs, clap::Error> {
+        Command::try_parse_from(std::iter::once("cmd").chain(args.iter().copied()))
+            .map(|c| c.masters)
+    }
+
+    fn args(args: &[&str]) -> MasterArgs {
+        parse(args).expect("parses")
+    }
+
+    #[test]
+    fn servers_are_given_repeated_or_comma_separated() {
+        let want = vec!["http://a:2379".to_string(), "http://b:2379".to_string()];
+        assert_eq!(
+            args(&["--server", "http://a:2379,http://b:2379"]).server,
+            want
+        );
+        assert_eq!(
+            args(&["--server", "http://a:2379", "--server", "http://b:2379"]).server,
+            want
+        );
+    }
+
+    #[test]
+    fn a_kubeconfig_and_servers_together_are_refused() {
+        let error =
+            parse(&["--kubeconfig", "k", "--server", "http://a:2379"]).expect_err("contradictory");
+        assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn an_explicit_kubeconfig_comes_first() {
+        let masters = args(&["--kubeconfig", "/etc/k"]).masters(Some(OsStr::new("/env/k")), true);
+        assert_eq!(masters, Masters::Kubeconfig(PathBuf::from("/etc/k")));
+    }
+
+    #[test]
+    fn explicit_servers_come_before_the_environment() {
+        let masters =
+            args(&["--server", "http://a:2379"]).masters(Some(OsStr::new("/env/k")), true);
+        assert_eq!(masters, Masters::Servers(vec!["http://a:2379".into()]));
+    }
+
+    #[test]
+    fn kubeconfig_in_the_environment_is_a_list_of_files() {
+        let masters = args(&[]).masters(Some(OsStr::new("/a/k:/b/k")), true);
+        assert_eq!(
+            masters,
+            Masters::KubeconfigList(vec![PathBuf::from("/a/k"), PathBuf::from("/b/k")])
+        );
+    }
+
+    #[test]
+    fn without_flags_or_environment_the_local_master_is_used() {
+        assert_eq!(
+            args(&[]).masters(Some(OsStr::new("")), true),
+            Masters::Kubeconfig(PathBuf::from(DEFAULT_KUBECONFIG))
+        );
+        assert_eq!(
+            args(&[]).masters(None, false),
+            Masters::Servers(vec![DEFAULT_SERVER.to_string()])
+        );
+    }
+
+    #[test]
+    fn a_kubeconfig_that_cannot_be_read_is_named_in_the_error() {
+        let error = args(&["--kubeconfig", "/nonexistent/kubeconfig"])
+            .connect()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.starts_with("kubeconfig /nonexistent/kubeconfig: cannot be read"),
+            "{error}"
+        );
+    }
+}
