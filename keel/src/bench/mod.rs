@@ -29,6 +29,7 @@ use tonic::transport::{Channel, Endpoint};
 
 mod load;
 mod report;
+pub mod scheduler;
 mod watch;
 
 use load::*;
@@ -74,7 +75,11 @@ impl Workload {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// A benchmark of a control-plane component instead of the store.
+    #[command(subcommand)]
+    target: Option<BenchTarget>,
     /// Workload to run (same as --workload).
     #[arg(value_enum, value_name = "WORKLOAD")]
     workload_pos: Option<Workload>,
@@ -216,7 +221,18 @@ impl Plan {
     }
 }
 
+/// Benchmarks of components above the store.
+#[derive(clap::Subcommand, Debug)]
+enum BenchTarget {
+    /// Scheduler throughput and create → bound latency on simulated nodes, against running
+    /// masters.
+    Scheduler(scheduler::SchedulerBenchArgs),
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchTarget::Scheduler(a)) = args.target {
+        return scheduler::run(a).await;
+    }
     let plan = Plan::from_args(args)?;
     let channels = connect_all(&plan.endpoints, plan.conns).await?;
     eprintln!(

@@ -1,0 +1,381 @@
+//! `keel bench scheduler`: the scheduler's throughput and latency against running masters, on
+//! nodes simulated by a `keel sim-nodes` child process. Pods are created at a set rate in a
+//! fresh namespace; a watch sees each one bound. It prints pods scheduled per second and the
+//! create → bound latency (from the create request's send to the watch event showing
+//! `spec.nodeName`). The workloads mirror kube-scheduler's scheduler_perf cases so the figures
+//! compare with its published floors: SchedulingBasic, node affinity, topology spreading and
+//! required pod anti-affinity.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use keel_client::api::WatchEvent;
+use keel_client::k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use keel_client::{Api, Client, DeleteParams, ListParams, WatchParams};
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+use crate::connect::MasterArgs;
+
+/// The scheduler_perf case a run mirrors.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchedWorkload {
+    /// SchedulingBasic: pods with plain requests.
+    Basic,
+    /// SchedulingNodeAffinity: required node affinity to two of the three zones.
+    Affinity,
+    /// TopologySpreading: DoNotSchedule spread over zones, maxSkew 5.
+    Spread,
+    /// SchedulingPodAntiAffinity: required anti-affinity on hostname within groups of pods.
+    AntiAffinity,
+}
+
+impl SchedWorkload {
+    fn name(self) -> &'static str {
+        match self {
+            SchedWorkload::Basic => "basic",
+            SchedWorkload::Affinity => "affinity",
+            SchedWorkload::Spread => "spread",
+            SchedWorkload::AntiAffinity => "anti-affinity",
+        }
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SchedulerBenchArgs {
+    /// Simulated nodes to register (4 CPU, 32 GiB, 110 pods each, as scheduler_perf's).
+    #[arg(long, default_value_t = 5000)]
+    nodes: usize,
+    /// Pods to create and time.
+    #[arg(long, default_value_t = 30000)]
+    pods: usize,
+    #[arg(long, value_enum, default_value = "basic")]
+    workload: SchedWorkload,
+    /// Pods created per second (0: as fast as `--creators` allow).
+    #[arg(long, default_value_t = 3000)]
+    rate: u32,
+    /// Concurrent create requests.
+    #[arg(long, default_value_t = 64)]
+    creators: usize,
+    /// Anti-affinity group size (pods in a group repel each other per hostname).
+    #[arg(long, default_value_t = 1000)]
+    group_size: usize,
+    /// Leave the namespace and the simulated nodes in place afterwards.
+    #[arg(long)]
+    keep: bool,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    masters: MasterArgs,
+}
+
+/// The pod a workload creates, number `i`.
+pub fn pod_for(workload: SchedWorkload, i: usize, group_size: usize) -> Value {
+    let mut spec = json!({
+        "containers": [{
+            "name": "pause", "image": "registry.k8s.io/pause:3.10",
+            "resources": {"requests": {"cpu": "100m", "memory": "500Mi"}},
+        }],
+        "terminationGracePeriodSeconds": 0,
+    });
+    let mut labels = json!({"app": "bench"});
+    match workload {
+        SchedWorkload::Basic => {}
+        SchedWorkload::Affinity => {
+            spec["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{
+                    "key": "topology.kubernetes.io/zone", "operator": "In",
+                    "values": ["zone-0", "zone-1"]}]}]}}});
+        }
+        SchedWorkload::Spread => {
+            labels["color"] = json!("blue");
+            spec["topologySpreadConstraints"] = json!([{
+                "maxSkew": 5, "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": {"matchLabels": {"color": "blue"}}}]);
+        }
+        SchedWorkload::AntiAffinity => {
+            let group = format!("g{}", i / group_size.max(1));
+            labels["group"] = json!(group);
+            spec["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+                "labelSelector": {"matchLabels": {"group": group}},
+                "topologyKey": "kubernetes.io/hostname"}]}});
+        }
+    }
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("bench-{i:06}"), "labels": labels},
+        "spec": spec,
+    })
+}
+
+/// A `keel sim-nodes` child holding the benchmark's nodes; stopped when dropped.
+struct Sim(tokio::process::Child);
+
+impl Sim {
+    fn start(args: &SchedulerBenchArgs, prefix: &str) -> anyhow::Result<Sim> {
+        let exe: PathBuf = std::env::current_exe().context("finding the keel binary")?;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg("sim-nodes")
+            .arg(format!("--count={}", args.nodes))
+            .arg(format!("--name-prefix={prefix}"))
+            .args(["--cpu=4", "--memory=32Gi", "--pods=110", "--zones=3"])
+            .arg("--delete-on-exit")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if let Some(k) = &args.masters.kubeconfig {
+            cmd.arg(format!("--kubeconfig={}", k.display()));
+        }
+        if !args.masters.server.is_empty() {
+            cmd.arg(format!("--server={}", args.masters.server.join(",")));
+        }
+        Ok(Sim(cmd.spawn().context("starting keel sim-nodes")?))
+    }
+
+    /// Stops the child with SIGTERM so it deletes its nodes, waiting up to `grace`.
+    async fn stop(mut self, grace: Duration) {
+        if let Some(pid) = self.0.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        if tokio::time::timeout(grace, self.0.wait()).await.is_err() {
+            let _ = self.0.kill().await;
+        }
+    }
+}
+
+async fn count_nodes(nodes: &Api<Node>, prefix: &str) -> anyhow::Result<usize> {
+    let mut n = 0;
+    let mut token = String::new();
+    loop {
+        let page = nodes
+            .list(&ListParams {
+                limit: 1000,
+                continue_token: token,
+                ..Default::default()
+            })
+            .await?;
+        n += page
+            .items
+            .iter()
+            .filter(|node| {
+                node.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|name| name.starts_with(prefix))
+            })
+            .count();
+        if page.metadata.continue_token.is_empty() {
+            return Ok(n);
+        }
+        token = page.metadata.continue_token;
+    }
+}
+
+/// What one run measured.
+struct Outcome {
+    bound: usize,
+    seconds: f64,
+    latency_ms: Histogram<u64>,
+    create_errors: usize,
+}
+
+pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
+    if args.nodes == 0 || args.pods == 0 || args.creators == 0 {
+        bail!("--nodes, --pods and --creators must be positive");
+    }
+    let client = args.masters.connect()?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let prefix = format!("bench-{stamp}-node-");
+    eprintln!(
+        "bench scheduler: registering {} simulated nodes ({prefix}*)",
+        args.nodes
+    );
+    let sim = Sim::start(&args, &prefix)?;
+    let started = Instant::now();
+    loop {
+        let n = count_nodes(&nodes, &prefix).await?;
+        if n >= args.nodes {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("only {n} of {} nodes registered after 10 minutes", args.nodes);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "bench scheduler: {} nodes in {:.1}s; creating {} pods ({}) at {}/s",
+        args.nodes,
+        started.elapsed().as_secs_f64(),
+        args.pods,
+        args.workload.name(),
+        args.rate
+    );
+    let namespace = format!("bench-scheduler-{stamp}");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(&serde_json::from_value(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
+        )?)
+        .await?;
+    let outcome = measure(&client, &namespace, &args).await;
+    if !args.keep {
+        let _ = namespaces.delete(&namespace, &DeleteParams::default()).await;
+        sim.stop(Duration::from_secs(120)).await;
+    } else {
+        // Leave the child's nodes registered: it is killed without deleting them.
+        drop(sim);
+    }
+    let outcome = outcome?;
+    report(&args, &outcome);
+    if outcome.bound < args.pods {
+        bail!(
+            "only {} of {} pods were bound ({} creates failed)",
+            outcome.bound,
+            args.pods,
+            outcome.create_errors
+        );
+    }
+    Ok(())
+}
+
+async fn measure(
+    client: &Client,
+    namespace: &str,
+    args: &SchedulerBenchArgs,
+) -> anyhow::Result<Outcome> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    // Send times by pod name; the watch looks them up when a pod shows its node.
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
+    let mut stream = pods.watch(&WatchParams::default(), "0").await?;
+    let watcher = {
+        let sent = sent.clone();
+        let total = args.pods;
+        tokio::spawn(async move {
+            let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)?;
+            let mut bound: HashMap<String, ()> = HashMap::new();
+            let mut last = Instant::now();
+            while bound.len() < total {
+                let ev = match tokio::time::timeout(Duration::from_secs(60), stream.next()).await {
+                    Ok(Some(Ok(ev))) => ev,
+                    Ok(Some(Err(e))) => bail!("watch failed: {e}"),
+                    Ok(None) => bail!("watch ended"),
+                    Err(_) => break,
+                };
+                let (WatchEvent::Added(p) | WatchEvent::Modified(p)) = ev else {
+                    continue;
+                };
+                let has_node = p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .is_some_and(|n| !n.is_empty());
+                let name = p.metadata.name.unwrap_or_default();
+                if !has_node || bound.contains_key(&name) {
+                    continue;
+                }
+                let now = Instant::now();
+                if let Some(at) = sent.lock().await.get(&name) {
+                    latency.saturating_record(now.duration_since(*at).as_millis().max(1) as u64);
+                }
+                bound.insert(name, ());
+                last = now;
+            }
+            Ok((bound.len(), latency, last))
+        })
+    };
+    let started = Instant::now();
+    let interval = (args.rate > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(args.rate)));
+    let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    futures::stream::iter(0..args.pods)
+        .map(|i| {
+            let pods = pods.clone();
+            let sent = sent.clone();
+            let errors = errors.clone();
+            let body = pod_for(args.workload, i, args.group_size);
+            async move {
+                if let Some(step) = interval {
+                    tokio::time::sleep_until((started + step * i as u32).into()).await;
+                }
+                let name = format!("bench-{i:06}");
+                let pod: Pod = match serde_json::from_value(body) {
+                    Ok(p) => p,
+                    Err(_) => {
+                        errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
+                };
+                sent.lock().await.insert(name, Instant::now());
+                if let Err(e) = pods.create(&pod).await {
+                    if errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+                        eprintln!("bench scheduler: create failed: {e}");
+                    }
+                }
+            }
+        })
+        .buffer_unordered(args.creators)
+        .collect::<Vec<()>>()
+        .await;
+    let created_in = started.elapsed();
+    let (bound, latency_ms, last) = watcher.await??;
+    eprintln!(
+        "bench scheduler: created {} pods in {:.1}s",
+        args.pods,
+        created_in.as_secs_f64()
+    );
+    Ok(Outcome {
+        bound,
+        seconds: last.duration_since(started).as_secs_f64(),
+        latency_ms,
+        create_errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
+
+fn report(args: &SchedulerBenchArgs, o: &Outcome) {
+    let rate = if o.seconds > 0.0 {
+        o.bound as f64 / o.seconds
+    } else {
+        0.0
+    };
+    let q = |p: f64| o.latency_ms.value_at_quantile(p);
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "workload": args.workload.name(), "nodes": args.nodes, "pods": args.pods,
+                "create_rate": args.rate, "bound": o.bound, "seconds": o.seconds,
+                "pods_per_second": rate, "p50_ms": q(0.5), "p99_ms": q(0.99),
+                "max_ms": o.latency_ms.max(), "create_errors": o.create_errors,
+            })
+        );
+    } else {
+        println!(
+            "scheduler {:<13} nodes={} pods={} create-rate={}/s  scheduled/s={:.0}  create→bound p50={}ms p99={}ms max={}ms  ({} bound in {:.1}s, {} create errors)",
+            args.workload.name(),
+            args.nodes,
+            args.pods,
+            args.rate,
+            rate,
+            q(0.5),
+            q(0.99),
+            o.latency_ms.max(),
+            o.bound,
+            o.seconds,
+            o.create_errors
+        );
+    }
+}
