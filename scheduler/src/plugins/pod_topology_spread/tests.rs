@@ -2,7 +2,6 @@
 //! it counts, the score's weighting and normalisation, and a property check that placing pods
 //! one at a time where the filter admits them never unbalances the domains.
 
-use keel_types::k8s_openapi::api::core::v1::Taint;
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -185,6 +184,29 @@ fn node_taints_policy_honor_skips_nodes_whose_taints_the_pod_does_not_tolerate()
         .toleration(json!({ "key": "dedicated", "operator": "Exists" }))
         .build();
     assert_eq!(admitted(&plugin(), &tolerating, &snap), ["b1"]);
+}
+
+#[test]
+fn node_taints_policy_honor_considers_no_execute_but_not_prefer_no_schedule_taints() {
+    let mut honor = spread(1, ZONE, "DoNotSchedule", WEB);
+    honor["nodeTaintsPolicy"] = json!("Honor");
+    let incoming = web("incoming").spread(honor).build();
+    let cluster = |effect: &str| {
+        snapshot(vec![
+            node("a1", &[(ZONE, "a")]).pod(web("w1")),
+            node("b1", &[(ZONE, "b")]).taint("maintenance", "", effect),
+        ])
+    };
+    // The NoExecute zone is no domain of the pod, so zone a alone sets the minimum.
+    assert_eq!(
+        admitted(&plugin(), &incoming, &cluster("NoExecute")),
+        ["a1", "b1"]
+    );
+    // A PreferNoSchedule taint keeps no pod off: zone b is an empty domain.
+    assert_eq!(
+        admitted(&plugin(), &incoming, &cluster("PreferNoSchedule")),
+        ["b1"]
+    );
 }
 
 #[test]
@@ -394,101 +416,6 @@ fn pods_wait_for_assigned_pod_and_node_label_and_taint_changes() {
         assert!(events.contains(&wanted), "{wanted:?}");
     }
     assert!(!events.contains(&ClusterEvent::NamespaceLabelsChanged));
-}
-
-#[test]
-fn required_node_affinity_ors_its_terms_and_ands_each_terms_requirements() {
-    let affinity = |terms: serde_json::Value| {
-        let pod = web("p")
-            .spec(
-                "affinity",
-                json!({ "nodeAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": { "nodeSelectorTerms": terms }
-                }}),
-            )
-            .node_selector(&[("pool", "main")])
-            .build();
-        RequiredNodeAffinity::of(&pod.pod)
-    };
-    let in_main = |name: &str, labels: &[(&str, &str)]| {
-        let mut all = labels.to_vec();
-        all.push(("pool", "main"));
-        node(name, &all).build()
-    };
-    let gpu_or_big = affinity(json!([
-        { "matchExpressions": [
-            { "key": "gpu", "operator": "Exists" },
-            { "key": "zone", "operator": "In", "values": ["a", "b"] },
-        ]},
-        { "matchExpressions": [{ "key": "cores", "operator": "Gt", "values": ["16"] }] },
-    ]));
-    let cases = [
-        (in_main("gpu-a", &[("gpu", "1"), ("zone", "a")]), true),
-        (in_main("gpu-c", &[("gpu", "1"), ("zone", "c")]), false),
-        (in_main("big", &[("cores", "32")]), true),
-        (in_main("small", &[("cores", "8")]), false),
-        (in_main("odd", &[("cores", "many")]), false),
-        (node("other-pool", &[("cores", "32")]).build(), false),
-    ];
-    for (node, want) in cases {
-        assert_eq!(gpu_or_big.matches(&node), want, "{}", node.name);
-    }
-
-    let by_name = affinity(json!([
-        { "matchFields": [{ "key": "metadata.name", "operator": "In", "values": ["chosen"] }] },
-    ]));
-    assert!(by_name.matches(&in_main("chosen", &[])));
-    assert!(!by_name.matches(&in_main("other", &[])));
-
-    let empty_term = affinity(json!([{}]));
-    assert!(!empty_term.matches(&in_main("any", &[])));
-    let bad_term = affinity(json!([
-        { "matchExpressions": [{ "key": "gpu", "operator": "Near" }] },
-        { "matchExpressions": [{ "key": "gpu", "operator": "Exists" }] },
-    ]));
-    assert!(bad_term.matches(&in_main("gpu", &[("gpu", "1")])));
-}
-
-#[test]
-fn tolerations_match_taints_by_key_effect_and_value() {
-    let taint = |key: &str, value: Option<&str>, effect: &str| Taint {
-        key: key.to_string(),
-        value: value.map(str::to_string),
-        effect: effect.to_string(),
-        time_added: None,
-    };
-    let toleration =
-        |v: serde_json::Value| -> Toleration { serde_json::from_value(v).expect("toleration") };
-    let gpu = taint("gpu", Some("yes"), "NoSchedule");
-    let cases = [
-        (
-            json!({ "key": "gpu", "value": "yes", "effect": "NoSchedule" }),
-            true,
-        ),
-        (
-            json!({ "key": "gpu", "operator": "Equal", "value": "yes" }),
-            true,
-        ),
-        (json!({ "key": "gpu", "value": "no" }), false),
-        (json!({ "key": "gpu", "operator": "Exists" }), true),
-        (
-            json!({ "key": "gpu", "operator": "Exists", "effect": "NoExecute" }),
-            false,
-        ),
-        (json!({ "key": "disk", "operator": "Exists" }), false),
-        (json!({ "operator": "Exists" }), true),
-        (
-            json!({ "key": "gpu", "operator": "Gt", "value": "1" }),
-            false,
-        ),
-    ];
-    for (spec, want) in cases {
-        assert_eq!(tolerates(&toleration(spec.clone()), &gpu), want, "{spec}");
-    }
-    assert!(tolerates(
-        &toleration(json!({ "key": "flag", "operator": "Equal" })),
-        &taint("flag", None, "NoExecute")
-    ));
 }
 
 /// One generated node: its zone (`z0`..`z2`, or none), and its non-counted pods: web pods that
