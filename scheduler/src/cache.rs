@@ -244,50 +244,15 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keel_types::k8s_openapi::api::core::v1::{
-        Container, NodeStatus, Pod, PodSpec, ResourceRequirements,
-    };
-    use keel_types::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-    use keel_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use crate::test_support;
 
     fn node(name: &str, cpu: &str) -> Arc<Node> {
-        Arc::new(Node {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            status: Some(NodeStatus {
-                allocatable: Some(BTreeMap::from([
-                    ("cpu".to_string(), Quantity(cpu.into())),
-                    ("pods".to_string(), Quantity("110".into())),
-                ])),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        let node = test_support::node(name).allocatable(&[("cpu", cpu), ("pods", "110")]);
+        Arc::new(node.build())
     }
 
     fn pod(name: &str, cpu: &str) -> Arc<PodInfo> {
-        Arc::new(PodInfo::new(Arc::new(Pod {
-            metadata: ObjectMeta {
-                namespace: Some("default".into()),
-                name: Some(name.into()),
-                uid: Some(format!("uid-{name}")),
-                ..Default::default()
-            },
-            spec: Some(PodSpec {
-                containers: vec![Container {
-                    name: "c".into(),
-                    resources: Some(ResourceRequirements {
-                        requests: Some(BTreeMap::from([("cpu".to_string(), Quantity(cpu.into()))])),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })))
+        Arc::new(test_support::pod(name).container(&[("cpu", cpu)]).info())
     }
 
     fn requested_cpu(snapshot: &Snapshot, node: &str) -> i64 {

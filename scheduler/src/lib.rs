@@ -14,3 +14,6 @@ pub mod queue;
 pub mod resources;
 pub mod run;
 pub mod terms;
+
+#[cfg(test)]
+pub(crate) mod test_support;

@@ -151,7 +151,7 @@ impl Score for TaintToleration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::test_nodes::{node, pod, PodBuilder};
+    use crate::test_support::{node, pod, PodBuilder};
 
     fn taint(key: &str, value: &str, effect: &str) -> Taint {
         Taint {
@@ -237,10 +237,7 @@ mod tests {
         }
     }
 
-    fn filter(
-        pod: PodBuilder,
-        node: crate::plugins::test_nodes::NodeBuilder,
-    ) -> Result<(), Rejection> {
+    fn filter(pod: PodBuilder, node: crate::test_support::NodeBuilder) -> Result<(), Rejection> {
         TaintToleration.filter(&CycleState::default(), &pod.info(), &node.info())
     }
 
@@ -321,7 +318,7 @@ mod tests {
         assert_eq!(filter(p, n), Ok(()));
     }
 
-    fn scores(pod: PodBuilder, nodes: Vec<crate::plugins::test_nodes::NodeBuilder>) -> Vec<i64> {
+    fn scores(pod: PodBuilder, nodes: Vec<crate::test_support::NodeBuilder>) -> Vec<i64> {
         let state = CycleState::default();
         let pod = pod.info();
         let mut raw: Vec<i64> = nodes
