@@ -324,14 +324,24 @@ mod tests {
     }
 
     #[test]
-    fn a_pod_cannot_be_assumed_twice() {
+    fn a_placed_pod_is_never_assumed_again_whether_assumed_or_bound() {
         let mut cache = Cache::new();
         cache.set_node(node("n1", "4"));
         cache.set_node(node("n2", "4"));
+        let refused = Err(CacheError::AlreadyPlaced("default/a".into()));
+        let cpu_on = |cache: &Cache, n: &str| cache.node(n).map(|i| i.requested.milli_cpu);
+
         cache.assume(pod("a", "1"), "n1").expect("assume");
+        assert_eq!(cache.assume(pod("a", "1"), "n2"), refused);
+        assert_eq!(cache.assume(pod("a", "1"), "n1"), refused);
+        assert_eq!(cache.placement("default/a"), Some(("n1", true)));
+
+        cache.set_bound_pod(pod("a", "1"), "n1");
+        assert_eq!(cache.assume(pod("a", "1"), "n2"), refused);
+        assert_eq!(cache.placement("default/a"), Some(("n1", false)));
         assert_eq!(
-            cache.assume(pod("a", "1"), "n2"),
-            Err(CacheError::AlreadyPlaced("default/a".into()))
+            (cpu_on(&cache, "n1"), cpu_on(&cache, "n2")),
+            (Some(1000), Some(0))
         );
     }
 

@@ -16,4 +16,7 @@ pub mod run;
 pub mod terms;
 
 #[cfg(test)]
+mod safety;
+
+#[cfg(test)]
 pub(crate) mod test_support;
