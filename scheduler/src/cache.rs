@@ -244,50 +244,15 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keel_types::k8s_openapi::api::core::v1::{
-        Container, NodeStatus, Pod, PodSpec, ResourceRequirements,
-    };
-    use keel_types::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-    use keel_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use crate::test_support;
 
     fn node(name: &str, cpu: &str) -> Arc<Node> {
-        Arc::new(Node {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            status: Some(NodeStatus {
-                allocatable: Some(BTreeMap::from([
-                    ("cpu".to_string(), Quantity(cpu.into())),
-                    ("pods".to_string(), Quantity("110".into())),
-                ])),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
+        let node = test_support::node(name).allocatable(&[("cpu", cpu), ("pods", "110")]);
+        Arc::new(node.build())
     }
 
     fn pod(name: &str, cpu: &str) -> Arc<PodInfo> {
-        Arc::new(PodInfo::new(Arc::new(Pod {
-            metadata: ObjectMeta {
-                namespace: Some("default".into()),
-                name: Some(name.into()),
-                uid: Some(format!("uid-{name}")),
-                ..Default::default()
-            },
-            spec: Some(PodSpec {
-                containers: vec![Container {
-                    name: "c".into(),
-                    resources: Some(ResourceRequirements {
-                        requests: Some(BTreeMap::from([("cpu".to_string(), Quantity(cpu.into()))])),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })))
+        Arc::new(test_support::pod(name).container(&[("cpu", cpu)]).info())
     }
 
     fn requested_cpu(snapshot: &Snapshot, node: &str) -> i64 {
@@ -359,14 +324,24 @@ mod tests {
     }
 
     #[test]
-    fn a_pod_cannot_be_assumed_twice() {
+    fn a_placed_pod_is_never_assumed_again_whether_assumed_or_bound() {
         let mut cache = Cache::new();
         cache.set_node(node("n1", "4"));
         cache.set_node(node("n2", "4"));
+        let refused = Err(CacheError::AlreadyPlaced("default/a".into()));
+        let cpu_on = |cache: &Cache, n: &str| cache.node(n).map(|i| i.requested.milli_cpu);
+
         cache.assume(pod("a", "1"), "n1").expect("assume");
+        assert_eq!(cache.assume(pod("a", "1"), "n2"), refused);
+        assert_eq!(cache.assume(pod("a", "1"), "n1"), refused);
+        assert_eq!(cache.placement("default/a"), Some(("n1", true)));
+
+        cache.set_bound_pod(pod("a", "1"), "n1");
+        assert_eq!(cache.assume(pod("a", "1"), "n2"), refused);
+        assert_eq!(cache.placement("default/a"), Some(("n1", false)));
         assert_eq!(
-            cache.assume(pod("a", "1"), "n2"),
-            Err(CacheError::AlreadyPlaced("default/a".into()))
+            (cpu_on(&cache, "n1"), cpu_on(&cache, "n2")),
+            (Some(1000), Some(0))
         );
     }
 

@@ -14,3 +14,9 @@ pub mod queue;
 pub mod resources;
 pub mod run;
 pub mod terms;
+
+#[cfg(test)]
+mod safety;
+
+#[cfg(test)]
+pub(crate) mod test_support;

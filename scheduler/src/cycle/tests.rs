@@ -3,8 +3,7 @@
 
 use super::*;
 use crate::framework::{ClusterEvent, Filter, Score};
-use keel_types::k8s_openapi::api::core::v1::{Node, Pod, PodSpec};
-use keel_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use crate::test_support;
 
 /// Rejects nodes whose name is listed, with the given reason.
 struct Deny(&'static str, Vec<&'static str>, bool);
@@ -41,30 +40,13 @@ impl Score for ByNumber {
 fn snapshot(n: usize) -> Snapshot {
     Snapshot::new(
         (0..n)
-            .map(|i| {
-                Arc::new(NodeInfo::new(Arc::new(Node {
-                    metadata: ObjectMeta {
-                        name: Some(format!("n{i}")),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                })))
-            })
+            .map(|i| Arc::new(test_support::node(&format!("n{i}")).info()))
             .collect(),
     )
 }
 
 fn pod() -> PodInfo {
-    PodInfo::new(Arc::new(Pod {
-        metadata: ObjectMeta {
-            namespace: Some("default".into()),
-            name: Some("p".into()),
-            uid: Some("uid-p".into()),
-            ..Default::default()
-        },
-        spec: Some(PodSpec::default()),
-        ..Default::default()
-    }))
+    test_support::pod("p").info()
 }
 
 fn algorithm(filters: Vec<Box<dyn Filter>>, scores: Vec<(Box<dyn Score>, i64)>) -> Algorithm {
@@ -220,14 +202,8 @@ fn a_node_with_a_higher_priority_nominated_pod_is_filtered_with_that_pod_counted
     }
     let mut alg = algorithm(vec![Box::new(Empty)], vec![]);
     let snap = snapshot(1);
-    let mut other = Pod::clone(&pod().pod);
-    other.metadata.name = Some("preemptor".into());
-    other.metadata.uid = Some("uid-preemptor".into());
-    other.spec.get_or_insert_with(Default::default).priority = Some(100);
-    let nominated = Nominated::from([(
-        "n0".to_string(),
-        vec![Arc::new(PodInfo::new(Arc::new(other)))],
-    )]);
+    let preemptor = test_support::pod("preemptor").priority(100).info();
+    let nominated = Nominated::from([("n0".to_string(), vec![Arc::new(preemptor)])]);
     let diag = alg
         .schedule(&pod(), &snap, &nominated)
         .expect_err("room is reserved");

@@ -62,7 +62,7 @@ impl Score for BalancedAllocation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::test_nodes::{node, pod, NodeBuilder, PodBuilder};
+    use crate::test_support::{node, pod, NodeBuilder, PodBuilder};
 
     fn score(incoming: PodBuilder, n: &NodeInfo) -> i64 {
         BalancedAllocation.score(&CycleState::default(), &incoming.info(), n)

@@ -14,7 +14,7 @@ use crate::plugins::node_ports::NodePorts;
 use crate::plugins::node_resources_fit::NodeResourcesFit;
 use crate::plugins::node_unschedulable::NodeUnschedulable;
 use crate::plugins::taint_toleration::TaintToleration;
-use crate::plugins::test_nodes::{labels_term, node, pod, req, PodBuilder};
+use crate::test_support::{labels_term, node, pod, req, PodBuilder};
 
 /// A container's requests: cpu in milli, memory in Mi, gpus; `None` is "not requested".
 #[derive(Debug, Clone, Default)]

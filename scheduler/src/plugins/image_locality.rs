@@ -114,7 +114,7 @@ impl Score for ImageLocality {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::test_nodes::{node, pod, NodeBuilder, PodBuilder};
+    use crate::test_support::{node, pod, NodeBuilder, PodBuilder};
 
     /// Scores of `incoming` on every node of a snapshot of `nodes`.
     fn scores(incoming: PodBuilder, nodes: Vec<NodeBuilder>) -> Vec<i64> {

@@ -13,8 +13,6 @@ pub mod taint_toleration;
 
 #[cfg(test)]
 mod filters_agree;
-#[cfg(test)]
-pub(crate) mod test_nodes;
 
 use crate::framework::{Filter, Score};
 use balanced_allocation::BalancedAllocation;
@@ -28,8 +26,6 @@ use taint_toleration::TaintToleration;
 
 pub mod inter_pod_affinity;
 pub mod pod_topology_spread;
-#[cfg(test)]
-mod test_pods;
 
 use inter_pod_affinity::InterPodAffinity;
 use pod_topology_spread::PodTopologySpread;

@@ -93,7 +93,7 @@ impl Score for NodeAffinity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::test_nodes::{labels_term, node, pod, req, NodeBuilder, PodBuilder};
+    use crate::test_support::{labels_term, node, pod, req, NodeBuilder, PodBuilder};
 
     fn filter_with_and_without_pre_filter(p: PodBuilder, n: NodeBuilder) -> Result<(), Rejection> {
         let pod = p.info();

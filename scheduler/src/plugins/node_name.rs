@@ -33,9 +33,9 @@ impl Filter for NodeName {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::test_nodes::{node, pod};
+    use crate::test_support::{node, pod};
 
-    fn run(pod: crate::plugins::test_nodes::PodBuilder, node_name: &str) -> Result<(), Rejection> {
+    fn run(pod: crate::test_support::PodBuilder, node_name: &str) -> Result<(), Rejection> {
         NodeName.filter(&CycleState::default(), &pod.info(), &node(node_name).info())
     }
 

@@ -46,7 +46,7 @@ mod tests {
     use keel_types::k8s_openapi::api::core::v1::{Container, ContainerPort};
 
     use super::*;
-    use crate::plugins::test_nodes::{node, pod, PodBuilder};
+    use crate::test_support::{node, pod, PodBuilder};
 
     fn run(incoming: PodBuilder, existing: Vec<PodBuilder>) -> Result<(), Rejection> {
         let n = node("n").with_pods(existing);

@@ -156,7 +156,7 @@ impl Score for NodeResourcesFit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::test_nodes::{node, pod, NodeBuilder, PodBuilder};
+    use crate::test_support::{node, pod, NodeBuilder, PodBuilder};
 
     fn filter(incoming: PodBuilder, n: NodeInfo) -> Result<(), Rejection> {
         NodeResourcesFit.filter(&CycleState::default(), &incoming.info(), &n)

@@ -239,7 +239,7 @@ impl PreferredNodeAffinity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::test_nodes::{fields_term, labels_term, node, pod, req, NodeBuilder};
+    use crate::test_support::{fields_term, labels_term, node, pod, req, NodeBuilder};
 
     fn matches(term: NodeSelectorTerm, n: NodeBuilder) -> bool {
         pod_matches_node_selector_and_affinity(&pod("p").required_term(term).build(), &n.build())

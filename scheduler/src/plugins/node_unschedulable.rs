@@ -59,7 +59,7 @@ impl Filter for NodeUnschedulable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::test_nodes::{node, pod, NodeBuilder, PodBuilder};
+    use crate::test_support::{node, pod, NodeBuilder, PodBuilder};
 
     fn run(pod: PodBuilder, node: NodeBuilder) -> Result<(), Rejection> {
         NodeUnschedulable.filter(&CycleState::default(), &pod.info(), &node.info())

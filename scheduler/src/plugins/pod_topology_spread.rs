@@ -6,15 +6,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use keel_types::k8s_openapi::api::core::v1::{
-    Node, NodeSelectorTerm as NodeSelectorTermSpec, Pod, Taint, Toleration,
-};
 use keel_types::selector::{Operator, Requirement};
 use keel_types::Selector;
 
 use crate::framework::{
     ClusterEvent, CycleState, Filter, NodeInfo, PodInfo, Rejection, Score, Snapshot, MAX_NODE_SCORE,
 };
+use crate::plugins::node_selector::RequiredNodeAffinity;
+use crate::plugins::taint_toleration::untolerated_scheduling_taint;
 
 pub const NAME: &str = "PodTopologySpread";
 const PRE_FILTER_KEY: &str = "PreFilterPodTopologySpread";
@@ -182,177 +181,27 @@ fn count_matching(pods: &[Arc<PodInfo>], selector: &Selector, namespace: &str) -
         .count() as i64
 }
 
-/// One term of a required node affinity, parsed.
-struct NodeSelectorTerm {
-    labels: Option<Selector>,
-    /// Field requirements as (field, must equal, value); only `metadata.name` has a value.
-    fields: Vec<(String, bool, String)>,
-}
-
-impl NodeSelectorTerm {
-    /// The term, or `None` for one that matches no node: empty, or unparseable (kube-scheduler
-    /// ignores the parse error here, for compatibility, and the term just fails).
-    fn parse(spec: &NodeSelectorTermSpec) -> Option<NodeSelectorTerm> {
-        let expressions = spec.match_expressions.as_deref().unwrap_or_default();
-        let fields = spec.match_fields.as_deref().unwrap_or_default();
-        if expressions.is_empty() && fields.is_empty() {
-            return None;
-        }
-        let labels = if expressions.is_empty() {
-            None
-        } else {
-            let mut requirements = Vec::new();
-            for e in expressions {
-                let operator = match e.operator.as_str() {
-                    "In" => Operator::In,
-                    "NotIn" => Operator::NotIn,
-                    "Exists" => Operator::Exists,
-                    "DoesNotExist" => Operator::DoesNotExist,
-                    "Gt" => Operator::GreaterThan,
-                    "Lt" => Operator::LessThan,
-                    _ => return None,
-                };
-                let values = e.values.clone().unwrap_or_default();
-                requirements.push(Requirement::new(&e.key, operator, values).ok()?);
-            }
-            Some(Selector::from_requirements(requirements))
-        };
-        let mut parsed_fields = Vec::new();
-        for f in fields {
-            let [value] = f.values.as_deref().unwrap_or_default() else {
-                return None;
-            };
-            let equal = match f.operator.as_str() {
-                "In" => true,
-                "NotIn" => false,
-                _ => return None,
-            };
-            parsed_fields.push((f.key.clone(), equal, value.clone()));
-        }
-        Some(NodeSelectorTerm {
-            labels,
-            fields: parsed_fields,
-        })
-    }
-
-    fn matches(&self, node: &NodeInfo) -> bool {
-        self.labels
-            .as_ref()
-            .is_none_or(|s| s.matches(node.labels()))
-            && self.fields.iter().all(|(field, equal, value)| {
-                let actual = if field == "metadata.name" {
-                    node.name.as_str()
-                } else {
-                    ""
-                };
-                (actual == value) == *equal
-            })
-    }
-}
-
-/// The pod's `nodeSelector` and required node affinity, parsed once per cycle: which nodes the
-/// pod may run on by their labels. A private stand-in, with the same rules, for the matcher the
-/// NodeAffinity plugin owns; the two are to become one.
-struct RequiredNodeAffinity {
-    node_selector: Option<Selector>,
-    /// `None` without a required node affinity; otherwise its terms, any one of which must
-    /// match (`None` entries match no node).
-    terms: Option<Vec<Option<NodeSelectorTerm>>>,
-}
-
-impl RequiredNodeAffinity {
-    fn of(pod: &Pod) -> RequiredNodeAffinity {
-        let spec = pod.spec.as_ref();
-        let node_selector = spec
-            .and_then(|s| s.node_selector.as_ref())
-            .filter(|s| !s.is_empty())
-            .map(Selector::from_set);
-        let terms = spec
-            .and_then(|s| s.affinity.as_ref())
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|a| {
-                a.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-            })
-            .map(|r| {
-                r.node_selector_terms
-                    .iter()
-                    .map(NodeSelectorTerm::parse)
-                    .collect()
-            });
-        RequiredNodeAffinity {
-            node_selector,
-            terms,
-        }
-    }
-
-    fn matches(&self, node: &NodeInfo) -> bool {
-        self.node_selector
-            .as_ref()
-            .is_none_or(|s| s.matches(node.labels()))
-            && self
-                .terms
-                .as_ref()
-                .is_none_or(|terms| terms.iter().flatten().any(|t| t.matches(node)))
-    }
-}
-
-/// Whether `toleration` tolerates `taint`: same effect and key unless the toleration leaves
-/// them empty, and the same value unless its operator is `Exists`.
-fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    fn given(field: &Option<String>) -> Option<&str> {
-        field.as_deref().filter(|s| !s.is_empty())
-    }
-    if given(&toleration.effect).is_some_and(|e| e != taint.effect)
-        || given(&toleration.key).is_some_and(|k| k != taint.key)
-    {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("") {
-        "" | "Equal" => {
-            toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-        "Exists" => true,
-        _ => false,
-    }
-}
-
-/// Whether the pod tolerates every taint of `node` that keeps pods off (NoSchedule and
-/// NoExecute; PreferNoSchedule does not). A private stand-in for the TaintToleration plugin's
-/// check, to be unified with it.
-fn tolerates_scheduling_taints(tolerations: &[Toleration], node: &Node) -> bool {
-    node.spec
-        .as_ref()
-        .and_then(|s| s.taints.as_ref())
-        .into_iter()
-        .flatten()
-        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-        .all(|taint| tolerations.iter().any(|t| tolerates(t, taint)))
-}
-
-/// Which nodes a constraint counts pods on, by its node inclusion policies.
+/// Which nodes a constraint counts pods on, by its node inclusion policies: nodeAffinityPolicy
+/// Honor asks NodeAffinity's question (nodeSelector and required node affinity), nodeTaintsPolicy
+/// Honor asks TaintToleration's (the NoSchedule and NoExecute taints).
 struct NodeInclusion<'a> {
+    pod: &'a PodInfo,
+    /// Parsed once per cycle, not once per node.
     affinity: RequiredNodeAffinity,
-    tolerations: &'a [Toleration],
 }
 
 impl<'a> NodeInclusion<'a> {
     fn of(pod: &'a PodInfo) -> NodeInclusion<'a> {
         NodeInclusion {
-            affinity: RequiredNodeAffinity::of(&pod.pod),
-            tolerations: pod
-                .pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.tolerations.as_deref())
-                .unwrap_or_default(),
+            pod,
+            affinity: RequiredNodeAffinity::from_pod(&pod.pod),
         }
     }
 
     fn includes(&self, constraint: &Constraint, node: &NodeInfo) -> bool {
-        (!constraint.honor_node_affinity || self.affinity.matches(node))
+        (!constraint.honor_node_affinity || self.affinity.matches(&node.node))
             && (!constraint.honor_node_taints
-                || tolerates_scheduling_taints(self.tolerations, &node.node))
+                || untolerated_scheduling_taint(self.pod, node).is_none())
     }
 }
 

@@ -79,6 +79,13 @@ pub fn node_taints(node: &NodeInfo) -> &[Taint] {
         .unwrap_or(&[])
 }
 
+/// The first taint of `node` that keeps `pod` off: NoSchedule or NoExecute, and not tolerated.
+/// The TaintToleration filter's question, also asked by PodTopologySpread's nodeTaintsPolicy
+/// Honor.
+pub fn untolerated_scheduling_taint<'a>(pod: &PodInfo, node: &'a NodeInfo) -> Option<&'a Taint> {
+    find_untolerated_taint(node_taints(node), pod_tolerations(pod), forbids_scheduling)
+}
+
 /// The reason a taint rejects a pod, worded as kube-scheduler words it. A taint without a value
 /// prints as `{key: }`, which is what users search their events for.
 pub fn untolerated_taint_reason(taint: &Taint) -> String {
@@ -103,7 +110,7 @@ impl Filter for TaintToleration {
     }
 
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
-        match find_untolerated_taint(node_taints(node), pod_tolerations(pod), forbids_scheduling) {
+        match untolerated_scheduling_taint(pod, node) {
             None => Ok(()),
             // Evicting pods does not remove taints.
             Some(taint) => Err(Rejection::unresolvable(
@@ -144,7 +151,7 @@ impl Score for TaintToleration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::test_nodes::{node, pod, PodBuilder};
+    use crate::test_support::{node, pod, PodBuilder};
 
     fn taint(key: &str, value: &str, effect: &str) -> Taint {
         Taint {
@@ -230,10 +237,7 @@ mod tests {
         }
     }
 
-    fn filter(
-        pod: PodBuilder,
-        node: crate::plugins::test_nodes::NodeBuilder,
-    ) -> Result<(), Rejection> {
+    fn filter(pod: PodBuilder, node: crate::test_support::NodeBuilder) -> Result<(), Rejection> {
         TaintToleration.filter(&CycleState::default(), &pod.info(), &node.info())
     }
 
@@ -314,7 +318,7 @@ mod tests {
         assert_eq!(filter(p, n), Ok(()));
     }
 
-    fn scores(pod: PodBuilder, nodes: Vec<crate::plugins::test_nodes::NodeBuilder>) -> Vec<i64> {
+    fn scores(pod: PodBuilder, nodes: Vec<crate::test_support::NodeBuilder>) -> Vec<i64> {
         let state = CycleState::default();
         let pod = pod.info();
         let mut raw: Vec<i64> = nodes

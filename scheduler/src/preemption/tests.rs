@@ -1,15 +1,9 @@
 //! Specification of preemption: who is evicted, where, and what is said when nothing helps.
 
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::framework::{ClusterEvent, Filter};
 use crate::plugins::Profile;
-use keel_types::k8s_openapi::api::core::v1::{
-    Container, Node, NodeStatus, Pod, PodSpec, ResourceRequirements,
-};
-use keel_types::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use keel_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use crate::test_support;
 
 /// Fits by CPU only; nodes named `locked-*` are unresolvable.
 struct Cpu;
@@ -33,47 +27,18 @@ impl Filter for Cpu {
 }
 
 fn pod(name: &str, cpu: i64, priority: i32) -> Arc<PodInfo> {
-    Arc::new(PodInfo::new(Arc::new(Pod {
-        metadata: ObjectMeta {
-            namespace: Some("default".into()),
-            name: Some(name.into()),
-            uid: Some(format!("uid-{name}")),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            priority: Some(priority),
-            containers: vec![Container {
-                name: "c".into(),
-                resources: Some(ResourceRequirements {
-                    requests: Some(BTreeMap::from([(
-                        "cpu".to_string(),
-                        Quantity(format!("{cpu}m")),
-                    )])),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    })))
+    let cpu = format!("{cpu}m");
+    let pod = test_support::pod(name)
+        .priority(priority)
+        .container(&[("cpu", &cpu)]);
+    Arc::new(pod.info())
 }
 
 fn node(name: &str, cpu_milli: i64, pods: &[Arc<PodInfo>]) -> Arc<NodeInfo> {
-    let mut info = NodeInfo::new(Arc::new(Node {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        status: Some(NodeStatus {
-            allocatable: Some(BTreeMap::from([(
-                "cpu".to_string(),
-                Quantity(format!("{cpu_milli}m")),
-            )])),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }));
+    let cpu = format!("{cpu_milli}m");
+    let mut info = test_support::node(name)
+        .allocatable(&[("cpu", &cpu)])
+        .info();
     for p in pods {
         info.add_pod(p.clone());
     }
@@ -178,7 +143,7 @@ fn unresolvable_nodes_are_not_helped_by_preemption() {
 #[test]
 fn a_pod_with_preemption_policy_never_does_not_preempt() {
     let snapshot = Snapshot::new(vec![node("n0", 1000, &[pod("low", 1000, 0)])]);
-    let mut never = Pod::clone(&pod("p", 1000, 10).pod);
+    let mut never = pod("p", 1000, 10).pod.as_ref().clone();
     never
         .spec
         .get_or_insert_with(Default::default)

@@ -2,23 +2,10 @@
 //! unschedulable pods.
 
 use super::*;
-use keel_types::k8s_openapi::api::core::v1::{Pod, PodSpec};
-use keel_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use crate::test_support;
 
 fn pod(name: &str, priority: i32) -> Arc<PodInfo> {
-    Arc::new(PodInfo::new(Arc::new(Pod {
-        metadata: ObjectMeta {
-            namespace: Some("default".into()),
-            name: Some(name.into()),
-            uid: Some(format!("uid-{name}")),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            priority: Some(priority),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })))
+    Arc::new(test_support::pod(name).priority(priority).info())
 }
 
 fn hints() -> HashMap<&'static str, HashSet<ClusterEvent>> {

@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use keel_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use proptest::prelude::*;
-use serde_json::json;
 
 use super::*;
-use crate::plugins::test_pods::{
-    admitted, filter_each, node, pod, score_each, score_feasible, snapshot, term, HOSTNAME, ZONE,
+use crate::test_support::{
+    admitted, app_pod, filter_each, match_labels, node, node_in_zone, pod, score_each,
+    score_feasible, selector_with_unknown_operator, snapshot, term, HOSTNAME, ZONE,
 };
 
 fn outcome_of(outcomes: &[(String, Result<(), Rejection>)], name: &str) -> Result<(), Rejection> {
@@ -22,10 +23,10 @@ fn outcome_of(outcomes: &[(String, Result<(), Rejection>)], name: &str) -> Resul
 #[test]
 fn pod_without_inter_pod_terms_passes_every_node() {
     let snap = snapshot(vec![
-        node("n1", &[(ZONE, "a")]).pod(pod("db", &[("app", "db")])),
-        node("n2", &[]),
+        node_in_zone("n1", "a").pod(app_pod("db", "db")),
+        node("n2"),
     ]);
-    let incoming = pod("web", &[("app", "web")]).build();
+    let incoming = app_pod("web", "web").info();
     assert_eq!(
         admitted(&InterPodAffinity::default(), &incoming, &snap),
         ["n1", "n2"]
@@ -35,13 +36,13 @@ fn pod_without_inter_pod_terms_passes_every_node() {
 #[test]
 fn required_affinity_admits_only_domains_holding_a_matching_pod() {
     let snap = snapshot(vec![
-        node("n1", &[(ZONE, "a")]).pod(pod("db", &[("app", "db")])),
-        node("n2", &[(ZONE, "a")]),
-        node("n3", &[(ZONE, "b")]),
+        node_in_zone("n1", "a").pod(app_pod("db", "db")),
+        node_in_zone("n2", "a"),
+        node_in_zone("n3", "b"),
     ]);
-    let incoming = pod("web", &[("app", "web")])
+    let incoming = app_pod("web", "web")
         .required_affinity(term(&[("app", "db")], ZONE))
-        .build();
+        .info();
     let outcomes = filter_each(&InterPodAffinity::default(), &incoming, &snap);
     assert_eq!(outcome_of(&outcomes, "n1"), Ok(()));
     assert_eq!(outcome_of(&outcomes, "n2"), Ok(()));
@@ -54,12 +55,12 @@ fn required_affinity_admits_only_domains_holding_a_matching_pod() {
 #[test]
 fn first_pod_of_a_group_may_satisfy_its_own_affinity() {
     let snap = snapshot(vec![
-        node("n1", &[(ZONE, "a")]).pod(pod("db", &[("app", "db")])),
-        node("n2", &[(ZONE, "b")]),
+        node_in_zone("n1", "a").pod(app_pod("db", "db")),
+        node_in_zone("n2", "b"),
     ]);
-    let incoming = pod("web-0", &[("app", "web")])
+    let incoming = app_pod("web-0", "web")
         .required_affinity(term(&[("app", "web")], ZONE))
-        .build();
+        .info();
     assert_eq!(
         admitted(&InterPodAffinity::default(), &incoming, &snap),
         ["n1", "n2"]
@@ -68,10 +69,10 @@ fn first_pod_of_a_group_may_satisfy_its_own_affinity() {
 
 #[test]
 fn first_pod_of_a_group_still_needs_the_topology_label() {
-    let snap = snapshot(vec![node("n1", &[(ZONE, "a")]), node("n2", &[])]);
-    let incoming = pod("web-0", &[("app", "web")])
+    let snap = snapshot(vec![node_in_zone("n1", "a"), node("n2")]);
+    let incoming = app_pod("web-0", "web")
         .required_affinity(term(&[("app", "web")], ZONE))
-        .build();
+        .info();
     let outcomes = filter_each(&InterPodAffinity::default(), &incoming, &snap);
     assert_eq!(outcome_of(&outcomes, "n1"), Ok(()));
     assert_eq!(
@@ -82,22 +83,22 @@ fn first_pod_of_a_group_still_needs_the_topology_label() {
 
 #[test]
 fn first_pod_exception_needs_the_pod_to_match_its_own_terms() {
-    let snap = snapshot(vec![node("n1", &[(ZONE, "a")])]);
-    let incoming = pod("web", &[("app", "web")])
+    let snap = snapshot(vec![node_in_zone("n1", "a")]);
+    let incoming = app_pod("web", "web")
         .required_affinity(term(&[("app", "db")], ZONE))
-        .build();
+        .info();
     assert!(admitted(&InterPodAffinity::default(), &incoming, &snap).is_empty());
 }
 
 #[test]
 fn first_pod_exception_ends_once_a_matching_pod_exists_anywhere() {
     let snap = snapshot(vec![
-        node("n1", &[(ZONE, "a")]).pod(pod("web-0", &[("app", "web")])),
-        node("n2", &[(ZONE, "b")]),
+        node_in_zone("n1", "a").pod(app_pod("web-0", "web")),
+        node_in_zone("n2", "b"),
     ]);
-    let incoming = pod("web-1", &[("app", "web")])
+    let incoming = app_pod("web-1", "web")
         .required_affinity(term(&[("app", "web")], ZONE))
-        .build();
+        .info();
     assert_eq!(
         admitted(&InterPodAffinity::default(), &incoming, &snap),
         ["n1"]
@@ -108,15 +109,15 @@ fn first_pod_exception_ends_once_a_matching_pod_exists_anywhere() {
 fn an_existing_pod_counts_for_affinity_only_if_it_matches_every_term() {
     let snap = snapshot(vec![
         // Matches the first term only.
-        node("n1", &[(ZONE, "a")]).pod(pod("db", &[("app", "db")])),
+        node_in_zone("n1", "a").pod(app_pod("db", "db")),
         // Matches both terms.
-        node("n2", &[(ZONE, "b")]).pod(pod("db-cache", &[("app", "db"), ("tier", "cache")])),
-        node("n3", &[(ZONE, "b")]),
+        node_in_zone("n2", "b").pod(pod("db-cache").labels(&[("app", "db"), ("tier", "cache")])),
+        node_in_zone("n3", "b"),
     ]);
-    let incoming = pod("web", &[("app", "web")])
+    let incoming = app_pod("web", "web")
         .required_affinity(term(&[("app", "db")], ZONE))
         .required_affinity(term(&[("tier", "cache")], HOSTNAME))
-        .build();
+        .info();
     assert_eq!(
         admitted(&InterPodAffinity::default(), &incoming, &snap),
         ["n2"]
@@ -126,13 +127,13 @@ fn an_existing_pod_counts_for_affinity_only_if_it_matches_every_term() {
 #[test]
 fn required_anti_affinity_rejects_domains_holding_a_matching_pod() {
     let snap = snapshot(vec![
-        node("n1", &[(ZONE, "a")]).pod(pod("web-0", &[("app", "web")])),
-        node("n2", &[(ZONE, "a")]),
-        node("n3", &[(ZONE, "b")]),
+        node_in_zone("n1", "a").pod(app_pod("web-0", "web")),
+        node_in_zone("n2", "a"),
+        node_in_zone("n3", "b"),
     ]);
-    let incoming = pod("web-1", &[("app", "web")])
+    let incoming = app_pod("web-1", "web")
         .required_anti_affinity(term(&[("app", "web")], ZONE))
-        .build();
+        .info();
     let outcomes = filter_each(&InterPodAffinity::default(), &incoming, &snap);
     // Resolvable: preemption may evict the repelled pods.
     let repelled = Rejection::new(NAME, REASON_ANTI_AFFINITY);
@@ -145,12 +146,12 @@ fn required_anti_affinity_rejects_domains_holding_a_matching_pod() {
 #[test]
 fn anti_affinity_does_not_apply_to_nodes_without_the_topology_key() {
     let snap = snapshot(vec![
-        node("n1", &[(ZONE, "a")]).pod(pod("web-0", &[("app", "web")])),
-        node("n2", &[]).pod(pod("web-2", &[("app", "web")])),
+        node_in_zone("n1", "a").pod(app_pod("web-0", "web")),
+        node("n2").pod(app_pod("web-2", "web")),
     ]);
-    let incoming = pod("web-1", &[("app", "web")])
+    let incoming = app_pod("web-1", "web")
         .required_anti_affinity(term(&[("app", "web")], ZONE))
-        .build();
+        .info();
     assert_eq!(
         admitted(&InterPodAffinity::default(), &incoming, &snap),
         ["n2"]
@@ -159,14 +160,13 @@ fn anti_affinity_does_not_apply_to_nodes_without_the_topology_key() {
 
 #[test]
 fn existing_pods_anti_affinity_rejects_the_incoming_pod() {
-    let loner =
-        pod("loner", &[("app", "loner")]).required_anti_affinity(term(&[("app", "web")], ZONE));
+    let loner = app_pod("loner", "loner").required_anti_affinity(term(&[("app", "web")], ZONE));
     let snap = snapshot(vec![
-        node("n1", &[(ZONE, "a")]).pod(loner),
-        node("n2", &[(ZONE, "a")]),
-        node("n3", &[(ZONE, "b")]),
+        node_in_zone("n1", "a").pod(loner),
+        node_in_zone("n2", "a"),
+        node_in_zone("n3", "b"),
     ]);
-    let incoming = pod("web", &[("app", "web")]).build();
+    let incoming = app_pod("web", "web").info();
     let outcomes = filter_each(&InterPodAffinity::default(), &incoming, &snap);
     let repelled = Err(Rejection::new(NAME, REASON_EXISTING_ANTI_AFFINITY));
     assert_eq!(outcome_of(&outcomes, "n1"), repelled);
@@ -176,10 +176,9 @@ fn existing_pods_anti_affinity_rejects_the_incoming_pod() {
 
 #[test]
 fn existing_pods_anti_affinity_ignores_pods_it_does_not_select() {
-    let loner =
-        pod("loner", &[("app", "loner")]).required_anti_affinity(term(&[("app", "web")], ZONE));
-    let snap = snapshot(vec![node("n1", &[(ZONE, "a")]).pod(loner)]);
-    let incoming = pod("api", &[("app", "api")]).build();
+    let loner = app_pod("loner", "loner").required_anti_affinity(term(&[("app", "web")], ZONE));
+    let snap = snapshot(vec![node_in_zone("n1", "a").pod(loner)]);
+    let incoming = app_pod("api", "api").info();
     assert_eq!(
         admitted(&InterPodAffinity::default(), &incoming, &snap),
         ["n1"]
@@ -189,12 +188,12 @@ fn existing_pods_anti_affinity_ignores_pods_it_does_not_select() {
 #[test]
 fn affinity_terms_select_pods_in_the_pod_namespace_by_default() {
     let snap = snapshot(vec![
-        node("n1", &[(ZONE, "a")]).pod(pod("db", &[("app", "db")]).namespace("other")),
-        node("n2", &[(ZONE, "b")]).pod(pod("db", &[("app", "db")])),
+        node_in_zone("n1", "a").pod(app_pod("db", "db").namespace("other")),
+        node_in_zone("n2", "b").pod(app_pod("db", "db")),
     ]);
-    let incoming = pod("web", &[("app", "web")])
+    let incoming = app_pod("web", "web")
         .required_affinity(term(&[("app", "db")], ZONE))
-        .build();
+        .info();
     assert_eq!(
         admitted(&InterPodAffinity::default(), &incoming, &snap),
         ["n2"]
@@ -204,14 +203,12 @@ fn affinity_terms_select_pods_in_the_pod_namespace_by_default() {
 #[test]
 fn affinity_terms_select_pods_in_the_namespaces_they_name() {
     let snap = snapshot(vec![
-        node("n1", &[(ZONE, "a")]).pod(pod("db", &[("app", "db")]).namespace("other")),
-        node("n2", &[(ZONE, "b")]).pod(pod("db", &[("app", "db")])),
+        node_in_zone("n1", "a").pod(app_pod("db", "db").namespace("other")),
+        node_in_zone("n2", "b").pod(app_pod("db", "db")),
     ]);
     let mut named = term(&[("app", "db")], ZONE);
-    named["namespaces"] = json!(["other"]);
-    let incoming = pod("web", &[("app", "web")])
-        .required_affinity(named)
-        .build();
+    named.namespaces = Some(vec!["other".to_string()]);
+    let incoming = app_pod("web", "web").required_affinity(named).info();
     assert_eq!(
         admitted(&InterPodAffinity::default(), &incoming, &snap),
         ["n1"]
@@ -221,8 +218,8 @@ fn affinity_terms_select_pods_in_the_namespaces_they_name() {
 #[test]
 fn namespace_selector_selects_namespaces_by_their_labels() {
     let mut snap = snapshot(vec![
-        node("n1", &[(ZONE, "a")]).pod(pod("db", &[("app", "db")]).namespace("prod")),
-        node("n2", &[(ZONE, "b")]).pod(pod("db", &[("app", "db")]).namespace("dev")),
+        node_in_zone("n1", "a").pod(app_pod("db", "db").namespace("prod")),
+        node_in_zone("n2", "b").pod(app_pod("db", "db").namespace("dev")),
     ]);
     snap.namespace_labels = [
         (
@@ -238,20 +235,16 @@ fn namespace_selector_selects_namespaces_by_their_labels() {
     .map(|(n, l)| (n.to_string(), l))
     .collect();
     let mut by_labels = term(&[("app", "db")], ZONE);
-    by_labels["namespaceSelector"] = json!({ "matchLabels": { "env": "prod" } });
-    let incoming = pod("web", &[("app", "web")])
-        .required_affinity(by_labels)
-        .build();
+    by_labels.namespace_selector = Some(match_labels(&[("env", "prod")]));
+    let incoming = app_pod("web", "web").required_affinity(by_labels).info();
     assert_eq!(
         admitted(&InterPodAffinity::default(), &incoming, &snap),
         ["n1"]
     );
 
     let mut every = term(&[("app", "db")], ZONE);
-    every["namespaceSelector"] = json!({});
-    let incoming = pod("web", &[("app", "web")])
-        .required_anti_affinity(every)
-        .build();
+    every.namespace_selector = Some(LabelSelector::default());
+    let incoming = app_pod("web", "web").required_anti_affinity(every).info();
     assert!(
         admitted(&InterPodAffinity::default(), &incoming, &snap).is_empty(),
         "an empty namespaceSelector selects every namespace"
@@ -261,12 +254,12 @@ fn namespace_selector_selects_namespaces_by_their_labels() {
 #[test]
 fn terminating_pods_still_count_for_inter_pod_terms() {
     let snap = snapshot(vec![
-        node("n1", &[(ZONE, "a")]).pod(pod("db", &[("app", "db")]).terminating()),
-        node("n2", &[(ZONE, "b")]),
+        node_in_zone("n1", "a").pod(app_pod("db", "db").terminating()),
+        node_in_zone("n2", "b"),
     ]);
-    let incoming = pod("web", &[("app", "web")])
+    let incoming = app_pod("web", "web")
         .required_affinity(term(&[("app", "db")], ZONE))
-        .build();
+        .info();
     assert_eq!(
         admitted(&InterPodAffinity::default(), &incoming, &snap),
         ["n1"]
@@ -276,14 +269,15 @@ fn terminating_pods_still_count_for_inter_pod_terms() {
 #[test]
 fn match_label_keys_narrow_anti_affinity_to_pods_sharing_the_value() {
     let snap = snapshot(vec![
-        node("n1", &[]).pod(pod("web-v1", &[("app", "web"), ("version", "1")])),
-        node("n2", &[]).pod(pod("web-v2", &[("app", "web"), ("version", "2")])),
+        node("n1").pod(pod("web-v1").labels(&[("app", "web"), ("version", "1")])),
+        node("n2").pod(pod("web-v2").labels(&[("app", "web"), ("version", "2")])),
     ]);
     let mut per_version = term(&[("app", "web")], HOSTNAME);
-    per_version["matchLabelKeys"] = json!(["version"]);
-    let incoming = pod("web-new", &[("app", "web"), ("version", "2")])
+    per_version.match_label_keys = Some(vec!["version".to_string()]);
+    let incoming = pod("web-new")
+        .labels(&[("app", "web"), ("version", "2")])
         .required_anti_affinity(per_version)
-        .build();
+        .info();
     assert_eq!(
         admitted(&InterPodAffinity::default(), &incoming, &snap),
         ["n1"]
@@ -292,12 +286,10 @@ fn match_label_keys_narrow_anti_affinity_to_pods_sharing_the_value() {
 
 #[test]
 fn unparseable_terms_reject_the_pod_before_any_node_is_looked_at() {
-    let snap = snapshot(vec![node("n1", &[])]);
-    let bad = json!({
-        "labelSelector": { "matchExpressions": [{ "key": "app", "operator": "Near" }] },
-        "topologyKey": ZONE,
-    });
-    let incoming = pod("web", &[("app", "web")]).required_affinity(bad).build();
+    let snap = snapshot(vec![node("n1")]);
+    let mut bad = term(&[], ZONE);
+    bad.label_selector = Some(selector_with_unknown_operator());
+    let incoming = app_pod("web", "web").required_affinity(bad).info();
     let outcomes = filter_each(&InterPodAffinity::default(), &incoming, &snap);
     let rejection = outcome_of(&outcomes, "n1").unwrap_err();
     assert!(rejection.unresolvable);
@@ -311,14 +303,14 @@ fn unparseable_terms_reject_the_pod_before_any_node_is_looked_at() {
 #[test]
 fn preferred_affinity_scores_domains_by_weight_per_matching_pod() {
     let snap = snapshot(vec![
-        node("n1", &[(ZONE, "a")]).pod(pod("db-0", &[("app", "db")])),
-        node("n2", &[(ZONE, "a")]).pod(pod("db-1", &[("app", "db")])),
-        node("n3", &[(ZONE, "b")]).pod(pod("db-2", &[("app", "db")])),
-        node("n4", &[(ZONE, "c")]),
+        node_in_zone("n1", "a").pod(app_pod("db-0", "db")),
+        node_in_zone("n2", "a").pod(app_pod("db-1", "db")),
+        node_in_zone("n3", "b").pod(app_pod("db-2", "db")),
+        node_in_zone("n4", "c"),
     ]);
-    let incoming = pod("web", &[("app", "web")])
+    let incoming = app_pod("web", "web")
         .preferred_affinity(5, term(&[("app", "db")], ZONE))
-        .build();
+        .info();
     let (raw, normalized) = score_each(&InterPodAffinity::default(), &incoming, &snap);
     assert_eq!(raw, [10, 10, 5, 0]);
     assert_eq!(normalized, [100, 100, 50, 0]);
@@ -326,13 +318,10 @@ fn preferred_affinity_scores_domains_by_weight_per_matching_pod() {
 
 #[test]
 fn preferred_anti_affinity_subtracts_weight_per_matching_pod() {
-    let snap = snapshot(vec![
-        node("n1", &[]).pod(pod("web-0", &[("app", "web")])),
-        node("n2", &[]),
-    ]);
-    let incoming = pod("web-1", &[("app", "web")])
+    let snap = snapshot(vec![node("n1").pod(app_pod("web-0", "web")), node("n2")]);
+    let incoming = app_pod("web-1", "web")
         .preferred_anti_affinity(10, term(&[("app", "web")], HOSTNAME))
-        .build();
+        .info();
     let (raw, normalized) = score_each(&InterPodAffinity::default(), &incoming, &snap);
     assert_eq!(raw, [-10, 0]);
     assert_eq!(normalized, [0, 100]);
@@ -340,10 +329,9 @@ fn preferred_anti_affinity_subtracts_weight_per_matching_pod() {
 
 #[test]
 fn existing_pods_required_affinity_scores_with_the_hard_pod_affinity_weight() {
-    let follower =
-        pod("cache", &[("app", "cache")]).required_affinity(term(&[("app", "web")], HOSTNAME));
-    let snap = snapshot(vec![node("n1", &[]).pod(follower), node("n2", &[])]);
-    let incoming = pod("web", &[("app", "web")]).build();
+    let follower = app_pod("cache", "cache").required_affinity(term(&[("app", "web")], HOSTNAME));
+    let snap = snapshot(vec![node("n1").pod(follower), node("n2")]);
+    let incoming = app_pod("web", "web").info();
 
     let (raw, normalized) = score_each(&InterPodAffinity::default(), &incoming, &snap);
     assert_eq!(raw, [1, 0]);
@@ -364,15 +352,15 @@ fn existing_pods_required_affinity_scores_with_the_hard_pod_affinity_weight() {
 
 #[test]
 fn existing_pods_preferred_terms_score_the_incoming_pod() {
-    let picky = pod("picky", &[("app", "picky")])
+    let picky = app_pod("picky", "picky")
         .preferred_affinity(7, term(&[("app", "web")], ZONE))
         .preferred_anti_affinity(3, term(&[("app", "web")], HOSTNAME));
     let snap = snapshot(vec![
-        node("n1", &[(ZONE, "a")]).pod(picky),
-        node("n2", &[(ZONE, "a")]),
-        node("n3", &[(ZONE, "b")]),
+        node_in_zone("n1", "a").pod(picky),
+        node_in_zone("n2", "a"),
+        node_in_zone("n3", "b"),
     ]);
-    let incoming = pod("web", &[("app", "web")]).build();
+    let incoming = app_pod("web", "web").info();
     let (raw, normalized) = score_each(&InterPodAffinity::default(), &incoming, &snap);
     assert_eq!(raw, [4, 7, 0]);
     assert_eq!(normalized, [57, 100, 0]);
@@ -381,13 +369,13 @@ fn existing_pods_preferred_terms_score_the_incoming_pod() {
 #[test]
 fn score_counts_pods_on_infeasible_nodes_of_the_domain() {
     let snap = snapshot(vec![
-        node("full", &[(ZONE, "a")]).pod(pod("db", &[("app", "db")])),
-        node("n2", &[(ZONE, "a")]),
-        node("n3", &[(ZONE, "b")]),
+        node_in_zone("full", "a").pod(app_pod("db", "db")),
+        node_in_zone("n2", "a"),
+        node_in_zone("n3", "b"),
     ]);
-    let incoming = pod("web", &[("app", "web")])
+    let incoming = app_pod("web", "web")
         .preferred_affinity(1, term(&[("app", "db")], ZONE))
-        .build();
+        .info();
     let feasible = [snap.nodes[1].clone(), snap.nodes[2].clone()];
     let (raw, normalized) =
         score_feasible(&InterPodAffinity::default(), &incoming, &snap, &feasible);
@@ -398,12 +386,12 @@ fn score_counts_pods_on_infeasible_nodes_of_the_domain() {
 #[test]
 fn equal_scores_normalize_to_zero() {
     let snap = snapshot(vec![
-        node("n1", &[(ZONE, "a")]).pod(pod("db-0", &[("app", "db")])),
-        node("n2", &[(ZONE, "a")]),
+        node_in_zone("n1", "a").pod(app_pod("db-0", "db")),
+        node_in_zone("n2", "a"),
     ]);
-    let incoming = pod("web", &[("app", "web")])
+    let incoming = app_pod("web", "web")
         .preferred_affinity(5, term(&[("app", "db")], ZONE))
-        .build();
+        .info();
     assert_eq!(
         score_each(&InterPodAffinity::default(), &incoming, &snap),
         (vec![5, 5], vec![0, 0])
@@ -422,7 +410,7 @@ fn normalization_truncates_in_floating_point_as_kube_scheduler_does() {
             )])),
         },
     );
-    let incoming = pod("web", &[]).build();
+    let incoming = pod("web").info();
     let mut scores = [-50, -21, 50];
     InterPodAffinity::default().normalize(&state, &incoming, &mut scores);
     // 100 * (29 / 100) is 28.999… in binary floating point.
@@ -431,11 +419,8 @@ fn normalization_truncates_in_floating_point_as_kube_scheduler_does() {
 
 #[test]
 fn without_inter_pod_terms_anywhere_every_node_scores_zero() {
-    let snap = snapshot(vec![
-        node("n1", &[]).pod(pod("db", &[("app", "db")])),
-        node("n2", &[]),
-    ]);
-    let incoming = pod("web", &[("app", "web")]).build();
+    let snap = snapshot(vec![node("n1").pod(app_pod("db", "db")), node("n2")]);
+    let incoming = app_pod("web", "web").info();
     assert_eq!(
         score_each(&InterPodAffinity::default(), &incoming, &snap),
         (vec![0, 0], vec![0, 0])
@@ -491,9 +476,9 @@ proptest! {
         let namespace = |same: bool| if same { "default" } else { "other" };
         let nodes = cluster.iter().enumerate().map(|(i, (zone, pods))| {
             let zone = format!("z{zone}");
-            pods.iter().enumerate().fold(node(&format!("n{i}"), &[(ZONE, &zone)]), |n, (j, p)| {
+            pods.iter().enumerate().fold(node_in_zone(&format!("n{i}"), &zone), |n, (j, p)| {
                 let app = format!("a{}", p.app);
-                let mut existing = pod(&format!("p{i}-{j}"), &[("app", &app)])
+                let mut existing = app_pod(&format!("p{i}-{j}"), &app)
                     .namespace(namespace(p.same_namespace));
                 if p.repels_a0_from_zone {
                     existing = existing.required_anti_affinity(term(&[("app", "a0")], ZONE));
@@ -504,9 +489,9 @@ proptest! {
         let snap = snapshot(nodes);
         let incoming_label = format!("a{incoming_app}");
         let repelled_label = format!("a{repelled_app}");
-        let incoming = pod("incoming", &[("app", &incoming_label)])
+        let incoming = app_pod("incoming", &incoming_label)
             .required_anti_affinity(term(&[("app", &repelled_label)], HOSTNAME))
-            .build();
+            .info();
 
         let got = admitted(&InterPodAffinity::default(), &incoming, &snap);
 

@@ -2,20 +2,19 @@
 //! it counts, the score's weighting and normalisation, and a property check that placing pods
 //! one at a time where the filter admits them never unbalances the domains.
 
-use keel_types::k8s_openapi::api::core::v1::Taint;
+use keel_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use proptest::prelude::*;
-use serde_json::json;
 
 use super::*;
-use crate::plugins::test_pods::{
-    admitted, filter_each, node, pod, score_each, score_feasible, snapshot, spread, PodBuilder,
-    HOSTNAME, ZONE,
+use crate::test_support::{
+    admitted, app_pod, filter_each, node, node_in_zone, pod, score_each, score_feasible,
+    selector_with_unknown_operator, snapshot, spread, NodeBuilder, PodBuilder, HOSTNAME, ZONE,
 };
 
 const WEB: &[(&str, &str)] = &[("app", "web")];
 
 fn web(name: &str) -> PodBuilder {
-    pod(name, WEB)
+    app_pod(name, "web")
 }
 
 /// An incoming web pod spreading web pods over zones with `maxSkew` 1.
@@ -30,11 +29,11 @@ fn plugin() -> PodTopologySpread {
 #[test]
 fn pod_without_constraints_passes_every_node() {
     let snap = snapshot(vec![
-        node("n1", &[(ZONE, "a")]).pod(web("w1")).pod(web("w2")),
-        node("n2", &[]),
+        node_in_zone("n1", "a").pod(web("w1")).pod(web("w2")),
+        node("n2"),
     ]);
     assert_eq!(
-        admitted(&plugin(), &web("incoming").build(), &snap),
+        admitted(&plugin(), &web("incoming").info(), &snap),
         ["n1", "n2"]
     );
 }
@@ -42,11 +41,11 @@ fn pod_without_constraints_passes_every_node() {
 #[test]
 fn skew_is_the_domain_count_plus_the_pod_itself_minus_the_global_minimum() {
     let snap = snapshot(vec![
-        node("a1", &[(ZONE, "a")]).pod(web("w1")).pod(web("w2")),
-        node("b1", &[(ZONE, "b")]).pod(web("w3")),
-        node("c1", &[(ZONE, "c")]),
+        node_in_zone("a1", "a").pod(web("w1")).pod(web("w2")),
+        node_in_zone("b1", "b").pod(web("w3")),
+        node_in_zone("c1", "c"),
     ]);
-    let outcomes = filter_each(&plugin(), &zone_spread_web().build(), &snap);
+    let outcomes = filter_each(&plugin(), &zone_spread_web().info(), &snap);
     let too_skewed = Err(Rejection::new(NAME, REASON_CONSTRAINTS_NOT_MATCH));
     assert_eq!(
         outcomes,
@@ -61,19 +60,19 @@ fn skew_is_the_domain_count_plus_the_pod_itself_minus_the_global_minimum() {
 #[test]
 fn a_pod_its_own_selector_does_not_match_does_not_count_itself() {
     let snap = snapshot(vec![
-        node("a1", &[(ZONE, "a")]).pod(web("w1")),
-        node("b1", &[(ZONE, "b")]),
+        node_in_zone("a1", "a").pod(web("w1")),
+        node_in_zone("b1", "b"),
     ]);
-    let incoming = pod("api", &[("app", "api")])
+    let incoming = app_pod("api", "api")
         .spread(spread(1, ZONE, "DoNotSchedule", WEB))
-        .build();
+        .info();
     assert_eq!(admitted(&plugin(), &incoming, &snap), ["a1", "b1"]);
 }
 
 #[test]
 fn nodes_without_the_topology_key_are_rejected_as_unresolvable() {
-    let snap = snapshot(vec![node("a1", &[(ZONE, "a")]), node("bare", &[])]);
-    let outcomes = filter_each(&plugin(), &zone_spread_web().build(), &snap);
+    let snap = snapshot(vec![node_in_zone("a1", "a"), node("bare")]);
+    let outcomes = filter_each(&plugin(), &zone_spread_web().info(), &snap);
     assert_eq!(outcomes[0], ("a1".to_string(), Ok(())));
     assert_eq!(
         outcomes[1],
@@ -88,44 +87,44 @@ fn nodes_without_the_topology_key_are_rejected_as_unresolvable() {
 fn only_nodes_with_every_constraints_key_are_counted() {
     // The zone-less node would be an empty hostname domain, pulling the minimum to 0.
     let snap = snapshot(vec![
-        node("a1", &[(ZONE, "a")]).pod(web("w1")),
-        node("a2", &[(ZONE, "a")]).pod(web("w2")),
-        node("bare", &[]),
+        node_in_zone("a1", "a").pod(web("w1")),
+        node_in_zone("a2", "a").pod(web("w2")),
+        node("bare"),
     ]);
     let incoming = web("incoming")
         .spread(spread(1, HOSTNAME, "DoNotSchedule", WEB))
         .spread(spread(10, ZONE, "DoNotSchedule", WEB))
-        .build();
+        .info();
     assert_eq!(admitted(&plugin(), &incoming, &snap), ["a1", "a2"]);
 }
 
 #[test]
 fn min_domains_above_the_domain_count_makes_the_global_minimum_zero() {
     let snap = snapshot(vec![
-        node("a1", &[(ZONE, "a")]).pod(web("w1")),
-        node("b1", &[(ZONE, "b")]).pod(web("w2")),
+        node_in_zone("a1", "a").pod(web("w1")),
+        node_in_zone("b1", "b").pod(web("w2")),
     ]);
     let mut wants_three_zones = spread(1, ZONE, "DoNotSchedule", WEB);
-    wants_three_zones["minDomains"] = json!(3);
-    let incoming = web("incoming").spread(wants_three_zones).build();
+    wants_three_zones.min_domains = Some(3);
+    let incoming = web("incoming").spread(wants_three_zones).info();
     assert!(admitted(&plugin(), &incoming, &snap).is_empty());
 
     let mut two_zones_enough = spread(1, ZONE, "DoNotSchedule", WEB);
-    two_zones_enough["minDomains"] = json!(2);
-    let incoming = web("incoming").spread(two_zones_enough).build();
+    two_zones_enough.min_domains = Some(2);
+    let incoming = web("incoming").spread(two_zones_enough).info();
     assert_eq!(admitted(&plugin(), &incoming, &snap), ["a1", "b1"]);
 }
 
 #[test]
 fn terminating_pods_are_not_counted() {
     let snap = snapshot(vec![
-        node("a1", &[(ZONE, "a")])
+        node_in_zone("a1", "a")
             .pod(web("w1").terminating())
             .pod(web("w2").terminating()),
-        node("b1", &[(ZONE, "b")]),
+        node_in_zone("b1", "b"),
     ]);
     assert_eq!(
-        admitted(&plugin(), &zone_spread_web().build(), &snap),
+        admitted(&plugin(), &zone_spread_web().info(), &snap),
         ["a1", "b1"]
     );
 }
@@ -133,13 +132,13 @@ fn terminating_pods_are_not_counted() {
 #[test]
 fn pods_in_other_namespaces_are_not_counted() {
     let snap = snapshot(vec![
-        node("a1", &[(ZONE, "a")])
+        node_in_zone("a1", "a")
             .pod(web("w1").namespace("other"))
             .pod(web("w2").namespace("other")),
-        node("b1", &[(ZONE, "b")]),
+        node_in_zone("b1", "b"),
     ]);
     assert_eq!(
-        admitted(&plugin(), &zone_spread_web().build(), &snap),
+        admitted(&plugin(), &zone_spread_web().info(), &snap),
         ["a1", "b1"]
     );
 }
@@ -147,59 +146,85 @@ fn pods_in_other_namespaces_are_not_counted() {
 #[test]
 fn node_affinity_policy_honor_counts_only_nodes_the_pod_may_run_on() {
     let snap = snapshot(vec![
-        node("a1", &[(ZONE, "a"), ("disk", "ssd")]).pod(web("w1")),
-        node("b1", &[(ZONE, "b")]),
+        node("a1")
+            .labels(&[(ZONE, "a"), ("disk", "ssd")])
+            .pod(web("w1")),
+        node_in_zone("b1", "b"),
     ]);
     // Honor (the default): zone b has no ssd node, so it is no domain of this pod.
-    let honoring = zone_spread_web().node_selector(&[("disk", "ssd")]).build();
+    let honoring = zone_spread_web().node_selector("disk", "ssd").info();
     assert_eq!(admitted(&plugin(), &honoring, &snap), ["a1", "b1"]);
 
     let mut ignore = spread(1, ZONE, "DoNotSchedule", WEB);
-    ignore["nodeAffinityPolicy"] = json!("Ignore");
+    ignore.node_affinity_policy = Some("Ignore".to_string());
     let ignoring = web("incoming")
         .spread(ignore)
-        .node_selector(&[("disk", "ssd")])
-        .build();
+        .node_selector("disk", "ssd")
+        .info();
     assert_eq!(admitted(&plugin(), &ignoring, &snap), ["b1"]);
 }
 
 #[test]
 fn node_taints_policy_honor_skips_nodes_whose_taints_the_pod_does_not_tolerate() {
     let snap = snapshot(vec![
-        node("a1", &[(ZONE, "a")]).pod(web("w1")),
-        node("b1", &[(ZONE, "b")]).taint("dedicated", "gpu", "NoSchedule"),
+        node_in_zone("a1", "a").pod(web("w1")),
+        node_in_zone("b1", "b").taint("dedicated", "gpu", "NoSchedule"),
     ]);
     // Ignore (the default): the tainted zone is an empty domain.
     assert_eq!(
-        admitted(&plugin(), &zone_spread_web().build(), &snap),
+        admitted(&plugin(), &zone_spread_web().info(), &snap),
         ["b1"]
     );
 
     let mut honor = spread(1, ZONE, "DoNotSchedule", WEB);
-    honor["nodeTaintsPolicy"] = json!("Honor");
-    let honoring = web("incoming").spread(honor.clone()).build();
+    honor.node_taints_policy = Some("Honor".to_string());
+    let honoring = web("incoming").spread(honor.clone()).info();
     assert_eq!(admitted(&plugin(), &honoring, &snap), ["a1", "b1"]);
 
     let tolerating = web("incoming")
         .spread(honor)
-        .toleration(json!({ "key": "dedicated", "operator": "Exists" }))
-        .build();
+        .toleration("dedicated", "Exists", "", "")
+        .info();
     assert_eq!(admitted(&plugin(), &tolerating, &snap), ["b1"]);
+}
+
+#[test]
+fn node_taints_policy_honor_considers_no_execute_but_not_prefer_no_schedule_taints() {
+    let mut honor = spread(1, ZONE, "DoNotSchedule", WEB);
+    honor.node_taints_policy = Some("Honor".to_string());
+    let incoming = web("incoming").spread(honor).info();
+    let cluster = |effect: &str| {
+        snapshot(vec![
+            node_in_zone("a1", "a").pod(web("w1")),
+            node_in_zone("b1", "b").taint("maintenance", "", effect),
+        ])
+    };
+    // The NoExecute zone is no domain of the pod, so zone a alone sets the minimum.
+    assert_eq!(
+        admitted(&plugin(), &incoming, &cluster("NoExecute")),
+        ["a1", "b1"]
+    );
+    // A PreferNoSchedule taint keeps no pod off: zone b is an empty domain.
+    assert_eq!(
+        admitted(&plugin(), &incoming, &cluster("PreferNoSchedule")),
+        ["b1"]
+    );
 }
 
 #[test]
 fn match_label_keys_count_only_pods_sharing_the_pods_values() {
     let snap = snapshot(vec![
-        node("a1", &[(ZONE, "a")])
-            .pod(pod("old-1", &[("app", "web"), ("hash", "old")]))
-            .pod(pod("old-2", &[("app", "web"), ("hash", "old")])),
-        node("b1", &[(ZONE, "b")]),
+        node_in_zone("a1", "a")
+            .pod(pod("old-1").labels(&[("app", "web"), ("hash", "old")]))
+            .pod(pod("old-2").labels(&[("app", "web"), ("hash", "old")])),
+        node_in_zone("b1", "b"),
     ]);
     let mut per_revision = spread(1, ZONE, "DoNotSchedule", WEB);
-    per_revision["matchLabelKeys"] = json!(["hash"]);
-    let incoming = pod("new", &[("app", "web"), ("hash", "new")])
+    per_revision.match_label_keys = Some(vec!["hash".to_string()]);
+    let incoming = pod("new")
+        .labels(&[("app", "web"), ("hash", "new")])
         .spread(per_revision)
-        .build();
+        .info();
     assert_eq!(admitted(&plugin(), &incoming, &snap), ["a1", "b1"]);
 }
 
@@ -207,36 +232,35 @@ fn match_label_keys_count_only_pods_sharing_the_pods_values() {
 fn an_empty_selector_counts_no_pods() {
     // kube-scheduler's countPodsMatchSelector returns 0 for an empty selector.
     let snap = snapshot(vec![
-        node("a1", &[(ZONE, "a")]).pod(web("w1")).pod(web("w2")),
-        node("b1", &[(ZONE, "b")]),
+        node_in_zone("a1", "a").pod(web("w1")).pod(web("w2")),
+        node_in_zone("b1", "b"),
     ]);
     let mut everything = spread(1, ZONE, "DoNotSchedule", &[]);
-    everything["labelSelector"] = json!({});
-    let incoming = web("incoming").spread(everything).build();
+    everything.label_selector = Some(LabelSelector::default());
+    let incoming = web("incoming").spread(everything).info();
     assert_eq!(admitted(&plugin(), &incoming, &snap), ["a1", "b1"]);
 }
 
 #[test]
 fn schedule_anyway_constraints_do_not_filter() {
     let snap = snapshot(vec![
-        node("a1", &[(ZONE, "a")]).pod(web("w1")).pod(web("w2")),
-        node("b1", &[(ZONE, "b")]),
-        node("bare", &[]),
+        node_in_zone("a1", "a").pod(web("w1")).pod(web("w2")),
+        node_in_zone("b1", "b"),
+        node("bare"),
     ]);
     let incoming = web("incoming")
         .spread(spread(1, ZONE, "ScheduleAnyway", WEB))
-        .build();
+        .info();
     assert_eq!(admitted(&plugin(), &incoming, &snap), ["a1", "b1", "bare"]);
 }
 
 #[test]
 fn an_unparseable_constraint_of_either_kind_rejects_the_pod() {
-    let snap = snapshot(vec![node("a1", &[(ZONE, "a")])]);
+    let snap = snapshot(vec![node_in_zone("a1", "a")]);
     for when in ["DoNotSchedule", "ScheduleAnyway"] {
         let mut bad = spread(1, ZONE, when, WEB);
-        bad["labelSelector"] =
-            json!({ "matchExpressions": [{ "key": "app", "operator": "Near" }] });
-        let incoming = web("incoming").spread(bad).build();
+        bad.label_selector = Some(selector_with_unknown_operator());
+        let incoming = web("incoming").spread(bad).info();
         let (_, outcome) = filter_each(&plugin(), &incoming, &snap).remove(0);
         let rejection = outcome.expect_err("rejected");
         assert!(rejection.unresolvable, "{when}");
@@ -251,13 +275,13 @@ fn an_unparseable_constraint_of_either_kind_rejects_the_pod() {
 #[test]
 fn score_prefers_the_zone_with_fewer_matching_pods() {
     let snap = snapshot(vec![
-        node("a1", &[(ZONE, "a")]).pod(web("w1")).pod(web("w2")),
-        node("b1", &[(ZONE, "b")]),
-        node("c1", &[(ZONE, "c")]).pod(web("w3")),
+        node_in_zone("a1", "a").pod(web("w1")).pod(web("w2")),
+        node_in_zone("b1", "b"),
+        node_in_zone("c1", "c").pod(web("w3")),
     ]);
     let incoming = web("incoming")
         .spread(spread(1, ZONE, "ScheduleAnyway", WEB))
-        .build();
+        .info();
     // Three zones weigh ln(5) ≈ 1.61 per pod.
     let (raw, normalized) = score_each(&plugin(), &incoming, &snap);
     assert_eq!(raw, [3, 0, 2]);
@@ -267,13 +291,13 @@ fn score_prefers_the_zone_with_fewer_matching_pods() {
 #[test]
 fn a_larger_max_skew_flattens_score_differences() {
     let snap = snapshot(vec![
-        node("a1", &[(ZONE, "a")]).pod(web("w1")).pod(web("w2")),
-        node("b1", &[(ZONE, "b")]),
-        node("c1", &[(ZONE, "c")]).pod(web("w3")),
+        node_in_zone("a1", "a").pod(web("w1")).pod(web("w2")),
+        node_in_zone("b1", "b"),
+        node_in_zone("c1", "c").pod(web("w3")),
     ]);
     let incoming = web("incoming")
         .spread(spread(3, ZONE, "ScheduleAnyway", WEB))
-        .build();
+        .info();
     let (raw, normalized) = score_each(&plugin(), &incoming, &snap);
     assert_eq!(raw, [5, 2, 4]);
     assert_eq!(normalized, [40, 100, 60]);
@@ -282,16 +306,13 @@ fn a_larger_max_skew_flattens_score_differences() {
 #[test]
 fn hostname_spreading_counts_the_node_itself_and_weighs_by_feasible_nodes() {
     let snap = snapshot(vec![
-        node("n1", &[]).pod(web("w1")).pod(web("w2")),
-        node("n2", &[]),
-        node("full", &[])
-            .pod(web("w3"))
-            .pod(web("w4"))
-            .pod(web("w5")),
+        node("n1").pod(web("w1")).pod(web("w2")),
+        node("n2"),
+        node("full").pod(web("w3")).pod(web("w4")).pod(web("w5")),
     ]);
     let incoming = web("incoming")
         .spread(spread(1, HOSTNAME, "ScheduleAnyway", WEB))
-        .build();
+        .info();
     let feasible = [snap.nodes[0].clone(), snap.nodes[1].clone()];
     // Two feasible nodes weigh ln(4) ≈ 1.39 per pod.
     let (raw, normalized) = score_feasible(&plugin(), &incoming, &snap, &feasible);
@@ -302,13 +323,13 @@ fn hostname_spreading_counts_the_node_itself_and_weighs_by_feasible_nodes() {
 #[test]
 fn zone_counts_include_infeasible_nodes_of_a_feasible_zone() {
     let snap = snapshot(vec![
-        node("a-full", &[(ZONE, "a")]).pod(web("w1")).pod(web("w2")),
-        node("a2", &[(ZONE, "a")]),
-        node("b1", &[(ZONE, "b")]),
+        node_in_zone("a-full", "a").pod(web("w1")).pod(web("w2")),
+        node_in_zone("a2", "a"),
+        node_in_zone("b1", "b"),
     ]);
     let incoming = web("incoming")
         .spread(spread(1, ZONE, "ScheduleAnyway", WEB))
-        .build();
+        .info();
     let feasible = [snap.nodes[1].clone(), snap.nodes[2].clone()];
     let (raw, normalized) = score_feasible(&plugin(), &incoming, &snap, &feasible);
     // Two zones weigh ln(4) ≈ 1.39 per pod.
@@ -319,13 +340,13 @@ fn zone_counts_include_infeasible_nodes_of_a_feasible_zone() {
 #[test]
 fn nodes_missing_a_key_of_the_pods_own_constraints_score_zero() {
     let snap = snapshot(vec![
-        node("a1", &[(ZONE, "a")]).pod(web("w1")),
-        node("b1", &[(ZONE, "b")]),
-        node("bare", &[]),
+        node_in_zone("a1", "a").pod(web("w1")),
+        node_in_zone("b1", "b"),
+        node("bare"),
     ]);
     let incoming = web("incoming")
         .spread(spread(1, ZONE, "ScheduleAnyway", WEB))
-        .build();
+        .info();
     let (raw, normalized) = score_each(&plugin(), &incoming, &snap);
     // Two zones weigh ln(4) ≈ 1.39 per pod.
     assert_eq!(raw, [1, 0, 0]);
@@ -334,10 +355,10 @@ fn nodes_missing_a_key_of_the_pods_own_constraints_score_zero() {
 
 #[test]
 fn every_scored_node_gets_the_maximum_when_none_holds_matching_pods() {
-    let snap = snapshot(vec![node("a1", &[(ZONE, "a")]), node("b1", &[(ZONE, "b")])]);
+    let snap = snapshot(vec![node_in_zone("a1", "a"), node_in_zone("b1", "b")]);
     let incoming = web("incoming")
         .spread(spread(1, ZONE, "ScheduleAnyway", WEB))
-        .build();
+        .info();
     assert_eq!(
         score_each(&plugin(), &incoming, &snap),
         (vec![0, 0], vec![100, 100])
@@ -347,16 +368,16 @@ fn every_scored_node_gets_the_maximum_when_none_holds_matching_pods() {
 #[test]
 fn a_pod_without_constraints_or_owner_is_not_scored() {
     let snap = snapshot(vec![
-        node("a1", &[(ZONE, "a")]).pod(web("w1")),
-        node("b1", &[(ZONE, "b")]),
+        node_in_zone("a1", "a").pod(web("w1")),
+        node_in_zone("b1", "b"),
     ]);
     assert_eq!(
-        score_each(&plugin(), &web("incoming").build(), &snap),
+        score_each(&plugin(), &web("incoming").info(), &snap),
         (vec![0, 0], vec![0, 0])
     );
     let unowned = PodTopologySpread::with_owner_selector(|_: &PodInfo| None);
     assert_eq!(
-        score_each(&unowned, &web("incoming").build(), &snap),
+        score_each(&unowned, &web("incoming").info(), &snap),
         (vec![0, 0], vec![0, 0])
     );
 }
@@ -368,14 +389,14 @@ fn system_defaults_spread_a_pod_without_constraints_by_its_owners_selector() {
             .then(|| Selector::from_set(&BTreeMap::from([("app".into(), "web".into())])))
     });
     let snap = snapshot(vec![
-        node("a1", &[(ZONE, "a")]).pod(web("w1")),
-        node("a2", &[(ZONE, "a")]),
+        node_in_zone("a1", "a").pod(web("w1")),
+        node_in_zone("a2", "a"),
         // Without a zone label: spread by hostname only, not ignored.
-        node("bare", &[]),
+        node("bare"),
     ]);
     // Hostname: 3 nodes, ln(5) per pod, maxSkew 3 adds 2. Zone: domains "a" and the zone-less
     // "", ln(4) per pod, maxSkew 5 adds 4.
-    let (raw, normalized) = score_each(&owners, &web("incoming").build(), &snap);
+    let (raw, normalized) = score_each(&owners, &web("incoming").info(), &snap);
     assert_eq!(raw, [9, 7, 2]);
     assert_eq!(normalized, [22, 44, 100]);
 }
@@ -396,101 +417,6 @@ fn pods_wait_for_assigned_pod_and_node_label_and_taint_changes() {
     assert!(!events.contains(&ClusterEvent::NamespaceLabelsChanged));
 }
 
-#[test]
-fn required_node_affinity_ors_its_terms_and_ands_each_terms_requirements() {
-    let affinity = |terms: serde_json::Value| {
-        let pod = web("p")
-            .spec(
-                "affinity",
-                json!({ "nodeAffinity": {
-                    "requiredDuringSchedulingIgnoredDuringExecution": { "nodeSelectorTerms": terms }
-                }}),
-            )
-            .node_selector(&[("pool", "main")])
-            .build();
-        RequiredNodeAffinity::of(&pod.pod)
-    };
-    let in_main = |name: &str, labels: &[(&str, &str)]| {
-        let mut all = labels.to_vec();
-        all.push(("pool", "main"));
-        node(name, &all).build()
-    };
-    let gpu_or_big = affinity(json!([
-        { "matchExpressions": [
-            { "key": "gpu", "operator": "Exists" },
-            { "key": "zone", "operator": "In", "values": ["a", "b"] },
-        ]},
-        { "matchExpressions": [{ "key": "cores", "operator": "Gt", "values": ["16"] }] },
-    ]));
-    let cases = [
-        (in_main("gpu-a", &[("gpu", "1"), ("zone", "a")]), true),
-        (in_main("gpu-c", &[("gpu", "1"), ("zone", "c")]), false),
-        (in_main("big", &[("cores", "32")]), true),
-        (in_main("small", &[("cores", "8")]), false),
-        (in_main("odd", &[("cores", "many")]), false),
-        (node("other-pool", &[("cores", "32")]).build(), false),
-    ];
-    for (node, want) in cases {
-        assert_eq!(gpu_or_big.matches(&node), want, "{}", node.name);
-    }
-
-    let by_name = affinity(json!([
-        { "matchFields": [{ "key": "metadata.name", "operator": "In", "values": ["chosen"] }] },
-    ]));
-    assert!(by_name.matches(&in_main("chosen", &[])));
-    assert!(!by_name.matches(&in_main("other", &[])));
-
-    let empty_term = affinity(json!([{}]));
-    assert!(!empty_term.matches(&in_main("any", &[])));
-    let bad_term = affinity(json!([
-        { "matchExpressions": [{ "key": "gpu", "operator": "Near" }] },
-        { "matchExpressions": [{ "key": "gpu", "operator": "Exists" }] },
-    ]));
-    assert!(bad_term.matches(&in_main("gpu", &[("gpu", "1")])));
-}
-
-#[test]
-fn tolerations_match_taints_by_key_effect_and_value() {
-    let taint = |key: &str, value: Option<&str>, effect: &str| Taint {
-        key: key.to_string(),
-        value: value.map(str::to_string),
-        effect: effect.to_string(),
-        time_added: None,
-    };
-    let toleration =
-        |v: serde_json::Value| -> Toleration { serde_json::from_value(v).expect("toleration") };
-    let gpu = taint("gpu", Some("yes"), "NoSchedule");
-    let cases = [
-        (
-            json!({ "key": "gpu", "value": "yes", "effect": "NoSchedule" }),
-            true,
-        ),
-        (
-            json!({ "key": "gpu", "operator": "Equal", "value": "yes" }),
-            true,
-        ),
-        (json!({ "key": "gpu", "value": "no" }), false),
-        (json!({ "key": "gpu", "operator": "Exists" }), true),
-        (
-            json!({ "key": "gpu", "operator": "Exists", "effect": "NoExecute" }),
-            false,
-        ),
-        (json!({ "key": "disk", "operator": "Exists" }), false),
-        (json!({ "operator": "Exists" }), true),
-        (
-            json!({ "key": "gpu", "operator": "Gt", "value": "1" }),
-            false,
-        ),
-    ];
-    for (spec, want) in cases {
-        assert_eq!(tolerates(&toleration(spec.clone()), &gpu), want, "{spec}");
-    }
-    assert!(tolerates(
-        &toleration(json!({ "key": "flag", "operator": "Equal" })),
-        &taint("flag", None, "NoExecute")
-    ));
-}
-
 /// One generated node: its zone (`z0`..`z2`, or none), and its non-counted pods: web pods that
 /// are terminating or in another namespace, and pods of another app.
 #[derive(Debug, Clone)]
@@ -508,16 +434,16 @@ fn gen_nodes() -> impl Strategy<Value = Vec<GenNode>> {
     prop::collection::vec(gen_node, 1..7)
 }
 
-fn build_node(i: usize, n: &GenNode, placed: usize) -> crate::plugins::test_pods::NodeBuilder {
+fn build_node(i: usize, n: &GenNode, placed: usize) -> NodeBuilder {
     let zone = n.zone.map(|z| format!("z{z}"));
     let labels: Vec<(&str, &str)> = zone.iter().map(|z| (ZONE, z.as_str())).collect();
-    let mut b = node(&format!("n{i}"), &labels);
+    let mut b = node(&format!("n{i}")).labels(&labels);
     for (j, kind) in n.noise.iter().enumerate() {
         let name = format!("noise-{i}-{j}");
         b = b.pod(match kind {
             0 => web(&name).terminating(),
             1 => web(&name).namespace("other"),
-            _ => pod(&name, &[("app", "api")]),
+            _ => app_pod(&name, "api"),
         });
     }
     for j in 0..placed {
@@ -537,8 +463,8 @@ proptest! {
         choices in prop::collection::vec(any::<prop::sample::Index>(), 1..12),
     ) {
         let mut constraint = spread(1, ZONE, "DoNotSchedule", WEB);
-        constraint["minDomains"] = json!(min_domains);
-        let incoming = web("incoming").spread(constraint).build();
+        constraint.min_domains = Some(min_domains);
+        let incoming = web("incoming").spread(constraint).info();
         let mut placed = vec![0usize; nodes.len()];
         for choice in choices {
             let snap = snapshot(nodes.iter().enumerate().map(|(i, n)| build_node(i, n, placed[i])).collect());
