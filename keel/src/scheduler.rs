@@ -66,8 +66,7 @@ impl ElectionArgs {
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
         let suffix: u32 = rand::random();
-        let mut config =
-            keel_scheduler::run::Config::new(&format!("{host}_{member}_{suffix:08x}"));
+        let mut config = keel_scheduler::run::Config::new(&format!("{host}_{member}_{suffix:08x}"));
         config.timing = keel_client::leader::Timing {
             lease_duration: self.lease_duration,
             renew_deadline: self.renew_deadline,

@@ -357,7 +357,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 };
                 match keel_client::Client::new(&[loopback_url]) {
                     Ok(client) => {
-                        let stats = keel_scheduler::run::run(client, config, bootstrap_stop.clone()).await;
+                        let stats =
+                            keel_scheduler::run::run(client, config, bootstrap_stop.clone()).await;
                         tracing::info!(?stats, "scheduler stopped");
                     }
                     Err(e) => tracing::error!(error = %e, "the scheduler cannot start"),

@@ -172,7 +172,13 @@ async fn pods_are_placed_only_where_every_constraint_holds() -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let _sim = SimNodes::start(
         &cluster,
-        &["--count=6", "--zones=3", "--cpu=4", "--memory=8Gi", "--pods=20"],
+        &[
+            "--count=6",
+            "--zones=3",
+            "--cpu=4",
+            "--memory=8Gi",
+            "--pods=20",
+        ],
     )?;
     wait_nodes(&nodes, 6).await?;
     let names: Vec<String> = {
@@ -190,7 +196,10 @@ async fn pods_are_placed_only_where_every_constraint_holds() -> Result<()> {
     // nodeSelector: only the labelled node.
     let ssd = &names[1];
     nodes
-        .patch(ssd, &Patch::Merge(json!({"metadata": {"labels": {"disk": "ssd"}}})))
+        .patch(
+            ssd,
+            &Patch::Merge(json!({"metadata": {"labels": {"disk": "ssd"}}})),
+        )
         .await?;
     pods.create(&pod("selector", json!({"nodeSelector": {"disk": "ssd"}}))?)
         .await?;
@@ -200,9 +209,9 @@ async fn pods_are_placed_only_where_every_constraint_holds() -> Result<()> {
     pods.create(&pod(
         "affinity",
         json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [{"matchExpressions": [
-                {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["zone-2"]}
-            ]}]}}}}),
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["zone-2"]}
+        ]}]}}}}),
     )?)
     .await?;
     let placed = wait_bound(&pods, "affinity").await?;
@@ -223,9 +232,9 @@ async fn pods_are_placed_only_where_every_constraint_holds() -> Result<()> {
         )
         .await?;
     let pinned = json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": [{"matchFields": [
-            {"key": "metadata.name", "operator": "In", "values": [tainted]}
-        ]}]}}}});
+    "nodeSelectorTerms": [{"matchFields": [
+        {"key": "metadata.name", "operator": "In", "values": [tainted]}
+    ]}]}}}});
     pods.create(&pod("untolerated", pinned.clone())?).await?;
     let message = wait_unschedulable(&pods, "untolerated").await?;
     assert_eq!(
@@ -233,23 +242,26 @@ async fn pods_are_placed_only_where_every_constraint_holds() -> Result<()> {
         "0/6 nodes are available: 1 node(s) had untolerated taint {dedicated: infra}, 5 node(s) didn't match Pod's node affinity/selector. preemption: 0/6 nodes are available: 6 Preemption is not helpful for scheduling."
     );
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let failed = wait_for("a FailedScheduling event", Duration::from_secs(10), || async {
-        Ok(events
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .find(|e| {
-                e.reason.as_deref() == Some("FailedScheduling")
-                    && e.involved_object.name.as_deref() == Some("untolerated")
-            }))
-    })
+    let failed = wait_for(
+        "a FailedScheduling event",
+        Duration::from_secs(10),
+        || async {
+            Ok(events
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("FailedScheduling")
+                        && e.involved_object.name.as_deref() == Some("untolerated")
+                }))
+        },
+    )
     .await?;
     assert_eq!(failed.message.as_deref(), Some(message.as_str()));
     assert_eq!(failed.type_.as_deref(), Some("Warning"));
     let mut tolerating = pinned.clone();
-    tolerating["tolerations"] =
-        json!([{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}]);
+    tolerating["tolerations"] = json!([{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}]);
     pods.create(&pod("tolerating", tolerating)?).await?;
     assert_eq!(&wait_bound(&pods, "tolerating").await?, tainted);
     delete_all_pods(&pods).await?;
@@ -317,14 +329,21 @@ async fn pods_are_placed_only_where_every_constraint_holds() -> Result<()> {
             .entry(node_label(&nodes, &node, "topology.kubernetes.io/zone").await?)
             .or_default() += 1;
     }
-    assert_eq!(per_zone.values().copied().collect::<Vec<_>>(), [2, 2, 2], "{per_zone:?}");
+    assert_eq!(
+        per_zone.values().copied().collect::<Vec<_>>(),
+        [2, 2, 2],
+        "{per_zone:?}"
+    );
     delete_all_pods(&pods).await?;
 
     // Resources: 3-CPU pods on 4-CPU nodes, one per node; the seventh waits, told why, and is
     // placed as soon as a node that fits appears.
     for i in 0..7 {
-        pods.create(&pod(&format!("big-{i}"), json!({"containers": requests("3")}))?)
-            .await?;
+        pods.create(&pod(
+            &format!("big-{i}"),
+            json!({"containers": requests("3")}),
+        )?)
+        .await?;
     }
     let mut bound = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -337,15 +356,18 @@ async fn pods_are_placed_only_where_every_constraint_holds() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(bound.len(), 6, "{bound:?}");
-    assert_eq!(bound.values().collect::<HashSet<_>>().len(), 6, "one per node");
+    assert_eq!(
+        bound.values().collect::<HashSet<_>>().len(),
+        6,
+        "one per node"
+    );
     let waiting = (0..7)
         .map(|i| format!("big-{i}"))
         .find(|n| !bound.contains_key(n))
         .context("one pod waits")?;
     let message = wait_unschedulable(&pods, &waiting).await?;
     assert!(
-        message.starts_with("0/6 nodes are available:")
-            && message.contains("6 Insufficient cpu"),
+        message.starts_with("0/6 nodes are available:") && message.contains("6 Insufficient cpu"),
         "{message}"
     );
     let _more = SimNodes::start(&cluster, &["--count=1", "--name-prefix=late-", "--cpu=4"])?;
@@ -511,18 +533,26 @@ async fn a_scheduler_paused_past_its_lease_is_fenced_and_no_pod_is_bound_twice()
         .into_iter()
         .filter(|e| {
             e.reason.as_deref() == Some("Scheduled")
-                && e.reporting_instance.as_deref().is_some_and(|i| i.contains(&old))
+                && e.reporting_instance
+                    .as_deref()
+                    .is_some_and(|i| i.contains(&old))
                 && e.first_timestamp.as_ref().is_some_and(|t| t.0 > taken_over)
         })
         .filter_map(|e| e.message)
         .collect();
-    assert!(late.is_empty(), "the deposed scheduler bound after losing its lease: {late:?}");
+    assert!(
+        late.is_empty(),
+        "the deposed scheduler bound after losing its lease: {late:?}"
+    );
     let refused = cluster
         .log_of(leader)
         .matches("bind refused, leadership lost")
         .count();
     eprintln!("binds the paused scheduler attempted after resuming, all refused: {refused}");
     let log = cluster.log_of(leader);
-    assert!(!log.contains("panicked"), "the paused scheduler's master did not crash");
+    assert!(
+        !log.contains("panicked"),
+        "the paused scheduler's master did not crash"
+    );
     Ok(())
 }

@@ -213,7 +213,10 @@ pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
             break;
         }
         if started.elapsed() > Duration::from_secs(600) {
-            bail!("only {n} of {} nodes registered after 10 minutes", args.nodes);
+            bail!(
+                "only {n} of {} nodes registered after 10 minutes",
+                args.nodes
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -234,7 +237,9 @@ pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
         .await?;
     let outcome = measure(&client, &namespace, &args).await;
     if !args.keep {
-        let _ = namespaces.delete(&namespace, &DeleteParams::default()).await;
+        let _ = namespaces
+            .delete(&namespace, &DeleteParams::default())
+            .await;
         sim.stop(Duration::from_secs(120)).await;
     } else {
         // Leave the child's nodes registered: it is killed without deleting them.

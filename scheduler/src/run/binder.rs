@@ -64,14 +64,19 @@ impl Binder {
 
     /// Starts binding `pod` to `node` under `fence`.
     pub fn bind(&self, pod: QueuedPod, node: String, fence: Fence) {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.info.namespace).with_fence(fence);
+        let api: Api<Pod> =
+            Api::namespaced(self.client.clone(), &pod.info.namespace).with_fence(fence);
         let slots = self.slots.clone();
         let results = self.results.clone();
         let decided = Instant::now();
         self.tasks.spawn(async move {
             let result = match slots.acquire_owned().await {
                 Ok(_permit) => api
-                    .create_subresource::<Value, Value>(&pod.info.name, "binding", &binding(&pod, &node))
+                    .create_subresource::<Value, Value>(
+                        &pod.info.name,
+                        "binding",
+                        &binding(&pod, &node),
+                    )
                     .await
                     .map(|_| ()),
                 // Closed only at shutdown: report the pod unbound.

@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 /// One event from one of the informers.
 #[derive(Debug)]
 pub enum Update {
-    Pod(Event<Pod>),
-    Node(Event<Node>),
-    Namespace(Event<Namespace>),
+    Pod(Box<Event<Pod>>),
+    Node(Box<Event<Node>>),
+    Namespace(Box<Event<Namespace>>),
 }
 
 /// Pods that can still need or hold a node: finished ones hold nothing.
@@ -71,21 +71,21 @@ pub async fn run(client: Client, tx: mpsc::Sender<Update>, shutdown: Cancellatio
             field_selector: POD_FIELD_SELECTOR.into(),
             ..Default::default()
         },
-        Update::Pod,
+        |e| Update::Pod(Box::new(e)),
         tx.clone(),
         shutdown.clone(),
     );
     let nodes = feed(
         Api::<Node>::all(client.clone()),
         WatchParams::default(),
-        Update::Node,
+        |e| Update::Node(Box::new(e)),
         tx.clone(),
         shutdown.clone(),
     );
     let namespaces = feed(
         Api::<Namespace>::all(client),
         WatchParams::default(),
-        Update::Namespace,
+        |e| Update::Namespace(Box::new(e)),
         tx,
         shutdown,
     );

@@ -62,7 +62,14 @@ pub fn event(pod: &PodInfo, kind: &str, reason: &str, message: &str, instance: &
         first_timestamp: Some(Time(now)),
         last_timestamp: Some(Time(now)),
         count: Some(1),
-        action: Some(if reason == "Scheduled" { "Binding" } else { "Scheduling" }.into()),
+        action: Some(
+            if reason == "Scheduled" {
+                "Binding"
+            } else {
+                "Scheduling"
+            }
+            .into(),
+        ),
         ..Default::default()
     }
 }
@@ -102,7 +109,12 @@ pub fn unschedulable_patch(pod: &Pod, message: &str) -> Option<Value> {
 }
 
 impl Recorder {
-    pub fn new(client: Client, identity: String, tasks: TaskTracker, concurrency: usize) -> Recorder {
+    pub fn new(
+        client: Client,
+        identity: String,
+        tasks: TaskTracker,
+        concurrency: usize,
+    ) -> Recorder {
         Recorder {
             client,
             identity,
@@ -164,7 +176,13 @@ impl Recorder {
     }
 
     /// Nominates `node` for the preemptor and deletes the victims gracefully.
-    pub fn preempt(&self, fence: &Fence, preemptor: &PodInfo, node: &str, victims: &[Arc<PodInfo>]) {
+    pub fn preempt(
+        &self,
+        fence: &Fence,
+        preemptor: &PodInfo,
+        node: &str,
+        victims: &[Arc<PodInfo>],
+    ) {
         for victim in victims {
             let api: Api<Pod> =
                 Api::namespaced(self.client.clone(), &victim.namespace).with_fence(fence.clone());
@@ -184,10 +202,7 @@ impl Recorder {
                     Err(e) => Err(e),
                 }
             });
-            let message = format!(
-                "Preempted by pod {} on node {node}",
-                preemptor.uid
-            );
+            let message = format!("Preempted by pod {} on node {node}", preemptor.uid);
             self.event(fence, victim, "Normal", "Preempted", &message);
         }
         let api: Api<Pod> =
@@ -195,7 +210,9 @@ impl Recorder {
         let name = preemptor.name.clone();
         let patch = json!({"status": {"nominatedNodeName": node}});
         self.spawn("nominating a node", async move {
-            api.patch_status(&name, &Patch::Merge(patch)).await.map(|_| ())
+            api.patch_status(&name, &Patch::Merge(patch))
+                .await
+                .map(|_| ())
         });
     }
 }

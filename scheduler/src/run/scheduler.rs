@@ -134,9 +134,17 @@ impl Scheduler {
     pub fn apply(&mut self, update: Update) {
         let now = Instant::now();
         match update {
-            Update::Pod(Event::Applied(pod)) => self.pod_changed(pod, now),
-            Update::Pod(Event::Deleted(pod)) => self.pod_gone(&key_of(&pod), now),
-            Update::Pod(Event::Restarted(pods)) => {
+            Update::Pod(e) => self.pod_event(*e, now),
+            Update::Node(e) => self.node_event(*e, now),
+            Update::Namespace(e) => self.namespace_event(*e, now),
+        }
+    }
+
+    fn pod_event(&mut self, event: Event<Pod>, now: Instant) {
+        match event {
+            Event::Applied(pod) => self.pod_changed(pod, now),
+            Event::Deleted(pod) => self.pod_gone(&key_of(&pod), now),
+            Event::Restarted(pods) => {
                 let present: std::collections::HashSet<String> = pods.iter().map(key_of).collect();
                 let known: Vec<String> = self
                     .cache
@@ -152,12 +160,17 @@ impl Scheduler {
                 }
                 self.pods_synced = true;
             }
-            Update::Node(Event::Applied(node)) => self.node_changed(node, now),
-            Update::Node(Event::Deleted(node)) => {
+        }
+    }
+
+    fn node_event(&mut self, event: Event<Node>, now: Instant) {
+        match event {
+            Event::Applied(node) => self.node_changed(node, now),
+            Event::Deleted(node) => {
                 self.cache
                     .remove_node(node.metadata.name.as_deref().unwrap_or(""));
             }
-            Update::Node(Event::Restarted(nodes)) => {
+            Event::Restarted(nodes) => {
                 let present: std::collections::HashSet<&str> = nodes
                     .iter()
                     .filter_map(|n| n.metadata.name.as_deref())
@@ -176,12 +189,17 @@ impl Scheduler {
                 }
                 self.nodes_synced = true;
             }
-            Update::Namespace(Event::Applied(ns)) => self.namespace_changed(&ns, now),
-            Update::Namespace(Event::Deleted(ns)) => {
+        }
+    }
+
+    fn namespace_event(&mut self, event: Event<Namespace>, now: Instant) {
+        match event {
+            Event::Applied(ns) => self.namespace_changed(&ns, now),
+            Event::Deleted(ns) => {
                 self.cache
                     .remove_namespace(ns.metadata.name.as_deref().unwrap_or(""));
             }
-            Update::Namespace(Event::Restarted(list)) => {
+            Event::Restarted(list) => {
                 for ns in &list {
                     self.namespace_changed(ns, now);
                 }
@@ -250,7 +268,8 @@ impl Scheduler {
         let spec = |n: &Node| n.spec.clone().unwrap_or_default();
         let status = |n: &Node| n.status.clone().unwrap_or_default();
         if status(&before).allocatable != status(&node).allocatable {
-            self.queue.on_event(ClusterEvent::NodeAllocatableChanged, now);
+            self.queue
+                .on_event(ClusterEvent::NodeAllocatableChanged, now);
         }
         if before.metadata.labels != node.metadata.labels {
             self.queue.on_event(ClusterEvent::NodeLabelsChanged, now);
@@ -259,7 +278,8 @@ impl Scheduler {
             self.queue.on_event(ClusterEvent::NodeTaintsChanged, now);
         }
         if spec(&before).unschedulable != spec(&node).unschedulable {
-            self.queue.on_event(ClusterEvent::NodeSchedulableChanged, now);
+            self.queue
+                .on_event(ClusterEvent::NodeSchedulableChanged, now);
         }
         if status(&before).images != status(&node).images {
             self.queue.on_event(ClusterEvent::NodeImagesChanged, now);
@@ -272,7 +292,8 @@ impl Scheduler {
         let before = self.cache.namespace_labels(&name).cloned();
         self.cache.set_namespace(&name, labels.clone());
         if before.is_some_and(|b| b != labels) {
-            self.queue.on_event(ClusterEvent::NamespaceLabelsChanged, now);
+            self.queue
+                .on_event(ClusterEvent::NamespaceLabelsChanged, now);
         }
     }
 
@@ -319,12 +340,10 @@ impl Scheduler {
             }
             Err(diagnosis) => {
                 let mut post = None;
-                match self.algorithm.preempt(
-                    &pod.info,
-                    &self.snapshot,
-                    &diagnosis,
-                    &self.nominated,
-                ) {
+                match self
+                    .algorithm
+                    .preempt(&pod.info, &self.snapshot, &diagnosis, &self.nominated)
+                {
                     Preemption::Evict(victims) => {
                         self.stats.preemptions += 1;
                         self.recorder
@@ -351,10 +370,7 @@ impl Scheduler {
                 self.stats.scheduled += 1;
                 self.queue.done(&key);
                 if let Some(fence) = fence {
-                    let message = format!(
-                        "Successfully assigned {key} to {}",
-                        outcome.node
-                    );
+                    let message = format!("Successfully assigned {key} to {}", outcome.node);
                     self.recorder
                         .event(fence, &outcome.pod.info, "Normal", "Scheduled", &message);
                 }
@@ -362,7 +378,8 @@ impl Scheduler {
             Err(e) => {
                 self.stats.bind_failures += 1;
                 self.cache.forget(&key);
-                self.queue.on_event(ClusterEvent::AssignedPodDeleted, Instant::now());
+                self.queue
+                    .on_event(ClusterEvent::AssignedPodDeleted, Instant::now());
                 if e.is_fence_lost() {
                     // Another scheduler leads now; keep the pod for when this one leads again.
                     tracing::info!(pod = %key, "scheduler: bind refused, leadership lost");
