@@ -31,6 +31,9 @@ enum Command {
     /// Run a store member (etcd's flags, same meanings). With no flags: a single member on
     /// 127.0.0.1:2379 with its data in ./keel-data.
     Server(Box<server::ServerArgs>),
+    /// Run the scheduler alone against running masters (found by --kubeconfig, $KUBECONFIG or
+    /// --server); it acts only while it holds the Lease kube-system/kube-scheduler.
+    Scheduler(scheduler::SchedulerArgs),
     /// Load-test etcd-v3 endpoints (keel or etcd) and print throughput and latency percentiles.
     Bench(bench::BenchArgs),
     /// Membership of a running cluster: list, add, remove, promote, update.
@@ -58,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command.unwrap_or(Command::Server(Box::default())) {
         Command::Server(args) => runtime.block_on(server::run(*args)),
+        Command::Scheduler(args) => runtime.block_on(scheduler::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Member(args) => runtime.block_on(ops::member(args)),
         Command::Snapshot(args) => ops::snapshot(args),

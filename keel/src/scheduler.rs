@@ -1,10 +1,49 @@
-//! The scheduler's flags: its leader election timings (in `keel server` and in
-//! `keel scheduler`), as kube-scheduler's `--leader-elect-*` flags with faster defaults.
+//! `keel scheduler`: the scheduler alone, against any masters, and the flags it shares with
+//! the scheduler inside `keel server` (its leader election timings, as kube-scheduler's
+//! `--leader-elect-*` flags with faster defaults).
 
 use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
+
+/// `keel scheduler`'s command line.
+#[derive(Args, Debug, Clone)]
+pub struct SchedulerArgs {
+    /// This scheduler's name in its Lease identity.
+    #[arg(long, default_value = "standalone")]
+    name: String,
+    #[command(flatten)]
+    election: ElectionArgs,
+    #[command(flatten)]
+    masters: crate::connect::MasterArgs,
+}
+
+/// Runs a scheduler until SIGINT or SIGTERM. It campaigns for the same Lease as the
+/// schedulers inside the masters, so it acts only while it holds it.
+pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
+    let config = args.election.config(&args.name)?;
+    let client = args.masters.connect()?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = shutdown.clone();
+    let signals = tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            _ = stop.cancelled() => return Ok(()),
+        }
+        tracing::info!("shutting down");
+        stop.cancel();
+        Ok::<(), std::io::Error>(())
+    });
+    tracing::info!(identity = %config.identity, "scheduler starting");
+    let stats = keel_scheduler::run::run(client, config, shutdown.clone()).await;
+    tracing::info!(?stats, "scheduler stopped");
+    shutdown.cancel();
+    let _ = signals.await;
+    Ok(())
+}
 
 #[derive(Args, Debug, Clone)]
 pub struct ElectionArgs {
