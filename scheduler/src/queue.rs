@@ -9,6 +9,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use keel_types::k8s_openapi::api::core::v1::Pod;
+
 use crate::framework::{ClusterEvent, PodInfo};
 
 /// kube-scheduler's defaults.
@@ -214,8 +216,9 @@ impl SchedulingQueue {
         self.place(key, QueuedPod::new(info, now), Place::Active, now);
     }
 
-    /// The pending pod changed. A pod waiting as unschedulable is tried again (its change may
-    /// make it fit); elsewhere only its data is replaced.
+    /// The pending pod changed. A pod waiting as unschedulable is tried again if the change
+    /// may make it fit (anything but its status and bookkeeping metadata, as kube-scheduler's
+    /// `isPodUpdated`); elsewhere only its data is replaced.
     pub fn update(&mut self, info: Arc<PodInfo>, now: Instant) {
         let key = info.key();
         let Some(e) = self.entries.get_mut(&key) else {
@@ -225,8 +228,13 @@ impl SchedulingQueue {
         let place = e.place;
         match place {
             Place::Unschedulable => {
+                let changed = scheduling_relevant_change(&e.pod.info.pod, &info.pod);
                 let mut pod = e.pod.clone();
                 pod.info = info;
+                if !changed {
+                    e.pod = pod;
+                    return;
+                }
                 let to = self.after_wake(&pod, now);
                 self.place(key, pod, to, now);
             }
@@ -396,6 +404,20 @@ impl SchedulingQueue {
     pub fn pods(&self) -> impl Iterator<Item = &QueuedPod> {
         self.entries.values().map(|e| &e.pod)
     }
+}
+
+/// Whether `after` differs from `before` in anything but status, resourceVersion,
+/// generation and managedFields: the scheduler's own status writes must not wake the pod.
+pub fn scheduling_relevant_change(before: &Pod, after: &Pod) -> bool {
+    let strip = |p: &Pod| {
+        let mut p = p.clone();
+        p.status = None;
+        p.metadata.resource_version = None;
+        p.metadata.generation = None;
+        p.metadata.managed_fields = None;
+        p
+    };
+    strip(before) != strip(after)
 }
 
 #[cfg(test)]

@@ -124,13 +124,21 @@ fn a_pod_unschedulable_for_five_minutes_is_tried_again_without_an_event() {
 }
 
 #[test]
-fn updating_an_unschedulable_pod_tries_it_again() {
+fn updating_an_unschedulable_pods_spec_tries_it_again() {
     let t = Instant::now();
     let mut q = SchedulingQueue::new(hints());
     q.add(pod("a", 0), t);
     let p = q.pop(t).expect("a");
     q.unschedulable(p, HashSet::from(["TaintToleration"]), t);
-    q.update(pod("a", 0), t + Duration::from_secs(5));
+    let mut tolerating = Pod::clone(&pod("a", 0).pod);
+    tolerating
+        .spec
+        .get_or_insert_with(Default::default)
+        .tolerations = Some(vec![Default::default()]);
+    q.update(
+        Arc::new(PodInfo::new(Arc::new(tolerating))),
+        t + Duration::from_secs(5),
+    );
     assert_eq!(q.counts(), (1, 0, 0));
 }
 
@@ -167,4 +175,25 @@ fn a_priority_change_reorders_an_active_pod() {
     q.add(pod("b", 0), t + Duration::from_millis(1));
     q.update(pod("b", 10), t + Duration::from_millis(2));
     assert_eq!(names(&mut q, t + Duration::from_millis(3)), ["b", "a"]);
+}
+
+#[test]
+fn a_status_only_update_leaves_an_unschedulable_pod_waiting() {
+    let t = Instant::now();
+    let mut q = SchedulingQueue::new(hints());
+    q.add(pod("a", 0), t);
+    let p = q.pop(t).expect("a");
+    q.unschedulable(p, HashSet::from(["TaintToleration"]), t);
+    let mut written = Pod::clone(&pod("a", 0).pod);
+    written.metadata.resource_version = Some("42".into());
+    written.status = Some(Default::default());
+    q.update(
+        Arc::new(PodInfo::new(Arc::new(written))),
+        t + Duration::from_secs(5),
+    );
+    assert_eq!(
+        q.counts(),
+        (0, 0, 1),
+        "the scheduler's own status write wakes nothing"
+    );
 }
