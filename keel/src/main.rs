@@ -12,6 +12,7 @@ mod pki;
 mod rest;
 mod scheduler;
 mod server;
+mod sim;
 
 use clap::{Parser, Subcommand};
 
@@ -40,6 +41,9 @@ enum Command {
     Member(ops::MemberArgs),
     /// Backups: restore a snapshot saved with `etcdctl snapshot save` into a new data dir.
     Snapshot(ops::SnapshotArgs),
+    /// Simulated nodes (KWOK's role): register N Nodes and play kubelet for them through the
+    /// API — Leases, node status, and the life of the pods bound to them.
+    SimNodes(Box<sim::SimArgs>),
     /// Print the admin kubeconfig a master wrote into its data dir.
     Kubeconfig {
         #[arg(long, default_value = "./keel-data")]
@@ -65,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Member(args) => runtime.block_on(ops::member(args)),
         Command::Snapshot(args) => ops::snapshot(args),
+        Command::SimNodes(args) => runtime.block_on(sim::run(*args)),
         Command::Kubeconfig { data_dir } => {
             let path = rest::kubeconfig_path(&data_dir);
             let text = std::fs::read_to_string(&path).map_err(|e| {
