@@ -137,6 +137,7 @@ impl<S: Storage> ApiServer<S> {
             expect: Expect::Revision(current_rev),
         }];
         ops.extend(self.quota_releases(info, &current).await?);
+        ops.extend(crate::server::lease_fence_delete(info, &current));
         self.storage
             .write(ops, guards(opts.fence.as_ref()))
             .await

@@ -588,7 +588,9 @@ impl<S: Storage> ApiServer<S> {
             },
             expect: Expect::Revision(current_rev),
         }];
-        if let Some(fence_op) = lease_fence_op(info, current, &next) {
+        if finished {
+            ops.extend(lease_fence_delete(info, current));
+        } else if let Some(fence_op) = lease_fence_op(info, current, &next) {
             ops.push(fence_op);
         }
         if finished {
@@ -608,10 +610,24 @@ impl<S: Storage> ApiServer<S> {
     }
 }
 
+fn is_lease(info: &ResourceInfo) -> bool {
+    info.kind == "Lease" && info.group == "coordination.k8s.io"
+}
+
+/// When a coordination Lease is deleted, its fencing token goes with it in the same
+/// transaction: a fence naming the last holder must not keep admitting its writes.
+pub(crate) fn lease_fence_delete(info: &ResourceInfo, current: &Value) -> Option<WriteOp> {
+    is_lease(info).then(|| WriteOp {
+        key: keys::fence(meta::namespace(current), meta::name(current)),
+        change: Change::Delete,
+        expect: Expect::Any,
+    })
+}
+
 /// When a coordination Lease changes holder or transitions, its fencing token changes in the
 /// same transaction.
 fn lease_fence_op(info: &ResourceInfo, current: &Value, next: &Value) -> Option<WriteOp> {
-    if info.kind != "Lease" || info.group != "coordination.k8s.io" {
+    if !is_lease(info) {
         return None;
     }
     let token = |obj: &Value| {

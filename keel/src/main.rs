@@ -1,9 +1,6 @@
 //! The `keel` binary: every role of the control plane behind one CLI.
 
 mod bench;
-// Flattened into the commands that talk to masters (the scheduler, node simulators, their
-// benchmarks); until one of them is built in, only its tests use it.
-#[allow(dead_code)]
 mod connect;
 mod https;
 mod multiplex;

@@ -309,6 +309,22 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         // Control loops in this master reach the API as any client does: over gRPC, here on
         // this member's own client port.
         let loopback_url = format!("http://{}", loopback(&config)?);
+        // The in-master scheduler authenticates as system:kube-scheduler with a token only this
+        // process knows, so it works whatever --authorization-mode and --anonymous-auth say
+        // (RBAC grants that user what kube-scheduler's bootstrap role grants).
+        let scheduler_token: String = {
+            use rand::Rng;
+            let bytes: [u8; 32] = rand::rng().random();
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        };
+        api.add_token(
+            &scheduler_token,
+            keel_api::auth::UserInfo {
+                name: "system:kube-scheduler".to_string(),
+                uid: String::new(),
+                groups: vec![keel_api::auth::authn::AUTHENTICATED.to_string()],
+            },
+        );
         // One service, served twice: on the store's plain client port (loopback and in-process
         // users) and on the HTTPS port beside REST (the SDK with a kubeconfig).
         let grpc = keel_proto::keelapi::api_server::ApiServer::new(keel_api::grpc::GrpcApi::new(
@@ -355,7 +371,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 let Some(config) = scheduler else {
                     return;
                 };
-                match keel_client::Client::new(&[loopback_url]) {
+                match keel_client::Client::with_token(&[loopback_url], &scheduler_token) {
                     Ok(client) => {
                         let stats =
                             keel_scheduler::run::run(client, config, bootstrap_stop.clone()).await;

@@ -108,6 +108,21 @@ async fn a_replaced_leader_cannot_write() -> anyhow::Result<()> {
     let as_b = plain.clone().with_fence(fence_b);
     as_b.create(&cm("y", "from b")).await?;
     assert_eq!(a.try_acquire_or_renew().await?, None);
+    assert!(
+        refused.is_fence_lost(),
+        "a lost fence is told apart: {refused}"
+    );
+
+    // Deleting the Lease takes its fence with it: the last holder cannot write either.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client_b.clone(), "kube-system");
+    leases.delete("ctl", &Default::default()).await?;
+    let refused = as_b
+        .create(&cm("z", "from b"))
+        .await
+        .expect_err("the fence went with the Lease");
+    assert!(refused.is_fence_lost(), "{refused}");
+    assert!(plain.get("z").await.is_err_and(|e| e.is_not_found()));
     Ok(())
 }
 

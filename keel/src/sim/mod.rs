@@ -44,7 +44,6 @@ use pods::Pods;
 use register::Registrar;
 use stats::Stats;
 
-
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let fleet = Arc::new(Fleet::from_args(&args)?);
     let client = args.masters.connect()?;
