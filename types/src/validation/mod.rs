@@ -5,6 +5,7 @@ mod core;
 mod cron;
 mod meta;
 mod pod;
+mod scheduling;
 mod workloads;
 
 use k8s_openapi::api::{apps, batch, coordination, core as corev1, networking, rbac};
@@ -602,5 +603,7 @@ fn validate_stateful_set_update(
     Vec::new()
 }
 
+#[cfg(test)]
+mod scheduling_tests;
 #[cfg(test)]
 mod tests;
