@@ -1,6 +1,7 @@
 //! What happens to an object between the request and the store: its type is checked, it is
 //! decoded as its kind (fields the kind lacks are refused, warned about or dropped, as the
-//! request's fieldValidation says), defaulted, and validated.
+//! request's fieldValidation says), defaulted, and validated. Admission that must read other
+//! objects (quotas, PriorityClasses) runs around this, in the server.
 
 use keel_types::ResourceInfo;
 use serde_json::{json, Value};
@@ -139,6 +140,9 @@ pub fn admit(
     let mut object = decoded.object;
     keel_types::default_object(info, &mut object)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if let (Some(old), ("", "Pod")) = (old, (info.group, info.kind)) {
+        crate::priority_admission::keep_on_update(&mut object, old);
+    }
     let errors = keel_types::validate(info, &object, old);
     if !errors.is_empty() {
         return Err(ApiError::Invalid {

@@ -24,6 +24,7 @@ impl<S: Storage> ApiServer<S> {
         name: &str,
         opts: &DeleteOptions,
     ) -> Result<Written, ApiError> {
+        crate::priority_admission::refuse_system_class_delete(info, name)?;
         let mut attempt = 0;
         loop {
             attempt += 1;

@@ -20,6 +20,7 @@ pub mod managed;
 pub mod meta;
 pub mod namespaces;
 pub mod patch;
+mod priority_admission;
 pub mod quota;
 mod quota_admission;
 pub mod rest;

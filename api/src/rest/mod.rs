@@ -130,4 +130,6 @@ mod apply_tests;
 #[cfg(test)]
 mod output_tests;
 #[cfg(test)]
+mod priority_tests;
+#[cfg(test)]
 mod tests;
