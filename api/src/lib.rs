@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod apply;
 pub mod auth;
+pub mod binding;
 pub mod bootstrap;
 pub mod cache;
 mod delete;

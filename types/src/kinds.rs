@@ -30,7 +30,7 @@ pub struct ResourceInfo {
     pub scope: Scope,
     pub short_names: &'static [&'static str],
     pub categories: &'static [&'static str],
-    /// Subresources served besides the object itself ("status", "scale").
+    /// Subresources served besides the object itself ("status", "scale", a pod's "binding").
     pub subresources: &'static [&'static str],
     round_trip: fn(Value) -> Result<Value, serde_json::Error>,
     /// Adds the kind's JSON schema (and those it references) to a generator.
@@ -107,7 +107,7 @@ macro_rules! kinds {
 kinds! {
     core::v1::Namespace => { short: ["ns"], categories: [], sub: ["status"] },
     core::v1::Node => { short: ["no"], categories: [], sub: ["status"] },
-    core::v1::Pod => { short: ["po"], categories: ["all"], sub: ["status"] },
+    core::v1::Pod => { short: ["po"], categories: ["all"], sub: ["binding", "status"] },
     core::v1::Service => { short: ["svc"], categories: ["all"], sub: ["status"] },
     core::v1::Endpoints => { short: ["ep"], categories: [], sub: [] },
     core::v1::ConfigMap => { short: ["cm"], categories: [], sub: [] },

@@ -128,6 +128,8 @@ mod aggregated_tests;
 #[cfg(test)]
 mod apply_tests;
 #[cfg(test)]
+mod binding_tests;
+#[cfg(test)]
 mod output_tests;
 #[cfg(test)]
 mod priority_tests;
