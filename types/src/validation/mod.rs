@@ -108,11 +108,20 @@ impl<'a> Validator<'a> {
         match (self.info.group, self.info.kind) {
             ("", "Pod") => {
                 let pod: corev1::v1::Pod = typed(self.obj)?;
+                let old = self.old_typed::<corev1::v1::Pod>()?;
                 match pod.spec.as_ref() {
-                    Some(spec) => errs.extend(pod::validate_pod_spec(spec, &spec_path)),
+                    Some(spec) => {
+                        let mut spec_errs = pod::validate_pod_spec(spec, &spec_path);
+                        if let Some(old_spec) = old.as_ref().and_then(|o| o.spec.as_ref()) {
+                            spec_errs.retain(|e| {
+                                !scheduling::kept_from_old(e, spec, old_spec, &spec_path)
+                            });
+                        }
+                        errs.extend(spec_errs);
+                    }
                     None => errs.push(FieldError::required(&spec_path.child("containers"), "")),
                 }
-                if let Some(old) = self.old_typed::<corev1::v1::Pod>()? {
+                if let Some(old) = old {
                     errs.extend(pod::validate_pod_update(&pod, &old));
                 }
             }

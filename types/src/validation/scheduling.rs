@@ -72,6 +72,29 @@ pub fn validate_scheduling(spec: &PodSpec, path: &FieldPath) -> Vec<FieldError> 
     errs
 }
 
+/// Whether `err`, found in a pod spec, lies in a scheduling section the update left as the
+/// old spec had it. Pods stored before these checks existed may hold terms they now refuse;
+/// refusing every later update of such a pod (its status, its labels) for a section nobody
+/// changed would strand it, so an unchanged section is not judged again, as Kubernetes
+/// ratchets its own newer pod checks.
+pub fn kept_from_old(err: &FieldError, new: &PodSpec, old: &PodSpec, path: &FieldPath) -> bool {
+    let sections = [
+        ("affinity", new.affinity == old.affinity),
+        ("tolerations", new.tolerations == old.tolerations),
+        (
+            "topologySpreadConstraints",
+            new.topology_spread_constraints == old.topology_spread_constraints,
+        ),
+    ];
+    sections.iter().any(|(section, unchanged)| {
+        let prefix = path.child(section).to_string();
+        *unchanged
+            && err.field.strip_prefix(&prefix).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with('.') || rest.starts_with('[')
+            })
+    })
+}
+
 /// A preemption policy, of a pod or of a PriorityClass.
 pub fn validate_preemption_policy(policy: &str, path: &FieldPath) -> Vec<FieldError> {
     match policy {

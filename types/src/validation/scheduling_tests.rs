@@ -331,3 +331,35 @@ fn a_priority_class_name_is_a_dns_subdomain() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn an_update_that_keeps_an_old_invalid_term_is_not_refused_for_it() {
+    let info = by_kind("v1", "Pod").expect("pods are served");
+    let mut stored = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}],
+                 "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoRun"}]}});
+    let stored_spec = node_expressions(json!([{"key": "cpus", "operator": "Gt", "values": ["x"]}]));
+    if let (Some(spec), Some(extra)) = (stored["spec"].as_object_mut(), stored_spec.as_object()) {
+        spec.extend(extra.clone());
+    }
+    default_object(info, &mut stored).expect("defaults");
+    // A status update of a pod stored before the checks: the terms are as they were.
+    let mut updated = stored.clone();
+    updated["status"] = json!({"phase": "Running"});
+    assert_eq!(validate(info, &updated, Some(&stored)), Vec::new());
+    // Adding a toleration changes that section, so it is judged again, whole.
+    let mut tolerating = stored.clone();
+    tolerating["spec"]["tolerations"]
+        .as_array_mut()
+        .expect("tolerations")
+        .push(json!({"key": "ssd", "operator": "Exists"}));
+    let errs: Vec<String> = validate(info, &tolerating, Some(&stored))
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(
+        errs,
+        ["spec.tolerations[0].effect: Unsupported value: \"NoRun\": supported values: \"NoSchedule\", \"PreferNoSchedule\", \"NoExecute\""]
+    );
+}
