@@ -24,7 +24,7 @@ import sys
 API_GROUPS = [
     "core/v1", "apps/v1", "batch/v1", "coordination/v1", "rbac/v1", "networking/v1",
     "discovery/v1", "authentication/v1", "authorization/v1", "autoscaling/v1", "policy/v1",
-    "events/v1",
+    "events/v1", "scheduling/v1",
 ]
 MACHINERY = ["pkg/apis/meta/v1", "pkg/api/resource", "pkg/util/intstr", "pkg/runtime"]
 

@@ -1,6 +1,7 @@
 //! What happens to an object between the request and the store: its type is checked, it is
 //! decoded as its kind (fields the kind lacks are refused, warned about or dropped, as the
-//! request's fieldValidation says), defaulted, and validated.
+//! request's fieldValidation says), defaulted, and validated. Admission that must read other
+//! objects (quotas, PriorityClasses) runs around this, in the server.
 
 use keel_types::ResourceInfo;
 use serde_json::{json, Value};
@@ -33,26 +34,37 @@ impl FieldValidation {
     }
 }
 
-/// The body must be an object of the kind the request is about.
 /// Fills in the apiVersion and kind a body leaves out from the endpoint it was sent to, as
 /// Kubernetes' decoder does (clients such as the Python one send neither).
 pub fn default_type(info: &ResourceInfo, body: &mut Value) {
+    default_type_as(info.api_version, info.kind, body);
+}
+
+/// [`default_type`] for a kind outside the kinds table (a subresource's body).
+pub fn default_type_as(api_version: &str, kind: &str, body: &mut Value) {
     let Some(m) = body.as_object_mut() else {
         return;
     };
     let missing = |v: Option<&Value>| v.and_then(Value::as_str).is_none_or(str::is_empty);
     if missing(m.get("kind")) {
-        m.insert("kind".into(), Value::String(info.kind.to_string()));
+        m.insert("kind".into(), Value::String(kind.to_string()));
     }
     if missing(m.get("apiVersion")) {
-        m.insert(
-            "apiVersion".into(),
-            Value::String(info.api_version.to_string()),
-        );
+        m.insert("apiVersion".into(), Value::String(api_version.to_string()));
     }
 }
 
+/// The body must be an object of the kind the request is about.
 pub fn check_type(info: &ResourceInfo, body: &Value) -> Result<(), ApiError> {
+    check_type_as(info.api_version, info.kind, body)
+}
+
+/// [`check_type`] for a kind outside the kinds table (a subresource's body).
+pub fn check_type_as(
+    expected_version: &str,
+    expected_kind: &str,
+    body: &Value,
+) -> Result<(), ApiError> {
     if !body.is_object() {
         return Err(ApiError::BadRequest(
             "the body of the request was in an unknown format - accepted media types include: application/json".into(),
@@ -66,32 +78,18 @@ pub fn check_type(info: &ResourceInfo, body: &Value) -> Result<(), ApiError> {
             body
         )));
     }
-    if kind != info.kind || api_version != info.api_version {
+    // A kind mismatch reads differently from a version mismatch.
+    if kind != expected_kind {
         return Err(ApiError::BadRequest(format!(
-            "the API version in the data ({api_version}) does not match the expected API version ({})",
-            info.api_version
-        ))
-        .or_kind(kind, info));
+            "the kind in the data ({kind}) does not match the expected kind ({expected_kind})"
+        )));
+    }
+    if api_version != expected_version {
+        return Err(ApiError::BadRequest(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({expected_version})"
+        )));
     }
     Ok(())
-}
-
-trait OrKind {
-    fn or_kind(self, kind: &str, info: &ResourceInfo) -> ApiError;
-}
-
-impl OrKind for ApiError {
-    /// A kind mismatch reads differently from a version mismatch.
-    fn or_kind(self, kind: &str, info: &ResourceInfo) -> ApiError {
-        if kind != info.kind {
-            ApiError::BadRequest(format!(
-                "the kind in the data ({kind}) does not match the expected kind ({})",
-                info.kind
-            ))
-        } else {
-            self
-        }
-    }
 }
 
 /// What a new object starts with that the client does not choose: its status (set by the
@@ -139,6 +137,9 @@ pub fn admit(
     let mut object = decoded.object;
     keel_types::default_object(info, &mut object)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if let (Some(old), ("", "Pod")) = (old, (info.group, info.kind)) {
+        crate::priority_admission::keep_on_update(&mut object, old);
+    }
     let errors = keel_types::validate(info, &object, old);
     if !errors.is_empty() {
         return Err(ApiError::Invalid {

@@ -1,6 +1,6 @@
-//! What every cluster has from its first start: the namespaces Kubernetes creates itself, and
-//! its bootstrap RBAC policy (cluster-admin for system:masters, admin/edit/view, discovery for
-//! every authenticated user).
+//! What every cluster has from its first start: the namespaces Kubernetes creates itself, its
+//! bootstrap RBAC policy (cluster-admin for system:masters, admin/edit/view, discovery for
+//! every authenticated user, the scheduler's role), and the built-in PriorityClasses.
 
 use std::time::Duration;
 
@@ -60,6 +60,47 @@ pub async fn ensure_rbac<S: Storage>(api: &ApiServer<S>) {
                 }
                 Err(e) => {
                     tracing::debug!(kind, error = %e, "creating bootstrap RBAC; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+/// The built-in PriorityClass objects, as Kubernetes creates them.
+pub fn system_priority_classes() -> Vec<serde_json::Value> {
+    keel_types::validation::SYSTEM_PRIORITY_CLASSES
+        .iter()
+        .map(|c| {
+            json!({
+                "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": {"name": c.name},
+                "value": c.value,
+                "description": c.description,
+            })
+        })
+        .collect()
+}
+
+/// Creates the built-in PriorityClasses that do not exist yet, retrying while the store is
+/// not serving.
+pub async fn ensure_priority_classes<S: Storage>(api: &ApiServer<S>) {
+    let Some(info) = keel_types::kinds::by_kind("scheduling.k8s.io/v1", "PriorityClass") else {
+        return;
+    };
+    for class in system_priority_classes() {
+        loop {
+            match api
+                .create(info, None, class.clone(), &WriteOptions::default())
+                .await
+            {
+                Ok(_) | Err(ApiError::AlreadyExists { .. }) => break,
+                Err(ApiError::Invalid { causes, .. }) => {
+                    tracing::error!(?causes, "built-in PriorityClass is invalid");
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "creating built-in PriorityClass; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }

@@ -24,11 +24,19 @@ impl<S: Storage> ApiServer<S> {
         name: &str,
         opts: &DeleteOptions,
     ) -> Result<Written, ApiError> {
+        crate::priority_admission::refuse_system_class_delete(info, name)?;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let (current, current_rev) = self.current(info, namespace, name).await?;
-            check_preconditions(info, name, &current, current_rev, opts)?;
+            check_preconditions(
+                info,
+                name,
+                &current,
+                current_rev,
+                opts.uid.as_deref(),
+                opts.resource_version.as_deref(),
+            )?;
             let result = self
                 .delete_once(info, namespace, name, current, current_rev, opts)
                 .await;
@@ -155,12 +163,15 @@ fn push_unique(list: &mut Vec<String>, item: &str) {
     }
 }
 
-fn check_preconditions(
+/// A write's preconditions on the stored object (a delete's, a binding's): its uid and
+/// resourceVersion, when given, must be the stored ones.
+pub(crate) fn check_preconditions(
     info: &ResourceInfo,
     name: &str,
     current: &Value,
     current_rev: i64,
-    opts: &DeleteOptions,
+    uid: Option<&str>,
+    resource_version: Option<&str>,
 ) -> Result<(), ApiError> {
     let conflict = |detail: String| ApiError::Conflict {
         group: info.group.to_string(),
@@ -168,7 +179,7 @@ fn check_preconditions(
         name: name.to_string(),
         detail,
     };
-    if let Some(uid) = &opts.uid {
+    if let Some(uid) = uid {
         let actual = meta::str_field(current, &["metadata", "uid"]).unwrap_or("");
         if uid != actual {
             return Err(conflict(format!(
@@ -176,8 +187,8 @@ fn check_preconditions(
             )));
         }
     }
-    if let Some(rv) = &opts.resource_version {
-        if *rv != current_rev.to_string() {
+    if let Some(rv) = resource_version {
+        if rv != current_rev.to_string() {
             return Err(conflict(format!(
                 "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {current_rev}"
             )));

@@ -215,6 +215,16 @@ impl<S: Storage> Api for GrpcApi<S> {
             return reply(&review, vec![]);
         }
         let opts = write_options(req.options)?;
+        if r.subresource == "binding" && info.plural == "pods" {
+            // The ref's name is the pod's; without one the Binding names it.
+            let url_name = Some(r.name.as_str()).filter(|n| !n.is_empty());
+            let status = self
+                .core
+                .bind(&r.namespace, url_name, body(&req.object)?, &opts)
+                .await
+                .map_err(|e| e.to_grpc())?;
+            return reply(&status, vec![]);
+        }
         written(
             self.core
                 .create(info, namespace(r), body(&req.object)?, &opts)

@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod apply;
 pub mod auth;
+pub mod binding;
 pub mod bootstrap;
 pub mod cache;
 mod delete;
@@ -20,6 +21,7 @@ pub mod managed;
 pub mod meta;
 pub mod namespaces;
 pub mod patch;
+mod priority_admission;
 pub mod quota;
 mod quota_admission;
 pub mod rest;

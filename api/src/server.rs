@@ -343,7 +343,9 @@ impl<S: Storage> ApiServer<S> {
             m.remove(owned);
         }
         admission::prepare_create(info, &mut obj)?;
+        self.admit_new_pod_priority(info, &mut obj).await?;
         let (mut obj, warnings) = admission::admit(info, obj, None, opts.field_validation)?;
+        self.admit_priority_class(info, &obj, None).await?;
         opts.track(info, None, None, &mut obj);
         let name = meta::name(&obj).to_string();
         if let Some(ns) = &ns {
@@ -555,6 +557,8 @@ impl<S: Storage> ApiServer<S> {
     ) -> Result<Written, ApiError> {
         let (mut next, warnings) =
             admission::admit(info, next, Some(current), opts.field_validation)?;
+        self.admit_priority_class(info, &next, Some(current))
+            .await?;
         opts.track(info, subresource, Some(current), &mut next);
         if info.kind == "ResourceQuota" {
             self.quota_status(&mut next).await?;

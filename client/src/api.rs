@@ -1,10 +1,13 @@
 //! Typed access to one kind: `Api<Pod>`, `Api<Deployment>`, … in a namespace, in all, or
-//! cluster-wide, with get/list/create/replace/patch/delete/watch.
+//! cluster-wide, with get/list/create/replace/patch/delete/watch, subresources created by POST,
+//! and binding pods to nodes.
 
 use std::marker::PhantomData;
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::{ListableResource, Resource};
 use keel_proto::keelapi::api_client::ApiClient;
 use keel_proto::keelapi::{
@@ -222,18 +225,15 @@ where
             .await
     }
 
-    /// POSTs `body` to a subresource of `name` (`pods/binding`, `serviceaccounts/token`, …)
-    /// and decodes what the server replies. Fenced like every other write of this `Api`.
-    pub async fn create_subresource<B, R>(
+    /// Creates subresource `subresource` of `name` from `body` (a pod's `binding`, a
+    /// ServiceAccount's `token`), fenced like every write of this Api. Returns what the server
+    /// answered: a Status for a binding, the created object otherwise.
+    pub async fn create_subresource<B: Serialize>(
         &self,
         name: &str,
         subresource: &str,
         body: &B,
-    ) -> Result<R, Error>
-    where
-        B: Serialize,
-        R: DeserializeOwned,
-    {
+    ) -> Result<Value, Error> {
         let req = CreateRequest {
             r#ref: self.reference(name, subresource),
             object: serde_json::to_vec(body)?,
@@ -340,5 +340,70 @@ where
                 _ => WatchEvent::Error(serde_json::from_slice(&ev.object)?),
             })
         })))
+    }
+}
+
+/// A Binding of pod `pod_name` in `namespace` to `node_name`; with `uid`, only that pod (not
+/// a later one of the same name) may be bound by it.
+pub fn binding(namespace: &str, pod_name: &str, uid: Option<&str>, node_name: &str) -> Binding {
+    Binding {
+        metadata: ObjectMeta {
+            name: Some(pod_name.to_string()),
+            namespace: Some(namespace.to_string()).filter(|n| !n.is_empty()),
+            uid: uid.map(str::to_string),
+            ..ObjectMeta::default()
+        },
+        target: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node_name.to_string()),
+            ..ObjectReference::default()
+        },
+    }
+}
+
+impl Api<Pod> {
+    /// Binds pod `pod_name` to node `node_name`, as a scheduler does. A pod already bound is a
+    /// Conflict (409); with a fence, a bind after the lease moved is refused too.
+    pub async fn bind(&self, pod_name: &str, node_name: &str) -> Result<(), Error> {
+        let body = binding(&self.namespace, pod_name, None, node_name);
+        self.create_subresource(pod_name, "binding", &body).await?;
+        Ok(())
+    }
+
+    /// Binds `pod` to `node_name` only if the stored pod is still the one that was read (the
+    /// same uid), as Kubernetes' default binder does.
+    pub async fn bind_pod(&self, pod: &Pod, node_name: &str) -> Result<(), Error> {
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let body = binding(
+            &self.namespace,
+            name,
+            pod.metadata.uid.as_deref(),
+            node_name,
+        );
+        self.create_subresource(name, "binding", &body).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_binding_targets_a_node_and_may_pin_the_pods_uid() {
+        let b = binding("default", "web", Some("u1"), "node-1");
+        let v = serde_json::to_value(&b).expect("encodes");
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Binding",
+                "metadata": {"name": "web", "namespace": "default", "uid": "u1"},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"},
+            })
+        );
+        let unpinned = serde_json::to_value(binding("", "web", None, "n")).expect("encodes");
+        assert!(unpinned["metadata"].get("uid").is_none());
+        assert!(unpinned["metadata"].get("namespace").is_none());
     }
 }

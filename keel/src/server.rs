@@ -343,6 +343,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                     _ = async {
                         keel_api::bootstrap::ensure_namespaces(&api).await;
                         keel_api::bootstrap::ensure_rbac(&api).await;
+                        keel_api::bootstrap::ensure_priority_classes(&api).await;
                     } => {}
                 }
             };

@@ -1,5 +1,7 @@
 //! The real kubectl, run against a keel cluster with only the admin kubeconfig the cluster
-//! wrote, in a home directory of its own (so no user configuration or cache leaks in).
+//! wrote, in a home directory of its own (so no user configuration or cache leaks in); and,
+//! for what kubectl cannot show (a response's status code and Status body), raw requests with
+//! the same credentials through curl.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -87,6 +89,53 @@ impl Kubectl {
         let mut a = args.to_vec();
         a.extend(["-o", "json"]);
         serde_json::from_str(&self.ok(&a)).unwrap_or(Value::Null)
+    }
+
+    /// One field of the kubeconfig (`server`, `token`, …), as keel writes it: one per line.
+    fn kubeconfig_field(&self, field: &str) -> anyhow::Result<String> {
+        let text = std::fs::read_to_string(&self.kubeconfig)?;
+        let prefix = format!("{field}: ");
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(&prefix).map(str::to_string))
+            .ok_or_else(|| anyhow::anyhow!("no {field} in the kubeconfig"))
+    }
+
+    /// POSTs `body` as JSON to `path` on the API server with the admin's credentials,
+    /// verifying the server against the kubeconfig's CA. Returns the status code and the
+    /// JSON body.
+    pub fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        use base64::Engine;
+        let server = self.kubeconfig_field("server")?;
+        let token = self.kubeconfig_field("token")?;
+        let ca = base64::engine::general_purpose::STANDARD
+            .decode(self.kubeconfig_field("certificate-authority-data")?)?;
+        let ca_path = self.dir.path().join("ca.crt");
+        std::fs::write(&ca_path, ca)?;
+        let body_path = self.dir.path().join("request.json");
+        std::fs::write(&body_path, serde_json::to_vec(body)?)?;
+        let out = Command::new("curl")
+            .args(["--silent", "--show-error", "--max-time", "30", "-X", "POST"])
+            .arg("--cacert")
+            .arg(&ca_path)
+            .args(["-H", "Content-Type: application/json"])
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg("--data-binary")
+            .arg(format!("@{}", body_path.display()))
+            .args(["-w", "\n%{http_code}"])
+            .arg(format!("{server}{path}"))
+            .stdin(Stdio::null())
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "curl failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let (json, code) = stdout
+            .rsplit_once('\n')
+            .ok_or_else(|| anyhow::anyhow!("no status code in {stdout:?}"))?;
+        Ok((code.trim().parse()?, serde_json::from_str(json)?))
     }
 
     /// Writes `text` to a file in the private directory; returns its path.

@@ -2,7 +2,7 @@
 //! resource, short names, categories, scope and subresources. The API server's routes,
 //! discovery and storage keys all come from this table.
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, networking, rbac};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, networking, rbac, scheduling};
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope, Resource};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -30,7 +30,7 @@ pub struct ResourceInfo {
     pub scope: Scope,
     pub short_names: &'static [&'static str],
     pub categories: &'static [&'static str],
-    /// Subresources served besides the object itself ("status", "scale").
+    /// Subresources served besides the object itself ("status", "scale", a pod's "binding").
     pub subresources: &'static [&'static str],
     round_trip: fn(Value) -> Result<Value, serde_json::Error>,
     /// Adds the kind's JSON schema (and those it references) to a generator.
@@ -107,7 +107,7 @@ macro_rules! kinds {
 kinds! {
     core::v1::Namespace => { short: ["ns"], categories: [], sub: ["status"] },
     core::v1::Node => { short: ["no"], categories: [], sub: ["status"] },
-    core::v1::Pod => { short: ["po"], categories: ["all"], sub: ["status"] },
+    core::v1::Pod => { short: ["po"], categories: ["all"], sub: ["binding", "status"] },
     core::v1::Service => { short: ["svc"], categories: ["all"], sub: ["status"] },
     core::v1::Endpoints => { short: ["ep"], categories: [], sub: [] },
     core::v1::ConfigMap => { short: ["cm"], categories: [], sub: [] },
@@ -133,6 +133,7 @@ kinds! {
     rbac::v1::ClusterRoleBinding => { short: [], categories: [], sub: [] },
     networking::v1::NetworkPolicy => { short: ["netpol"], categories: [], sub: [] },
     networking::v1::Ingress => { short: ["ing"], categories: [], sub: ["status"] },
+    scheduling::v1::PriorityClass => { short: ["pc"], categories: [], sub: [] },
 }
 
 /// Every kind keel serves.
@@ -182,6 +183,10 @@ mod tests {
         assert!(!by_kind("v1", "Node").expect("nodes").namespaced());
         assert!(by_resource("", "leases").is_none());
         assert!(by_resource("coordination.k8s.io", "leases").is_some());
+        let pc = by_resource("scheduling.k8s.io", "priorityclasses").expect("priorityclasses");
+        assert_eq!(pc.kind, "PriorityClass");
+        assert!(!pc.namespaced());
+        assert_eq!(pc.short_names, ["pc"]);
         assert_eq!(group_versions()[0], ("", "v1"));
     }
 

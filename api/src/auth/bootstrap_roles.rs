@@ -1,6 +1,7 @@
 //! The RBAC policy a fresh cluster starts with: Kubernetes' bootstrap ClusterRoles and
-//! ClusterRoleBindings (the user-facing and discovery ones), with the labels and annotations
-//! Kubernetes gives them, so that `kubectl get clusterroles` reads the same on keel.
+//! ClusterRoleBindings (the user-facing and discovery ones, and the scheduler's), with the
+//! labels and annotations Kubernetes gives them, so that `kubectl get clusterroles` reads the
+//! same on keel.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,8 @@ pub const MASTERS_GROUP: &str = "system:masters";
 pub const SERVICE_ACCOUNTS_GROUP: &str = "system:serviceaccounts";
 /// The group of monitoring agents.
 pub const MONITORING_GROUP: &str = "system:monitoring";
+/// The user the scheduler authenticates as.
+pub const KUBE_SCHEDULER_USER: &str = "system:kube-scheduler";
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 const BOOTSTRAPPING_LABEL: &str = "kubernetes.io/bootstrapping";
@@ -123,6 +126,7 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
                 ],
             )],
         ),
+        role(KUBE_SCHEDULER_USER, &[], kube_scheduler_rules()),
         role(
             "system:monitoring",
             &[],
@@ -166,6 +170,7 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
         binding("cluster-admin", &[MASTERS_GROUP]),
         binding("system:basic-user", &[AUTHENTICATED_GROUP]),
         binding("system:discovery", &[AUTHENTICATED_GROUP]),
+        user_binding(KUBE_SCHEDULER_USER, KUBE_SCHEDULER_USER),
         binding("system:monitoring", &[MONITORING_GROUP]),
         binding(
             "system:public-info-viewer",
@@ -174,6 +179,49 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
         binding(
             "system:service-account-issuer-discovery",
             &[SERVICE_ACCOUNTS_GROUP],
+        ),
+    ]
+}
+
+/// What the scheduler reads and writes, as Kubernetes' `system:kube-scheduler` role grants
+/// it: pods and what selects or constrains them, its leader lease, events, and the bindings
+/// that place pods on nodes.
+fn kube_scheduler_rules() -> Vec<PolicyRule> {
+    let mut named_lease = rule(&["get", "update"], &["coordination.k8s.io"], &["leases"]);
+    named_lease.resource_names = Some(strings(&["kube-scheduler"]));
+    vec![
+        rule(
+            &["create", "patch", "update"],
+            &["", "events.k8s.io"],
+            &["events"],
+        ),
+        rule(&["create"], &["coordination.k8s.io"], &["leases"]),
+        named_lease,
+        rule(READ, &[""], &["nodes"]),
+        rule(&["delete", "get", "list", "watch"], &[""], &["pods"]),
+        rule(&["create"], &[""], &["bindings", "pods/binding"]),
+        rule(&["patch", "update"], &[""], &["pods/status"]),
+        rule(READ, &[""], &["replicationcontrollers", "services"]),
+        rule(READ, &["apps", "extensions"], &["replicasets"]),
+        rule(READ, &["apps"], &["statefulsets"]),
+        rule(READ, &["policy"], &["poddisruptionbudgets"]),
+        rule(
+            READ,
+            &[""],
+            &["persistentvolumeclaims", "persistentvolumes"],
+        ),
+        rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
+        rule(
+            &["create"],
+            &["authorization.k8s.io"],
+            &["subjectaccessreviews"],
+        ),
+        rule(READ, &["storage.k8s.io"], &["csinodes"]),
+        rule(READ, &[""], &["namespaces"]),
+        rule(
+            READ,
+            &["storage.k8s.io"],
+            &["csidrivers", "csistoragecapacities"],
         ),
     ]
 }
@@ -451,6 +499,18 @@ fn binding(name: &str, groups: &[&str]) -> ClusterRoleBinding {
                 .collect(),
         ),
     }
+}
+
+/// A binding of the ClusterRole `name` to one user.
+fn user_binding(name: &str, user: &str) -> ClusterRoleBinding {
+    let mut b = binding(name, &[]);
+    b.subjects = Some(vec![Subject {
+        api_group: Some(RBAC_GROUP.to_string()),
+        kind: "User".to_string(),
+        name: user.to_string(),
+        namespace: None,
+    }]);
+    b
 }
 
 #[cfg(test)]

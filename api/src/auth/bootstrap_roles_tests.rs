@@ -440,3 +440,52 @@ fn bootstrap_objects_serialize_as_kubernetes_writes_them() {
         serde_json::json!({"clusterRoleSelectors": [{"matchLabels": {"rbac.authorization.k8s.io/aggregate-to-admin": "true"}}]})
     );
 }
+
+#[test]
+fn the_scheduler_may_bind_pods_and_read_what_it_schedules_by() {
+    let rbac = cluster();
+    let scheduler = || user(KUBE_SCHEDULER_USER, &[AUTHENTICATED_GROUP]);
+    for (verb, group, what, ns) in [
+        ("create", "", "pods/binding", "team"),
+        ("create", "", "bindings", "team"),
+        ("watch", "", "pods", ""),
+        ("list", "", "nodes", ""),
+        ("patch", "", "pods/status", "team"),
+        ("create", "coordination.k8s.io", "leases", "kube-system"),
+    ] {
+        assert_eq!(
+            rbac.authorize(&resource(scheduler(), verb, group, what, ns)),
+            Decision::Allow,
+            "{verb} {what}"
+        );
+    }
+    for (verb, what) in [("create", "pods"), ("update", "pods"), ("get", "secrets")] {
+        assert_eq!(
+            rbac.authorize(&resource(scheduler(), verb, "", what, "team")),
+            Decision::NoOpinion,
+            "{verb} {what}"
+        );
+    }
+    let mut renew = resource(
+        scheduler(),
+        "update",
+        "coordination.k8s.io",
+        "leases",
+        "kube-system",
+    );
+    renew.name = "kube-scheduler".into();
+    assert_eq!(rbac.authorize(&renew), Decision::Allow);
+    renew.name = "someone-else".into();
+    assert_eq!(rbac.authorize(&renew), Decision::NoOpinion);
+    // Nobody else binds pods.
+    assert_eq!(
+        rbac.authorize(&resource(
+            authenticated("alice"),
+            "create",
+            "",
+            "pods/binding",
+            "team"
+        )),
+        Decision::NoOpinion
+    );
+}

@@ -131,10 +131,30 @@ async fn kubectls_request_to_api_gets_the_core_group_aggregated() {
             "shortNames": ["po"],
             "categories": ["all"],
             "subresources": [{
+                "subresource": "binding",
+                "responseKind": {"group": "", "version": "", "kind": "Binding"},
+                "verbs": ["create"],
+            }, {
                 "subresource": "status",
                 "responseKind": {"group": "", "version": "", "kind": "Pod"},
                 "verbs": ["get", "patch", "update"],
             }],
+        })
+    );
+    let bindings = versions[0]["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["resource"] == "bindings")
+        .expect("bindings");
+    assert_eq!(
+        bindings,
+        &json!({
+            "resource": "bindings",
+            "responseKind": {"group": "", "version": "", "kind": "Binding"},
+            "scope": "Namespaced",
+            "singularResource": "binding",
+            "verbs": ["create"],
         })
     );
     let legacy = legacy_list(&app, "v1").await;

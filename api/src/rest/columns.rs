@@ -222,6 +222,14 @@ const EVENTS: &[Column] = &[
     NAME.wide(),
 ];
 
+const PRIORITY_CLASSES: &[Column] = &[
+    NAME,
+    Column::new("Value", "integer", "value represents the integer value of this priority class. This is the actual priority that pods receive when they have the name of this class in their pod spec."),
+    Column::new("Global-Default", "boolean", "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class. Only one PriorityClass can be marked as `globalDefault`. However, if more than one PriorityClasses exists with their `globalDefault` field set to true, the smallest value of such global default PriorityClasses will be used as the default priority."),
+    AGE,
+    Column::new("PreemptionPolicy", "string", "preemptionPolicy is the Policy for preempting pods with lower priority. One of Never, PreemptLowerPriority. Defaults to PreemptLowerPriority if unset."),
+];
+
 /// The columns of `info`'s Table.
 pub fn columns(info: &ResourceInfo) -> &'static [Column] {
     match (info.group, info.kind) {
@@ -238,6 +246,7 @@ pub fn columns(info: &ResourceInfo) -> &'static [Column] {
         ("apps", "DaemonSet") => DAEMON_SETS,
         ("batch", "Job") => JOBS,
         ("batch", "CronJob") => CRON_JOBS,
+        ("scheduling.k8s.io", "PriorityClass") => PRIORITY_CLASSES,
         _ => GENERIC,
     }
 }
@@ -311,6 +320,17 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
             json!(o.selector()),
         ],
         ("batch", "Job") => super::columns_pod::job(&o, name, age, now),
+        ("scheduling.k8s.io", "PriorityClass") => vec![
+            name,
+            json!(o.int("/value")),
+            json!(o
+                .0
+                .get("globalDefault")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)),
+            age,
+            json!(o.str("/preemptionPolicy")),
+        ],
         ("batch", "CronJob") => vec![
             name,
             json!(o.str("/spec/schedule")),

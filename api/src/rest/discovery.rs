@@ -35,6 +35,9 @@ const VERBS: &[&str] = &[
 /// Verbs of a status or scale subresource.
 const SUBRESOURCE_VERBS: &[&str] = &["get", "patch", "update"];
 
+/// Verbs of what is only ever created: a pod's binding, the `bindings` collection.
+const CREATE_ONLY: &[&str] = &["create"];
+
 /// The group served besides the kinds in storage, for `kubectl auth can-i`.
 pub const AUTHORIZATION_GROUP: &str = "authorization.k8s.io";
 
@@ -161,14 +164,18 @@ fn kind_entries(info: &ResourceInfo) -> Vec<ApiResource> {
         categories: info.categories,
     }];
     for sub in info.subresources {
-        let scale = *sub == "scale";
+        let (kind, kind_group_version, verbs) = match *sub {
+            "scale" => ("Scale", Some(("autoscaling", "v1")), SUBRESOURCE_VERBS),
+            "binding" => ("Binding", None, CREATE_ONLY),
+            _ => (info.kind, None, SUBRESOURCE_VERBS),
+        };
         out.push(ApiResource {
             name: format!("{}/{sub}", info.plural),
             singular: String::new(),
             namespaced: info.namespaced(),
-            kind: if scale { "Scale" } else { info.kind },
-            kind_group_version: scale.then_some(("autoscaling", "v1")),
-            verbs: SUBRESOURCE_VERBS,
+            kind,
+            kind_group_version,
+            verbs,
             short_names: &[],
             categories: &[],
         });
@@ -202,11 +209,28 @@ pub(super) fn resources(group: &str, version: &str) -> Vec<ApiResource> {
             categories: &[],
         }];
     }
-    keel_types::kinds::all()
-        .iter()
-        .filter(|k| k.group == group && k.version == version)
-        .flat_map(kind_entries)
-        .collect()
+    let mut out: Vec<ApiResource> = Vec::new();
+    if group.is_empty() && version == "v1" {
+        // Bindings are only created (they bind a pod and are not stored), first in the core
+        // list as Kubernetes' alphabetical one has them.
+        out.push(ApiResource {
+            name: "bindings".into(),
+            singular: "binding".into(),
+            namespaced: true,
+            kind: "Binding",
+            kind_group_version: None,
+            verbs: CREATE_ONLY,
+            short_names: &[],
+            categories: &[],
+        });
+    }
+    out.extend(
+        keel_types::kinds::all()
+            .iter()
+            .filter(|k| k.group == group && k.version == version)
+            .flat_map(kind_entries),
+    );
+    out
 }
 
 /// The APIResourceList of one group version, or NotFound.

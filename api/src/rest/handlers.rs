@@ -224,6 +224,9 @@ async fn handle<S: Storage>(core: &ApiServer<S>, request: Request) -> Result<Res
         headers: parts.headers,
         body,
     };
+    if call.target.binds() {
+        return bind(call, verb).await;
+    }
     if call.subresource() == Some("scale") {
         let (core, target, query) = (call.core, call.target.clone(), call.query.clone());
         let body = call_body(call, verb).await?;
@@ -265,7 +268,7 @@ fn attributes(user: crate::auth::UserInfo, verb: Verb, target: &ResourcePath) ->
         user,
         verb: verb.as_str().to_string(),
         api_group: target.info.group.to_string(),
-        resource: target.info.plural.to_string(),
+        resource: target.resource.to_string(),
         subresource: target.subresource.clone().unwrap_or_default(),
         namespace,
         name,
@@ -343,6 +346,22 @@ async fn watch_collection<S: Storage>(call: Call<'_, S>) -> Result<Response, Api
         .await?;
     let encoding = call.table().unwrap_or(Encoding::Object);
     Ok(watch::respond(call.target.info, events, encoding, timeout))
+}
+
+/// A pod's binding, or a Binding posted to the `bindings` collection: created, never read.
+async fn bind<S: Storage>(call: Call<'_, S>, verb: Verb) -> Result<Response, ApiError> {
+    if verb != Verb::Create {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let opts = call.query.write_options()?;
+    let namespace = call.namespace().unwrap_or_default().to_string();
+    let url_name = call.target.name.clone();
+    let (body, call) = call.json_body().await?;
+    let status = call
+        .core
+        .bind(&namespace, url_name.as_deref(), body, &opts)
+        .await?;
+    Ok(response::json(StatusCode::CREATED, &status, &[]))
 }
 
 async fn create<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {

@@ -128,6 +128,10 @@ mod aggregated_tests;
 #[cfg(test)]
 mod apply_tests;
 #[cfg(test)]
+mod binding_tests;
+#[cfg(test)]
 mod output_tests;
+#[cfg(test)]
+mod priority_tests;
 #[cfg(test)]
 mod tests;

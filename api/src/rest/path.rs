@@ -1,11 +1,14 @@
 //! Resource paths, read as kube-apiserver's RequestInfo reads them:
 //! `/api/v1[/namespaces/{ns}]/{resource}[/{name}[/{subresource}]]` and the same under
 //! `/apis/{group}/{version}`; `/api/v1/namespaces/{name}[/status|/finalize]` is the namespace
-//! itself.
+//! itself, and `/api/v1/namespaces/{ns}/bindings` binds pods.
 
 use keel_types::ResourceInfo;
 
 use crate::error::ApiError;
+
+/// The collection whose creates bind pods to nodes.
+pub const BINDINGS: &str = "bindings";
 
 /// Subresources of a namespace that follow its name directly.
 const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
@@ -14,6 +17,9 @@ const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
 #[derive(Debug, Clone)]
 pub struct ResourcePath {
     pub info: &'static ResourceInfo,
+    /// The resource as the path names it, for authorization: the kind's plural, or
+    /// `bindings`, the collection that only binds pods (its `info` is the pods').
+    pub resource: &'static str,
     /// The namespace in the path; `None` for cluster-scoped kinds and for requests across all
     /// namespaces.
     pub namespace: Option<String>,
@@ -22,6 +28,15 @@ pub struct ResourcePath {
 }
 
 impl ResourcePath {
+    /// Whether a create here binds a pod: `pods/{name}/binding` or the `bindings`
+    /// collection.
+    pub fn binds(&self) -> bool {
+        self.resource == BINDINGS
+            || (self.info.group.is_empty()
+                && self.info.kind == "Pod"
+                && self.subresource.as_deref() == Some("binding"))
+    }
+
     /// Reads `path`. Paths outside the API, kinds keel does not serve and shapes Kubernetes
     /// does not have are NotFound.
     pub fn parse(path: &str) -> Result<Self, ApiError> {
@@ -50,9 +65,19 @@ impl ResourcePath {
             [resource, name, sub] => (*resource, Some(name.to_string()), Some(sub.to_string())),
             _ => return Err(ApiError::UnknownResource),
         };
-        let info = keel_types::kinds::by_resource(group, resource)
-            .filter(|i| i.version == version)
-            .ok_or(ApiError::UnknownResource)?;
+        let (info, resource) = match (group, version, resource, &name) {
+            // Bindings are not stored; creating one binds the pod it names.
+            ("", "v1", "bindings", None) => (
+                keel_types::kinds::by_kind("v1", "Pod").ok_or(ApiError::UnknownResource)?,
+                BINDINGS,
+            ),
+            _ => {
+                let info = keel_types::kinds::by_resource(group, resource)
+                    .filter(|i| i.version == version)
+                    .ok_or(ApiError::UnknownResource)?;
+                (info, info.plural)
+            }
+        };
         if !info.namespaced() {
             // `/api/v1/namespaces/{name}` names a namespace, not a namespace to look in.
             let names_itself = info.kind == "Namespace" && parts.first() == Some(&"namespaces");
@@ -60,6 +85,9 @@ impl ResourcePath {
                 return Err(ApiError::UnknownResource);
             }
             namespace = None;
+        }
+        if resource == BINDINGS && namespace.is_none() {
+            return Err(ApiError::UnknownResource);
         }
         if let Some(sub) = &subresource {
             let known = info.has_subresource(sub)
@@ -71,6 +99,7 @@ impl ResourcePath {
         }
         Ok(Self {
             info,
+            resource,
             namespace,
             name,
             subresource,
@@ -110,6 +139,32 @@ mod tests {
         assert_eq!(finalize.name.as_deref(), Some("team-a"));
         assert_eq!(finalize.subresource.as_deref(), Some("finalize"));
         assert_eq!(parse("/api/v1/nodes/n1").name.as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn bindings_are_a_pod_subresource_and_a_namespaced_collection() {
+        let sub = parse("/api/v1/namespaces/default/pods/web/binding");
+        assert!(sub.binds());
+        assert_eq!(sub.resource, "pods");
+        assert_eq!(sub.subresource.as_deref(), Some("binding"));
+        let legacy = parse("/api/v1/namespaces/default/bindings");
+        assert!(legacy.binds());
+        assert_eq!(legacy.resource, "bindings");
+        assert_eq!(legacy.info.kind, "Pod");
+        assert_eq!(legacy.name, None);
+        assert!(!parse("/api/v1/namespaces/default/pods/web/status").binds());
+        for path in [
+            "/api/v1/bindings",
+            "/api/v1/namespaces/default/bindings/web",
+            "/apis/apps/v1/namespaces/default/bindings",
+            "/api/v1/namespaces/default/configmaps/x/binding",
+        ] {
+            assert_eq!(
+                ResourcePath::parse(path).expect_err(path).code(),
+                404,
+                "{path}"
+            );
+        }
     }
 
     #[test]

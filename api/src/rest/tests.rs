@@ -194,6 +194,20 @@ async fn resource_lists_name_verbs_short_names_and_subresources() {
         .find(|r| r["name"] == "pods/status")
         .expect("pods/status");
     assert_eq!(status["verbs"], json!(["get", "patch", "update"]));
+    // Bindings are only created: a pod's subresource, and the older collection.
+    let binding = resources
+        .iter()
+        .find(|r| r["name"] == "pods/binding")
+        .expect("pods/binding");
+    assert_eq!(binding["kind"], "Binding");
+    assert_eq!(binding["verbs"], json!(["create"]));
+    let bindings = resources
+        .iter()
+        .find(|r| r["name"] == "bindings")
+        .expect("bindings");
+    assert_eq!(bindings["singularName"], "binding");
+    assert_eq!(bindings["namespaced"], true);
+    assert_eq!(bindings["verbs"], json!(["create"]));
     let nodes = resources
         .iter()
         .find(|r| r["name"] == "nodes")

@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use keel_client::k8s_openapi::api::core::v1::Pod;
 use keel_client::{Api, Client, Error, Fence};
-use serde_json::{json, Value};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::task::TaskTracker;
 
@@ -30,21 +29,6 @@ pub struct Binder {
     slots: Arc<Semaphore>,
     tasks: TaskTracker,
     results: mpsc::UnboundedSender<BindOutcome>,
-}
-
-/// The Binding object for `pod` → `node`, with the pod's uid as a precondition so a pod
-/// deleted and created again under the same name is not bound by an old decision.
-pub fn binding(pod: &QueuedPod, node: &str) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Binding",
-        "metadata": {
-            "name": pod.info.name,
-            "namespace": pod.info.namespace,
-            "uid": pod.info.uid,
-        },
-        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-    })
 }
 
 impl Binder {
@@ -71,14 +55,9 @@ impl Binder {
         let decided = Instant::now();
         self.tasks.spawn(async move {
             let result = match slots.acquire_owned().await {
-                Ok(_permit) => api
-                    .create_subresource::<Value, Value>(
-                        &pod.info.name,
-                        "binding",
-                        &binding(&pod, &node),
-                    )
-                    .await
-                    .map(|_| ()),
+                // The pod's uid is a precondition: a pod deleted and created again under the
+                // same name is not bound by a decision about the old one.
+                Ok(_permit) => api.bind_pod(&pod.info.pod, &node).await,
                 // Closed only at shutdown: report the pod unbound.
                 Err(_) => Err(Error::Transport("scheduler shutting down".into())),
             };

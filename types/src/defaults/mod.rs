@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use k8s_openapi::api::rbac;
+use k8s_openapi::api::{rbac, scheduling};
 
 use crate::kinds::ResourceInfo;
 
@@ -79,6 +79,12 @@ pub fn default_object(info: &ResourceInfo, value: &mut Value) -> Result<(), Defa
         }
         ("networking.k8s.io", "NetworkPolicy") => {
             through(info, value, core::default_network_policy)
+        }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            through(info, value, |pc: &mut scheduling::v1::PriorityClass| {
+                pc.preemption_policy
+                    .get_or_insert_with(|| "PreemptLowerPriority".into());
+            })
         }
         _ => Ok(()),
     }

@@ -390,3 +390,17 @@ fn kinds_without_defaults_are_left_alone() {
     let before = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}});
     assert_eq!(defaulted("v1", "ConfigMap", before.clone()), before);
 }
+
+#[test]
+fn priority_classes_preempt_lower_priorities_unless_told_never() {
+    let pc = |policy: Value| {
+        let mut pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": "high"}, "value": 1000});
+        if !policy.is_null() {
+            pc["preemptionPolicy"] = policy;
+        }
+        defaulted("scheduling.k8s.io/v1", "PriorityClass", pc)
+    };
+    assert_eq!(pc(Value::Null)["preemptionPolicy"], "PreemptLowerPriority");
+    assert_eq!(pc(json!("Never"))["preemptionPolicy"], "Never");
+}

@@ -5,9 +5,13 @@ mod core;
 mod cron;
 mod meta;
 mod pod;
+mod priority_class;
+mod scheduling;
 mod workloads;
 
-use k8s_openapi::api::{apps, batch, coordination, core as corev1, networking, rbac};
+use k8s_openapi::api::{
+    apps, batch, coordination, core as corev1, networking, rbac, scheduling as schedulingv1,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -20,6 +24,10 @@ use crate::path::FieldPath;
 pub use cron::parse_standard as parse_cron_schedule;
 pub use meta::{FIELD_IMMUTABLE, TOTAL_ANNOTATION_SIZE_LIMIT};
 pub use pod::POD_UPDATE_FORBIDDEN;
+pub use priority_class::{
+    SystemPriorityClass, HIGHEST_USER_DEFINABLE_PRIORITY, SYSTEM_CRITICAL_PRIORITY,
+    SYSTEM_PRIORITY_CLASSES, SYSTEM_PRIORITY_CLASS_PREFIX,
+};
 
 /// Checks `obj`, an object of `info`'s kind; with `old`, as an update of `old`. An empty list
 /// means the object is valid. The object is expected to be defaulted already, as Kubernetes
@@ -100,11 +108,20 @@ impl<'a> Validator<'a> {
         match (self.info.group, self.info.kind) {
             ("", "Pod") => {
                 let pod: corev1::v1::Pod = typed(self.obj)?;
+                let old = self.old_typed::<corev1::v1::Pod>()?;
                 match pod.spec.as_ref() {
-                    Some(spec) => errs.extend(pod::validate_pod_spec(spec, &spec_path)),
+                    Some(spec) => {
+                        let mut spec_errs = pod::validate_pod_spec(spec, &spec_path);
+                        if let Some(old_spec) = old.as_ref().and_then(|o| o.spec.as_ref()) {
+                            spec_errs.retain(|e| {
+                                !scheduling::kept_from_old(e, spec, old_spec, &spec_path)
+                            });
+                        }
+                        errs.extend(spec_errs);
+                    }
                     None => errs.push(FieldError::required(&spec_path.child("containers"), "")),
                 }
-                if let Some(old) = self.old_typed::<corev1::v1::Pod>()? {
+                if let Some(old) = old {
                     errs.extend(pod::validate_pod_update(&pod, &old));
                 }
             }
@@ -384,6 +401,13 @@ impl<'a> Validator<'a> {
                     errs.extend(role_ref_immutable(&b.role_ref, &old.role_ref));
                 }
             }
+            ("scheduling.k8s.io", "PriorityClass") => {
+                let pc: schedulingv1::v1::PriorityClass = typed(self.obj)?;
+                errs.extend(priority_class::validate_priority_class(&pc));
+                if let Some(old) = self.old_typed::<schedulingv1::v1::PriorityClass>()? {
+                    errs.extend(priority_class::validate_priority_class_update(&pc, &old));
+                }
+            }
             ("networking.k8s.io", "Ingress") => {
                 errs.extend(core::validate_ingress(&typed::<networking::v1::Ingress>(
                     self.obj,
@@ -602,5 +626,7 @@ fn validate_stateful_set_update(
     Vec::new()
 }
 
+#[cfg(test)]
+mod scheduling_tests;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! Pod spec checks, for pods and pod templates: containers (names, images, ports,
-//! resources, mounts), volumes, restart and DNS policies; and which pod fields an update may
-//! change.
+//! resources, mounts), volumes, restart and DNS policies, scheduling constraints (in
+//! [`super::scheduling`]); and which pod fields an update may change.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -76,6 +76,7 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &FieldPath) -> Vec<FieldError> {
             seconds,
         ));
     }
+    errs.extend(super::scheduling::validate_scheduling(spec, path));
     errs
 }
 

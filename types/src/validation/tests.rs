@@ -486,3 +486,90 @@ mod generated_names {
         }
     }
 }
+
+fn priority_class(name: &str, value: i64) -> Value {
+    json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+        "metadata": {"name": name}, "value": value})
+}
+
+#[test]
+fn user_priority_classes_stay_at_or_below_one_billion() {
+    let pc = |name, value| {
+        errors(
+            "scheduling.k8s.io/v1",
+            "PriorityClass",
+            priority_class(name, value),
+        )
+    };
+    assert_eq!(pc("high", 1_000_000_000), Vec::<String>::new());
+    assert_eq!(pc("low", -5), Vec::<String>::new());
+    assert_eq!(
+        pc("too-high", 1_000_000_001),
+        ["value: Forbidden: maximum allowed value of a user defined priority is 1000000000"]
+    );
+}
+
+#[test]
+fn system_prefixed_priority_class_names_are_reserved_for_the_built_in_classes() {
+    let pc = |name, value| {
+        errors(
+            "scheduling.k8s.io/v1",
+            "PriorityClass",
+            priority_class(name, value),
+        )
+    };
+    assert_eq!(
+        pc("system-node-critical", 2_000_001_000),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        pc("system-cluster-critical", 2_000_000_000),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        pc("system-mine", 10),
+        ["metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: system-mine is not a known system priority class"]
+    );
+    assert_eq!(
+        pc("system-cluster-critical", 5),
+        ["metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: value of system-cluster-critical PriorityClass must be 2000000000"]
+    );
+    let mut default = priority_class("system-node-critical", 2_000_001_000);
+    default["globalDefault"] = json!(true);
+    assert_eq!(
+        errors("scheduling.k8s.io/v1", "PriorityClass", default),
+        ["metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: globalDefault of system-node-critical PriorityClass must be false"]
+    );
+}
+
+#[test]
+fn priority_class_preemption_policy_is_an_enumeration() {
+    let mut pc = priority_class("high", 10);
+    pc["preemptionPolicy"] = json!("Sometimes");
+    assert_eq!(
+        errors("scheduling.k8s.io/v1", "PriorityClass", pc),
+        ["preemptionPolicy: Unsupported value: \"Sometimes\": supported values: \"PreemptLowerPriority\", \"Never\""]
+    );
+}
+
+#[test]
+fn priority_class_value_and_preemption_policy_are_immutable() {
+    let old = priority_class("high", 10);
+    let mut new = priority_class("high", 11);
+    new["preemptionPolicy"] = json!("Never");
+    new["description"] = json!("descriptions may change");
+    assert_eq!(
+        update_errors("scheduling.k8s.io/v1", "PriorityClass", old.clone(), new),
+        [
+            "value: Forbidden: may not be changed in an update.",
+            "preemptionPolicy: Invalid value: \"Never\": field is immutable",
+        ]
+    );
+    let mut described = old.clone();
+    described["description"] = json!("now described");
+    described["globalDefault"] = json!(true);
+    assert_eq!(
+        update_errors("scheduling.k8s.io/v1", "PriorityClass", old, described),
+        Vec::<String>::new()
+    );
+}

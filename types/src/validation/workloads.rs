@@ -84,8 +84,9 @@ pub fn validate_selector_and_template(
     errs
 }
 
-/// The checks of metav1's `ValidateLabelSelector`: operators, and values present for In and
-/// NotIn and absent for Exists and DoesNotExist.
+/// The checks of metav1's `ValidateLabelSelector`: operators, values present for In and
+/// NotIn and absent for Exists and DoesNotExist, keys that are label keys and values that are
+/// label values.
 pub fn validate_label_selector(sel: &LabelSelector, path: &FieldPath) -> Vec<FieldError> {
     let mut errs =
         super::meta::validate_labels(sel.match_labels.as_ref(), &path.child("matchLabels"));
@@ -117,6 +118,15 @@ pub fn validate_label_selector(sel: &LabelSelector, path: &FieldPath) -> Vec<Fie
         }
         for msg in crate::names::qualified_name(&expr.key) {
             errs.push(FieldError::invalid(&epath.child("key"), &expr.key, msg));
+        }
+        for (v, value) in values.iter().enumerate() {
+            for msg in crate::names::label_value(value) {
+                errs.push(FieldError::invalid(
+                    &epath.child("values").index(v),
+                    value,
+                    msg,
+                ));
+            }
         }
     }
     errs
