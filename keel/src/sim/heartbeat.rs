@@ -110,6 +110,19 @@ pub struct Registered {
     pub since: Time,
 }
 
+/// One node's heartbeat state.
+struct Beat {
+    i: usize,
+    name: String,
+    /// The Node's UID, for its Lease's ownerReference.
+    uid: String,
+    /// Since when the posted conditions have held.
+    since: Time,
+    /// The Lease as last written, to renew with one conditional write.
+    held: Option<Lease>,
+    schedule: Schedule,
+}
+
 /// Everything the heartbeats of a fleet share.
 pub struct Heartbeats {
     pub client: Client,
@@ -125,69 +138,88 @@ pub struct Heartbeats {
 
 impl Heartbeats {
     /// Node `i`'s kubelet heartbeat, until `shutdown`. Errors are logged and retried: a
-    /// renewal after a backoff, a status post on the next tick.
+    /// renewal after a backoff, a status post on the next tick. Shutdown also cuts a tick
+    /// short, so that a master that does not answer cannot hold the sim up.
     pub async fn run(
         self: Arc<Self>,
         i: usize,
         registered: Registered,
         shutdown: CancellationToken,
     ) {
-        let name = self.fleet.name(i);
-        let leases: Api<Lease> = Api::namespaced(self.client.clone(), LEASE_NAMESPACE);
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        let mut held: Option<Lease> = None;
-        let mut since = registered.since;
-        let mut schedule = Schedule::new(
+        let mut beat = Beat {
             i,
-            self.fleet.count(),
-            self.epoch,
-            self.interval,
-            Instant::now(),
-        );
+            name: self.fleet.name(i),
+            uid: registered.uid,
+            since: registered.since,
+            held: None,
+            schedule: Schedule::new(
+                i,
+                self.fleet.count(),
+                self.epoch,
+                self.interval,
+                Instant::now(),
+            ),
+        };
         loop {
-            let wake = tokio::time::Instant::from_std(schedule.next_wake());
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep_until(wake) => {}
-            }
-            match self.renew(&leases, &name, &registered.uid, &mut held).await {
-                Ok(()) => {
-                    Stats::count(&self.stats.lease_renewals);
-                    schedule.renewed(Instant::now());
-                }
-                Err(error) => {
-                    Stats::count(&self.stats.failed_writes);
-                    tracing::warn!(node = %name, %error, "renewing the node's Lease failed; retrying");
-                    schedule.renew_failed(Instant::now());
-                }
-            }
-            let drifted = self.drifted(i, &name);
-            let now = Instant::now();
-            if !schedule.report_due(now, drifted) {
-                continue;
-            }
-            let stamp = Utc::now();
-            if drifted {
-                since = Time(stamp);
-            }
-            let posted = Node {
-                metadata: ObjectMeta {
-                    name: Some(name.clone()),
-                    ..Default::default()
-                },
-                spec: None,
-                status: Some(self.fleet.status(i, Time(stamp), since.clone())),
+            let wake = tokio::time::Instant::from_std(beat.schedule.next_wake());
+            let tick = async {
+                tokio::time::sleep_until(wake).await;
+                self.tick(&mut beat).await;
             };
-            // Unconditional: the kubelet owns its node's status, whatever else changed.
-            match self.writes.run(nodes.replace_status(&name, &posted)).await {
-                Ok(_) => {
-                    Stats::count(&self.stats.node_statuses);
-                    schedule.reported(now);
-                }
-                Err(error) => {
-                    Stats::count(&self.stats.failed_writes);
-                    tracing::warn!(node = %name, %error, "posting the node's status failed; retrying");
-                }
+            if shutdown.run_until_cancelled(tick).await.is_none() {
+                return;
+            }
+        }
+    }
+
+    /// One tick of one node: renew its Lease, then post its status if that is due.
+    async fn tick(&self, beat: &mut Beat) {
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), LEASE_NAMESPACE);
+        match self
+            .renew(&leases, &beat.name, &beat.uid, &mut beat.held)
+            .await
+        {
+            Ok(()) => {
+                Stats::count(&self.stats.lease_renewals);
+                beat.schedule.renewed(Instant::now());
+            }
+            Err(error) => {
+                Stats::count(&self.stats.failed_writes);
+                tracing::warn!(node = %beat.name, %error, "renewing the node's Lease failed; retrying");
+                beat.schedule.renew_failed(Instant::now());
+            }
+        }
+        let drifted = self.drifted(beat.i, &beat.name);
+        let now = Instant::now();
+        if !beat.schedule.report_due(now, drifted) {
+            return;
+        }
+        let stamp = Utc::now();
+        if drifted {
+            beat.since = Time(stamp);
+        }
+        let posted = Node {
+            metadata: ObjectMeta {
+                name: Some(beat.name.clone()),
+                ..Default::default()
+            },
+            spec: None,
+            status: Some(self.fleet.status(beat.i, Time(stamp), beat.since.clone())),
+        };
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        // Unconditional: the kubelet owns its node's status, whatever else changed.
+        match self
+            .writes
+            .run(nodes.replace_status(&beat.name, &posted))
+            .await
+        {
+            Ok(_) => {
+                Stats::count(&self.stats.node_statuses);
+                beat.schedule.reported(now);
+            }
+            Err(error) => {
+                Stats::count(&self.stats.failed_writes);
+                tracing::warn!(node = %beat.name, %error, "posting the node's status failed; retrying");
             }
         }
     }

@@ -80,6 +80,8 @@ impl Ipam {
             Event::Applied(pod) => self.follow(fleet, pod),
             Event::Deleted(pod) => self.release(uid_of(pod)),
             Event::Restarted(pods) => {
+                // An address assigned but not yet written is forgotten here and may be given
+                // twice; a relist is rare (compacted history), and a clash only cosmetic.
                 self.used.clear();
                 self.held.clear();
                 for pod in pods {
