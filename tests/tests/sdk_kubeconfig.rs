@@ -231,3 +231,22 @@ async fn the_sdk_uses_the_admin_kubeconfig_over_the_https_port_beside_kubectl() 
     assert!(list_error(Client::from_config(&root)?).await.is_none());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_open_on_the_https_port_does_not_hold_up_shutdown() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(Flavor::Keel, 1).await?;
+    let path = admin_kubeconfig(&cluster).await?;
+    let cms = Api::<ConfigMap>::namespaced(Client::from_kubeconfig(&path)?, "default");
+    let created = create_when_ready(&cms, &cm("before", "1")).await?;
+    let rv = created.metadata.resource_version.unwrap_or_default();
+    let mut events = cms.watch(&WatchParams::default(), &rv).await?;
+    cms.create(&cm("seen", "2")).await?;
+    let first = tokio::time::timeout(Duration::from_secs(10), events.next()).await?;
+    assert!(matches!(first, Some(Ok(WatchEvent::Added(_)))), "{first:?}");
+
+    cluster.terminate(0)?;
+    let status = cluster.wait_exit(0, Duration::from_secs(20)).await?;
+    assert!(status.success(), "{status}");
+    drop(events);
+    Ok(())
+}
