@@ -5,6 +5,7 @@
 //! shutdown.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -21,6 +22,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::multiplex::Multiplex;
 use crate::pki::{Ca, Issued};
+
+/// How long a connection may finish its requests once shutdown begins. Watches (kubectl's, and
+/// every SDK controller's) never finish by themselves, and one left open must not hold the
+/// master up: past this the connection is dropped, and the client resumes elsewhere.
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// The TLS configuration of one master's API endpoint.
 pub fn tls_config(ca: &Ca, serving: &Issued) -> anyhow::Result<Arc<rustls::ServerConfig>> {
@@ -115,7 +121,9 @@ pub async fn serve(
                 }
                 _ = stop.cancelled() => {
                     conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+                    if tokio::time::timeout(DRAIN, conn).await.is_err() {
+                        tracing::debug!(%peer, "API connection still busy at shutdown; closed");
+                    }
                 }
             }
         });

@@ -215,6 +215,17 @@ impl Cluster {
             .collect()
     }
 
+    /// SIGTERM: the member shuts down as an operator would stop it. Returns at once; see
+    /// [`Cluster::wait_exit`].
+    pub fn terminate(&self, i: usize) -> Result<()> {
+        let child = self.procs[i].as_ref().context("member is not running")?;
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed: {status}");
+        Ok(())
+    }
+
     /// SIGKILL: no chance to flush or say goodbye.
     pub fn kill(&mut self, i: usize) -> Result<()> {
         if let Some(mut child) = self.procs[i].take() {

@@ -265,6 +265,9 @@ async fn pods_are_placed_only_where_every_constraint_holds() -> Result<()> {
     pods.create(&pod("tolerating", tolerating)?).await?;
     assert_eq!(&wait_bound(&pods, "tolerating").await?, tainted);
     delete_all_pods(&pods).await?;
+    nodes
+        .patch(tainted, &Patch::Merge(json!({"spec": {"taints": null}})))
+        .await?;
 
     // Host ports: two pods asking for the same port on the same node cannot both go there.
     let on_first = |name: &str| {
@@ -282,7 +285,9 @@ async fn pods_are_placed_only_where_every_constraint_holds() -> Result<()> {
     pods.create(&on_first("port-b")?).await?;
     let message = wait_unschedulable(&pods, "port-b").await?;
     assert!(
-        message.starts_with("0/6 nodes are available: 1 node(s) didn't have free ports for the requested pod ports, 5 node(s) didn't match Pod's node affinity/selector."),
+        message.starts_with(
+            "0/6 nodes are available: 1 node(s) didn't have free ports for the requested pod ports, 5 node(s) didn't match Pod's node affinity/selector. preemption: "
+        ),
         "{message}"
     );
     delete_all_pods(&pods).await?;
@@ -501,10 +506,32 @@ async fn a_scheduler_paused_past_its_lease_is_fenced_and_no_pod_is_bound_twice()
     };
     tokio::time::sleep(Duration::from_millis(1500)).await;
     cluster.signal(leader, true)?;
+    let paused = Instant::now();
     // Past the 4 s lease: another master's scheduler takes over.
-    tokio::time::sleep(Duration::from_secs(7)).await;
-    let next = scheduler_leader(&client).await?;
-    assert_ne!(next, leader, "another scheduler took over");
+    let next = loop {
+        let next = scheduler_leader(&client).await?;
+        if next != leader {
+            break next;
+        }
+        if paused.elapsed() > Duration::from_secs(20) {
+            for i in 0..3 {
+                let log = cluster.log_of(i);
+                let lines: Vec<&str> = log
+                    .lines()
+                    .filter(|l| l.contains("scheduler") || l.contains("ERROR"))
+                    .collect();
+                eprintln!("--- m{i}:\n{}", lines.join("\n"));
+            }
+            bail!("no other scheduler took over within 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "m{next}'s scheduler took over {:.1} s after m{leader} was paused",
+        paused.elapsed().as_secs_f64()
+    );
+    // Keep it paused past the new leader's first binds, then let it go on.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.signal(leader, false)?;
     creator.await??;
     wait_for("every pod bound", Duration::from_secs(60), || async {
