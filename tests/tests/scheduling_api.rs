@@ -46,14 +46,16 @@ async fn a_scheduler_binds_a_pod_once_and_cannot_bind_after_its_lease_moved() ->
     let mut a = LeaseLock::new(
         client.clone(),
         "kube-system",
-        "kube-scheduler",
+        // Not the in-master scheduler's Lease: these candidates are the test's own.
+        "test-scheduler",
         "a",
         duration,
     );
     let mut b = LeaseLock::new(
         client.clone(),
         "kube-system",
-        "kube-scheduler",
+        // Not the in-master scheduler's Lease: these candidates are the test's own.
+        "test-scheduler",
         "b",
         duration,
     );
@@ -100,7 +102,7 @@ async fn a_scheduler_binds_a_pod_once_and_cannot_bind_after_its_lease_moved() ->
     assert!(
         refused
             .to_string()
-            .contains("lease kube-system/kube-scheduler no longer names the writer"),
+            .contains("lease kube-system/test-scheduler no longer names the writer"),
         "{refused}"
     );
     assert_eq!(node_of(&pods.get("late").await?), None);
