@@ -48,14 +48,14 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
 #[derive(Args, Debug, Clone)]
 pub struct ElectionArgs {
     /// How long a scheduler's Lease lasts without renewal before another may take it.
-    #[arg(long = "scheduler-lease-duration", default_value = "4s", value_parser = parse_duration)]
+    #[arg(long = "scheduler-lease-duration", default_value = "2s", value_parser = parse_duration)]
     lease_duration: Duration,
     /// A leading scheduler that cannot renew within this long stops scheduling (must be
     /// shorter than the lease duration).
-    #[arg(long = "scheduler-renew-deadline", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long = "scheduler-renew-deadline", default_value = "1s", value_parser = parse_duration)]
     renew_deadline: Duration,
     /// How often candidates try to acquire or renew the Lease.
-    #[arg(long = "scheduler-retry-period", default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long = "scheduler-retry-period", default_value = "250ms", value_parser = parse_duration)]
     retry_period: Duration,
     /// percentageOfNodesToScore: the share of nodes searched for feasible ones before scoring;
     /// 0 is Kubernetes' adaptive default.

@@ -507,7 +507,7 @@ async fn a_scheduler_paused_past_its_lease_is_fenced_and_no_pod_is_bound_twice()
     tokio::time::sleep(Duration::from_millis(1500)).await;
     cluster.signal(leader, true)?;
     let paused = Instant::now();
-    // Past the 4 s lease: another master's scheduler takes over.
+    // Past the 2 s lease: another master's scheduler takes over.
     let next = loop {
         let next = scheduler_leader(&client).await?;
         if next != leader {
