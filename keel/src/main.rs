@@ -9,6 +9,7 @@ mod pki;
 mod rest;
 mod scheduler;
 mod server;
+mod signals;
 mod sim;
 
 use clap::{Parser, Subcommand};

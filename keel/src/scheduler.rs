@@ -25,18 +25,7 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     let config = args.election.config(&args.name)?;
     let client = args.masters.connect()?;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let stop = shutdown.clone();
-    let signals = tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-            _ = stop.cancelled() => return Ok(()),
-        }
-        tracing::info!("shutting down");
-        stop.cancel();
-        Ok::<(), std::io::Error>(())
-    });
+    let signals = tokio::spawn(crate::signals::cancel_on_signal(shutdown.clone()));
     tracing::info!(identity = %config.identity, "scheduler starting");
     let stats = keel_scheduler::run::run(client, config, shutdown.clone()).await;
     tracing::info!(?stats, "scheduler stopped");

@@ -287,17 +287,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let config = args.into_config()?;
     let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    let signals = tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutting down");
-        stop.cancel();
-        Ok::<(), std::io::Error>(())
-    });
+    let signals = tokio::spawn(crate::signals::cancel_on_signal(shutdown.clone()));
     let (routes, background) = if store_only {
         (tonic::service::Routes::default(), None)
     } else {

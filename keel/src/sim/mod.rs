@@ -53,7 +53,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    tracker.spawn(stop_on_signal(shutdown.clone()));
+    tracker.spawn(crate::signals::cancel_on_signal(shutdown.clone()));
     let (nodes, fill_nodes) = heartbeat::node_cache(client.clone());
     tracker.spawn(shutdown.clone().run_until_cancelled_owned(fill_nodes));
     let pods = Arc::new(Pods::new(
@@ -118,26 +118,4 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         tracing::info!(nodes = fleet.count(), "deleted the nodes and their Leases");
     }
     Ok(())
-}
-
-/// Cancels `shutdown` on SIGINT or SIGTERM; returns early if it is cancelled otherwise.
-async fn stop_on_signal(shutdown: CancellationToken) {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch for SIGTERM; stop with SIGINT");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = shutdown.cancelled() => return,
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
-    tracing::info!("stopping");
-    shutdown.cancel();
 }
