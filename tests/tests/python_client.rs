@@ -25,7 +25,9 @@ async fn the_python_client_creates_lists_patches_watches_and_deletes_pods() -> a
         "{} is missing: run scripts/python-env.sh",
         python.display()
     );
-    let cluster = Cluster::start(Flavor::Keel, 3).await?;
+    // Without a scheduler: with no nodes it would mark the pod unschedulable, an extra
+    // MODIFIED event in the exact sequence this test expects from the client.
+    let cluster = Cluster::start_with(Flavor::Keel, 3, &["--scheduler=false".to_string()]).await?;
     let k = Kubectl::for_cluster(&cluster).await?;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/pods.py");
     let out = tokio::task::block_in_place(|| {
