@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use keel_client::api::WatchEvent;
 use keel_client::k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use keel_client::watcher::Event;
 use keel_client::{Api, Client, DeleteParams, ListParams, WatchParams};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
@@ -188,6 +188,8 @@ struct Outcome {
     seconds: f64,
     latency_ms: Histogram<u64>,
     create_errors: usize,
+    /// The longest time between two consecutive binds.
+    max_gap: Duration,
 }
 
 pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
@@ -266,7 +268,11 @@ async fn measure(
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     // Send times by pod name; the watch looks them up when a pod shows its node.
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::new(Mutex::new(HashMap::new()));
-    let mut stream = pods.watch(&WatchParams::default(), "0").await?;
+    // A watch that resumes on another master if its master dies (the failover run kills one).
+    let mut stream = Box::pin(keel_client::watcher::watcher(
+        pods.clone(),
+        WatchParams::default(),
+    ));
     let watcher = {
         let sent = sent.clone();
         let total = args.pods;
@@ -274,33 +280,47 @@ async fn measure(
             let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)?;
             let mut bound: HashMap<String, ()> = HashMap::new();
             let mut last = Instant::now();
+            // The longest stretch without a bind once binding began: a failover's cost when a
+            // master is killed mid-run.
+            let mut first: Option<Instant> = None;
+            let mut max_gap = Duration::ZERO;
             while bound.len() < total {
                 let ev = match tokio::time::timeout(Duration::from_secs(60), stream.next()).await {
                     Ok(Some(Ok(ev))) => ev,
-                    Ok(Some(Err(e))) => bail!("watch failed: {e}"),
+                    // Interrupted: the watcher resumes by itself.
+                    Ok(Some(Err(_))) => continue,
                     Ok(None) => bail!("watch ended"),
                     Err(_) => break,
                 };
-                let (WatchEvent::Added(p) | WatchEvent::Modified(p)) = ev else {
-                    continue;
+                let seen = match ev {
+                    Event::Applied(p) => vec![p],
+                    Event::Restarted(list) => list,
+                    Event::Deleted(_) => continue,
                 };
-                let has_node = p
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.node_name.as_deref())
-                    .is_some_and(|n| !n.is_empty());
-                let name = p.metadata.name.unwrap_or_default();
-                if !has_node || bound.contains_key(&name) {
-                    continue;
+                for p in seen {
+                    let has_node = p
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_deref())
+                        .is_some_and(|n| !n.is_empty());
+                    let name = p.metadata.name.unwrap_or_default();
+                    if !has_node || bound.contains_key(&name) {
+                        continue;
+                    }
+                    let now = Instant::now();
+                    if let Some(at) = sent.lock().await.get(&name) {
+                        latency
+                            .saturating_record(now.duration_since(*at).as_millis().max(1) as u64);
+                    }
+                    bound.insert(name, ());
+                    if first.is_some() {
+                        max_gap = max_gap.max(now.duration_since(last));
+                    }
+                    first.get_or_insert(now);
+                    last = now;
                 }
-                let now = Instant::now();
-                if let Some(at) = sent.lock().await.get(&name) {
-                    latency.saturating_record(now.duration_since(*at).as_millis().max(1) as u64);
-                }
-                bound.insert(name, ());
-                last = now;
             }
-            Ok((bound.len(), latency, last))
+            Ok((bound.len(), latency, last, max_gap))
         })
     };
     let started = Instant::now();
@@ -336,17 +356,19 @@ async fn measure(
         .collect::<Vec<()>>()
         .await;
     let created_in = started.elapsed();
-    let (bound, latency_ms, last) = watcher.await??;
+    let (bound, latency_ms, last, max_gap) = watcher.await??;
     eprintln!(
-        "bench scheduler: created {} pods in {:.1}s",
+        "bench scheduler: created {} pods in {:.1}s ({:.0}/s)",
         args.pods,
-        created_in.as_secs_f64()
+        created_in.as_secs_f64(),
+        args.pods as f64 / created_in.as_secs_f64().max(1e-9)
     );
     Ok(Outcome {
         bound,
         seconds: last.duration_since(started).as_secs_f64(),
         latency_ms,
         create_errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+        max_gap,
     })
 }
 
@@ -365,11 +387,12 @@ fn report(args: &SchedulerBenchArgs, o: &Outcome) {
                 "create_rate": args.rate, "bound": o.bound, "seconds": o.seconds,
                 "pods_per_second": rate, "p50_ms": q(0.5), "p99_ms": q(0.99),
                 "max_ms": o.latency_ms.max(), "create_errors": o.create_errors,
+                "max_gap_ms": o.max_gap.as_millis() as u64,
             })
         );
     } else {
         println!(
-            "scheduler {:<13} nodes={} pods={} create-rate={}/s  scheduled/s={:.0}  create→bound p50={}ms p99={}ms max={}ms  ({} bound in {:.1}s, {} create errors)",
+            "scheduler {:<13} nodes={} pods={} create-rate={}/s  scheduled/s={:.0}  create→bound p50={}ms p99={}ms max={}ms  max_gap={}ms  ({} bound in {:.1}s, {} create errors)",
             args.workload.name(),
             args.nodes,
             args.pods,
@@ -378,6 +401,7 @@ fn report(args: &SchedulerBenchArgs, o: &Outcome) {
             q(0.5),
             q(0.99),
             o.latency_ms.max(),
+            o.max_gap.as_millis(),
             o.bound,
             o.seconds,
             o.create_errors

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The scheduler benchmark: 3 keel masters (release build), then `keel bench scheduler` for each
+# workload, then a failover run in which the master whose scheduler is active is killed with
+# SIGKILL mid-run (max_gap is the longest time between two binds).
+# Usage: scripts/bench-scheduler.sh [nodes] [pods] [rate]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/bench-clusters.sh
+nodes="${1:-5000}" pods="${2:-30000}" rate="${3:-3000}"
+build_keel
+work="$(mktemp -d)"
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+start_cluster keel 31000
+servers="$eps"
+for workload in basic affinity spread anti-affinity; do
+  "$keel" bench scheduler --server "$servers" --nodes "$nodes" --pods "$pods" --rate "$rate" --workload "$workload"
+done
+# Failover: kill the active scheduler's master a few seconds into a run, then measure.
+holder_member() {
+  ETCDCTL_API=3 etcdctl --endpoints="${servers//http:\/\//}" get /registry/leases/kube-system/kube-scheduler --print-value-only |
+    grep -o '"holderIdentity":"[^"]*"' | sed -E 's/.*_m([0-9]+)_.*/\1/'
+}
+failover_pods=$((rate * 12))
+"$keel" bench scheduler --server "$servers" --nodes "$nodes" --pods "$failover_pods" --rate "$rate" --workload basic &
+bench=$!
+# Registration of the nodes comes first; kill once pods are flowing.
+for _ in $(seq 600); do
+  [ -n "$(ETCDCTL_API=3 etcdctl --endpoints="${servers//http:\/\//}" get /registry/pods/ --prefix --keys-only --limit 1 2>/dev/null)" ] && break
+  sleep 0.2
+done
+sleep 4
+m="$(holder_member)"
+echo "bench-scheduler: killing m$m (pid ${member_pids[keel-$m]}), whose scheduler is active" >&2
+kill -9 "${member_pids[keel-$m]}"
+wait "$bench"
