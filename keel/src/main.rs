@@ -2,6 +2,7 @@
 
 mod bench;
 mod connect;
+mod duration;
 mod https;
 mod multiplex;
 mod ops;

@@ -37,41 +37,19 @@ pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
 #[derive(Args, Debug, Clone)]
 pub struct ElectionArgs {
     /// How long a scheduler's Lease lasts without renewal before another may take it.
-    #[arg(long = "scheduler-lease-duration", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long = "scheduler-lease-duration", default_value = "2s", value_parser = crate::duration::flag)]
     lease_duration: Duration,
     /// A leading scheduler that cannot renew within this long stops scheduling (must be
     /// shorter than the lease duration).
-    #[arg(long = "scheduler-renew-deadline", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long = "scheduler-renew-deadline", default_value = "1s", value_parser = crate::duration::flag)]
     renew_deadline: Duration,
     /// How often candidates try to acquire or renew the Lease.
-    #[arg(long = "scheduler-retry-period", default_value = "250ms", value_parser = parse_duration)]
+    #[arg(long = "scheduler-retry-period", default_value = "250ms", value_parser = crate::duration::flag)]
     retry_period: Duration,
     /// percentageOfNodesToScore: the share of nodes searched for feasible ones before scoring;
     /// 0 is Kubernetes' adaptive default.
     #[arg(long = "percentage-of-nodes-to-score", default_value_t = 0)]
     percentage_of_nodes_to_score: u32,
-}
-
-/// `500ms`, `4s`, `1m`: a number and a unit.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration such as 500ms, 4s or 1m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" | "" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m or h)")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("{s:?} is not a duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 impl ElectionArgs {
@@ -108,13 +86,26 @@ impl ElectionArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        election: ElectionArgs,
+    }
 
     #[test]
-    fn durations_take_kubernetes_style_units() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("4s"), Ok(Duration::from_secs(4)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration("4 weeks").is_err());
-        assert!(parse_duration("").is_err());
+    fn timings_take_go_durations() {
+        let cli = Cli::parse_from([
+            "x",
+            "--scheduler-retry-period",
+            "500ms",
+            "--scheduler-lease-duration",
+            "1m",
+        ]);
+        assert_eq!(cli.election.retry_period, Duration::from_millis(500));
+        assert_eq!(cli.election.lease_duration, Duration::from_secs(60));
+        assert!(Cli::try_parse_from(["x", "--scheduler-lease-duration", "4 weeks"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--scheduler-lease-duration", ""]).is_err());
     }
 }

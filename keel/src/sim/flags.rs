@@ -7,7 +7,7 @@ use std::time::Duration;
 use keel_types::k8s_openapi::api::core::v1::Taint;
 use keel_types::names;
 
-use super::duration;
+use crate::duration;
 
 /// Simulated nodes: register them, keep them alive, and run the pods bound to them.
 #[derive(clap::Args, Debug, Clone)]

@@ -30,7 +30,7 @@ use keel_types::k8s_openapi::api::core::v1::{
 use keel_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use keel_types::k8s_openapi::chrono::{DateTime, TimeDelta, Utc};
 
-use super::duration::{self, DurationError};
+use crate::duration::{self, DurationError};
 
 /// How long the pod's containers run before exiting (absent: for ever).
 pub const RUN_TIME: &str = "keel.dev/sim-run-time";

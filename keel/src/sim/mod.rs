@@ -17,7 +17,6 @@
 //! finish; the tracker is closed and waited on; then, only with `--delete-on-exit`, the
 //! nodes and their Leases are deleted — otherwise they stay registered, as KWOK leaves them.
 
-mod duration;
 mod flags;
 mod heartbeat;
 mod ipam;

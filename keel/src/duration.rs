@@ -1,5 +1,6 @@
-//! Go's duration syntax (`300ms`, `5s`, `1m30s`, `1.5h`), as kubelet's flags and KWOK's
-//! annotations write durations; used for the sim's timing flags and the run-time annotation.
+//! Go's duration syntax (`300ms`, `5s`, `1m30s`, `1.5h`), as Kubernetes' flags and KWOK's
+//! annotations write durations; used for the scheduler's and the sim's timing flags and the
+//! sim's run-time annotation.
 
 use std::time::Duration;
 
@@ -14,6 +15,11 @@ pub enum DurationError {
     Negative(String),
     #[error("invalid duration {0:?}: too long")]
     Overflow(String),
+}
+
+/// [`parse`] for clap's `value_parser`: the error as text.
+pub fn flag(text: &str) -> Result<Duration, String> {
+    parse(text).map_err(|e| e.to_string())
 }
 
 /// Parses a Go duration. Unlike Go, a sign is refused: every duration here is a wait.
