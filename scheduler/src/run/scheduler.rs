@@ -265,23 +265,38 @@ impl Scheduler {
             self.queue.on_event(ClusterEvent::NodeAdded, now);
             return;
         };
-        let spec = |n: &Node| n.spec.clone().unwrap_or_default();
-        let status = |n: &Node| n.status.clone().unwrap_or_default();
-        if status(&before).allocatable != status(&node).allocatable {
+        // Compared in place: a node's status (images, conditions) is large, and nodes report
+        // it all the time.
+        use keel_client::k8s_openapi::api::core::v1::ContainerImage;
+        use keel_client::k8s_openapi::api::core::v1::Taint;
+        use keel_client::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+        fn allocatable(n: &Node) -> Option<&std::collections::BTreeMap<String, Quantity>> {
+            n.status.as_ref().and_then(|s| s.allocatable.as_ref())
+        }
+        fn images(n: &Node) -> Option<&Vec<ContainerImage>> {
+            n.status.as_ref().and_then(|s| s.images.as_ref())
+        }
+        fn taints(n: &Node) -> Option<&Vec<Taint>> {
+            n.spec.as_ref().and_then(|s| s.taints.as_ref())
+        }
+        fn cordoned(n: &Node) -> Option<bool> {
+            n.spec.as_ref().and_then(|s| s.unschedulable)
+        }
+        if allocatable(&before) != allocatable(&node) {
             self.queue
                 .on_event(ClusterEvent::NodeAllocatableChanged, now);
         }
         if before.metadata.labels != node.metadata.labels {
             self.queue.on_event(ClusterEvent::NodeLabelsChanged, now);
         }
-        if spec(&before).taints != spec(&node).taints {
+        if taints(&before) != taints(&node) {
             self.queue.on_event(ClusterEvent::NodeTaintsChanged, now);
         }
-        if spec(&before).unschedulable != spec(&node).unschedulable {
+        if cordoned(&before) != cordoned(&node) {
             self.queue
                 .on_event(ClusterEvent::NodeSchedulableChanged, now);
         }
-        if status(&before).images != status(&node).images {
+        if images(&before) != images(&node) {
             self.queue.on_event(ClusterEvent::NodeImagesChanged, now);
         }
     }
