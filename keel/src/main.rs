@@ -2,7 +2,9 @@
 
 mod bench;
 mod connect;
+mod controller_manager;
 mod duration;
+mod election;
 mod https;
 mod multiplex;
 mod ops;
@@ -34,6 +36,10 @@ enum Command {
     /// Run the scheduler alone against running masters (found by --kubeconfig, $KUBECONFIG or
     /// --server); it acts only while it holds the Lease kube-system/kube-scheduler.
     Scheduler(scheduler::SchedulerArgs),
+    /// Run the controller manager alone against running masters (found by --kubeconfig,
+    /// $KUBECONFIG or --server); it acts only while it holds the Lease
+    /// kube-system/kube-controller-manager.
+    ControllerManager(controller_manager::ControllerManagerArgs),
     /// Load-test etcd-v3 endpoints (keel or etcd) and print throughput and latency percentiles.
     Bench(bench::BenchArgs),
     /// Membership of a running cluster: list, add, remove, promote, update.
@@ -65,6 +71,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Server(Box::default())) {
         Command::Server(args) => runtime.block_on(server::run(*args)),
         Command::Scheduler(args) => runtime.block_on(scheduler::run(args)),
+        Command::ControllerManager(args) => runtime.block_on(controller_manager::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Member(args) => runtime.block_on(ops::member(args)),
         Command::Snapshot(args) => ops::snapshot(args),

@@ -55,29 +55,17 @@ pub struct ElectionArgs {
 impl ElectionArgs {
     /// The scheduler's configuration for a candidate named after `member`.
     pub fn config(&self, member: &str) -> anyhow::Result<keel_scheduler::run::Config> {
-        if self.renew_deadline >= self.lease_duration {
-            bail!(
-                "--scheduler-renew-deadline ({:?}) must be shorter than --scheduler-lease-duration ({:?})",
-                self.renew_deadline,
-                self.lease_duration
-            );
-        }
-        if self.retry_period.is_zero() {
-            bail!("--scheduler-retry-period must be positive");
-        }
+        let timing = crate::election::timing(
+            "scheduler",
+            self.lease_duration,
+            self.renew_deadline,
+            self.retry_period,
+        )?;
         if self.percentage_of_nodes_to_score > 100 {
             bail!("--percentage-of-nodes-to-score must be between 0 and 100");
         }
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into());
-        let suffix: u32 = rand::random();
-        let mut config = keel_scheduler::run::Config::new(&format!("{host}_{member}_{suffix:08x}"));
-        config.timing = keel_client::leader::Timing {
-            lease_duration: self.lease_duration,
-            renew_deadline: self.renew_deadline,
-            retry_period: self.retry_period,
-        };
+        let mut config = keel_scheduler::run::Config::new(&crate::election::identity(member));
+        config.timing = timing;
         config.percentage_of_nodes_to_score = self.percentage_of_nodes_to_score;
         Ok(config)
     }

@@ -121,6 +121,12 @@ pub struct ServerArgs {
     scheduler: bool,
     #[command(flatten)]
     scheduler_election: crate::scheduler::ElectionArgs,
+    /// Run the controller manager in this master (one active across all masters, elected
+    /// through the Lease kube-system/kube-controller-manager).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    controller_manager: bool,
+    #[command(flatten)]
+    controller_manager_settings: crate::controller_manager::ManagerArgs,
     /// Test-only: plant a known bug so the fault harness can prove it notices. `stale-reads`
     /// serves linearizable reads from local state without confirming leadership. Never use it
     /// for anything but tests.
@@ -280,6 +286,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let scheduler = (args.scheduler && !store_only)
         .then(|| args.scheduler_election.config(&args.name))
         .transpose()?;
+    let controller_manager = (args.controller_manager && !store_only)
+        .then(|| args.controller_manager_settings.config(&args.name))
+        .transpose()?;
     let auth = auth_config(&args)?;
     let rest_config = crate::rest::RestConfig {
         listen: SocketAddr::new(args.bind_address, args.secure_port),
@@ -299,21 +308,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         // Control loops in this master reach the API as any client does: over gRPC, here on
         // this member's own client port.
         let loopback_url = format!("http://{}", loopback(&config)?);
-        // The in-master scheduler authenticates as system:kube-scheduler with a token only this
-        // process knows, so it works whatever --authorization-mode and --anonymous-auth say
-        // (RBAC grants that user what kube-scheduler's bootstrap role grants).
-        let scheduler_token: String = {
-            use rand::Rng;
-            let bytes: [u8; 32] = rand::rng().random();
-            bytes.iter().map(|b| format!("{b:02x}")).collect()
-        };
-        api.add_token(
-            &scheduler_token,
-            keel_api::auth::UserInfo {
-                name: "system:kube-scheduler".to_string(),
-                uid: String::new(),
-                groups: vec![keel_api::auth::authn::AUTHENTICATED.to_string()],
-            },
+        // The in-master scheduler and controller manager authenticate as
+        // system:kube-scheduler and system:kube-controller-manager with tokens only this
+        // process knows, so they work whatever --authorization-mode and --anonymous-auth say
+        // (RBAC grants those users what their bootstrap roles grant).
+        let scheduler_token =
+            component_token(&api, keel_api::auth::bootstrap_roles::KUBE_SCHEDULER_USER);
+        let controller_manager_token = component_token(
+            &api,
+            keel_api::auth::bootstrap_roles::KUBE_CONTROLLER_MANAGER_USER,
         );
         // One service, served twice: on the store's plain client port (loopback and in-process
         // users) and on the HTTPS port beside REST (the SDK with a kubeconfig).
@@ -362,7 +365,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 let Some(config) = scheduler else {
                     return;
                 };
-                match keel_client::Client::with_token(&[loopback_url], &scheduler_token) {
+                match keel_client::Client::with_token(
+                    std::slice::from_ref(&loopback_url),
+                    &scheduler_token,
+                ) {
                     Ok(client) => {
                         let stats =
                             keel_scheduler::run::run(client, config, bootstrap_stop.clone()).await;
@@ -371,7 +377,29 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                     Err(e) => tracing::error!(error = %e, "the scheduler cannot start"),
                 }
             };
-            tokio::join!(cache, namespaces, finalizer, rest, scheduler);
+            let controller_manager = async {
+                let Some(config) = controller_manager else {
+                    return;
+                };
+                match keel_client::Client::with_token(
+                    std::slice::from_ref(&loopback_url),
+                    &controller_manager_token,
+                ) {
+                    Ok(client) => {
+                        keel_controllers::run(client, config, bootstrap_stop.clone()).await;
+                        tracing::info!("controller manager stopped");
+                    }
+                    Err(e) => tracing::error!(error = %e, "the controller manager cannot start"),
+                }
+            };
+            tokio::join!(
+                cache,
+                namespaces,
+                finalizer,
+                rest,
+                scheduler,
+                controller_manager
+            );
         });
         (routes, Some(background))
     };
@@ -382,6 +410,26 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let _ = background.await;
     }
     result.map_err(Into::into)
+}
+
+/// A fresh random token authenticating `user` (in the authenticated group) to `api`, for a
+/// control loop inside this process.
+fn component_token<S: keel_api::storage::Storage>(
+    api: &keel_api::ApiServer<S>,
+    user: &str,
+) -> String {
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::rng().random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    api.add_token(
+        &token,
+        keel_api::auth::UserInfo {
+            name: user.to_string(),
+            uid: String::new(),
+            groups: vec![keel_api::auth::authn::AUTHENTICATED.to_string()],
+        },
+    );
+    token
 }
 
 /// Largest API request body: the store's limit on one value, as Kubernetes' (3 MiB) would not fit.

@@ -22,6 +22,8 @@ pub const SERVICE_ACCOUNTS_GROUP: &str = "system:serviceaccounts";
 pub const MONITORING_GROUP: &str = "system:monitoring";
 /// The user the scheduler authenticates as.
 pub const KUBE_SCHEDULER_USER: &str = "system:kube-scheduler";
+/// The user the controller manager authenticates as.
+pub const KUBE_CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 const BOOTSTRAPPING_LABEL: &str = "kubernetes.io/bootstrapping";
@@ -126,6 +128,11 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
                 ],
             )],
         ),
+        role(
+            KUBE_CONTROLLER_MANAGER_USER,
+            &[],
+            kube_controller_manager_rules(),
+        ),
         role(KUBE_SCHEDULER_USER, &[], kube_scheduler_rules()),
         role(
             "system:monitoring",
@@ -170,6 +177,7 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
         binding("cluster-admin", &[MASTERS_GROUP]),
         binding("system:basic-user", &[AUTHENTICATED_GROUP]),
         binding("system:discovery", &[AUTHENTICATED_GROUP]),
+        user_binding(KUBE_CONTROLLER_MANAGER_USER, KUBE_CONTROLLER_MANAGER_USER),
         user_binding(KUBE_SCHEDULER_USER, KUBE_SCHEDULER_USER),
         binding("system:monitoring", &[MONITORING_GROUP]),
         binding(
@@ -180,6 +188,52 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             "system:service-account-issuer-discovery",
             &[SERVICE_ACCOUNTS_GROUP],
         ),
+    ]
+}
+
+/// What the controller manager reads and writes. Kubernetes splits this across one service
+/// account per controller; keel's controllers share one identity, holding the union of those
+/// roles: reading, updating and deleting any object (the garbage collector and the namespace
+/// controller act on every kind, as Kubernetes' `system:controller:generic-garbage-collector`
+/// and `system:controller:namespace-controller` may), and creating only what controllers
+/// create. It cannot create Secrets, RBAC objects or anything else no controller makes.
+fn kube_controller_manager_rules() -> Vec<PolicyRule> {
+    vec![
+        rule(
+            &[
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ],
+            &["*"],
+            &["*"],
+        ),
+        rule(
+            &["create"],
+            &[""],
+            &[
+                "configmaps",
+                "endpoints",
+                "events",
+                "persistentvolumeclaims",
+                "pods",
+                "pods/eviction",
+                "serviceaccounts",
+            ],
+        ),
+        rule(&["create"], &["events.k8s.io"], &["events"]),
+        rule(
+            &["create"],
+            &["apps"],
+            &["controllerrevisions", "replicasets"],
+        ),
+        rule(&["create"], &["batch"], &["jobs"]),
+        rule(&["create"], &["discovery.k8s.io"], &["endpointslices"]),
+        rule(&["create"], &["coordination.k8s.io"], &["leases"]),
     ]
 }
 

@@ -1,0 +1,187 @@
+//! Events as kube-controller-manager's controllers write them (`SuccessfulCreate`,
+//! `ScalingReplicaSet` …), so `kubectl describe` and `kubectl get events` read as on
+//! Kubernetes. Repeats of one event (same object, type, reason and message) within ten
+//! minutes bump its count and lastTimestamp instead of adding another, as client-go's
+//! correlator does.
+//!
+//! Best effort, in the background: a controller never waits for its events, and when too many
+//! are in flight new ones are dropped rather than slowing reconciles. Writes are fenced like
+//! every other write of the term.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use keel_client::k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use keel_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use keel_client::k8s_openapi::chrono::Utc;
+use keel_client::k8s_openapi::{Metadata, Resource};
+use keel_client::{Api, Client, Fence, Patch};
+use serde_json::json;
+use tokio_util::task::TaskTracker;
+
+/// Events in flight beyond this are dropped.
+const MAX_IN_FLIGHT: usize = 1000;
+/// Repeats within this window are folded into one Event.
+const CORRELATION_WINDOW: Duration = Duration::from_secs(600);
+/// Distinct events remembered for folding; the memory is cleared when full.
+const MAX_REMEMBERED: usize = 4096;
+
+pub const NORMAL: &str = "Normal";
+pub const WARNING: &str = "Warning";
+
+/// The reference an Event makes to the object it is about.
+pub fn reference<K: Resource + Metadata<Ty = ObjectMeta>>(object: &K) -> ObjectReference {
+    let meta = object.metadata();
+    ObjectReference {
+        api_version: Some(K::API_VERSION.into()),
+        kind: Some(K::KIND.into()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..Default::default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Correlation {
+    uid: String,
+    type_: &'static str,
+    reason: String,
+    message: String,
+}
+
+#[derive(Debug, Clone)]
+struct Seen {
+    namespace: String,
+    name: String,
+    count: i32,
+    first: Time,
+    at: Instant,
+}
+
+/// Writes Events for one term of the controller manager.
+pub struct Recorder {
+    client: Client,
+    fence: Fence,
+    instance: String,
+    tasks: TaskTracker,
+    in_flight: Arc<AtomicUsize>,
+    seen: Arc<Mutex<HashMap<Correlation, Seen>>>,
+}
+
+impl Recorder {
+    pub fn new(client: Client, fence: Fence, instance: String, tasks: TaskTracker) -> Self {
+        Self {
+            client,
+            fence,
+            instance,
+            tasks,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            seen: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Records that `component` did something to `object`: `type_` is [`NORMAL`] or
+    /// [`WARNING`], `reason` is Kubernetes' CamelCase reason.
+    pub fn event(
+        &self,
+        component: &'static str,
+        object: ObjectReference,
+        type_: &'static str,
+        reason: &str,
+        message: String,
+    ) {
+        if self.in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            tracing::debug!(reason, "too many events in flight; dropped");
+            return;
+        }
+        let namespace = object
+            .namespace
+            .clone()
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let key = Correlation {
+            uid: object.uid.clone().unwrap_or_default(),
+            type_,
+            reason: reason.to_string(),
+            message: message.clone(),
+        };
+        let now = Time(Utc::now());
+        let repeat = {
+            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            let repeat = seen
+                .get_mut(&key)
+                .filter(|s| s.at.elapsed() < CORRELATION_WINDOW)
+                .map(|s| {
+                    s.count += 1;
+                    s.at = Instant::now();
+                    s.clone()
+                });
+            if repeat.is_none() {
+                if seen.len() >= MAX_REMEMBERED {
+                    seen.clear();
+                }
+                let nanos = now.0.timestamp_nanos_opt().unwrap_or_default();
+                seen.insert(
+                    key.clone(),
+                    Seen {
+                        namespace: namespace.clone(),
+                        name: format!("{}.{nanos:x}", object.name.clone().unwrap_or_default()),
+                        count: 1,
+                        first: now.clone(),
+                        at: Instant::now(),
+                    },
+                );
+            }
+            repeat.or_else(|| seen.get(&key).cloned())
+        };
+        let Some(seen) = repeat else {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return;
+        };
+        let api: Api<Event> =
+            Api::namespaced(self.client.clone(), &seen.namespace).with_fence(self.fence.clone());
+        let in_flight = self.in_flight.clone();
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(seen.name.clone()),
+                namespace: Some(seen.namespace.clone()),
+                ..Default::default()
+            },
+            involved_object: object,
+            reason: Some(reason.to_string()),
+            message: Some(message),
+            type_: Some(type_.into()),
+            source: Some(EventSource {
+                component: Some(component.into()),
+                host: None,
+            }),
+            reporting_component: Some(component.into()),
+            reporting_instance: Some(self.instance.clone()),
+            first_timestamp: Some(seen.first.clone()),
+            last_timestamp: Some(now.clone()),
+            count: Some(seen.count),
+            ..Default::default()
+        };
+        self.tasks.spawn(async move {
+            let result = if seen.count == 1 {
+                api.create(&event).await.map(|_| ())
+            } else {
+                let patch = json!({"count": seen.count, "lastTimestamp": now});
+                match api.patch(&seen.name, &Patch::Merge(patch)).await {
+                    // The first write was dropped or the Event expired: write it whole.
+                    Err(e) if e.is_not_found() => api.create(&event).await.map(|_| ()),
+                    other => other.map(|_| ()),
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, "writing an event");
+            }
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}

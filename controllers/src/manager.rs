@@ -1,0 +1,188 @@
+//! The controller manager: campaigns for the Lease `kube-system/kube-controller-manager` and,
+//! for as long as it holds it, runs the selected controllers with every write fenced by that
+//! term. Losing the Lease stops them all (their caches with them); winning it again starts a
+//! new term from scratch, so nothing a deposed term believed carries over.
+//!
+//! The table of controllers is [`CONTROLLERS`]: each entry names a controller (as
+//! kube-controller-manager's `--controllers` flag does), says whether it runs by default, and
+//! starts it. Wiring happens here and nowhere else.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use keel_client::leader::{LeaseLock, Timing};
+use keel_client::{Client, Fence};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::context::Context;
+use crate::events::Recorder;
+use crate::informer::Informers;
+use crate::selection::{select, SelectionError};
+
+/// How a controller starts: given the term's context, it runs until the token is cancelled.
+pub type Start = fn(Arc<Context>, CancellationToken) -> BoxFuture<'static, ()>;
+
+/// One entry of the table.
+pub struct ControllerDef {
+    /// Its name in `--controllers`, as kube-controller-manager names it.
+    pub name: &'static str,
+    pub on_by_default: bool,
+    pub start: Start,
+}
+
+/// Every controller this manager can run.
+pub const CONTROLLERS: &[ControllerDef] = &[];
+
+/// Settings the controllers read (kube-controller-manager's flags of the same names).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long a node's Lease may go unrenewed before the node is marked unreachable
+    /// (`--node-monitor-grace-period`, Kubernetes 1.32's default 50 s).
+    pub node_monitor_grace_period: Duration,
+    /// Terminated pods kept before PodGC deletes the oldest (`--terminated-pod-gc-threshold`).
+    pub terminated_pod_gc_threshold: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            node_monitor_grace_period: Duration::from_secs(50),
+            terminated_pod_gc_threshold: 12_500,
+        }
+    }
+}
+
+/// How one controller manager runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This candidate's identity in the Lease.
+    pub identity: String,
+    pub lease_namespace: String,
+    pub lease_name: String,
+    pub timing: Timing,
+    /// The names of the controllers to run (see [`Config::select`]).
+    pub controllers: BTreeSet<&'static str>,
+    pub options: Arc<Options>,
+}
+
+impl Config {
+    /// kube-controller-manager's Lease name, every default controller, and the same short
+    /// lease as the scheduler's (a successor acts within about 3 s; the fence keeps a leader
+    /// that merely missed a renewal harmless).
+    pub fn new(identity: &str) -> Config {
+        Config {
+            identity: identity.into(),
+            lease_namespace: "kube-system".into(),
+            lease_name: "kube-controller-manager".into(),
+            timing: Timing {
+                lease_duration: Duration::from_secs(2),
+                renew_deadline: Duration::from_secs(1),
+                retry_period: Duration::from_millis(250),
+            },
+            controllers: CONTROLLERS
+                .iter()
+                .filter(|c| c.on_by_default)
+                .map(|c| c.name)
+                .collect(),
+            options: Arc::new(Options::default()),
+        }
+    }
+
+    /// Applies a `--controllers` value (`*`, `name`, `-name`).
+    pub fn select(&mut self, flags: &[String]) -> Result<(), SelectionError> {
+        let known: Vec<(&'static str, bool)> = CONTROLLERS
+            .iter()
+            .map(|c| (c.name, c.on_by_default))
+            .collect();
+        self.controllers = select(flags, &known)?;
+        Ok(())
+    }
+}
+
+/// Runs the controller manager against the masters `client` reaches until `shutdown`.
+///
+/// Shutdown order: the running term's controllers are cancelled and joined (their in-flight
+/// writes finish or fail on the fence), then the election stops and a leader releases its
+/// Lease.
+pub async fn run(client: Client, config: Config, shutdown: CancellationToken) {
+    let election = TaskTracker::new();
+    let (leader_tx, mut leader_rx) = watch::channel(None);
+    let lock = LeaseLock::new(
+        client.clone(),
+        &config.lease_namespace,
+        &config.lease_name,
+        &config.identity,
+        config.timing.lease_duration,
+    );
+    let campaign = shutdown.child_token();
+    election.spawn(lock.run(config.timing, leader_tx, campaign.clone()));
+    election.close();
+    loop {
+        let fence = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            fence = next_term(&mut leader_rx) => fence,
+        };
+        let Some(fence) = fence else { break };
+        tracing::info!(identity = %config.identity, transitions = fence.transitions, "leading the controller manager");
+        let term = shutdown.child_token();
+        let tasks = TaskTracker::new();
+        start_term(&client, &config, fence.clone(), &tasks, &term);
+        tasks.close();
+        // The term lasts while the fence is unchanged.
+        let election_over = tokio::select! {
+            _ = shutdown.cancelled() => false,
+            changed = leader_rx.wait_for(|current| current.as_ref() != Some(&fence)) => changed.is_err(),
+        };
+        term.cancel();
+        tasks.wait().await;
+        tracing::info!(identity = %config.identity, "stopped leading the controller manager");
+        if election_over || shutdown.is_cancelled() {
+            break;
+        }
+    }
+    campaign.cancel();
+    election.wait().await;
+}
+
+/// Waits until this candidate leads; None when the election ended.
+async fn next_term(leader_rx: &mut watch::Receiver<Option<Fence>>) -> Option<Fence> {
+    leader_rx
+        .wait_for(Option::is_some)
+        .await
+        .ok()
+        .and_then(|fence| fence.clone())
+}
+
+/// Starts every selected controller on `tasks`, sharing one context.
+fn start_term(
+    client: &Client,
+    config: &Config,
+    fence: Fence,
+    tasks: &TaskTracker,
+    term: &CancellationToken,
+) {
+    let informers = Informers::new(client.clone(), tasks.clone(), term.clone());
+    let recorder = Recorder::new(
+        client.clone(),
+        fence.clone(),
+        config.identity.clone(),
+        tasks.clone(),
+    );
+    let context = Arc::new(Context::new(
+        client.clone(),
+        fence,
+        informers,
+        recorder,
+        config.options.clone(),
+    ));
+    for def in CONTROLLERS {
+        if config.controllers.contains(def.name) {
+            tracing::debug!(controller = def.name, "starting");
+            tasks.spawn((def.start)(context.clone(), term.clone()));
+        }
+    }
+}
