@@ -6,5 +6,6 @@ pub mod cluster;
 pub mod differential;
 pub mod etcdctl;
 pub mod kubectl;
+pub mod sim;
 
 pub use cluster::{Cluster, Flavor};

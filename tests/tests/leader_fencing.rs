@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keel_client::leader::{LeaseLock, Timing};
 use keel_client::{Api, Client};
+use keel_tests::sim::ready;
 use keel_tests::{Cluster, Flavor};
 use keel_types::k8s_openapi;
 use tokio_util::sync::CancellationToken;
@@ -22,16 +23,6 @@ fn cm(name: &str, value: &str) -> ConfigMap {
         data: Some(BTreeMap::from([("v".into(), value.into())])),
         ..Default::default()
     }
-}
-
-async fn ready(client: &Client) -> anyhow::Result<()> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while namespaces.get("kube-system").await.is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "no kube-system namespace");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

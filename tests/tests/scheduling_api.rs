@@ -5,10 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use keel_client::leader::LeaseLock;
 use keel_client::{Api, Client};
 use keel_tests::kubectl::Kubectl;
+use keel_tests::sim::ready;
 use keel_tests::{Cluster, Flavor};
 use keel_types::k8s_openapi;
 use serde_json::{json, Value};
@@ -16,16 +17,6 @@ use serde_json::{json, Value};
 fn pod(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
         "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}})
-}
-
-async fn ready(client: &Client) -> anyhow::Result<()> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while namespaces.get("kube-system").await.is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "no kube-system namespace");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
 }
 
 fn node_of(pod: &Pod) -> Option<&str> {

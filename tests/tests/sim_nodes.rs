@@ -4,8 +4,7 @@
 //! over, and leaves its nodes registered when it stops.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -13,74 +12,11 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Container, Namespace, Node, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keel_client::{Api, Client, DeleteParams, ListParams};
-use keel_tests::cluster::keel_bin;
+use keel_tests::sim::Sim;
 use keel_tests::{Cluster, Flavor};
 use keel_types::k8s_openapi;
 
 const SIM_SELECTOR: &str = "keel.dev/sim-node=true";
-
-/// A running `keel sim-nodes`, killed if the test ends before stopping it.
-struct Sim {
-    child: Option<Child>,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Sim {
-    fn start(cluster: &Cluster, flags: &[&str]) -> anyhow::Result<Sim> {
-        let dir = tempfile::tempdir()?;
-        let log = dir.path().join("sim.log");
-        let out = std::fs::File::create(&log)?;
-        let child = Command::new(keel_bin()?)
-            .arg("sim-nodes")
-            .args(flags)
-            .arg("--server")
-            .arg(cluster.members[0].client_url())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .context("spawning keel sim-nodes")?;
-        Ok(Sim {
-            child: Some(child),
-            log,
-            _dir: dir,
-        })
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.
-    async fn terminate(&mut self) -> anyhow::Result<bool> {
-        let mut child = self.child.take().context("already stopped")?;
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()?;
-        anyhow::ensure!(status.success(), "kill -TERM failed");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok(status.success());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                bail!("sim-nodes still running 15 s after SIGTERM");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 async fn until<F, Fut>(what: &str, timeout: Duration, sim: &Sim, mut check: F) -> anyhow::Result<()>
 where
