@@ -17,6 +17,7 @@ pub mod expectations;
 pub mod informer;
 pub mod manager;
 pub mod pods;
+pub mod replicaset;
 pub mod selection;
 
 pub use context::Context;
