@@ -27,6 +27,7 @@ mod quota_admission;
 pub mod rest;
 pub mod server;
 pub mod storage;
+mod toleration_admission;
 pub mod watch;
 
 pub use error::ApiError;

@@ -16,6 +16,7 @@ pub mod events;
 pub mod expectations;
 pub mod informer;
 pub mod manager;
+pub mod nodelifecycle;
 pub mod pods;
 pub mod replicaset;
 pub mod selection;

@@ -35,11 +35,18 @@ pub struct ControllerDef {
 }
 
 /// Every controller this manager can run.
-pub const CONTROLLERS: &[ControllerDef] = &[ControllerDef {
-    name: "replicaset",
-    on_by_default: true,
-    start: crate::replicaset::start,
-}];
+pub const CONTROLLERS: &[ControllerDef] = &[
+    ControllerDef {
+        name: "nodelifecycle",
+        on_by_default: true,
+        start: crate::nodelifecycle::start,
+    },
+    ControllerDef {
+        name: "replicaset",
+        on_by_default: true,
+        start: crate::replicaset::start,
+    },
+];
 
 /// Settings the controllers read (kube-controller-manager's flags of the same names).
 #[derive(Debug, Clone)]

@@ -134,10 +134,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action, Err
         .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()) && is_active(p))
         .collect();
     let claim = claim::claim(&uid, &selector, deleting, &active);
-    let mut owned = claim.owned;
-    let not_adopted = adopt(&state, &rs, &claim.adopt).await;
-    owned.retain(|p| !not_adopted.contains(&ObjectKey::of(p.as_ref())));
-    release(&state, &uid, &claim.release).await;
+    // As Kubernetes: a failed adoption or release fails the sync (retried with backoff), so
+    // an orphan that changed meanwhile is never replaced by a new pod before it is adopted.
+    adopt(&state, &rs, &claim.adopt).await?;
+    release(&state, &uid, &claim.release).await?;
+    let owned = claim.owned;
 
     let failure = if in_sync && !deleting {
         manage_replicas(&state, &rs, &key, &owned).await
@@ -347,9 +348,9 @@ fn family_pods(state: &State, rs: &ReplicaSet, namespace: &str) -> Vec<Arc<Pod>>
         .collect()
 }
 
-/// Makes `rs` the controller of each orphan; returns the keys of those it could not adopt
-/// (changed or gone meanwhile: they are left for the next sync).
-async fn adopt(state: &State, rs: &ReplicaSet, orphans: &[Arc<Pod>]) -> Vec<ObjectKey> {
+/// Makes `rs` the controller of each orphan. Fails if any of them changed or went meanwhile
+/// (the next sync sees them as they are now).
+async fn adopt(state: &State, rs: &ReplicaSet, orphans: &[Arc<Pod>]) -> Result<(), Error> {
     let owner = controller_reference(rs);
     let results = join_all(orphans.iter().map(|pod| {
         let mut references = pod.metadata.owner_references.clone().unwrap_or_default();
@@ -357,17 +358,13 @@ async fn adopt(state: &State, rs: &ReplicaSet, orphans: &[Arc<Pod>]) -> Vec<Obje
         set_owner_references(state, pod, references)
     }))
     .await;
-    orphans
-        .iter()
-        .zip(results)
-        .filter(|(_, r)| r.is_err())
-        .map(|(p, _)| ObjectKey::of(p.as_ref()))
-        .collect()
+    results.into_iter().collect()
 }
 
-/// Drops `rs` as controller of pods that no longer match its selector.
-async fn release(state: &State, uid: &str, pods: &[Arc<Pod>]) {
-    join_all(pods.iter().map(|pod| {
+/// Drops `rs` as controller of pods that no longer match its selector. A pod gone meanwhile
+/// needs no release.
+async fn release(state: &State, uid: &str, pods: &[Arc<Pod>]) -> Result<(), Error> {
+    let results = join_all(pods.iter().map(|pod| {
         let references: Vec<_> = pod
             .metadata
             .owner_references
@@ -379,6 +376,10 @@ async fn release(state: &State, uid: &str, pods: &[Arc<Pod>]) {
         set_owner_references(state, pod, references)
     }))
     .await;
+    results
+        .into_iter()
+        .filter(|r| !matches!(r, Err(e) if e.is_not_found()))
+        .collect()
 }
 
 /// Replaces a pod's ownerReferences, only if it is still the same pod at the same version
