@@ -12,6 +12,7 @@
 //! controllers ([`selection`]) with every write fenced by that Lease.
 
 pub mod context;
+pub mod daemonset;
 pub mod events;
 pub mod expectations;
 pub mod informer;
@@ -19,6 +20,7 @@ pub mod manager;
 pub mod nodelifecycle;
 pub mod pods;
 pub mod replicaset;
+pub mod revision;
 pub mod selection;
 
 pub use context::Context;

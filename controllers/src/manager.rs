@@ -37,6 +37,11 @@ pub struct ControllerDef {
 /// Every controller this manager can run.
 pub const CONTROLLERS: &[ControllerDef] = &[
     ControllerDef {
+        name: "daemonset",
+        on_by_default: true,
+        start: crate::daemonset::start,
+    },
+    ControllerDef {
         name: "nodelifecycle",
         on_by_default: true,
         start: crate::nodelifecycle::start,
