@@ -15,6 +15,7 @@ pub mod context;
 pub mod daemonset;
 pub mod events;
 pub mod expectations;
+pub mod history;
 pub mod informer;
 pub mod manager;
 pub mod nodelifecycle;
@@ -22,6 +23,7 @@ pub mod pods;
 pub mod replicaset;
 pub mod revision;
 pub mod selection;
+pub mod statefulset;
 
 pub use context::Context;
 pub use manager::{run, Config};

@@ -51,6 +51,11 @@ pub const CONTROLLERS: &[ControllerDef] = &[
         on_by_default: true,
         start: crate::replicaset::start,
     },
+    ControllerDef {
+        name: "statefulset",
+        on_by_default: true,
+        start: crate::statefulset::start,
+    },
 ];
 
 /// Settings the controllers read (kube-controller-manager's flags of the same names).

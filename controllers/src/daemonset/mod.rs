@@ -18,8 +18,6 @@ use futures::future::{join_all, BoxFuture};
 use futures::StreamExt;
 use keel_client::k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use keel_client::k8s_openapi::api::core::v1::{Node, Pod};
-use keel_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use keel_client::k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use keel_client::k8s_openapi::chrono::Utc;
 use keel_client::runtime::{Action, Controller};
 use keel_client::store::Store;
@@ -30,9 +28,8 @@ use tokio_util::sync::CancellationToken;
 use crate::context::Context;
 use crate::events::{self, error_message, NORMAL, WARNING};
 use crate::expectations::Expectations;
-use crate::pods::{
-    controller_of, controller_reference, generate_name, is_controlled_by, until_available,
-};
+use crate::history;
+use crate::pods::{controller_of, generate_name, is_controlled_by, until_available};
 use crate::revision::template_hash;
 
 /// The component name on this controller's Events.
@@ -117,7 +114,14 @@ async fn reconcile(ds: Arc<DaemonSet>, state: Arc<State>) -> Result<Action, Erro
     };
     let collision_count = ds.status.as_ref().and_then(|s| s.collision_count);
     let revision = template_hash(&spec.template, collision_count);
-    ensure_revision(&state, &ds, &namespace, &revision).await?;
+    history::ensure_revision(
+        &state.ctx,
+        &state.revisions,
+        ds.as_ref(),
+        &spec.template,
+        &revision,
+    )
+    .await?;
 
     let Some(template_pod) = placement::template_pod(&ds, String::new(), &revision) else {
         return Ok(Action::await_change());
@@ -276,76 +280,5 @@ async fn execute(state: &State, ds: &DaemonSet, key: &ObjectKey, template: &Pod,
                 }
             }
         }
-    }
-}
-
-/// Records the current template as a ControllerRevision `<ds>-<revision>` (what
-/// `kubectl rollout history` and `rollout undo` read), numbered after the newest; a template
-/// that returns to an older revision moves that revision to the front.
-async fn ensure_revision(
-    state: &State,
-    ds: &DaemonSet,
-    namespace: &str,
-    revision: &str,
-) -> Result<(), Error> {
-    let uid = ds.metadata.uid.clone().unwrap_or_default();
-    let name = format!(
-        "{}-{revision}",
-        ds.metadata.name.clone().unwrap_or_default()
-    );
-    let owned: Vec<Arc<ControllerRevision>> = state
-        .revisions
-        .state()
-        .into_iter()
-        .filter(|r| {
-            r.metadata.namespace.as_deref() == Some(namespace)
-                && is_controlled_by(&r.metadata, &uid)
-        })
-        .collect();
-    let newest = owned.iter().map(|r| r.revision).max().unwrap_or(0);
-    let api = state.ctx.api::<ControllerRevision>(namespace);
-    if let Some(existing) = owned
-        .iter()
-        .find(|r| r.metadata.name.as_deref() == Some(name.as_str()))
-    {
-        if existing.revision < newest {
-            api.patch(&name, &Patch::Merge(json!({"revision": newest + 1})))
-                .await?;
-        }
-        return Ok(());
-    }
-    let Some(spec) = ds.spec.as_ref() else {
-        return Ok(());
-    };
-    let mut template = serde_json::to_value(&spec.template)?;
-    template["$patch"] = json!("replace");
-    let mut labels = spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    labels.insert(placement::REVISION_LABEL.into(), revision.into());
-    let object = ControllerRevision {
-        metadata: ObjectMeta {
-            name: Some(name),
-            namespace: Some(namespace.into()),
-            labels: Some(labels),
-            annotations: ds.metadata.annotations.clone().map(|a| {
-                a.into_iter()
-                    .filter(|(k, _)| k == "kubernetes.io/change-cause")
-                    .collect()
-            }),
-            owner_references: Some(vec![controller_reference(ds)]),
-            ..Default::default()
-        },
-        data: Some(RawExtension(json!({"spec": {"template": template}}))),
-        revision: newest + 1,
-    };
-    match api.create(&object).await {
-        Ok(_) => Ok(()),
-        // Made by a sync whose cache this one has not seen yet.
-        Err(e) if e.is_conflict() => Ok(()),
-        Err(e) => Err(e),
     }
 }

@@ -17,8 +17,7 @@ use keel_scheduler::plugins::taint_toleration::tolerations_tolerate_taint;
 
 use crate::pods::{controller_reference, pod_from_template};
 
-/// The label that records which revision of the template a daemon pod was made from.
-pub const REVISION_LABEL: &str = "controller-revision-hash";
+pub use crate::history::REVISION_LABEL;
 
 /// Whether `node` should run the daemon pod, and whether a daemon pod already on it may stay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
