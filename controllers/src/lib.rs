@@ -19,6 +19,7 @@ pub mod history;
 pub mod informer;
 pub mod manager;
 pub mod nodelifecycle;
+pub mod podgc;
 pub mod pods;
 pub mod replicaset;
 pub mod revision;

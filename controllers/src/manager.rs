@@ -47,6 +47,11 @@ pub const CONTROLLERS: &[ControllerDef] = &[
         start: crate::nodelifecycle::start,
     },
     ControllerDef {
+        name: "podgc",
+        on_by_default: true,
+        start: crate::podgc::start,
+    },
+    ControllerDef {
         name: "replicaset",
         on_by_default: true,
         start: crate::replicaset::start,
