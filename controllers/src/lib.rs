@@ -18,6 +18,7 @@ pub mod expectations;
 pub mod history;
 pub mod informer;
 pub mod manager;
+pub mod metrics;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod pods;

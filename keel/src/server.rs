@@ -289,6 +289,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let controller_manager = (args.controller_manager && !store_only)
         .then(|| args.controller_manager_settings.config(&args.name))
         .transpose()?;
+    if controller_manager.is_some() {
+        keel_store::metrics::add_source(std::sync::Arc::new(keel_controllers::metrics::render));
+    }
     let auth = auth_config(&args)?;
     let rest_config = crate::rest::RestConfig {
         listen: SocketAddr::new(args.bind_address, args.secure_port),

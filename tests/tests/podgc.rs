@@ -13,12 +13,8 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_pods_beyond_the_threshold_are_collected_oldest_first() -> Result<()> {
-    let cluster = Cluster::start_with(
-        Flavor::Keel,
-        1,
-        &["--terminated-pod-gc-threshold=2".into()],
-    )
-    .await?;
+    let cluster =
+        Cluster::start_with(Flavor::Keel, 1, &["--terminated-pod-gc-threshold=2".into()]).await?;
     let client = Client::new(&cluster.endpoints())?;
     ready(&client).await?;
     let _sim = Sim::start(&cluster, &["--count", "2"])?;
@@ -40,12 +36,22 @@ async fn finished_pods_beyond_the_threshold_are_collected_oldest_first() -> Resu
         pods.create(&pod(&format!("done-{i}"), Some("1s"))?).await?;
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
-    until("two finished pods are left, the newest", Duration::from_secs(60), || async {
-        let Ok(list) = pods.list(&ListParams::default()).await else { return false };
-        let mut names: Vec<String> = list.items.iter().filter_map(|p| p.metadata.name.clone()).collect();
-        names.sort();
-        names == vec!["done-2", "done-3", "long-running"]
-    })
+    until(
+        "two finished pods are left, the newest",
+        Duration::from_secs(60),
+        || async {
+            let Ok(list) = pods.list(&ListParams::default()).await else {
+                return false;
+            };
+            let mut names: Vec<String> = list
+                .items
+                .iter()
+                .filter_map(|p| p.metadata.name.clone())
+                .collect();
+            names.sort();
+            names == vec!["done-2", "done-3", "long-running"]
+        },
+    )
     .await?;
     Ok(())
 }

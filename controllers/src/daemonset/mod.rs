@@ -75,7 +75,13 @@ pub fn start(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, (
                     .map(|ds| ObjectKey::of(ds.as_ref()))
                     .collect::<Vec<_>>()
             })
-            .run(reconcile, error_policy, state, stop)
+            .with_depth_gauge(crate::metrics::of("daemonset").depth.clone())
+            .run(
+                crate::metrics::timed(crate::metrics::of("daemonset"), reconcile),
+                error_policy,
+                state,
+                stop,
+            )
             .for_each(|outcome| async move {
                 if let Err(error) = outcome {
                     tracing::debug!(%error, "daemonset sync failed");

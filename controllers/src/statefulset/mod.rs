@@ -62,7 +62,13 @@ pub fn start(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, (
         });
         controller
             .watches_events(pod_events, set_of)
-            .run(reconcile, error_policy, state, stop)
+            .with_depth_gauge(crate::metrics::of("statefulset").depth.clone())
+            .run(
+                crate::metrics::timed(crate::metrics::of("statefulset"), reconcile),
+                error_policy,
+                state,
+                stop,
+            )
             .for_each(|outcome| async move {
                 if let Err(error) = outcome {
                     tracing::debug!(%error, "statefulset sync failed");
