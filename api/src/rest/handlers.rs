@@ -190,14 +190,18 @@ impl<S> Call<'_, S> {
             .trim()
             .to_string();
         let protobuf = media == super::protobuf::MEDIA_TYPE;
-        if !protobuf && !matches!(media.as_str(), "" | "application/json" | "*/*") {
+        let yaml = media == "application/yaml";
+        if !protobuf && !yaml && !matches!(media.as_str(), "" | "application/json" | "*/*") {
             return Err(ApiError::UnsupportedMediaType(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf (got {media:?})"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {media:?})"
             )));
         }
         let (bytes, call) = self.bytes().await?;
         let value = if protobuf {
             super::protobuf::object(&bytes)?
+        } else if yaml {
+            serde_norway::from_slice(&bytes)
+                .map_err(|e| ApiError::BadRequest(format!("the object is not valid YAML: {e}")))?
         } else {
             serde_json::from_slice(&bytes)
                 .map_err(|e| ApiError::BadRequest(format!("the object is not valid JSON: {e}")))?

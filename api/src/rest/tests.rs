@@ -369,15 +369,29 @@ async fn conflicts_and_invalid_objects_are_status_errors() {
 }
 
 #[tokio::test]
-async fn bodies_that_are_not_json_or_too_large_are_refused() {
+async fn bodies_in_unknown_formats_or_too_large_are_refused_and_yaml_is_accepted() {
     let app = server().await;
     let base = "/api/v1/namespaces/default/configmaps";
     let yaml = Request::post(base)
         .header(header::CONTENT_TYPE, "application/yaml")
-        .body(Body::from("kind: ConfigMap"))
+        .body(Body::from(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  n: \"1\"\n",
+        ))
+        .expect("request");
+    let created = call(&app, yaml).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["data"]["n"], "1");
+    let broken = Request::post(base)
+        .header(header::CONTENT_TYPE, "application/yaml")
+        .body(Body::from("kind: [unclosed"))
+        .expect("request");
+    assert_eq!(call(&app, broken).await.status, StatusCode::BAD_REQUEST);
+    let xml = Request::post(base)
+        .header(header::CONTENT_TYPE, "application/xml")
+        .body(Body::from("<ConfigMap/>"))
         .expect("request");
     assert_eq!(
-        call(&app, yaml).await.status,
+        call(&app, xml).await.status,
         StatusCode::UNSUPPORTED_MEDIA_TYPE
     );
 
