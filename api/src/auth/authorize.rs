@@ -78,10 +78,12 @@ impl<S: Storage> ApiServer<S> {
             .ok_or_else(|| ApiError::Unavailable("service account tokens are not ready".into()))?;
         let now = chrono::Utc::now();
         let expires = now + chrono::Duration::seconds(ttl);
-        let audiences: Vec<String> = request
-            .pointer("/spec/audiences")
-            .and_then(|a| serde_json::from_value(a.clone()).ok())
-            .unwrap_or_default();
+        let audiences = service_accounts::audiences_or_default(
+            request
+                .pointer("/spec/audiences")
+                .and_then(|a| serde_json::from_value(a.clone()).ok())
+                .unwrap_or_default(),
+        );
         let token = signer.issue(
             &service_accounts::Claims {
                 namespace: namespace.to_string(),
