@@ -126,6 +126,102 @@ impl<S: Storage> ApiServer<S> {
         }
     }
 
+    /// Refuses a Role, ClusterRole or binding that would give `requester` (or anyone) a
+    /// permission `requester` does not hold, unless it may `escalate` roles or `bind` the
+    /// role (see `escalation`). Other kinds, the server's own writes, AlwaysAllow and
+    /// `system:masters` pass.
+    pub(crate) async fn check_escalation(
+        &self,
+        info: &keel_types::ResourceInfo,
+        namespace: Option<&str>,
+        object: &serde_json::Value,
+        requester: Option<&UserInfo>,
+    ) -> Result<(), ApiError> {
+        const GROUP: &str = "rbac.authorization.k8s.io";
+        let Some(user) = requester else {
+            return Ok(());
+        };
+        if info.group != GROUP
+            || self.auth.mode == AuthorizationMode::AlwaysAllow
+            || user.groups.iter().any(|g| g == MASTERS)
+        {
+            return Ok(());
+        }
+        let namespace = namespace.unwrap_or("");
+        let name = crate::meta::name(object).to_string();
+        let may = |verb: &str, resource: &str, target: &str| Attributes {
+            user: user.clone(),
+            verb: verb.into(),
+            api_group: GROUP.into(),
+            resource: resource.into(),
+            subresource: String::new(),
+            namespace: namespace.into(),
+            name: target.into(),
+            path: None,
+        };
+        let rbac = self.rbac().await?;
+        let (wanted, held_in) = match info.kind {
+            "Role" | "ClusterRole" => {
+                let plural = info.plural;
+                if rbac.authorize(&may("escalate", plural, &name)) == Decision::Allow {
+                    return Ok(());
+                }
+                let rules: Vec<keel_types::k8s_openapi::api::rbac::v1::PolicyRule> = object
+                    .get("rules")
+                    .and_then(|r| serde_json::from_value(r.clone()).ok())
+                    .unwrap_or_default();
+                (
+                    Some(rules),
+                    if info.kind == "Role" { namespace } else { "" },
+                )
+            }
+            "RoleBinding" | "ClusterRoleBinding" => {
+                let role: keel_types::k8s_openapi::api::rbac::v1::RoleRef = object
+                    .get("roleRef")
+                    .and_then(|r| serde_json::from_value(r.clone()).ok())
+                    .unwrap_or_default();
+                let role_plural = if role.kind == "Role" {
+                    "roles"
+                } else {
+                    "clusterroles"
+                };
+                if rbac.authorize(&may("bind", role_plural, &role.name)) == Decision::Allow {
+                    return Ok(());
+                }
+                let held_in = if info.kind == "RoleBinding" {
+                    namespace
+                } else {
+                    ""
+                };
+                (rbac.role_ref_rules(&role, held_in), held_in)
+            }
+            _ => return Ok(()),
+        };
+        let resource = format!("{}.{GROUP}", info.plural);
+        let who = format!(
+            "user {:?} (groups=[{}])",
+            user.name,
+            user.groups
+                .iter()
+                .map(|g| format!("{g:?}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let Some(wanted) = wanted else {
+            return Err(ApiError::Forbidden(format!(
+                "{resource} {name:?} is forbidden: {who} is attempting to grant RBAC permissions not currently held: the role it refers to was not found"
+            )));
+        };
+        let missing = super::escalation::uncovered(&rbac.rules_for(user, held_in), &wanted);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "{resource} {name:?} is forbidden: {who} is attempting to grant RBAC permissions not currently held:\n{}",
+            super::escalation::describe(&missing)
+        )))
+    }
+
     async fn rbac(&self) -> Result<Arc<RbacAuthorizer>, ApiError> {
         let generation = self.cache.as_ref().map(|c| c.rbac_generation());
         if let (Some(g), Ok(memo)) = (generation, self.rbac_memo.lock()) {
