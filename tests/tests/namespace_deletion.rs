@@ -22,7 +22,9 @@ async fn a_terminating_namespace_names_what_holds_it_up() -> Result<()> {
     ready(&client).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
-        .create(&serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}}))?)
+        .create(&serde_json::from_value(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}}),
+        )?)
         .await?;
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "doomed");
     for (name, finalizers) in [("plain", json!([])), ("held", json!(["example.com/hold"]))] {
@@ -32,7 +34,9 @@ async fn a_terminating_namespace_names_what_holds_it_up() -> Result<()> {
         }))?)
         .await?;
     }
-    namespaces.delete("doomed", &DeleteParams::default()).await?;
+    namespaces
+        .delete("doomed", &DeleteParams::default())
+        .await?;
     until("the namespace reports the finalizer holding it", WAIT, || async {
         let Ok(ns) = namespaces.get("doomed").await else { return false };
         let conditions = ns.status.and_then(|s| s.conditions).unwrap_or_default();
@@ -50,10 +54,16 @@ async fn a_terminating_namespace_names_what_holds_it_up() -> Result<()> {
     })
     .await?;
     assert!(maps.get("plain").await.is_err_and(|e| e.is_not_found()));
-    maps.patch("held", &Patch::Merge(json!({"metadata": {"finalizers": null}})))
-        .await?;
+    maps.patch(
+        "held",
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await?;
     until("the namespace is gone", WAIT, || async {
-        namespaces.get("doomed").await.is_err_and(|e| e.is_not_found())
+        namespaces
+            .get("doomed")
+            .await
+            .is_err_and(|e| e.is_not_found())
     })
     .await?;
     Ok(())
