@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use keel_agent::containerd::{BridgeNetwork, ContainerdConfig, PrivateContainerd};
+use keel_agent::containerd::{BridgeNetwork, ContainerdConfig, PrivateContainerd, Snapshotter};
 use keel_agent::cri::{
     ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ImageSpec,
     LinuxContainerConfig, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
@@ -64,6 +64,11 @@ fn cannot_run_containers() -> Option<String> {
 impl Node {
     /// Starts a node, or returns `None` (having said why) where containers cannot run.
     async fn start(index: u32) -> Option<Node> {
+        Self::start_with(index, Snapshotter::Overlayfs).await
+    }
+
+    /// Starts a node whose containerd uses `snapshotter` (overlayfs only where it mounts).
+    async fn start_with(index: u32, snapshotter: Snapshotter) -> Option<Node> {
         if let Some(reason) = cannot_run_containers() {
             eprintln!("skipping: {reason}");
             return None;
@@ -80,7 +85,10 @@ impl Node {
             ipam_data_dir: Some(dir.path().join("ipam").display().to_string()),
             masquerade: false,
         };
-        let config = ContainerdConfig::under(dir.path(), PAUSE_IMAGE);
+        let config = ContainerdConfig {
+            snapshotter,
+            ..ContainerdConfig::under(dir.path(), PAUSE_IMAGE)
+        };
         std::fs::create_dir_all(&config.cni_conf_dir).expect("cni dir");
         std::fs::write(
             config.cni_conf_dir.join("10-keel.conflist"),
@@ -90,6 +98,11 @@ impl Node {
         let containerd = PrivateContainerd::start(dir.path(), config)
             .await
             .expect("containerd starts");
+        eprintln!(
+            "containerd at {} with the {} snapshotter",
+            containerd.endpoint(),
+            containerd.config().snapshotter.as_str()
+        );
         let archive = dir.path().join("images.tar");
         write_host_archive(&archive).expect("image archive");
         containerd.import(&archive).await.expect("images import");
@@ -256,6 +269,9 @@ fn in_subnet(ip: Ipv4Addr, subnet: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containerd_serves_cri_v1_and_holds_the_local_images() {
+    // What a host containerd would own; ours must neither create nor remove them.
+    let host_paths = ["/run/containerd/containerd.sock", "/var/lib/containerd"];
+    let host_before: Vec<bool> = host_paths.iter().map(|p| Path::new(p).exists()).collect();
     let Some(node) = Node::start(0).await else {
         return;
     };
@@ -302,6 +318,128 @@ async fn containerd_serves_cri_v1_and_holds_the_local_images() {
     assert!(ready.contains(&("RuntimeReady", true)), "{ready:?}");
     assert!(ready.contains(&("NetworkReady", true)), "{ready:?}");
     node.stop().await;
+    let host_after: Vec<bool> = host_paths.iter().map(|p| Path::new(p).exists()).collect();
+    assert_eq!(host_before, host_after, "{host_paths:?}");
+}
+
+/// Runs `command` in a new sandbox until it exits; returns its exit code and stdout lines.
+async fn run_to_completion(node: &Node, pod: &str, command: &[&str]) -> (i32, Vec<String>) {
+    let client = &node.client;
+    let logs = node.logs(pod);
+    let config = sandbox_config(pod, &logs);
+    let sandbox = client
+        .run_pod_sandbox(config.clone(), "")
+        .await
+        .expect("run sandbox");
+    let container = client
+        .create_container(&sandbox, container_config("main", &logs, command), config)
+        .await
+        .expect("create");
+    client.start_container(&container).await.expect("start");
+    let exited = until_state(client, &container, ContainerState::ContainerExited).await;
+    let messages = log_messages(&logs.join("main/0.log"), "stdout");
+    client
+        .stop_pod_sandbox(&sandbox)
+        .await
+        .expect("stop sandbox");
+    client
+        .remove_pod_sandbox(&sandbox)
+        .await
+        .expect("remove sandbox");
+    (exited.exit_code, messages)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_native_snapshotter_runs_containers_where_overlayfs_cannot() {
+    let Some(node) = Node::start_with(3, Snapshotter::Native).await else {
+        return;
+    };
+    let containerd = node.containerd.as_ref().expect("running");
+    assert_eq!(containerd.config().snapshotter, Snapshotter::Native);
+    let (code, out) =
+        run_to_completion(&node, "native", &["sh", "-c", "echo native; ls /bin/nc"]).await;
+    assert_eq!(
+        (code, out),
+        (0, vec!["native".to_owned(), "/bin/nc".to_owned()])
+    );
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_containerd_dropped_without_stopping_leaves_no_container_running() {
+    let Some(mut node) = Node::start(4).await else {
+        return;
+    };
+    let marker = format!("keel-drop-marker-{}", std::process::id());
+    let logs = node.logs("orphan");
+    let config = sandbox_config("orphan", &logs);
+    let sandbox = node
+        .client
+        .run_pod_sandbox(config.clone(), "")
+        .await
+        .expect("run sandbox");
+    // The shell stays (a loop, not an exec), so its command line carries the marker.
+    // The shell stays (a loop, not an exec), so its command line carries the marker.
+    let script = format!("echo {marker}; while :; do sleep 1; done");
+    let command = ["sh", "-c", script.as_str()];
+    let container = node
+        .client
+        .create_container(&sandbox, container_config("main", &logs, &command), config)
+        .await
+        .expect("create");
+    node.client
+        .start_container(&container)
+        .await
+        .expect("start");
+    // Running in CRI's sense may precede runc's exec of the command; the log shows the shell.
+    let log = logs.join("main/0.log");
+    until("the marker in the log", || async {
+        log_messages(&log, "stdout").contains(&marker).then_some(())
+    })
+    .await;
+
+    let dir = node.dir.path().to_owned();
+    let mounted_under = |dir: &Path| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(dir.to_string_lossy().as_ref()))
+            .count()
+    };
+    let marked = || {
+        std::fs::read_dir("/proc")
+            .expect("proc")
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(&marker))
+            })
+            .count()
+    };
+    // containerd records each task's shim address in the task's state directory.
+    let tasks = dir.join("state/io.containerd.runtime.v2.task/k8s.io");
+    let our_shims: Vec<PathBuf> = std::fs::read_dir(&tasks)
+        .expect("task state")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("address")).ok())
+        .filter_map(|a| a.trim().strip_prefix("unix://").map(PathBuf::from))
+        .collect();
+    assert_eq!(marked(), 1, "the container's shell runs");
+    assert!(mounted_under(&dir) > 0, "the container's rootfs is mounted");
+    assert!(
+        !our_shims.is_empty() && our_shims.iter().all(|s| s.exists()),
+        "{our_shims:?}"
+    );
+
+    drop(node.containerd.take());
+
+    assert_eq!(marked(), 0, "no process of the container survives");
+    assert_eq!(
+        mounted_under(&dir),
+        0,
+        "nothing stays mounted under {dir:?}"
+    );
+    let left: Vec<_> = our_shims.iter().filter(|s| s.exists()).collect();
+    assert!(left.is_empty(), "shim sockets left: {left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -216,6 +216,7 @@ impl PrivateContainerd {
             .collect();
         let cgroups = cgroups_of(&containers);
         let network_namespaces = network_namespaces_of(&containers);
+        let sockets = shim_sockets(&self.config.state);
         if !doomed.is_empty() {
             let _ = Command::new("kill")
                 .arg("-KILL")
@@ -233,6 +234,10 @@ impl PrivateContainerd {
         }
         for cgroup in cgroups {
             let _ = fs::remove_dir(cgroup);
+        }
+        // A shim removes its socket when it exits, but not when killed.
+        for socket in sockets {
+            let _ = fs::remove_file(socket);
         }
         for mount_point in mounts_under(&self.dir) {
             let _ = Command::new("umount")
@@ -307,6 +312,26 @@ fn processes() -> Vec<Process> {
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
             Some(Process { pid, ppid, args })
+        })
+        .collect()
+}
+
+/// The sockets of the shims running our tasks: each task's directory in the state directory
+/// records its shim's address (in containerd 1.6 under /run/containerd/s, whatever the state
+/// directory).
+fn shim_sockets(state: &Path) -> Vec<PathBuf> {
+    let children = |dir: &Path| -> Vec<PathBuf> {
+        fs::read_dir(dir)
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    };
+    children(&state.join("io.containerd.runtime.v2.task"))
+        .iter()
+        .flat_map(|namespace| children(namespace))
+        .filter_map(|task| fs::read_to_string(task.join("address")).ok())
+        .filter_map(|address| {
+            let path = address.trim().strip_prefix("unix://")?.to_owned();
+            Some(PathBuf::from(path))
         })
         .collect()
 }
