@@ -162,7 +162,7 @@ impl PrivateContainerd {
     }
 
     /// Removes every sandbox, then stops containerd and cleans up after it. Returns the first
-    /// sandbox that could not be removed, after doing all the rest.
+    /// error in removing sandboxes, after doing all the rest regardless.
     pub async fn stop(mut self) -> Result<(), Error> {
         let removed = self.remove_all_sandboxes().await;
         if let Some(child) = self.child.as_mut() {
