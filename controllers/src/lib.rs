@@ -12,12 +12,14 @@
 //! controllers ([`selection`]) with every write fenced by that Lease.
 
 pub mod context;
+pub mod endpoints;
 pub mod events;
 pub mod expectations;
 pub mod informer;
 pub mod manager;
 pub mod pods;
 pub mod selection;
+pub mod service_pods;
 
 pub use context::Context;
 pub use manager::{run, Config};
