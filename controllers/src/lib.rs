@@ -13,13 +13,17 @@
 
 pub mod context;
 pub mod endpoints;
+pub mod endpointslices;
 pub mod events;
 pub mod expectations;
 pub mod informer;
 pub mod manager;
+pub mod namespaces;
 pub mod pods;
+pub mod rootca;
 pub mod selection;
 pub mod service_pods;
+pub mod serviceaccounts;
 
 pub use context::Context;
 pub use manager::{run, Config};
