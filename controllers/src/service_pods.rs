@@ -148,8 +148,8 @@ impl Memberships {
         Self::default()
     }
 
-    /// The Services to wake for a change of `pod`, given the Services that select it now (or
-    /// none when it was deleted): those and the ones it belonged to before.
+    /// The Services to wake for a change of `pod`, given the Services that select it as it
+    /// is now (or was when deleted): those and the ones it belonged to before.
     pub fn update(&self, pod: &ObjectKey, now: Vec<ObjectKey>, deleted: bool) -> Vec<ObjectKey> {
         let mut by_pod = self.by_pod.lock().unwrap_or_else(PoisonError::into_inner);
         let before = if deleted {
@@ -204,12 +204,9 @@ pub fn services_of(
     memberships: &Memberships,
     change: &PodChange,
 ) -> Vec<ObjectKey> {
-    let now = if change.deleted {
-        Vec::new()
-    } else {
-        let all = services.state();
-        selecting(all.iter().map(|s| s.as_ref()), &change.pod)
-    };
+    // A deleted pod still carries its labels: the Services selecting them lose it.
+    let all = services.state();
+    let now = selecting(all.iter().map(|s| s.as_ref()), &change.pod);
     memberships.update(&ObjectKey::of(&change.pod), now, change.deleted)
 }
 
@@ -372,7 +369,12 @@ pub(crate) mod tests {
             m.update(&pod, vec![api.clone()], false),
             vec![api.clone(), web.clone()]
         );
-        assert_eq!(m.update(&pod, vec![], true), vec![api]);
+        assert_eq!(m.update(&pod, vec![], true), vec![api.clone()]);
+        assert_eq!(
+            m.update(&pod, vec![web.clone()], true),
+            vec![web],
+            "a pod deleted before its membership was seen still wakes its Services"
+        );
         assert_eq!(m.update(&pod, vec![], false), Vec::<ObjectKey>::new());
     }
 }
