@@ -13,18 +13,24 @@
 
 pub mod context;
 pub mod daemonset;
+pub mod endpoints;
+pub mod endpointslices;
 pub mod events;
 pub mod expectations;
 pub mod history;
 pub mod informer;
 pub mod manager;
 pub mod metrics;
+pub mod namespaces;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod pods;
 pub mod replicaset;
 pub mod revision;
+pub mod rootca;
 pub mod selection;
+pub mod service_pods;
+pub mod serviceaccounts;
 pub mod statefulset;
 
 pub use context::Context;

@@ -42,6 +42,16 @@ pub const CONTROLLERS: &[ControllerDef] = &[
         start: crate::daemonset::start,
     },
     ControllerDef {
+        name: "endpoint",
+        on_by_default: true,
+        start: crate::endpoints::start,
+    },
+    ControllerDef {
+        name: "endpointslice",
+        on_by_default: true,
+        start: crate::endpointslices::start,
+    },
+    ControllerDef {
         name: "nodelifecycle",
         on_by_default: true,
         start: crate::nodelifecycle::start,
@@ -55,6 +65,16 @@ pub const CONTROLLERS: &[ControllerDef] = &[
         name: "replicaset",
         on_by_default: true,
         start: crate::replicaset::start,
+    },
+    ControllerDef {
+        name: "root-ca-cert-publisher",
+        on_by_default: true,
+        start: crate::rootca::start,
+    },
+    ControllerDef {
+        name: "serviceaccount",
+        on_by_default: true,
+        start: crate::serviceaccounts::start,
     },
     ControllerDef {
         name: "statefulset",
@@ -71,6 +91,11 @@ pub struct Options {
     pub node_monitor_grace_period: Duration,
     /// Terminated pods kept before PodGC deletes the oldest (`--terminated-pod-gc-threshold`).
     pub terminated_pod_gc_threshold: usize,
+    /// Endpoints an EndpointSlice holds at most (`--max-endpoints-per-slice`).
+    pub max_endpoints_per_slice: usize,
+    /// The cluster's CA certificate (PEM) that root-ca-cert-publisher publishes in every
+    /// namespace; None when the masters serve no TLS (that controller then does not run).
+    pub root_ca: Option<String>,
 }
 
 impl Default for Options {
@@ -78,6 +103,8 @@ impl Default for Options {
         Self {
             node_monitor_grace_period: Duration::from_secs(50),
             terminated_pod_gc_threshold: 12_500,
+            max_endpoints_per_slice: 100,
+            root_ca: None,
         }
     }
 }
@@ -116,6 +143,11 @@ impl Config {
                 .collect(),
             options: Arc::new(Options::default()),
         }
+    }
+
+    /// Sets the CA certificate the controllers publish (see [`Options::root_ca`]).
+    pub fn set_root_ca(&mut self, root_ca: Option<String>) {
+        Arc::make_mut(&mut self.options).root_ca = root_ca;
     }
 
     /// Applies a `--controllers` value (`*`, `name`, `-name`).

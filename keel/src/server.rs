@@ -330,6 +330,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .max_decoding_message_size(API_MAX_REQUEST);
         let routes = tonic::service::Routes::new(grpc.clone());
         let bootstrap_stop = shutdown.clone();
+        // The cluster's CA, once the REST endpoint has read (or made) it: the controller
+        // manager publishes it in every namespace.
+        let (root_ca_tx, mut root_ca_rx) = tokio::sync::watch::channel(None::<String>);
         // The watch cache, the bootstrap objects and namespace finalization: one task, joined at
         // shutdown.
         let background = tokio::spawn(async move {
@@ -358,7 +361,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                     } => tls,
                 };
                 match tls {
-                    Ok(tls) => {
+                    Ok((tls, ca_pem)) => {
+                        let _ = root_ca_tx.send(Some(ca_pem));
                         tracing::info!(listen = %rest_config.listen, "serving the Kubernetes API and keelapi.Api");
                         let app = crate::multiplex::Multiplex::new(
                             keel_api::rest::router(api.clone()),
@@ -389,9 +393,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 }
             };
             let controller_manager = async {
-                let Some(config) = controller_manager else {
+                let Some(mut config) = controller_manager else {
                     return;
                 };
+                let root_ca = tokio::select! {
+                    _ = bootstrap_stop.cancelled() => return,
+                    ca = root_ca_rx.wait_for(Option::is_some) => match ca {
+                        Ok(ca) => ca.clone(),
+                        Err(_) => return,
+                    },
+                };
+                config.set_root_ca(root_ca);
                 match keel_client::Client::with_token(
                     std::slice::from_ref(&loopback_url),
                     &controller_manager_token,
