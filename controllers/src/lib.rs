@@ -12,12 +12,15 @@
 //! controllers ([`selection`]) with every write fenced by that Lease.
 
 pub mod context;
+pub mod cronjob;
 pub mod events;
 pub mod expectations;
 pub mod informer;
+pub mod job;
 pub mod manager;
 pub mod pods;
 pub mod selection;
+pub mod ttl_after_finished;
 
 pub use context::Context;
 pub use manager::{run, Config};

@@ -35,7 +35,23 @@ pub struct ControllerDef {
 }
 
 /// Every controller this manager can run.
-pub const CONTROLLERS: &[ControllerDef] = &[];
+pub const CONTROLLERS: &[ControllerDef] = &[
+    ControllerDef {
+        name: "job",
+        on_by_default: true,
+        start: crate::job::start,
+    },
+    ControllerDef {
+        name: "cronjob",
+        on_by_default: true,
+        start: crate::cronjob::start,
+    },
+    ControllerDef {
+        name: "ttl-after-finished",
+        on_by_default: true,
+        start: crate::ttl_after_finished::start,
+    },
+];
 
 /// Settings the controllers read (kube-controller-manager's flags of the same names).
 #[derive(Debug, Clone)]
