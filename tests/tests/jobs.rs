@@ -174,7 +174,11 @@ async fn a_job_completes_its_completions_never_running_more_than_its_parallelism
             "{name}"
         );
         let labels = pod.metadata.labels.clone().unwrap_or_default();
-        ensure!(labels.get("job-name").map(String::as_str) == Some("five"));
+        ensure!(
+            labels.get("job-name").map(String::as_str) == Some("five"),
+            "{name} labels {labels:?}; job template {:?}",
+            done.spec.as_ref().and_then(|s| s.template.metadata.clone())
+        );
         ensure!(labels.contains_key("batch.kubernetes.io/controller-uid"));
         ensure!(
             !pod.metadata

@@ -320,6 +320,23 @@ fn new_pod(job: &Job, index: Option<i32>) -> Pod {
         .finalizers
         .get_or_insert_with(Vec::new)
         .push(sync::TRACKING_FINALIZER.into());
+    let manual = job.spec.as_ref().and_then(|s| s.manual_selector) == Some(true);
+    if !manual {
+        // The API server puts these on the template at creation; a job stored without them
+        // (written before that, or restored) still labels its pods as Kubernetes' do.
+        let uid = job.metadata.uid.clone().unwrap_or_default();
+        let labels = pod.metadata.labels.get_or_insert_with(Default::default);
+        for (key, value) in [
+            ("batch.kubernetes.io/controller-uid", &uid),
+            ("batch.kubernetes.io/job-name", &job_name),
+            ("controller-uid", &uid),
+            ("job-name", &job_name),
+        ] {
+            labels
+                .entry(key.to_string())
+                .or_insert_with(|| value.clone());
+        }
+    }
     if let Some(ix) = index {
         pod.metadata
             .annotations
