@@ -12,6 +12,7 @@
 //! controllers ([`selection`]) with every write fenced by that Lease.
 
 pub mod context;
+pub mod cronjob;
 pub mod daemonset;
 pub mod endpoints;
 pub mod endpointslices;
@@ -19,6 +20,7 @@ pub mod events;
 pub mod expectations;
 pub mod history;
 pub mod informer;
+pub mod job;
 pub mod manager;
 pub mod metrics;
 pub mod namespaces;
@@ -32,6 +34,7 @@ pub mod selection;
 pub mod service_pods;
 pub mod serviceaccounts;
 pub mod statefulset;
+pub mod ttl_after_finished;
 
 pub use context::Context;
 pub use manager::{run, Config};

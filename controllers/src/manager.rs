@@ -37,6 +37,11 @@ pub struct ControllerDef {
 /// Every controller this manager can run.
 pub const CONTROLLERS: &[ControllerDef] = &[
     ControllerDef {
+        name: "cronjob",
+        on_by_default: true,
+        start: crate::cronjob::start,
+    },
+    ControllerDef {
         name: "daemonset",
         on_by_default: true,
         start: crate::daemonset::start,
@@ -50,6 +55,11 @@ pub const CONTROLLERS: &[ControllerDef] = &[
         name: "endpointslice",
         on_by_default: true,
         start: crate::endpointslices::start,
+    },
+    ControllerDef {
+        name: "job",
+        on_by_default: true,
+        start: crate::job::start,
     },
     ControllerDef {
         name: "nodelifecycle",
@@ -80,6 +90,11 @@ pub const CONTROLLERS: &[ControllerDef] = &[
         name: "statefulset",
         on_by_default: true,
         start: crate::statefulset::start,
+    },
+    ControllerDef {
+        name: "ttl-after-finished",
+        on_by_default: true,
+        start: crate::ttl_after_finished::start,
     },
 ];
 
