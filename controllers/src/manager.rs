@@ -35,7 +35,11 @@ pub struct ControllerDef {
 }
 
 /// Every controller this manager can run.
-pub const CONTROLLERS: &[ControllerDef] = &[];
+pub const CONTROLLERS: &[ControllerDef] = &[ControllerDef {
+    name: "deployment",
+    on_by_default: true,
+    start: crate::deployment::start,
+}];
 
 /// Settings the controllers read (kube-controller-manager's flags of the same names).
 #[derive(Debug, Clone)]

@@ -1,0 +1,162 @@
+//! The pod-template-hash: the label that ties a ReplicaSet, its selector and its pods to one
+//! version of a Deployment's template, and names the set `<deployment>-<hash>`. Like
+//! Kubernetes' it is FNV-1a (32 bits) over the template, salted with `status.collisionCount`
+//! so that a clash with a foreign set can be escaped, and spelled with Kubernetes' safe
+//! alphabet; the bytes hashed are the template's JSON, so the value is stable across restarts
+//! and masters but not equal to Kubernetes' own.
+
+use keel_client::k8s_openapi::api::core::v1::PodTemplateSpec;
+use serde_json::Value;
+
+pub const HASH_LABEL: &str = "pod-template-hash";
+
+/// Kubernetes' alphabet for generated strings: no vowels, no look-alike characters.
+const SAFE: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+const FNV_OFFSET: u32 = 0x811c_9dc5;
+const FNV_PRIME: u32 = 0x0100_0193;
+
+fn fnv1a(hash: u32, bytes: &[u8]) -> u32 {
+    bytes
+        .iter()
+        .fold(hash, |h, b| (h ^ u32::from(*b)).wrapping_mul(FNV_PRIME))
+}
+
+/// Each character of `s` mapped onto the safe alphabet (rand.SafeEncodeString).
+fn safe_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| char::from(SAFE[usize::from(b) % SAFE.len()]))
+        .collect()
+}
+
+/// The hash of `template` (without any pod-template-hash label of its own) for a Deployment
+/// that has seen `collision_count` clashes.
+pub fn template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
+    let mut value = serde_json::to_value(template).unwrap_or(Value::Null);
+    normalize(&mut value);
+    let bytes = serde_json::to_vec(&value).unwrap_or_default();
+    let mut hash = fnv1a(FNV_OFFSET, &bytes);
+    if let Some(count) = collision_count {
+        // As Kubernetes salts it: the count's four little-endian bytes in an 8-byte word.
+        let mut salt = [0u8; 8];
+        salt[..4].copy_from_slice(&count.to_le_bytes());
+        hash = fnv1a(hash, &salt);
+    }
+    safe_encode(&hash.to_string())
+}
+
+/// Drops what semantic equality ignores: nulls and empty lists and maps (absent and empty mean
+/// the same), and the template's own hash label.
+fn normalize(value: &mut Value) {
+    if let Some(labels) = value
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        labels.remove(HASH_LABEL);
+    }
+    strip_empty(value);
+}
+
+fn strip_empty(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for v in map.values_mut() {
+                strip_empty(v);
+            }
+            map.retain(|_, v| !is_empty(v));
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_empty),
+        _ => {}
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+/// Whether two templates are the same but for their pod-template-hash labels
+/// (EqualIgnoreHash): how a Deployment recognises its new ReplicaSet, including an old one
+/// that a rollback made current again.
+pub fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
+    let mut a = serde_json::to_value(a).unwrap_or(Value::Null);
+    let mut b = serde_json::to_value(b).unwrap_or(Value::Null);
+    normalize(&mut a);
+    normalize(&mut b);
+    a == b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_client::k8s_openapi::api::core::v1::{Container, PodSpec};
+    use keel_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn template(image: &str, extra_label: Option<(&str, &str)>) -> PodTemplateSpec {
+        let mut labels = std::collections::BTreeMap::from([("app".to_string(), "web".to_string())]);
+        if let Some((k, v)) = extra_label {
+            labels.insert(k.into(), v.into());
+        }
+        PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(labels),
+                ..Default::default()
+            }),
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "web".into(),
+                    image: Some(image.into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn the_hash_is_stable_safe_and_follows_the_template() {
+        let a = template_hash(&template("nginx:1", None), None);
+        assert_eq!(a, template_hash(&template("nginx:1", None), None));
+        assert_ne!(a, template_hash(&template("nginx:2", None), None));
+        assert!(!a.is_empty() && a.bytes().all(|b| SAFE.contains(&b)));
+    }
+
+    #[test]
+    fn a_collision_count_gives_another_hash() {
+        let t = template("nginx:1", None);
+        let first = template_hash(&t, None);
+        assert_ne!(first, template_hash(&t, Some(1)));
+        assert_ne!(template_hash(&t, Some(1)), template_hash(&t, Some(2)));
+        assert_eq!(first, template_hash(&t, None));
+    }
+
+    #[test]
+    fn templates_equal_but_for_the_hash_label_are_the_same() {
+        let plain = template("nginx:1", None);
+        let labelled = template("nginx:1", Some((HASH_LABEL, "abc")));
+        assert!(equal_ignore_hash(&plain, &labelled));
+        assert!(!equal_ignore_hash(
+            &plain,
+            &template("nginx:1", Some(("tier", "front")))
+        ));
+        assert!(!equal_ignore_hash(&plain, &template("nginx:2", None)));
+        assert_eq!(template_hash(&plain, None), template_hash(&labelled, None));
+    }
+
+    #[test]
+    fn absent_and_empty_fields_are_the_same() {
+        let plain = template("nginx:1", None);
+        let mut empty = plain.clone();
+        if let Some(spec) = empty.spec.as_mut() {
+            spec.volumes = Some(Vec::new());
+        }
+        if let Some(meta) = empty.metadata.as_mut() {
+            meta.annotations = Some(Default::default());
+        }
+        assert!(equal_ignore_hash(&plain, &empty));
+    }
+}
