@@ -19,6 +19,7 @@ pub mod keys;
 pub mod list;
 pub mod managed;
 pub mod meta;
+mod namespace_conditions;
 pub mod namespaces;
 pub mod patch;
 mod priority_admission;
@@ -27,6 +28,7 @@ mod quota_admission;
 pub mod rest;
 pub mod server;
 pub mod storage;
+mod toleration_admission;
 pub mod watch;
 
 pub use error::ApiError;

@@ -179,7 +179,7 @@ pub(crate) fn refuse_system_class_delete(info: &ResourceInfo, name: &str) -> Res
     Ok(())
 }
 
-fn is_pod(info: &ResourceInfo) -> bool {
+pub(crate) fn is_pod(info: &ResourceInfo) -> bool {
     info.group.is_empty() && info.kind == "Pod"
 }
 

@@ -344,6 +344,7 @@ impl<S: Storage> ApiServer<S> {
         }
         admission::prepare_create(info, &mut obj)?;
         self.admit_new_pod_priority(info, &mut obj).await?;
+        crate::toleration_admission::add_default_tolerations(info, &mut obj);
         let (mut obj, warnings) = admission::admit(info, obj, None, opts.field_validation)?;
         self.admit_priority_class(info, &obj, None).await?;
         opts.track(info, None, None, &mut obj);

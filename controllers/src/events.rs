@@ -185,3 +185,12 @@ impl Recorder {
         });
     }
 }
+
+/// What an Event says about a failed request: the server's own message when it sent one (as
+/// kube-controller-manager quotes the API error), the error otherwise.
+pub fn error_message(error: &keel_client::Error) -> String {
+    match error {
+        keel_client::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
+        other => other.to_string(),
+    }
+}

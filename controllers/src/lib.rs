@@ -12,13 +12,21 @@
 //! controllers ([`selection`]) with every write fenced by that Lease.
 
 pub mod context;
+pub mod daemonset;
 pub mod deployment;
 pub mod events;
 pub mod expectations;
+pub mod history;
 pub mod informer;
 pub mod manager;
+pub mod metrics;
+pub mod nodelifecycle;
+pub mod podgc;
 pub mod pods;
+pub mod replicaset;
+pub mod revision;
 pub mod selection;
+pub mod statefulset;
 
 pub use context::Context;
 pub use manager::{run, Config};

@@ -35,11 +35,38 @@ pub struct ControllerDef {
 }
 
 /// Every controller this manager can run.
-pub const CONTROLLERS: &[ControllerDef] = &[ControllerDef {
-    name: "deployment",
-    on_by_default: true,
-    start: crate::deployment::start,
-}];
+pub const CONTROLLERS: &[ControllerDef] = &[
+    ControllerDef {
+        name: "daemonset",
+        on_by_default: true,
+        start: crate::daemonset::start,
+    },
+    ControllerDef {
+        name: "deployment",
+        on_by_default: true,
+        start: crate::deployment::start,
+    },
+    ControllerDef {
+        name: "nodelifecycle",
+        on_by_default: true,
+        start: crate::nodelifecycle::start,
+    },
+    ControllerDef {
+        name: "podgc",
+        on_by_default: true,
+        start: crate::podgc::start,
+    },
+    ControllerDef {
+        name: "replicaset",
+        on_by_default: true,
+        start: crate::replicaset::start,
+    },
+    ControllerDef {
+        name: "statefulset",
+        on_by_default: true,
+        start: crate::statefulset::start,
+    },
+];
 
 /// Settings the controllers read (kube-controller-manager's flags of the same names).
 #[derive(Debug, Clone)]

@@ -43,14 +43,14 @@ pub struct ManagerArgs {
     controllers: Vec<String>,
     /// How long a controller manager's Lease lasts without renewal before another may take it.
     #[arg(long = "controller-manager-lease-duration", default_value = "2s", value_parser = crate::duration::flag)]
-    lease_duration: Duration,
+    manager_lease_duration: Duration,
     /// A leading controller manager that cannot renew within this long stops its controllers
     /// (must be shorter than the lease duration).
     #[arg(long = "controller-manager-renew-deadline", default_value = "1s", value_parser = crate::duration::flag)]
-    renew_deadline: Duration,
+    manager_renew_deadline: Duration,
     /// How often candidates try to acquire or renew the Lease.
     #[arg(long = "controller-manager-retry-period", default_value = "250ms", value_parser = crate::duration::flag)]
-    retry_period: Duration,
+    manager_retry_period: Duration,
     /// How long a node may go without renewing its Lease before it is marked unreachable.
     #[arg(long, default_value = "50s", value_parser = crate::duration::flag)]
     node_monitor_grace_period: Duration,
@@ -64,9 +64,9 @@ impl ManagerArgs {
     pub fn config(&self, member: &str) -> anyhow::Result<keel_controllers::Config> {
         let timing = crate::election::timing(
             "controller-manager",
-            self.lease_duration,
-            self.renew_deadline,
-            self.retry_period,
+            self.manager_lease_duration,
+            self.manager_renew_deadline,
+            self.manager_retry_period,
         )?;
         if self.node_monitor_grace_period.is_zero() {
             anyhow::bail!("--node-monitor-grace-period must be positive");

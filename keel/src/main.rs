@@ -89,3 +89,15 @@ fn main() -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Flattened flag groups (the scheduler's and the controller manager's elections) must not
+    /// clash: clap checks names and ids only when a command is built, so build them all here.
+    #[test]
+    fn every_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

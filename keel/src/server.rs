@@ -289,6 +289,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let controller_manager = (args.controller_manager && !store_only)
         .then(|| args.controller_manager_settings.config(&args.name))
         .transpose()?;
+    if controller_manager.is_some() {
+        keel_store::metrics::add_source(std::sync::Arc::new(keel_controllers::metrics::render));
+    }
     let auth = auth_config(&args)?;
     let rest_config = crate::rest::RestConfig {
         listen: SocketAddr::new(args.bind_address, args.secure_port),
@@ -330,6 +333,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         // shutdown.
         let background = tokio::spawn(async move {
             let cache = api.run_cache(bootstrap_stop.clone());
+            // The REST endpoint (and the kubeconfig it writes) waits for the bootstrap objects,
+            // so the first client never meets an RBAC policy without its default bindings.
+            let (bootstrapped_tx, mut bootstrapped) = tokio::sync::watch::channel(false);
             let namespaces = async {
                 tokio::select! {
                     _ = bootstrap_stop.cancelled() => {}
@@ -337,6 +343,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                         keel_api::bootstrap::ensure_namespaces(&api).await;
                         keel_api::bootstrap::ensure_rbac(&api).await;
                         keel_api::bootstrap::ensure_priority_classes(&api).await;
+                        bootstrapped_tx.send_replace(true);
                     } => {}
                 }
             };
@@ -344,7 +351,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             let rest = async {
                 let tls = tokio::select! {
                     _ = bootstrap_stop.cancelled() => return,
-                    tls = crate::rest::prepare(&api, &rest_config) => tls,
+                    tls = async {
+                        let _ = bootstrapped.wait_for(|done| *done).await;
+                        crate::rest::prepare(&api, &rest_config).await
+                    } => tls,
                 };
                 match tls {
                     Ok(tls) => {

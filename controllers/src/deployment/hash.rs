@@ -2,47 +2,21 @@
 //! version of a Deployment's template, and names the set `<deployment>-<hash>`. Like
 //! Kubernetes' it is FNV-1a (32 bits) over the template, salted with `status.collisionCount`
 //! so that a clash with a foreign set can be escaped, and spelled with Kubernetes' safe
-//! alphabet; the bytes hashed are the template's JSON, so the value is stable across restarts
-//! and masters but not equal to Kubernetes' own.
+//! alphabet (see [`crate::revision::template_hash`]); stable across restarts and masters but
+//! not equal to Kubernetes' own values.
 
 use keel_client::k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde_json::Value;
 
 pub const HASH_LABEL: &str = "pod-template-hash";
 
-/// Kubernetes' alphabet for generated strings: no vowels, no look-alike characters.
-const SAFE: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-
-const FNV_OFFSET: u32 = 0x811c_9dc5;
-const FNV_PRIME: u32 = 0x0100_0193;
-
-fn fnv1a(hash: u32, bytes: &[u8]) -> u32 {
-    bytes
-        .iter()
-        .fold(hash, |h, b| (h ^ u32::from(*b)).wrapping_mul(FNV_PRIME))
-}
-
-/// Each character of `s` mapped onto the safe alphabet (rand.SafeEncodeString).
-fn safe_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| char::from(SAFE[usize::from(b) % SAFE.len()]))
-        .collect()
-}
-
 /// The hash of `template` (without any pod-template-hash label of its own) for a Deployment
-/// that has seen `collision_count` clashes.
+/// that has seen `collision_count` clashes: the workload controllers' shared template hash,
+/// over the template as semantic equality sees it.
 pub fn template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
     let mut value = serde_json::to_value(template).unwrap_or(Value::Null);
     normalize(&mut value);
-    let bytes = serde_json::to_vec(&value).unwrap_or_default();
-    let mut hash = fnv1a(FNV_OFFSET, &bytes);
-    if let Some(count) = collision_count {
-        // As Kubernetes salts it: the count's four little-endian bytes in an 8-byte word.
-        let mut salt = [0u8; 8];
-        salt[..4].copy_from_slice(&count.to_le_bytes());
-        hash = fnv1a(hash, &salt);
-    }
-    safe_encode(&hash.to_string())
+    crate::revision::template_hash(&value, collision_count)
 }
 
 /// Drops what semantic equality ignores: nulls and empty lists and maps (absent and empty mean
@@ -122,7 +96,11 @@ mod tests {
         let a = template_hash(&template("nginx:1", None), None);
         assert_eq!(a, template_hash(&template("nginx:1", None), None));
         assert_ne!(a, template_hash(&template("nginx:2", None), None));
-        assert!(!a.is_empty() && a.bytes().all(|b| SAFE.contains(&b)));
+        assert!(
+            !a.is_empty()
+                && a.bytes()
+                    .all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b))
+        );
     }
 
     #[test]
