@@ -2,7 +2,8 @@
 //! five nodes simulated by `keel sim-nodes`, and a Deployment driven with the real kubectl —
 //! created, rolled to a new image under watch (never more pods than replicas + maxSurge,
 //! never fewer available than replicas − maxUnavailable), its history listed, undone, paused
-//! and resumed, scaled, and its history pruned.
+//! and resumed, scaled, and its history pruned; and a Recreate Deployment whose new pods start
+//! only once every old one is gone.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -401,5 +402,119 @@ async fn a_deployment_rolls_out_undoes_pauses_and_scales_within_its_bounds() -> 
         "{history}"
     );
     assert!(!history.lines().any(|l| l.starts_with("2 ")), "{history}");
+    Ok(())
+}
+
+const RECREATE: &str = r#"{"apiVersion": "apps/v1", "kind": "Deployment",
+  "metadata": {"name": "worker", "namespace": "default"},
+  "spec": {"replicas": 3, "strategy": {"type": "Recreate"},
+    "selector": {"matchLabels": {"app": "worker"}},
+    "template": {"metadata": {"labels": {"app": "worker"}},
+      "spec": {"containers": [{"name": "app", "image": "busybox:1.36"}]}}}}"#;
+
+/// Watches the pods labelled `app=worker` until `stop`; returns how many states it saw and
+/// those in which a pod of the new image existed while a pod of another image had not
+/// finished (terminating or not).
+async fn watch_recreate(
+    pods: Api<Pod>,
+    new_image: &'static str,
+    stop: CancellationToken,
+    listed: oneshot::Sender<()>,
+) -> (usize, Vec<String>) {
+    let params = WatchParams {
+        label_selector: "app=worker".into(),
+        ..Default::default()
+    };
+    let mut listed = Some(listed);
+    let mut stream = std::pin::pin!(watcher(pods, params));
+    let mut state: BTreeMap<String, Pod> = BTreeMap::new();
+    let mut states = 0;
+    let mut overlaps = Vec::new();
+    loop {
+        let event = tokio::select! {
+            _ = stop.cancelled() => return (states, overlaps),
+            event = stream.next() => event,
+        };
+        match event {
+            Some(Ok(WatchEvent::Applied(p))) => {
+                state.insert(p.metadata.name.clone().unwrap_or_default(), p);
+            }
+            Some(Ok(WatchEvent::Deleted(p))) => {
+                state.remove(p.metadata.name.as_deref().unwrap_or_default());
+            }
+            Some(Ok(WatchEvent::Restarted(all))) => {
+                if let Some(listed) = listed.take() {
+                    let _ = listed.send(());
+                }
+                state = all
+                    .into_iter()
+                    .map(|p| (p.metadata.name.clone().unwrap_or_default(), p))
+                    .collect();
+            }
+            Some(Err(_)) => continue,
+            None => return (states, overlaps),
+        }
+        states += 1;
+        let finished = |p: &Pod| {
+            matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            )
+        };
+        let new = state.values().filter(|p| image(p) == new_image).count();
+        let old = state
+            .values()
+            .filter(|p| image(p) != new_image && !finished(p))
+            .count();
+        if new > 0 && old > 0 {
+            overlaps.push(format!("{new} new pods while {old} old ones run"));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreate_deployment_starts_new_pods_only_once_every_old_one_is_gone() -> Result<()> {
+    let cluster = Cluster::start(Flavor::Keel, 3).await?;
+    let client = Client::new(&cluster.endpoints())?;
+    ready(&client).await?;
+    let _sim = Sim::start(&cluster, &["--count", "5"])?;
+    let k = Kubectl::for_cluster(&cluster).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let manifest = k.manifest("worker.json", RECREATE);
+    tokio::task::block_in_place(|| {
+        k.ok(&["apply", "-f", &manifest]);
+        k.ok(&["rollout", "status", "deploy/worker", "--timeout=90s"]);
+    });
+
+    let stop = CancellationToken::new();
+    let (listed, listed_rx) = oneshot::channel();
+    let watch = tokio::spawn(watch_recreate(
+        pods.clone(),
+        "busybox:1.37",
+        stop.clone(),
+        listed,
+    ));
+    listed_rx.await?;
+    tokio::task::block_in_place(|| {
+        k.ok(&["set", "image", "deploy/worker", "app=busybox:1.37"]);
+        k.ok(&["rollout", "status", "deploy/worker", "--timeout=90s"]);
+    });
+    let params = ListParams {
+        label_selector: "app=worker".into(),
+        ..Default::default()
+    };
+    until("three new pods run", WAIT, || async {
+        pods.list(&params).await.is_ok_and(|l| {
+            l.items.len() == 3
+                && l.items
+                    .iter()
+                    .all(|p| image(p) == "busybox:1.37" && is_available(p))
+        })
+    })
+    .await?;
+    stop.cancel();
+    let (states, overlaps) = watch.await?;
+    assert!(overlaps.is_empty(), "{overlaps:?}");
+    assert!(states > 3, "the watch saw the replacement happen");
     Ok(())
 }

@@ -91,7 +91,13 @@ pub fn start(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, (
                 keys_for_replica_set(&deployment_store, rs)
             })
             .watches_events(pod_deletions, move |pod: &Pod| keys_for_pod(&rs_store, pod))
-            .run(reconcile, error_policy, state, stop)
+            .with_depth_gauge(crate::metrics::of("deployment").depth.clone())
+            .run(
+                crate::metrics::timed(crate::metrics::of("deployment"), reconcile),
+                error_policy,
+                state,
+                stop,
+            )
             .for_each(|outcome| async move {
                 if let Err(error) = outcome {
                     tracing::debug!(%error, "deployment sync");
