@@ -187,9 +187,10 @@ impl<'a> Sync<'a> {
             let matches = self.selector.matches(&labels);
             match controller_of(&rs.metadata) {
                 Some(owner) if owner.uid == self.uid => {
-                    if matches || self.d.metadata.deletion_timestamp.is_some() {
+                    if matches {
                         self.sets.push(rs);
-                    } else {
+                    } else if self.d.metadata.deletion_timestamp.is_none() {
+                        // A Deployment being deleted lets go of nothing: its sets go with it.
                         self.release(rs).await?;
                     }
                 }
