@@ -18,6 +18,23 @@ use crate::namespace_conditions::{conditions, group_resource, Pass};
 use crate::server::{ApiServer, DeleteOptions, WriteOptions};
 use crate::storage::Storage;
 
+/// Namespaces that may never be deleted (Kubernetes' NamespaceLifecycle admission keeps these
+/// three): the cluster's own objects live in them.
+const IMMORTAL: [&str; 3] = ["default", "kube-system", "kube-public"];
+
+/// Refuses the deletion of an immortal namespace, with Kubernetes' message.
+pub(crate) fn refuse_immortal_delete(
+    info: &keel_types::ResourceInfo,
+    name: &str,
+) -> Result<(), ApiError> {
+    if info.group.is_empty() && info.kind == "Namespace" && IMMORTAL.contains(&name) {
+        return Err(ApiError::Forbidden(format!(
+            "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+        )));
+    }
+    Ok(())
+}
+
 /// How often terminating namespaces are looked for.
 const SWEEP: Duration = Duration::from_millis(500);
 const FINALIZER: &str = "kubernetes";
