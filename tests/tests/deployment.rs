@@ -2,8 +2,9 @@
 //! five nodes simulated by `keel sim-nodes`, and a Deployment driven with the real kubectl —
 //! created, rolled to a new image under watch (never more pods than replicas + maxSurge,
 //! never fewer available than replicas − maxUnavailable), its history listed, undone, paused
-//! and resumed, scaled, and its history pruned; and a Recreate Deployment whose new pods start
-//! only once every old one is gone.
+//! and resumed, scaled, and its history pruned; a Recreate Deployment whose new pods start
+//! only once every old one is gone; and a rollout that cannot progress exceeding its
+//! progressDeadlineSeconds.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -163,8 +164,8 @@ async fn watch_replica_sets(
     }
 }
 
-async fn deployment(api: &Api<Deployment>) -> Deployment {
-    api.get("web").await.unwrap_or_default()
+async fn deployment(api: &Api<Deployment>, name: &str) -> Deployment {
+    api.get(name).await.unwrap_or_default()
 }
 
 fn progressing_reason(d: &Deployment) -> String {
@@ -218,7 +219,7 @@ async fn a_deployment_rolls_out_undoes_pauses_and_scales_within_its_bounds() -> 
     let manifest = k.manifest("web.json", DEPLOYMENT);
     tokio::task::block_in_place(|| k.ok(&["apply", "-f", &manifest]));
     tokio::task::block_in_place(|| rollout_status(&k));
-    let d = deployment(&deployments).await;
+    let d = deployment(&deployments, "web").await;
     let status = d.status.clone().unwrap_or_default();
     assert_eq!(status.available_replicas, Some(6));
     assert_eq!(status.updated_replicas, Some(6));
@@ -343,7 +344,7 @@ async fn a_deployment_rolls_out_undoes_pauses_and_scales_within_its_bounds() -> 
         "the paused deployment is observed and scaled",
         WAIT,
         || async {
-            let d = deployment(&deployments).await;
+            let d = deployment(&deployments, "web").await;
             let s = d.status.clone().unwrap_or_default();
             s.observed_generation == d.metadata.generation
                 && s.replicas == Some(4)
@@ -384,7 +385,7 @@ async fn a_deployment_rolls_out_undoes_pauses_and_scales_within_its_bounds() -> 
         "seven available pods and one old ReplicaSet",
         WAIT,
         || async {
-            let d = deployment(&deployments).await;
+            let d = deployment(&deployments, "web").await;
             let s = d.status.clone().unwrap_or_default();
             let count = sets
                 .list(&ListParams::default())
@@ -516,5 +517,76 @@ async fn a_recreate_deployment_starts_new_pods_only_once_every_old_one_is_gone()
     let (states, overlaps) = watch.await?;
     assert!(overlaps.is_empty(), "{overlaps:?}");
     assert!(states > 3, "the watch saw the replacement happen");
+    Ok(())
+}
+
+const STUCK: &str = r#"{"apiVersion": "apps/v1", "kind": "Deployment",
+  "metadata": {"name": "stuck", "namespace": "default"},
+  "spec": {"replicas": 2, "progressDeadlineSeconds": 3,
+    "selector": {"matchLabels": {"app": "stuck"}},
+    "template": {"metadata": {"labels": {"app": "stuck"}},
+      "spec": {"nodeSelector": {"example.com/no-such-node": "true"},
+        "containers": [{"name": "app", "image": "busybox:1.36"}]}}}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_without_progress_exceeds_its_deadline() -> Result<()> {
+    let cluster = Cluster::start(Flavor::Keel, 3).await?;
+    let client = Client::new(&cluster.endpoints())?;
+    ready(&client).await?;
+    let _sim = Sim::start(&cluster, &["--count", "2"])?;
+    let k = Kubectl::for_cluster(&cluster).await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let manifest = k.manifest("stuck.json", STUCK);
+    tokio::task::block_in_place(|| k.ok(&["apply", "-f", &manifest]));
+
+    // Its pods can never be scheduled: the rollout stalls and, once the deadline passes
+    // without progress, says so.
+    until("the deadline is exceeded", WAIT, || async {
+        progressing_reason(&deployment(&deployments, "stuck").await) == "ProgressDeadlineExceeded"
+    })
+    .await?;
+    let d = deployment(&deployments, "stuck").await;
+    let conditions = d
+        .status
+        .clone()
+        .unwrap_or_default()
+        .conditions
+        .unwrap_or_default();
+    let progressing = conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .cloned()
+        .unwrap_or_default();
+    let rs = d
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+        .cloned();
+    assert_eq!(rs.as_deref(), Some("1"));
+    assert_eq!(progressing.status, "False");
+    let message = progressing.message.clone().unwrap_or_default();
+    assert!(
+        message.starts_with("ReplicaSet \"stuck-")
+            && message.ends_with("\" has timed out progressing."),
+        "{message}"
+    );
+    let available = conditions
+        .iter()
+        .find(|c| c.type_ == "Available")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (available.status.as_str(), available.reason.as_deref()),
+        ("False", Some("MinimumReplicasUnavailable"))
+    );
+    let out = tokio::task::block_in_place(|| k.run(&["rollout", "status", "deploy/stuck"]));
+    assert!(!out.ok, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("deployment \"stuck\" exceeded its progress deadline"),
+        "{}",
+        out.stderr
+    );
     Ok(())
 }
