@@ -157,3 +157,113 @@ fn error_policy(d: &Arc<Deployment>, error: &SyncError, _: &State) -> Action {
     tracing::debug!(deployment = ?d.metadata.name, %error, "deployment sync failed; retrying");
     Action::requeue(Duration::from_millis(200))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_client::k8s_openapi::api::apps::v1::DeploymentSpec;
+    use keel_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+        LabelSelector, ObjectMeta, OwnerReference,
+    };
+    use keel_client::store::store;
+    use std::collections::BTreeMap;
+
+    fn labels(app: &str) -> Option<BTreeMap<String, String>> {
+        Some(BTreeMap::from([("app".to_string(), app.to_string())]))
+    }
+
+    fn deployment(name: &str, app: &str) -> Deployment {
+        Deployment {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            spec: Some(DeploymentSpec {
+                selector: LabelSelector {
+                    match_labels: labels(app),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn owned_by(kind: &str, name: &str) -> Option<Vec<OwnerReference>> {
+        Some(vec![OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: kind.into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            controller: Some(true),
+            ..Default::default()
+        }])
+    }
+
+    fn replica_set(name: &str, app: &str, owner: Option<&str>) -> ReplicaSet {
+        ReplicaSet {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                labels: labels(app),
+                owner_references: owner.and_then(|o| owned_by("Deployment", o)),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_replica_set_concerns_its_owner_or_for_an_orphan_every_deployment_selecting_it() {
+        let (deployments, mut writer) = store();
+        writer.apply(&Event::Restarted(vec![
+            deployment("web", "web"),
+            deployment("web-too", "web"),
+            deployment("api", "api"),
+        ]));
+        let owned = replica_set("web-abc", "web", Some("web"));
+        assert_eq!(
+            keys_for_replica_set(&deployments, &owned),
+            [ObjectKey::namespaced("ns", "web")]
+        );
+        let mut orphan = replica_set("stray", "web", None);
+        let mut keys = keys_for_replica_set(&deployments, &orphan);
+        keys.sort_by_key(|k| k.name.clone());
+        assert_eq!(
+            keys,
+            [
+                ObjectKey::namespaced("ns", "web"),
+                ObjectKey::namespaced("ns", "web-too")
+            ]
+        );
+        orphan.metadata.namespace = Some("elsewhere".into());
+        assert!(keys_for_replica_set(&deployments, &orphan).is_empty());
+    }
+
+    #[test]
+    fn a_pod_concerns_the_deployment_of_its_replica_set() {
+        let (sets, mut writer) = store();
+        writer.apply(&Event::Restarted(vec![replica_set(
+            "web-abc",
+            "web",
+            Some("web"),
+        )]));
+        let pod = |owner: Option<Vec<OwnerReference>>| Pod {
+            metadata: ObjectMeta {
+                name: Some("web-abc-x".into()),
+                namespace: Some("ns".into()),
+                owner_references: owner,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(
+            keys_for_pod(&sets, &pod(owned_by("ReplicaSet", "web-abc"))),
+            [ObjectKey::namespaced("ns", "web")]
+        );
+        assert!(keys_for_pod(&sets, &pod(owned_by("ReplicaSet", "unknown"))).is_empty());
+        assert!(keys_for_pod(&sets, &pod(owned_by("StatefulSet", "web-abc"))).is_empty());
+        assert!(keys_for_pod(&sets, &pod(None)).is_empty());
+    }
+}
