@@ -14,6 +14,7 @@
 pub mod context;
 pub mod cronjob;
 pub mod daemonset;
+pub mod deployment;
 pub mod endpoints;
 pub mod endpointslices;
 pub mod events;

@@ -47,6 +47,11 @@ pub const CONTROLLERS: &[ControllerDef] = &[
         start: crate::daemonset::start,
     },
     ControllerDef {
+        name: "deployment",
+        on_by_default: true,
+        start: crate::deployment::start,
+    },
+    ControllerDef {
         name: "endpoint",
         on_by_default: true,
         start: crate::endpoints::start,

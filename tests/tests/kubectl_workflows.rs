@@ -2,6 +2,11 @@
 //! (sent as protobuf), namespaces created and deleted, get across namespaces and wide, watch,
 //! describe with events, edit through $EDITOR, delete with each cascade policy, the API part
 //! of rollout history/pause/resume/undo/status, and explain.
+//!
+//! The cluster runs without the Deployment controller: the rollout part writes ReplicaSets and
+//! Deployment status by hand to pin down exactly what kubectl reads, which a running
+//! controller would overwrite. The controller itself, with kubectl's rollout commands, is
+//! tested in `deployment.rs`.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -338,7 +343,7 @@ fn write_status(k: &Kubectl, status: &str) {
 
 /// `rollout status` reads only the Deployment: it waits while the status is behind the spec
 /// and succeeds once the status says the new template is rolled out, written here as the
-/// Deployment controller (which keel does not have yet) would write it.
+/// Deployment controller would write it.
 fn rollout_status_follows_the_deployment_status(k: &Kubectl) {
     let status = ["rollout", "status", "deploy/web", "-n", "apps"];
     let unobserved = k.run(&[&status[..], &["--timeout=2s"]].concat());
@@ -545,7 +550,8 @@ fn explain_reads_the_schemas(k: &Kubectl) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_workflows_work_against_three_masters() -> anyhow::Result<()> {
-    let cluster = Cluster::start(Flavor::Keel, 3).await?;
+    let cluster =
+        Cluster::start_with(Flavor::Keel, 3, &["--controllers=*,-deployment".into()]).await?;
     let k = Kubectl::for_cluster(&cluster).await?;
     tokio::task::block_in_place(|| {
         typed_creates_and_namespace_lifecycle(&k);
