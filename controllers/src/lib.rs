@@ -15,6 +15,7 @@ pub mod context;
 pub mod daemonset;
 pub mod events;
 pub mod expectations;
+pub mod garbagecollector;
 pub mod history;
 pub mod informer;
 pub mod manager;

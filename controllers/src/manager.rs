@@ -42,6 +42,11 @@ pub const CONTROLLERS: &[ControllerDef] = &[
         start: crate::daemonset::start,
     },
     ControllerDef {
+        name: "garbagecollector",
+        on_by_default: true,
+        start: crate::garbagecollector::start,
+    },
+    ControllerDef {
         name: "nodelifecycle",
         on_by_default: true,
         start: crate::nodelifecycle::start,
