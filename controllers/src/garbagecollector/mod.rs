@@ -166,8 +166,9 @@ async fn run(
             }
         }
         metrics.depth.store(queue.len(), Ordering::Relaxed);
+        // A retry due while every slot is busy waits for a slot, not for the clock.
         let wake = if working {
-            queue.next_retry()
+            queue.next_retry().filter(|_| in_flight.len() < CONCURRENCY)
         } else {
             Some(began + SYNC_GRACE)
         };
