@@ -19,6 +19,7 @@ pub mod endpoints;
 pub mod endpointslices;
 pub mod events;
 pub mod expectations;
+pub mod garbagecollector;
 pub mod history;
 pub mod informer;
 pub mod job;

@@ -62,6 +62,11 @@ pub const CONTROLLERS: &[ControllerDef] = &[
         start: crate::endpointslices::start,
     },
     ControllerDef {
+        name: "garbagecollector",
+        on_by_default: true,
+        start: crate::garbagecollector::start,
+    },
+    ControllerDef {
         name: "job",
         on_by_default: true,
         start: crate::job::start,
