@@ -205,3 +205,136 @@ async fn a_paused_controller_manager_is_replaced_and_fenced() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_completes_under_the_next_controller_manager_when_the_active_one_is_paused(
+) -> Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let cluster = Cluster::start(Flavor::Keel, 3).await?;
+    let client = Client::new(&cluster.endpoints())?;
+    ready(&client).await?;
+    let _sim = Sim::start(&cluster, &["--count", "10"])?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        if let Some(first) = leader(&client).await? {
+            break first;
+        }
+        if Instant::now() > deadline {
+            bail!("no controller manager leads");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let others: Vec<String> = (0..3)
+        .filter(|&i| i != first)
+        .map(|i| cluster.members[i].client_url())
+        .collect();
+    let client = Client::new(&others)?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let replicas = 40;
+    deployments
+        .create(&serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {
+                "replicas": replicas,
+                "strategy": {"rollingUpdate": {"maxSurge": 4, "maxUnavailable": 4}},
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"terminationGracePeriodSeconds": 1,
+                        "containers": [{"name": "app", "image": "web:1"}]}
+                }
+            }
+        }))?)
+        .await?;
+    let done = |image: &'static str| {
+        let deployments = deployments.clone();
+        async move {
+            let Ok(d) = deployments.get("web").await else {
+                return false;
+            };
+            let current = d
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .and_then(|s| s.containers.first())
+                .and_then(|c| c.image.clone());
+            let s = d.status.unwrap_or_default();
+            current.as_deref() == Some(image)
+                && s.observed_generation == d.metadata.generation
+                && s.updated_replicas == Some(replicas)
+                && s.available_replicas == Some(replicas)
+                && s.replicas == Some(replicas)
+        }
+    };
+    until(
+        "the first rollout completes",
+        Duration::from_secs(120),
+        || done("web:1"),
+    )
+    .await?;
+
+    // Roll a new image, and pause the leading master a moment into the rollout.
+    deployments
+        .patch(
+            "web",
+            &Patch::Merge(json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "app", "image": "web:2"}]}}}})),
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.signal(first, true)?;
+    let paused = Instant::now();
+    let next = loop {
+        if let Some(next) = leader(&client).await?.filter(|&n| n != first) {
+            break next;
+        }
+        if paused.elapsed() > Duration::from_secs(20) {
+            bail!("no other controller manager took over within 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "m{next}'s controller manager took over {:.1} s after m{first} was paused",
+        paused.elapsed().as_secs_f64()
+    );
+    // The rollout finishes while the old leader is still paused, then it resumes.
+    until(
+        "the rollout completes under the new leader",
+        Duration::from_secs(120),
+        || done("web:2"),
+    )
+    .await?;
+    cluster.signal(first, false)?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(done("web:2").await, "the finished rollout stays finished");
+
+    let lease = Api::<Lease>::namespaced(client.clone(), "kube-system")
+        .get("kube-controller-manager")
+        .await?;
+    let taken_over = lease
+        .spec
+        .unwrap_or_default()
+        .acquire_time
+        .context("acquire time")?
+        .0;
+    let old = format!("_m{first}_");
+    let late: Vec<String> = Api::<Event>::namespaced(client.clone(), "default")
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reporting_instance
+                .as_deref()
+                .is_some_and(|i| i.contains(&old))
+                && e.last_timestamp.as_ref().is_some_and(|t| t.0 > taken_over)
+        })
+        .filter_map(|e| e.message)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the deposed controller manager wrote after losing its lease: {late:?}"
+    );
+    Ok(())
+}
