@@ -12,6 +12,7 @@
 //! controllers ([`selection`]) with every write fenced by that Lease.
 
 pub mod context;
+pub mod disruption;
 pub mod events;
 pub mod expectations;
 pub mod informer;

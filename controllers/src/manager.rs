@@ -37,6 +37,11 @@ pub struct ControllerDef {
 /// Every controller this manager can run.
 pub const CONTROLLERS: &[ControllerDef] = &[
     ControllerDef {
+        name: "disruption",
+        on_by_default: true,
+        start: crate::disruption::start,
+    },
+    ControllerDef {
         name: "nodelifecycle",
         on_by_default: true,
         start: crate::nodelifecycle::start,
