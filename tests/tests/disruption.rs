@@ -179,6 +179,12 @@ async fn evictions_respect_the_budget_and_kubectl_drain_moves_pods_within_it() -
         })
     })
     .await?;
+    // Over gRPC the refusal is the same Status.
+    let refused = pods
+        .evict(&second, None)
+        .await
+        .expect_err("the budget is spent");
+    assert_eq!(refused.code(), Some(429), "{refused}");
     let (code, body) = kubectl.post_json(&eviction_path(&second), &eviction(&second))?;
     assert_eq!(code, 429, "{body}");
     assert_eq!(
@@ -197,13 +203,15 @@ async fn evictions_respect_the_budget_and_kubectl_drain_moves_pods_within_it() -
         .deletion_timestamp
         .is_none());
 
-    // Uncordoned, the ReplicaSet's replacement runs and the budget allows an eviction again.
+    // Uncordoned, the ReplicaSet's replacement runs and the budget allows an eviction again
+    // (this one through the SDK, over gRPC).
     for node in used {
         kubectl.ok(&["uncordon", node]);
     }
     settled(&pods, &budgets, None, 1, 3).await?;
-    let (code, body) = kubectl.post_json(&eviction_path(&second), &eviction(&second))?;
-    assert_eq!(code, 201, "{body}");
+    pods.evict(&second, None)
+        .await
+        .context("evicting over gRPC")?;
     settled(&pods, &budgets, None, 1, 3).await?;
     until("the evicted pods are gone", WAIT, || async {
         pods.list(&ListParams::default())
