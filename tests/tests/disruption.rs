@@ -46,14 +46,6 @@ fn replica_set() -> Result<ReplicaSet> {
     }))?)
 }
 
-fn budget() -> Result<PodDisruptionBudget> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-        "metadata": {"name": "web-pdb", "namespace": "default"},
-        "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}
-    }))?)
-}
-
 fn is_ready(p: &Pod) -> bool {
     p.status
         .as_ref()
@@ -147,10 +139,13 @@ async fn evictions_respect_the_budget_and_kubectl_drain_moves_pods_within_it() -
     sets.create(&replica_set()?)
         .await
         .context("creating the ReplicaSet")?;
-    budgets
-        .create(&budget()?)
-        .await
-        .context("creating the budget")?;
+    kubectl.ok(&[
+        "create",
+        "poddisruptionbudget",
+        "web-pdb",
+        "--selector=app=web",
+        "--min-available=2",
+    ]);
     settled(&pods, &budgets, None, 1, 3).await?;
     let status = budgets.get("web-pdb").await?.status.unwrap_or_default();
     assert_eq!(status.expected_pods, 3);

@@ -118,7 +118,9 @@ fn budgets_of_pod(
         .filter(|b| selector_of(b).is_ok_and(|s| s.matches(&labels)))
         .map(|b| ObjectKey::of(b.as_ref()))
         .collect();
-    let selected = selected.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut selected = selected.lock().unwrap_or_else(PoisonError::into_inner);
+    // Budgets deleted since their last sync select nothing any more.
+    selected.retain(|key, _| budgets.get(key).is_some());
     for (key, names) in selected.iter() {
         if key.namespace.as_deref() == Some(namespace.as_str())
             && names.contains(&name)
