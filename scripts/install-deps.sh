@@ -10,6 +10,9 @@ packages=(
   procps psmisc               # ps/pkill/fuser used by tests
   curl                        # raw REST requests whose status codes tests check
   python3 python3-venv        # the Python kubernetes client tests run in a venv
+  containerd runc             # the container runtime the node agent drives over CRI (and ctr)
+  containernetworking-plugins # CNI bridge, host-local, portmap, loopback in /usr/lib/cni
+  busybox-static              # the content of the images tests build locally (no registry here)
 )
 
 missing=()

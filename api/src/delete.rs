@@ -25,6 +25,7 @@ impl<S: Storage> ApiServer<S> {
         opts: &DeleteOptions,
     ) -> Result<Written, ApiError> {
         crate::priority_admission::refuse_system_class_delete(info, name)?;
+        crate::namespaces::refuse_immortal_delete(info, name)?;
         let mut attempt = 0;
         loop {
             attempt += 1;

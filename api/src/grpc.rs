@@ -75,7 +75,7 @@ impl<S: Storage> GrpcApi<S> {
         verb: &str,
         info: &'static ResourceInfo,
         r: &ResourceRef,
-    ) -> Result<(), Status> {
+    ) -> Result<UserInfo, Status> {
         let user = match credentials.peer {
             Some(user) => user,
             None => self
@@ -84,7 +84,7 @@ impl<S: Storage> GrpcApi<S> {
                 .map_err(|e| e.to_grpc())?,
         };
         let attrs = Attributes {
-            user,
+            user: user.clone(),
             verb: verb.to_string(),
             api_group: info.group.to_string(),
             resource: info.plural.to_string(),
@@ -97,7 +97,8 @@ impl<S: Storage> GrpcApi<S> {
             name: r.name.clone(),
             path: None,
         };
-        self.core.authorize(&attrs).await.map_err(|e| e.to_grpc())
+        self.core.authorize(&attrs).await.map_err(|e| e.to_grpc())?;
+        Ok(user)
     }
 }
 
@@ -205,7 +206,7 @@ impl<S: Storage> Api for GrpcApi<S> {
         let credentials = credentials(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
-        self.check(credentials, "create", info, r).await?;
+        let user = self.check(credentials, "create", info, r).await?;
         if r.subresource == "token" && info.plural == "serviceaccounts" {
             let review = self
                 .core
@@ -214,7 +215,8 @@ impl<S: Storage> Api for GrpcApi<S> {
                 .map_err(|e| e.to_grpc())?;
             return reply(&review, vec![]);
         }
-        let opts = write_options(req.options)?;
+        let mut opts = write_options(req.options)?;
+        opts.requester = Some(user);
         if r.subresource == "binding" && info.plural == "pods" {
             // The ref's name is the pod's; without one the Binding names it.
             let url_name = Some(r.name.as_str()).filter(|n| !n.is_empty());
@@ -244,8 +246,9 @@ impl<S: Storage> Api for GrpcApi<S> {
         let credentials = credentials(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
-        self.check(credentials, "update", info, r).await?;
-        let opts = write_options(req.options)?;
+        let user = self.check(credentials, "update", info, r).await?;
+        let mut opts = write_options(req.options)?;
+        opts.requester = Some(user);
         written(
             self.core
                 .update(
@@ -264,8 +267,9 @@ impl<S: Storage> Api for GrpcApi<S> {
         let credentials = credentials(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
-        self.check(credentials, "patch", info, r).await?;
-        let opts = write_options(req.options)?;
+        let user = self.check(credentials, "patch", info, r).await?;
+        let mut opts = write_options(req.options)?;
+        opts.requester = Some(user);
         let patch_type = PatchType::from_content_type(&req.patch_type).map_err(|e| e.to_grpc())?;
         written(
             self.core

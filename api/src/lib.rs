@@ -20,6 +20,7 @@ pub mod keys;
 pub mod list;
 pub mod managed;
 pub mod meta;
+mod namespace_conditions;
 pub mod namespaces;
 pub mod patch;
 mod priority_admission;

@@ -209,6 +209,18 @@ impl<S: Storage> ApiServer<S> {
             rv => parse_rv(rv)?,
         };
         if !cache.wait_for(needed, CACHE_WAIT).await {
+            // A revision the store has not reached either is in the future: refuse it as
+            // Kubernetes does rather than answer with older data.
+            let current = self
+                .storage
+                .revision()
+                .await
+                .map_err(|e| storage_error(info, "", e))?;
+            if needed > current {
+                return Err(ApiError::Timeout(format!(
+                    "Too large resource version: {needed}, current: {current}"
+                )));
+            }
             return Ok(None);
         }
         let Some(snapshot) = cache.list(prefix, end) else {

@@ -2,6 +2,7 @@
 //! `kubernetes` finalizer; this loop deletes everything in it, then removes the finalizer, and
 //! the namespace goes (as Kubernetes' namespace controller does).
 //!
+//! While content remains, the namespace's conditions say what (see `namespace_conditions`).
 //! Every master runs the loop; the work is idempotent (deleting what is already gone is fine,
 //! and finalizing is a compare-and-swap), so several masters doing it at once agree.
 
@@ -13,8 +14,26 @@ use tokio_util::sync::CancellationToken;
 use crate::error::ApiError;
 use crate::list::ListOptions;
 use crate::meta;
+use crate::namespace_conditions::{conditions, group_resource, Pass};
 use crate::server::{ApiServer, DeleteOptions, WriteOptions};
 use crate::storage::Storage;
+
+/// Namespaces that may never be deleted (Kubernetes' NamespaceLifecycle admission keeps these
+/// three): the cluster's own objects live in them.
+const IMMORTAL: [&str; 3] = ["default", "kube-system", "kube-public"];
+
+/// Refuses the deletion of an immortal namespace, with Kubernetes' message.
+pub(crate) fn refuse_immortal_delete(
+    info: &keel_types::ResourceInfo,
+    name: &str,
+) -> Result<(), ApiError> {
+    if info.group.is_empty() && info.kind == "Namespace" && IMMORTAL.contains(&name) {
+        return Err(ApiError::Forbidden(format!(
+            "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+        )));
+    }
+    Ok(())
+}
 
 /// How often terminating namespaces are looked for.
 const SWEEP: Duration = Duration::from_millis(500);
@@ -48,22 +67,57 @@ impl<S: Storage> ApiServer<S> {
             .collect();
         for ns in terminating {
             let name = meta::name(&ns).to_string();
-            if self.empty_namespace(&name).await? {
+            let pass = self.empty_namespace(&name).await?;
+            if pass.remaining.is_empty() && pass.failures.is_empty() {
                 self.remove_finalizer(ns_info, &name).await?;
+            } else {
+                self.report(ns_info, &ns, &pass).await;
             }
         }
         Ok(())
     }
 
-    /// Deletes every object in `namespace`; true once nothing is left.
-    async fn empty_namespace(&self, namespace: &str) -> Result<bool, ApiError> {
-        let mut empty = true;
+    /// Writes what holds a namespace's deletion up into its conditions, when that changed.
+    async fn report(&self, ns_info: &'static keel_types::ResourceInfo, ns: &Value, pass: &Pass) {
+        let existing: Vec<Value> = ns
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let next = conditions(&existing, pass, &meta::now());
+        if next == existing {
+            return;
+        }
+        let mut updated = ns.clone();
+        updated["status"]["conditions"] = json!(next);
+        let name = meta::name(ns);
+        // A conflict means the namespace changed meanwhile; the next sweep reports again.
+        if let Err(e) = self
+            .update(
+                ns_info,
+                None,
+                name,
+                Some("status"),
+                updated,
+                &WriteOptions::default(),
+            )
+            .await
+        {
+            tracing::debug!(namespace = %name, error = %e, "namespace conditions");
+        }
+    }
+
+    /// Deletes every object in `namespace`; returns what it found (nothing once it is empty)
+    /// and which deletions failed.
+    async fn empty_namespace(&self, namespace: &str) -> Result<Pass, ApiError> {
+        let mut pass = Pass::default();
         for info in keel_types::kinds::all().iter().filter(|k| k.namespaced()) {
             let list = self
                 .list(info, Some(namespace), &ListOptions::default())
                 .await?;
+            let resource = group_resource(info.group, info.plural);
             for item in list["items"].as_array().into_iter().flatten() {
-                empty = false;
+                pass.found(&resource, item);
                 let name = meta::name(item);
                 match self
                     .delete(
@@ -78,11 +132,11 @@ impl<S: Storage> ApiServer<S> {
                     .await
                 {
                     Ok(_) | Err(ApiError::NotFound { .. }) => {}
-                    Err(e) => return Err(e),
+                    Err(e) => pass.failures.push(e.to_string()),
                 }
             }
         }
-        Ok(empty)
+        Ok(pass)
     }
 
     async fn remove_finalizer(

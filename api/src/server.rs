@@ -35,6 +35,9 @@ pub struct WriteOptions {
     pub field_manager: Option<String>,
     /// The body's managedFields were computed by a server-side apply: keep them as they are.
     pub applied: bool,
+    /// Who asks for the write, for admission that depends on the requester (RBAC escalation
+    /// prevention); None for the server's own writes.
+    pub requester: Option<crate::auth::UserInfo>,
 }
 
 impl WriteOptions {
@@ -346,6 +349,8 @@ impl<S: Storage> ApiServer<S> {
         self.admit_new_pod_priority(info, &mut obj).await?;
         crate::toleration_admission::add_default_tolerations(info, &mut obj);
         let (mut obj, warnings) = admission::admit(info, obj, None, opts.field_validation)?;
+        self.check_escalation(info, ns.as_deref(), &obj, opts.requester.as_ref())
+            .await?;
         self.admit_priority_class(info, &obj, None).await?;
         opts.track(info, None, None, &mut obj);
         let name = meta::name(&obj).to_string();
@@ -558,6 +563,8 @@ impl<S: Storage> ApiServer<S> {
     ) -> Result<Written, ApiError> {
         let (mut next, warnings) =
             admission::admit(info, next, Some(current), opts.field_validation)?;
+        self.check_escalation(info, namespace, &next, opts.requester.as_ref())
+            .await?;
         self.admit_priority_class(info, &next, Some(current))
             .await?;
         opts.track(info, subresource, Some(current), &mut next);

@@ -1,9 +1,11 @@
 //! Typed access to one kind: `Api<Pod>`, `Api<Deployment>`, … in a namespace, in all, or
 //! cluster-wide, with get/list/create/replace/patch/delete/watch, subresources created by POST,
-//! and binding pods to nodes.
+//! and binding pods to nodes. An `Api` may also name its resource at run time (see
+//! [`crate::dynamic`]).
 
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
@@ -109,11 +111,22 @@ pub enum WatchEvent<K> {
 
 pub type WatchStream<K> = Pin<Box<dyn Stream<Item = Result<WatchEvent<K>, Error>> + Send>>;
 
+/// A resource named at run time (for [`crate::dynamic::DynamicObject`]), in place of the one
+/// the type `K` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamicResource {
+    pub group: String,
+    pub version: String,
+    /// The plural resource name in paths ("pods").
+    pub plural: String,
+}
+
 /// Typed access to kind `K`.
 pub struct Api<K> {
     client: Client,
     namespace: String,
     fence: Option<Fence>,
+    resource: Option<Arc<DynamicResource>>,
     _kind: PhantomData<fn() -> K>,
 }
 
@@ -123,6 +136,7 @@ impl<K> Clone for Api<K> {
             client: self.client.clone(),
             namespace: self.namespace.clone(),
             fence: self.fence.clone(),
+            resource: self.resource.clone(),
             _kind: PhantomData,
         }
     }
@@ -138,6 +152,7 @@ where
             client,
             namespace: namespace.to_string(),
             fence: None,
+            resource: None,
             _kind: PhantomData,
         }
     }
@@ -153,11 +168,21 @@ where
         self
     }
 
+    /// The same access, to `resource` instead of the one `K` names.
+    pub(crate) fn with_resource(mut self, resource: DynamicResource) -> Self {
+        self.resource = Some(Arc::new(resource));
+        self
+    }
+
     fn reference(&self, name: &str, subresource: &str) -> Option<ResourceRef> {
+        let (group, version, resource) = match &self.resource {
+            Some(r) => (r.group.as_str(), r.version.as_str(), r.plural.as_str()),
+            None => (K::GROUP, K::VERSION, K::URL_PATH_SEGMENT),
+        };
         Some(ResourceRef {
-            group: K::GROUP.to_string(),
-            version: K::VERSION.to_string(),
-            resource: K::URL_PATH_SEGMENT.to_string(),
+            group: group.to_string(),
+            version: version.to_string(),
+            resource: resource.to_string(),
             namespace: self.namespace.clone(),
             name: name.to_string(),
             subresource: subresource.to_string(),

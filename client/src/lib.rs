@@ -7,6 +7,7 @@
 pub mod api;
 mod bearer;
 pub mod client;
+pub mod dynamic;
 pub mod error;
 pub mod kubeconfig;
 pub mod leader;
@@ -19,6 +20,7 @@ pub mod watcher;
 
 pub use api::{Api, DeleteParams, Fence, ListParams, Patch, WatchParams};
 pub use client::Client;
+pub use dynamic::DynamicObject;
 pub use error::Error;
 pub use keel_types::k8s_openapi;
 pub use kubeconfig::Kubeconfig;

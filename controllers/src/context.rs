@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use keel_client::k8s_openapi::{ListableResource, Resource};
-use keel_client::{Api, Client, Fence};
+use keel_client::{Api, Client, DynamicObject, Fence};
+use keel_types::ResourceInfo;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -54,6 +55,19 @@ impl Context {
         K: Resource + ListableResource + Serialize + DeserializeOwned + Send + 'static,
     {
         Api::all(self.client.clone()).with_fence(self.fence.clone())
+    }
+
+    /// Fenced access to the kind `info` describes, whatever it is, in `namespace` ("" for all
+    /// namespaces or a cluster-scoped kind).
+    pub fn dynamic_api(&self, info: &ResourceInfo, namespace: &str) -> Api<DynamicObject> {
+        Api::for_resource(
+            self.client.clone(),
+            info.group,
+            info.version,
+            info.plural,
+            namespace,
+        )
+        .with_fence(self.fence.clone())
     }
 
     /// The client itself, for what the fence does not cover (watches of kinds no informer

@@ -12,15 +12,32 @@
 //! controllers ([`selection`]) with every write fenced by that Lease.
 
 pub mod context;
+pub mod cronjob;
+pub mod daemonset;
+pub mod deployment;
 pub mod disruption;
+pub mod endpoints;
+pub mod endpointslices;
 pub mod events;
 pub mod expectations;
+pub mod garbagecollector;
+pub mod history;
 pub mod informer;
+pub mod job;
 pub mod manager;
+pub mod metrics;
+pub mod namespaces;
 pub mod nodelifecycle;
+pub mod podgc;
 pub mod pods;
 pub mod replicaset;
+pub mod revision;
+pub mod rootca;
 pub mod selection;
+pub mod service_pods;
+pub mod serviceaccounts;
+pub mod statefulset;
+pub mod ttl_after_finished;
 
 pub use context::Context;
 pub use manager::{run, Config};

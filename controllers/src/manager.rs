@@ -37,9 +37,44 @@ pub struct ControllerDef {
 /// Every controller this manager can run.
 pub const CONTROLLERS: &[ControllerDef] = &[
     ControllerDef {
+        name: "cronjob",
+        on_by_default: true,
+        start: crate::cronjob::start,
+    },
+    ControllerDef {
+        name: "daemonset",
+        on_by_default: true,
+        start: crate::daemonset::start,
+    },
+    ControllerDef {
+        name: "deployment",
+        on_by_default: true,
+        start: crate::deployment::start,
+    },
+    ControllerDef {
         name: "disruption",
         on_by_default: true,
         start: crate::disruption::start,
+    },
+    ControllerDef {
+        name: "endpoint",
+        on_by_default: true,
+        start: crate::endpoints::start,
+    },
+    ControllerDef {
+        name: "endpointslice",
+        on_by_default: true,
+        start: crate::endpointslices::start,
+    },
+    ControllerDef {
+        name: "garbagecollector",
+        on_by_default: true,
+        start: crate::garbagecollector::start,
+    },
+    ControllerDef {
+        name: "job",
+        on_by_default: true,
+        start: crate::job::start,
     },
     ControllerDef {
         name: "nodelifecycle",
@@ -47,9 +82,34 @@ pub const CONTROLLERS: &[ControllerDef] = &[
         start: crate::nodelifecycle::start,
     },
     ControllerDef {
+        name: "podgc",
+        on_by_default: true,
+        start: crate::podgc::start,
+    },
+    ControllerDef {
         name: "replicaset",
         on_by_default: true,
         start: crate::replicaset::start,
+    },
+    ControllerDef {
+        name: "root-ca-cert-publisher",
+        on_by_default: true,
+        start: crate::rootca::start,
+    },
+    ControllerDef {
+        name: "serviceaccount",
+        on_by_default: true,
+        start: crate::serviceaccounts::start,
+    },
+    ControllerDef {
+        name: "statefulset",
+        on_by_default: true,
+        start: crate::statefulset::start,
+    },
+    ControllerDef {
+        name: "ttl-after-finished",
+        on_by_default: true,
+        start: crate::ttl_after_finished::start,
     },
 ];
 
@@ -61,6 +121,11 @@ pub struct Options {
     pub node_monitor_grace_period: Duration,
     /// Terminated pods kept before PodGC deletes the oldest (`--terminated-pod-gc-threshold`).
     pub terminated_pod_gc_threshold: usize,
+    /// Endpoints an EndpointSlice holds at most (`--max-endpoints-per-slice`).
+    pub max_endpoints_per_slice: usize,
+    /// The cluster's CA certificate (PEM) that root-ca-cert-publisher publishes in every
+    /// namespace; None when the masters serve no TLS (that controller then does not run).
+    pub root_ca: Option<String>,
 }
 
 impl Default for Options {
@@ -68,6 +133,8 @@ impl Default for Options {
         Self {
             node_monitor_grace_period: Duration::from_secs(50),
             terminated_pod_gc_threshold: 12_500,
+            max_endpoints_per_slice: 100,
+            root_ca: None,
         }
     }
 }
@@ -106,6 +173,11 @@ impl Config {
                 .collect(),
             options: Arc::new(Options::default()),
         }
+    }
+
+    /// Sets the CA certificate the controllers publish (see [`Options::root_ca`]).
+    pub fn set_root_ca(&mut self, root_ca: Option<String>) {
+        Arc::make_mut(&mut self.options).root_ca = root_ca;
     }
 
     /// Applies a `--controllers` value (`*`, `name`, `-name`).

@@ -50,14 +50,24 @@ impl MasterArgs {
     /// A client for the masters, chosen in the order [`MasterArgs`] documents. Call it within
     /// a tokio runtime: connections are made there, on first use.
     pub fn connect(&self) -> anyhow::Result<Client> {
+        Ok(self.connect_with_ca()?.0)
+    }
+
+    /// [`connect`](MasterArgs::connect), also returning the certificate authority (PEM) the
+    /// kubeconfig trusts for the masters, if the masters were found through one.
+    pub fn connect_with_ca(&self) -> anyhow::Result<(Client, Option<String>)> {
         let env = std::env::var_os("KUBECONFIG");
         let default_exists = Path::new(DEFAULT_KUBECONFIG).exists();
-        let client = match self.masters(env.as_deref(), default_exists) {
-            Masters::Kubeconfig(path) => Client::from_config(&Kubeconfig::read(path)?)?,
-            Masters::KubeconfigList(paths) => Client::from_config(&Kubeconfig::read_all(&paths)?)?,
-            Masters::Servers(urls) => Client::new(&urls)?,
+        let config = match self.masters(env.as_deref(), default_exists) {
+            Masters::Kubeconfig(path) => Kubeconfig::read(path)?,
+            Masters::KubeconfigList(paths) => Kubeconfig::read_all(&paths)?,
+            Masters::Servers(urls) => return Ok((Client::new(&urls)?, None)),
         };
-        Ok(client)
+        let ca = config
+            .certificate_authority
+            .as_deref()
+            .map(|pem| String::from_utf8_lossy(pem).into_owned());
+        Ok((Client::from_config(&config)?, ca))
     }
 
     /// The masters, given `$KUBECONFIG` and whether the default kubeconfig exists.

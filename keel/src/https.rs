@@ -27,6 +27,13 @@ use crate::pki::{Ca, Issued};
 /// every SDK controller's) never finish by themselves, and one left open must not hold the
 /// master up: past this the connection is dropped, and the client resumes elsewhere.
 const DRAIN: Duration = Duration::from_secs(5);
+/// How long a client has to finish its TLS handshake: a connection that opens and stalls must
+/// not hold a socket (and a file descriptor) for ever.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+/// The pause after a failed accept. Running out of file descriptors fails every accept at
+/// once; retrying without a pause would spin a core and flood the log while nothing can be
+/// served anyway.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The TLS configuration of one master's API endpoint.
 pub fn tls_config(ca: &Ca, serving: &Issued) -> anyhow::Result<Arc<rustls::ServerConfig>> {
@@ -89,7 +96,11 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accepting an API connection");
+                    tracing::warn!(error = %e, "accepting an API connection; pausing");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                    }
                     continue;
                 }
             },
@@ -99,10 +110,14 @@ pub async fn serve(
         let app = app.clone();
         let stop = shutdown.clone();
         connections.spawn(async move {
-            let tls = match acceptor.accept(stream).await {
-                Ok(t) => t,
-                Err(e) => {
+            let tls = match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
                     return;
                 }
             };

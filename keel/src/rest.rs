@@ -113,11 +113,12 @@ pub fn kubeconfig_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Prepares this master's endpoint: shared secrets, serving certificate, admin kubeconfig, and
-/// the admin token registered with the API server. Returns the TLS configuration to serve.
+/// the admin token registered with the API server. Returns the TLS configuration to serve and
+/// the cluster's CA certificate (PEM).
 pub async fn prepare(
     api: &ApiServer<EtcdStorage>,
     config: &RestConfig,
-) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+) -> anyhow::Result<(Arc<rustls::ServerConfig>, String)> {
     let shared = shared(api.storage()).await?;
     let ip = config.listen.ip();
     let host = if ip.is_unspecified() {
@@ -147,5 +148,6 @@ pub async fn prepare(
         &kubeconfig_path(&config.data_dir),
         &pki::kubeconfig(&server, &shared.ca.cert_pem, &shared.admin_token),
     )?;
-    crate::https::tls_config(&shared.ca, &serving)
+    let tls = crate::https::tls_config(&shared.ca, &serving)?;
+    Ok((tls, shared.ca.cert_pem))
 }

@@ -289,6 +289,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let controller_manager = (args.controller_manager && !store_only)
         .then(|| args.controller_manager_settings.config(&args.name))
         .transpose()?;
+    if controller_manager.is_some() {
+        keel_store::metrics::add_source(std::sync::Arc::new(keel_controllers::metrics::render));
+    }
+    private_dir(&args.data_dir)?;
     let auth = auth_config(&args)?;
     let rest_config = crate::rest::RestConfig {
         listen: SocketAddr::new(args.bind_address, args.secure_port),
@@ -326,10 +330,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .max_decoding_message_size(API_MAX_REQUEST);
         let routes = tonic::service::Routes::new(grpc.clone());
         let bootstrap_stop = shutdown.clone();
+        // The cluster's CA, once the REST endpoint has read (or made) it: the controller
+        // manager publishes it in every namespace.
+        let (root_ca_tx, mut root_ca_rx) = tokio::sync::watch::channel(None::<String>);
         // The watch cache, the bootstrap objects and namespace finalization: one task, joined at
         // shutdown.
         let background = tokio::spawn(async move {
             let cache = api.run_cache(bootstrap_stop.clone());
+            // The REST endpoint (and the kubeconfig it writes) waits for the bootstrap objects,
+            // so the first client never meets an RBAC policy without its default bindings.
+            let (bootstrapped_tx, mut bootstrapped) = tokio::sync::watch::channel(false);
             let namespaces = async {
                 tokio::select! {
                     _ = bootstrap_stop.cancelled() => {}
@@ -337,6 +347,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                         keel_api::bootstrap::ensure_namespaces(&api).await;
                         keel_api::bootstrap::ensure_rbac(&api).await;
                         keel_api::bootstrap::ensure_priority_classes(&api).await;
+                        bootstrapped_tx.send_replace(true);
                     } => {}
                 }
             };
@@ -344,10 +355,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             let rest = async {
                 let tls = tokio::select! {
                     _ = bootstrap_stop.cancelled() => return,
-                    tls = crate::rest::prepare(&api, &rest_config) => tls,
+                    tls = async {
+                        let _ = bootstrapped.wait_for(|done| *done).await;
+                        crate::rest::prepare(&api, &rest_config).await
+                    } => tls,
                 };
                 match tls {
-                    Ok(tls) => {
+                    Ok((tls, ca_pem)) => {
+                        let _ = root_ca_tx.send(Some(ca_pem));
                         tracing::info!(listen = %rest_config.listen, "serving the Kubernetes API and keelapi.Api");
                         let app = crate::multiplex::Multiplex::new(
                             keel_api::rest::router(api.clone()),
@@ -378,9 +393,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 }
             };
             let controller_manager = async {
-                let Some(config) = controller_manager else {
+                let Some(mut config) = controller_manager else {
                     return;
                 };
+                let root_ca = tokio::select! {
+                    _ = bootstrap_stop.cancelled() => return,
+                    ca = root_ca_rx.wait_for(Option::is_some) => match ca {
+                        Ok(ca) => ca.clone(),
+                        Err(_) => return,
+                    },
+                };
+                config.set_root_ca(root_ca);
                 match keel_client::Client::with_token(
                     std::slice::from_ref(&loopback_url),
                     &controller_manager_token,
@@ -410,6 +433,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let _ = background.await;
     }
     result.map_err(Into::into)
+}
+
+/// Creates the data dir readable by its owner only, or makes an existing one so (as etcd wants
+/// its data dir): it holds the store's files, keys and the admin credential.
+fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating the data dir {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode != 0o700 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "the data dir was open to others; making it private (700)");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// A fresh random token authenticating `user` (in the authenticated group) to `api`, for a
@@ -518,5 +559,30 @@ mod tests {
         );
         assert_eq!(cfg.data_dir, PathBuf::from("./keel-data"));
         assert_eq!(cfg.initial_cluster.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod private_dir_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_data_dir_is_created_private_and_an_open_one_is_made_private() -> anyhow::Result<()> {
+        let root = tempfile::tempdir()?;
+        let fresh = root.path().join("fresh");
+        super::private_dir(&fresh)?;
+        assert_eq!(
+            std::fs::metadata(&fresh)?.permissions().mode() & 0o777,
+            0o700
+        );
+        let open = root.path().join("open");
+        std::fs::create_dir(&open)?;
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755))?;
+        super::private_dir(&open)?;
+        assert_eq!(
+            std::fs::metadata(&open)?.permissions().mode() & 0o777,
+            0o700
+        );
+        Ok(())
     }
 }

@@ -202,7 +202,31 @@ pub fn render(node: &Node) -> String {
         "etcd_disk_backend_commit_duration_seconds",
         "Latency of committing an applied batch to the state machine.",
     );
+    for source in sources()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+    {
+        source(&mut out);
+    }
     out
+}
+
+/// Metrics of other components of the same process (the controller manager's work queues),
+/// appended to the page in Prometheus' text format.
+pub type Source = Arc<dyn Fn(&mut String) + Send + Sync>;
+
+fn sources() -> &'static std::sync::Mutex<Vec<Source>> {
+    static SOURCES: std::sync::OnceLock<std::sync::Mutex<Vec<Source>>> = std::sync::OnceLock::new();
+    SOURCES.get_or_init(|| std::sync::Mutex::new(Vec::new()))
+}
+
+/// Adds `source` to every `/metrics` page this process serves.
+pub fn add_source(source: Source) {
+    sources()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(source);
 }
 
 /// Healthy: a leader is known and no alarm is raised (etcd's `/health`).

@@ -247,7 +247,7 @@ async fn service_account_tokens_authenticate_until_the_account_goes() -> anyhow:
     .await?;
 
     // The token endpoint may briefly be unready while the master loads the signing key.
-    let request = |name: &str| CreateRequest {
+    let request_for = |name: &str, spec: Value| CreateRequest {
         r#ref: Some(ResourceRef {
             version: "v1".into(),
             resource: "serviceaccounts".into(),
@@ -257,10 +257,11 @@ async fn service_account_tokens_authenticate_until_the_account_goes() -> anyhow:
             ..Default::default()
         }),
         object: serde_json::to_vec(&json!({"apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}}))
+            "kind": "TokenRequest", "spec": spec}))
         .unwrap_or_default(),
         options: None,
     };
+    let request = |name: &str| request_for(name, json!({"expirationSeconds": 3600}));
     let review = loop {
         match admin.create(request("robot")).await {
             Ok(r) => break serde_json::from_slice::<Value>(&r.into_inner().object)?,
@@ -271,7 +272,29 @@ async fn service_account_tokens_authenticate_until_the_account_goes() -> anyhow:
         }
     };
     assert_eq!(review["kind"], "TokenRequest");
+    assert_eq!(
+        review["spec"]["audiences"],
+        json!(["https://kubernetes.default.svc.cluster.local"]),
+        "a token asked for without audiences is for the API server"
+    );
     let token = review["status"]["token"].as_str().unwrap_or("").to_string();
+    // A token minted for another audience is that audience's, not a credential here.
+    let for_vault: Value = serde_json::from_slice(
+        &admin
+            .create(request_for("robot", json!({"audiences": ["vault"]})))
+            .await?
+            .into_inner()
+            .object,
+    )?;
+    let vault_token = for_vault["status"]["token"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let mut vault = as_user(&cluster, Some(&vault_token)).await?;
+    let refused = list(&mut vault, "pods", "default")
+        .await
+        .expect_err("a vault token is not an API credential");
+    assert_eq!(refused["code"], 401, "{refused}");
     assert_eq!(token.split('.').count(), 3, "a JWT: {review}");
     let missing = admin
         .create(request("nobody"))

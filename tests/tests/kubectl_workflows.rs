@@ -2,11 +2,16 @@
 //! (sent as protobuf), namespaces created and deleted, get across namespaces and wide, watch,
 //! describe with events, edit through $EDITOR, delete with each cascade policy, the API part
 //! of rollout history/pause/resume/undo/status, and explain.
+//!
+//! The cluster runs without the Deployment controller: the rollout part writes ReplicaSets and
+//! Deployment status by hand to pin down exactly what kubectl reads, which a running
+//! controller would overwrite. The controller itself, with kubectl's rollout commands, is
+//! tested in `deployment.rs`.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keel_tests::kubectl::Kubectl;
 use keel_tests::{Cluster, Flavor};
@@ -234,7 +239,25 @@ fn delete_with_each_cascade(k: &Kubectl) {
             "-n",
             "apps",
         ]);
+        // A dependent of each, holding back its foreground deletion.
+        let uid = k.ok(&[
+            "get",
+            "deploy",
+            name,
+            "-n",
+            "apps",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ]);
+        let file = k.manifest(&format!("{name}-dependent.json"), &dependent_of(name, &uid));
+        k.ok(&["create", "-f", &file]);
     }
+    let dependent_gone = |name: &str| {
+        let out = k.run(&["get", "cm", &format!("{name}-dependent"), "-n", "apps"]);
+        !out.ok && out.stderr.contains("NotFound")
+    };
+
+    // Background: the owner goes at once, the garbage collector deletes its dependent after.
     k.ok(&[
         "delete",
         "deploy",
@@ -246,37 +269,61 @@ fn delete_with_each_cascade(k: &Kubectl) {
     assert!(k
         .fails(&["get", "deploy", "bg", "-n", "apps"])
         .contains("NotFound"));
-    // Without a garbage collector the finalizers these policies add stay until removed.
-    for (name, policy, finalizer) in [
-        ("fg", "--cascade=foreground", "foregroundDeletion"),
-        ("orphan", "--cascade=orphan", "orphan"),
-    ] {
-        k.ok(&[
-            "delete",
-            "deploy",
-            name,
-            "-n",
-            "apps",
-            policy,
-            "--wait=false",
-        ]);
-        let d = k.json(&["get", "deploy", name, "-n", "apps"]);
-        assert!(d["metadata"]["deletionTimestamp"].is_string(), "{d}");
-        assert_eq!(d["metadata"]["finalizers"][0], finalizer, "{d}");
-        k.ok(&[
-            "patch",
-            "deploy",
-            name,
-            "-n",
-            "apps",
-            "--type=json",
-            "-p",
-            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
-        ]);
-        assert!(k
-            .fails(&["get", "deploy", name, "-n", "apps"])
-            .contains("NotFound"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !dependent_gone("bg") {
+        assert!(
+            Instant::now() < deadline,
+            "the dependent outlived its owner"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
+
+    // Foreground: the owner stays (marked, with the finalizer) until its dependent is gone;
+    // kubectl waits for it.
+    k.ok(&[
+        "delete",
+        "deploy",
+        "fg",
+        "-n",
+        "apps",
+        "--cascade=foreground",
+        "--timeout=60s",
+    ]);
+    assert!(k
+        .fails(&["get", "deploy", "fg", "-n", "apps"])
+        .contains("NotFound"));
+    assert!(dependent_gone("fg"), "the owner went before its dependent");
+
+    // Orphan: the owner goes once its dependent no longer names it; the dependent stays.
+    k.ok(&[
+        "delete",
+        "deploy",
+        "orphan",
+        "-n",
+        "apps",
+        "--cascade=orphan",
+        "--timeout=60s",
+    ]);
+    assert!(k
+        .fails(&["get", "deploy", "orphan", "-n", "apps"])
+        .contains("NotFound"));
+    let orphan = k.json(&["get", "cm", "orphan-dependent", "-n", "apps"]);
+    assert!(
+        orphan["metadata"]["deletionTimestamp"].is_null(),
+        "{orphan}"
+    );
+    assert!(orphan["metadata"]["ownerReferences"].is_null(), "{orphan}");
+}
+
+/// A ConfigMap naming Deployment `owner` (uid `owner_uid`) as its owner, blocking its
+/// foreground deletion.
+fn dependent_of(owner: &str, owner_uid: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "v1", "kind": "ConfigMap",
+  "metadata": {{"name": "{owner}-dependent", "namespace": "apps",
+    "ownerReferences": [{{"apiVersion": "apps/v1", "kind": "Deployment", "name": "{owner}",
+      "uid": "{owner_uid}", "blockOwnerDeletion": true}}]}}}}"#
+    )
 }
 
 /// The ReplicaSet a Deployment controller would have made for revision `revision`.
@@ -338,7 +385,7 @@ fn write_status(k: &Kubectl, status: &str) {
 
 /// `rollout status` reads only the Deployment: it waits while the status is behind the spec
 /// and succeeds once the status says the new template is rolled out, written here as the
-/// Deployment controller (which keel does not have yet) would write it.
+/// Deployment controller would write it.
 fn rollout_status_follows_the_deployment_status(k: &Kubectl) {
     let status = ["rollout", "status", "deploy/web", "-n", "apps"];
     let unobserved = k.run(&[&status[..], &["--timeout=2s"]].concat());
@@ -545,7 +592,8 @@ fn explain_reads_the_schemas(k: &Kubectl) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_workflows_work_against_three_masters() -> anyhow::Result<()> {
-    let cluster = Cluster::start(Flavor::Keel, 3).await?;
+    let cluster =
+        Cluster::start_with(Flavor::Keel, 3, &["--controllers=*,-deployment".into()]).await?;
     let k = Kubectl::for_cluster(&cluster).await?;
     tokio::task::block_in_place(|| {
         typed_creates_and_namespace_lifecycle(&k);

@@ -91,3 +91,52 @@ async fn metrics_and_health_follow_the_member() -> Result<()> {
     drop(tx);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_managers_work_queues_are_on_the_metrics_page() -> Result<()> {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use keel_client::{Api, Client};
+    use keel_types::k8s_openapi;
+    let port = free_ports(1)?[0];
+    let cluster = Cluster::start_with(
+        Flavor::Keel,
+        1,
+        &[format!("--listen-metrics-urls=http://127.0.0.1:{port}")],
+    )
+    .await?;
+    let client = Client::new(&cluster.endpoints())?;
+    keel_tests::sim::ready(&client).await?;
+    let sets: Api<ReplicaSet> = Api::namespaced(client, "default");
+    sets.create(&serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "busybox"}]}}}
+    }))?)
+    .await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, page) = get(port, "/metrics").await?;
+        assert_eq!(status, 200);
+        let reconciled = value(
+            &page,
+            "workqueue_work_duration_seconds_count{name=\"replicaset\"}",
+        )
+        .unwrap_or(0.0);
+        if reconciled >= 1.0 {
+            assert!(
+                value(&page, "workqueue_depth{name=\"replicaset\"}").is_some(),
+                "{page}"
+            );
+            assert!(page.contains("# TYPE workqueue_work_duration_seconds histogram"));
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no replicaset reconcile on the metrics page:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}

@@ -37,14 +37,34 @@ async fn an_unreachable_node_is_tainted_and_its_pods_come_back_elsewhere() -> Re
     let client = Client::new(&cluster.endpoints())?;
     ready(&client).await?;
     // Three nodes that stay, and one that will stop: in one zone of four, one unhealthy node
-    // leaves the zone in its normal state, so evictions are not held back.
+    // leaves the zone in its normal state, so evictions are not held back. Their kubelets
+    // renew every second, well inside the 4 s grace period (at the default 10 s, live nodes
+    // would look unreachable between renewals and the whole zone disrupted).
     let _staying = Sim::start(
         &cluster,
-        &["--count", "3", "--zones", "1", "--name-prefix", "stay-"],
+        &[
+            "--count",
+            "3",
+            "--zones",
+            "1",
+            "--name-prefix",
+            "stay-",
+            "--renew-interval",
+            "1s",
+        ],
     )?;
     let mut leaving = Sim::start(
         &cluster,
-        &["--count", "1", "--zones", "1", "--name-prefix", "gone-"],
+        &[
+            "--count",
+            "1",
+            "--zones",
+            "1",
+            "--name-prefix",
+            "gone-",
+            "--renew-interval",
+            "1s",
+        ],
     )?;
     let nodes: Api<Node> = Api::all(client.clone());
     until("four ready nodes", WAIT, || async {

@@ -78,10 +78,12 @@ impl<S: Storage> ApiServer<S> {
             .ok_or_else(|| ApiError::Unavailable("service account tokens are not ready".into()))?;
         let now = chrono::Utc::now();
         let expires = now + chrono::Duration::seconds(ttl);
-        let audiences: Vec<String> = request
-            .pointer("/spec/audiences")
-            .and_then(|a| serde_json::from_value(a.clone()).ok())
-            .unwrap_or_default();
+        let audiences = service_accounts::audiences_or_default(
+            request
+                .pointer("/spec/audiences")
+                .and_then(|a| serde_json::from_value(a.clone()).ok())
+                .unwrap_or_default(),
+        );
         let token = signer.issue(
             &service_accounts::Claims {
                 namespace: namespace.to_string(),
@@ -122,6 +124,102 @@ impl<S: Storage> ApiServer<S> {
             Decision::Deny(reason) => Err(ApiError::Forbidden(forbidden_message(attrs, &reason))),
             Decision::NoOpinion => Err(ApiError::Forbidden(forbidden_message(attrs, ""))),
         }
+    }
+
+    /// Refuses a Role, ClusterRole or binding that would give `requester` (or anyone) a
+    /// permission `requester` does not hold, unless it may `escalate` roles or `bind` the
+    /// role (see `escalation`). Other kinds, the server's own writes, AlwaysAllow and
+    /// `system:masters` pass.
+    pub(crate) async fn check_escalation(
+        &self,
+        info: &keel_types::ResourceInfo,
+        namespace: Option<&str>,
+        object: &serde_json::Value,
+        requester: Option<&UserInfo>,
+    ) -> Result<(), ApiError> {
+        const GROUP: &str = "rbac.authorization.k8s.io";
+        let Some(user) = requester else {
+            return Ok(());
+        };
+        if info.group != GROUP
+            || self.auth.mode == AuthorizationMode::AlwaysAllow
+            || user.groups.iter().any(|g| g == MASTERS)
+        {
+            return Ok(());
+        }
+        let namespace = namespace.unwrap_or("");
+        let name = crate::meta::name(object).to_string();
+        let may = |verb: &str, resource: &str, target: &str| Attributes {
+            user: user.clone(),
+            verb: verb.into(),
+            api_group: GROUP.into(),
+            resource: resource.into(),
+            subresource: String::new(),
+            namespace: namespace.into(),
+            name: target.into(),
+            path: None,
+        };
+        let rbac = self.rbac().await?;
+        let (wanted, held_in) = match info.kind {
+            "Role" | "ClusterRole" => {
+                let plural = info.plural;
+                if rbac.authorize(&may("escalate", plural, &name)) == Decision::Allow {
+                    return Ok(());
+                }
+                let rules: Vec<keel_types::k8s_openapi::api::rbac::v1::PolicyRule> = object
+                    .get("rules")
+                    .and_then(|r| serde_json::from_value(r.clone()).ok())
+                    .unwrap_or_default();
+                (
+                    Some(rules),
+                    if info.kind == "Role" { namespace } else { "" },
+                )
+            }
+            "RoleBinding" | "ClusterRoleBinding" => {
+                let role: keel_types::k8s_openapi::api::rbac::v1::RoleRef = object
+                    .get("roleRef")
+                    .and_then(|r| serde_json::from_value(r.clone()).ok())
+                    .unwrap_or_default();
+                let role_plural = if role.kind == "Role" {
+                    "roles"
+                } else {
+                    "clusterroles"
+                };
+                if rbac.authorize(&may("bind", role_plural, &role.name)) == Decision::Allow {
+                    return Ok(());
+                }
+                let held_in = if info.kind == "RoleBinding" {
+                    namespace
+                } else {
+                    ""
+                };
+                (rbac.role_ref_rules(&role, held_in), held_in)
+            }
+            _ => return Ok(()),
+        };
+        let resource = format!("{}.{GROUP}", info.plural);
+        let who = format!(
+            "user {:?} (groups=[{}])",
+            user.name,
+            user.groups
+                .iter()
+                .map(|g| format!("{g:?}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let Some(wanted) = wanted else {
+            return Err(ApiError::Forbidden(format!(
+                "{resource} {name:?} is forbidden: {who} is attempting to grant RBAC permissions not currently held: the role it refers to was not found"
+            )));
+        };
+        let missing = super::escalation::uncovered(&rbac.rules_for(user, held_in), &wanted);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "{resource} {name:?} is forbidden: {who} is attempting to grant RBAC permissions not currently held:\n{}",
+            super::escalation::describe(&missing)
+        )))
     }
 
     async fn rbac(&self) -> Result<Arc<RbacAuthorizer>, ApiError> {

@@ -4,6 +4,7 @@
 pub mod authn;
 pub mod authorize;
 pub mod bootstrap_roles;
+pub mod escalation;
 pub mod rbac;
 pub mod service_accounts;
 

@@ -32,6 +32,10 @@ pub struct RbacAuthorizer {
     cluster_grants: Vec<Grant>,
     /// RoleBindings by namespace: they grant only in their own namespace.
     namespace_grants: BTreeMap<String, Vec<Grant>>,
+    /// Every ClusterRole's rules, aggregation resolved.
+    cluster_role_rules: BTreeMap<String, Vec<PolicyRule>>,
+    /// Every Role's rules, by namespace and name.
+    role_rules: BTreeMap<(String, String), Vec<PolicyRule>>,
 }
 
 /// One binding with the rules of the role it refers to, resolved when the authorizer is built.
@@ -125,6 +129,21 @@ impl RbacAuthorizer {
         RbacAuthorizer {
             cluster_grants,
             namespace_grants,
+            cluster_role_rules: cluster_rules,
+            role_rules,
+        }
+    }
+
+    /// The rules a roleRef grants in `namespace` (a Role of that namespace, or a ClusterRole
+    /// with its aggregated rules); None if the role does not exist.
+    pub fn role_ref_rules(&self, role: &RoleRef, namespace: &str) -> Option<Vec<PolicyRule>> {
+        match role.kind.as_str() {
+            "ClusterRole" => self.cluster_role_rules.get(&role.name).cloned(),
+            "Role" => self
+                .role_rules
+                .get(&(namespace.to_string(), role.name.clone()))
+                .cloned(),
+            _ => None,
         }
     }
 

@@ -12,6 +12,20 @@ use super::UserInfo;
 use crate::error::ApiError;
 
 pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+/// The audience the API server accepts tokens for (kube-apiserver's `--api-audiences`, which
+/// defaults to the issuer). A token requested without audiences gets this one; a token for
+/// any other audience (`kubectl create token --audience=vault`) is for someone else and does
+/// not authenticate here.
+pub const API_AUDIENCE: &str = ISSUER;
+
+/// The audiences a TokenRequest asked for, or the API's own when it asked for none.
+pub fn audiences_or_default(requested: Vec<String>) -> Vec<String> {
+    if requested.is_empty() {
+        vec![API_AUDIENCE.to_string()]
+    } else {
+        requested
+    }
+}
 /// Kubernetes' default and bounds for a requested token's lifetime (seconds).
 const DEFAULT_TTL: i64 = 3600;
 const MIN_TTL: i64 = 600;
@@ -94,6 +108,15 @@ impl TokenSigner {
         if expires <= now || body["iss"] != ISSUER {
             return None;
         }
+        // `aud` is a string or a list of strings (RFC 7519).
+        let for_us = match &body["aud"] {
+            Value::String(a) => a == API_AUDIENCE,
+            Value::Array(list) => list.iter().any(|a| a == API_AUDIENCE),
+            _ => false,
+        };
+        if !for_us {
+            return None;
+        }
         let k8s = &body["kubernetes.io"];
         Some(Claims {
             namespace: k8s["namespace"].as_str()?.to_string(),
@@ -133,10 +156,34 @@ mod tests {
         }
     }
 
+    fn ours() -> Vec<String> {
+        audiences_or_default(Vec::new())
+    }
+
+    #[test]
+    fn tokens_for_another_audience_do_not_authenticate_here() {
+        let signer = TokenSigner::new(b"k");
+        let vault = signer.issue(&claims(2000), 1000, &["vault".to_string()]);
+        assert_eq!(signer.verify(&vault, 1500), None);
+        let both = signer.issue(
+            &claims(2000),
+            1000,
+            &["vault".to_string(), API_AUDIENCE.to_string()],
+        );
+        assert_eq!(signer.verify(&both, 1500), Some(claims(2000)));
+        let none = signer.issue(&claims(2000), 1000, &[]);
+        assert_eq!(
+            signer.verify(&none, 1500),
+            None,
+            "an empty audience list names no one"
+        );
+        assert_eq!(ours(), vec![API_AUDIENCE.to_string()]);
+    }
+
     #[test]
     fn issued_tokens_verify_until_they_expire() {
         let signer = TokenSigner::new(b"k");
-        let token = signer.issue(&claims(2000), 1000, &[]);
+        let token = signer.issue(&claims(2000), 1000, &ours());
         assert!(looks_like_jwt(&token));
         assert_eq!(signer.verify(&token, 1500), Some(claims(2000)));
         assert_eq!(signer.verify(&token, 2000), None, "expired");
@@ -145,7 +192,7 @@ mod tests {
 
     #[test]
     fn tokens_from_another_key_or_altered_are_refused() {
-        let token = TokenSigner::new(b"k").issue(&claims(2000), 1000, &[]);
+        let token = TokenSigner::new(b"k").issue(&claims(2000), 1000, &ours());
         assert_eq!(TokenSigner::new(b"other").verify(&token, 1500), None);
         let (head, rest) = token.split_once('.').expect("three parts");
         let (_, sig) = rest.rsplit_once('.').expect("three parts");

@@ -86,6 +86,8 @@ pub async fn resource<S: Storage>(State(core): State<Core<S>>, request: Request)
 /// The decoded parts of a resource request.
 struct Call<'a, S> {
     core: &'a ApiServer<S>,
+    /// Who sent the request.
+    user: crate::auth::UserInfo,
     target: ResourcePath,
     query: Query,
     headers: HeaderMap,
@@ -93,6 +95,13 @@ struct Call<'a, S> {
 }
 
 impl<S> Call<'_, S> {
+    /// The query's write options, on behalf of the request's user.
+    fn write_options(&self) -> Result<crate::server::WriteOptions, ApiError> {
+        let mut opts = self.query.write_options()?;
+        opts.requester = Some(self.user.clone());
+        Ok(opts)
+    }
+
     fn namespace(&self) -> Option<&str> {
         self.target.namespace.as_deref()
     }
@@ -144,6 +153,7 @@ impl<S> Call<'_, S> {
         }
         let Call {
             core,
+            user,
             target,
             query,
             headers,
@@ -156,6 +166,7 @@ impl<S> Call<'_, S> {
             bytes.to_vec(),
             Call {
                 core,
+                user,
                 target,
                 query,
                 headers,
@@ -190,14 +201,18 @@ impl<S> Call<'_, S> {
             .trim()
             .to_string();
         let protobuf = media == super::protobuf::MEDIA_TYPE;
-        if !protobuf && !matches!(media.as_str(), "" | "application/json" | "*/*") {
+        let yaml = media == "application/yaml";
+        if !protobuf && !yaml && !matches!(media.as_str(), "" | "application/json" | "*/*") {
             return Err(ApiError::UnsupportedMediaType(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/vnd.kubernetes.protobuf (got {media:?})"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {media:?})"
             )));
         }
         let (bytes, call) = self.bytes().await?;
         let value = if protobuf {
             super::protobuf::object(&bytes)?
+        } else if yaml {
+            serde_norway::from_slice(&bytes)
+                .map_err(|e| ApiError::BadRequest(format!("the object is not valid YAML: {e}")))?
         } else {
             serde_json::from_slice(&bytes)
                 .map_err(|e| ApiError::BadRequest(format!("the object is not valid JSON: {e}")))?
@@ -216,9 +231,11 @@ async fn handle<S: Storage>(core: &ApiServer<S>, request: Request) -> Result<Res
     let target = ResourcePath::parse(parts.uri.path())?;
     let query = Query::from_uri(&parts.uri)?;
     let verb = Verb::of(&parts.method, &target, &query)?;
-    core.authorize(&attributes(user, verb, &target)).await?;
+    core.authorize(&attributes(user.clone(), verb, &target))
+        .await?;
     let call = Call {
         core,
+        user,
         target,
         query,
         headers: parts.headers,
@@ -356,7 +373,7 @@ async fn bind<S: Storage>(call: Call<'_, S>, verb: Verb) -> Result<Response, Api
     if verb != Verb::Create {
         return Err(ApiError::MethodNotAllowed);
     }
-    let opts = call.query.write_options()?;
+    let opts = call.write_options()?;
     let namespace = call.namespace().unwrap_or_default().to_string();
     let url_name = call.target.name.clone();
     let (body, call) = call.json_body().await?;
@@ -391,7 +408,7 @@ async fn create<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
     if call.subresource().is_some() {
         return Err(ApiError::MethodNotAllowed);
     }
-    let mut opts = call.query.write_options()?;
+    let mut opts = call.write_options()?;
     opts.field_manager = call.field_manager(opts.field_manager.take());
     let (body, call) = call.json_body().await?;
     let result = call
@@ -402,7 +419,7 @@ async fn create<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
 }
 
 async fn update<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
-    let mut opts = call.query.write_options()?;
+    let mut opts = call.write_options()?;
     opts.field_manager = call.field_manager(opts.field_manager.take());
     let (body, call) = call.json_body().await?;
     let result = call
@@ -420,7 +437,7 @@ async fn update<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
 }
 
 async fn patch<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
-    let mut opts = call.query.write_options()?;
+    let mut opts = call.write_options()?;
     let kind = patch_type(call.header(header::CONTENT_TYPE))?;
     if kind == PatchKind::Apply {
         if call.subresource().is_some() {

@@ -112,6 +112,7 @@ impl Query {
             fence: None,
             field_manager: self.get("fieldManager").map(str::to_string),
             applied: false,
+            requester: None,
         })
     }
 

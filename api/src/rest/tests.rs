@@ -369,15 +369,29 @@ async fn conflicts_and_invalid_objects_are_status_errors() {
 }
 
 #[tokio::test]
-async fn bodies_that_are_not_json_or_too_large_are_refused() {
+async fn bodies_in_unknown_formats_or_too_large_are_refused_and_yaml_is_accepted() {
     let app = server().await;
     let base = "/api/v1/namespaces/default/configmaps";
     let yaml = Request::post(base)
         .header(header::CONTENT_TYPE, "application/yaml")
-        .body(Body::from("kind: ConfigMap"))
+        .body(Body::from(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  n: \"1\"\n",
+        ))
+        .expect("request");
+    let created = call(&app, yaml).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["data"]["n"], "1");
+    let broken = Request::post(base)
+        .header(header::CONTENT_TYPE, "application/yaml")
+        .body(Body::from("kind: [unclosed"))
+        .expect("request");
+    assert_eq!(call(&app, broken).await.status, StatusCode::BAD_REQUEST);
+    let xml = Request::post(base)
+        .header(header::CONTENT_TYPE, "application/xml")
+        .body(Body::from("<ConfigMap/>"))
         .expect("request");
     assert_eq!(
-        call(&app, yaml).await.status,
+        call(&app, xml).await.status,
         StatusCode::UNSUPPORTED_MEDIA_TYPE
     );
 
@@ -574,4 +588,136 @@ async fn unknown_paths_and_methods_are_404_and_405() {
     )
     .await;
     assert_eq!(post_named.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn rbac_writers_cannot_grant_what_they_do_not_hold() {
+    let app = rbac_server().await;
+    let rbac = "/apis/rbac.authorization.k8s.io/v1";
+    // Alice may write Roles and RoleBindings in default, and read pods there; nothing more.
+    let grant = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+    "metadata": {"name": "rbac-writer", "namespace": "default"},
+    "rules": [
+        {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["create", "update", "get"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}
+    ]});
+    let made = as_user(
+        &app,
+        "admin",
+        "POST",
+        &format!("{rbac}/namespaces/default/roles"),
+        Some(grant),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "alice-writes", "namespace": "default"},
+        "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}],
+        "roleRef": {"kind": "Role", "name": "rbac-writer", "apiGroup": "rbac.authorization.k8s.io"}});
+    let bound = as_user(
+        &app,
+        "admin",
+        "POST",
+        &format!("{rbac}/namespaces/default/rolebindings"),
+        Some(binding),
+    )
+    .await;
+    assert_eq!(bound.status, StatusCode::CREATED, "{}", bound.body);
+
+    // Binding herself to cluster-admin is refused, with what she lacks.
+    let escalate = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "alice-admin", "namespace": "default"},
+        "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}],
+        "roleRef": {"kind": "ClusterRole", "name": "cluster-admin", "apiGroup": "rbac.authorization.k8s.io"}});
+    let refused = as_user(
+        &app,
+        "alice",
+        "POST",
+        &format!("{rbac}/namespaces/default/rolebindings"),
+        Some(escalate),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let message = refused.body["message"].as_str().unwrap_or("");
+    assert!(
+        message.starts_with("rolebindings.rbac.authorization.k8s.io \"alice-admin\" is forbidden: user \"alice\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n"),
+        "{message}"
+    );
+    // Binding to the aggregated `view` role is refused too: its rules are the aggregated ones.
+    let view = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "alice-view", "namespace": "default"},
+        "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}],
+        "roleRef": {"kind": "ClusterRole", "name": "view", "apiGroup": "rbac.authorization.k8s.io"}});
+    let refused = as_user(
+        &app,
+        "alice",
+        "POST",
+        &format!("{rbac}/namespaces/default/rolebindings"),
+        Some(view.clone()),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+
+    // A Role reaching beyond her own rules is refused; one within them is fine.
+    let secrets = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "secret-reader", "namespace": "default"},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]});
+    let refused = as_user(
+        &app,
+        "alice",
+        "POST",
+        &format!("{rbac}/namespaces/default/roles"),
+        Some(secrets),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(refused.body["message"].as_str().is_some_and(
+        |m| m.ends_with("{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}")
+    ));
+    let pods = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "pod-reader", "namespace": "default"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]});
+    let allowed = as_user(
+        &app,
+        "alice",
+        "POST",
+        &format!("{rbac}/namespaces/default/roles"),
+        Some(pods),
+    )
+    .await;
+    assert_eq!(allowed.status, StatusCode::CREATED, "{}", allowed.body);
+
+    // With `bind` on the `view` ClusterRole she may bind it without holding it.
+    let bind = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "view-binder", "namespace": "default"},
+        "rules": [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": ["view"]}]});
+    as_user(
+        &app,
+        "admin",
+        "POST",
+        &format!("{rbac}/namespaces/default/roles"),
+        Some(bind),
+    )
+    .await;
+    let binder = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "alice-binds-view", "namespace": "default"},
+        "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}],
+        "roleRef": {"kind": "Role", "name": "view-binder", "apiGroup": "rbac.authorization.k8s.io"}});
+    as_user(
+        &app,
+        "admin",
+        "POST",
+        &format!("{rbac}/namespaces/default/rolebindings"),
+        Some(binder),
+    )
+    .await;
+    let allowed = as_user(
+        &app,
+        "alice",
+        "POST",
+        &format!("{rbac}/namespaces/default/rolebindings"),
+        Some(view),
+    )
+    .await;
+    assert_eq!(allowed.status, StatusCode::CREATED, "{}", allowed.body);
 }

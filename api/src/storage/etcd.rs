@@ -250,7 +250,8 @@ impl Storage for EtcdStorage {
             request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
                 key: start.to_vec(),
                 range_end: end.to_vec(),
-                start_revision: after + 1,
+                // A resourceVersion at the top of the range names a revision that cannot exist.
+                start_revision: after.checked_add(1).ok_or(StorageError::FutureRevision)?,
                 prev_kv: true,
                 ..Default::default()
             })),

@@ -12,6 +12,7 @@
 //! instead, running reconciles are cancelled at their next await.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,12 +48,18 @@ struct Finished<K, E> {
     result: Result<Option<Result<Action, E>>, JoinError>,
 }
 
+/// How the applier runs: its config, and where to publish its queue depth.
+pub(crate) struct Settings {
+    pub(crate) config: Config,
+    pub(crate) depth: Option<Arc<AtomicUsize>>,
+}
+
 /// Runs `reconcile` for keys from `triggers`, reading each object from `store` when its turn
 /// comes. See [`super::Controller::run`] for the contract.
 pub(crate) fn applier<K, Ctx, E, R, Fut, P>(
     store: Store<K>,
     triggers: Vec<Triggers>,
-    config: Config,
+    settings: Settings,
     reconcile: R,
     error_policy: P,
     ctx: Arc<Ctx>,
@@ -70,8 +77,8 @@ where
     let driver = Driver {
         store,
         triggers: futures::stream::select_all(triggers),
-        queue: Queue::new(config.concurrency),
-        failures: Failures::new(config.backoff),
+        queue: Queue::new(settings.config.concurrency),
+        failures: Failures::new(settings.config.backoff),
         running: FuturesUnordered::new(),
         tracker: TaskTracker::new(),
         _abandon_on_drop: abandon.clone().drop_guard(),
@@ -79,6 +86,7 @@ where
         shutdown,
         stopping: false,
         ended: false,
+        depth: settings.depth,
         reconcile: Arc::new(reconcile),
         error_policy,
         ctx,
@@ -105,6 +113,8 @@ struct Driver<K, Ctx, E, R, P> {
     /// Every trigger stream has ended. Watches never do; scripted streams may, and the
     /// controller then carries on with what is queued until shut down.
     ended: bool,
+    /// Where to publish the queue's depth, if anyone reads it.
+    depth: Option<Arc<AtomicUsize>>,
     reconcile: Arc<R>,
     error_policy: P,
     ctx: Arc<Ctx>,
@@ -123,7 +133,11 @@ where
     async fn next(&mut self) -> Option<Outcome<E>> {
         loop {
             if !self.stopping {
-                self.start_due(Instant::now());
+                let now = Instant::now();
+                self.start_due(now);
+                if let Some(depth) = &self.depth {
+                    depth.store(self.queue.waiting(now), Ordering::Relaxed);
+                }
             } else if self.running.is_empty() {
                 // Every handle has been awaited; wait for the tasks themselves to be gone too.
                 self.tracker.close();

@@ -2,6 +2,7 @@
 //! object whenever it, or something mapped to it, changes.
 
 use std::future::Future;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use futures::stream::{self, Stream, StreamExt};
@@ -13,7 +14,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::action::Action;
-use super::applier::{applier, Outcome, Triggers};
+use super::applier::{applier, Outcome, Settings, Triggers};
 use super::config::Config;
 use super::triggers::{own_keys, owner_keys, related_keys};
 use crate::api::{Api, WatchParams};
@@ -58,6 +59,7 @@ pub struct Controller<K> {
     store: Store<K>,
     triggers: Vec<Triggers>,
     config: Config,
+    depth: Option<Arc<AtomicUsize>>,
 }
 
 impl<K> Controller<K>
@@ -87,6 +89,7 @@ where
             store,
             triggers: vec![keys],
             config: Config::default(),
+            depth: None,
         }
     }
 
@@ -154,6 +157,13 @@ where
         self
     }
 
+    /// Publishes the work queue's depth (keys due and waiting for a reconcile slot) to
+    /// `gauge` as it changes, for metrics.
+    pub fn with_depth_gauge(mut self, gauge: Arc<AtomicUsize>) -> Self {
+        self.depth = Some(gauge);
+        self
+    }
+
     /// The controller's cache of `K`: filled while [`run`](Controller::run)'s stream is
     /// polled.
     pub fn store(&self) -> Store<K> {
@@ -202,7 +212,10 @@ where
         applier(
             self.store,
             self.triggers,
-            self.config,
+            Settings {
+                config: self.config,
+                depth: self.depth,
+            },
             reconcile,
             error_policy,
             ctx,

@@ -47,6 +47,16 @@ impl Queue {
         self.due.insert(key, at);
     }
 
+    /// How many keys are due at `now` and waiting (running ones and those queued for later
+    /// excluded): the work queue's depth, as Kubernetes' `workqueue_depth` counts it.
+    pub(crate) fn waiting(&self, now: Instant) -> usize {
+        self.order
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .filter(|(_, key)| !self.running.contains(key))
+            .count()
+    }
+
     /// Takes the earliest key that is due at `now` and not running, and marks it running;
     /// `None` if there is none or every run slot is taken.
     pub(crate) fn pop(&mut self, now: Instant) -> Option<ObjectKey> {

@@ -87,7 +87,13 @@ pub fn start(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, (
             .watches_events(stateful_sets.subscribe(), move |s: &StatefulSet| {
                 budgets_in(&s.metadata, &for_sts)
             })
-            .run(reconcile, error_policy, state, stop)
+            .with_depth_gauge(crate::metrics::of("disruption").depth.clone())
+            .run(
+                crate::metrics::timed(crate::metrics::of("disruption"), reconcile),
+                error_policy,
+                state,
+                stop,
+            )
             .for_each(|outcome| async move {
                 if let Err(error) = outcome {
                     tracing::debug!(%error, "disruption sync failed");

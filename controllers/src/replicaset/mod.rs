@@ -66,7 +66,13 @@ pub fn start(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, (
         });
         controller
             .watches_events(pod_events, move |pod: &Pod| owners_of(pod, &owners))
-            .run(reconcile, error_policy, state, stop)
+            .with_depth_gauge(crate::metrics::of("replicaset").depth.clone())
+            .run(
+                crate::metrics::timed(crate::metrics::of("replicaset"), reconcile),
+                error_policy,
+                state,
+                stop,
+            )
             .for_each(|outcome| async move {
                 if let Err(error) = outcome {
                     tracing::debug!(%error, "replicaset sync failed");

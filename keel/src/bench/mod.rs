@@ -27,9 +27,11 @@ use hdrhistogram::Histogram;
 use rand::Rng;
 use tonic::transport::{Channel, Endpoint};
 
+pub mod controllers;
 mod load;
 mod report;
 pub mod scheduler;
+mod sim;
 mod watch;
 
 use load::*;
@@ -227,11 +229,16 @@ enum BenchTarget {
     /// Scheduler throughput and create → bound latency on simulated nodes, against running
     /// masters.
     Scheduler(scheduler::SchedulerBenchArgs),
+    /// The controller manager: a Deployment applied and rolled on simulated nodes, timed, with
+    /// pods created per second.
+    Controllers(controllers::ControllersBenchArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if let Some(BenchTarget::Scheduler(a)) = args.target {
-        return scheduler::run(a).await;
+    match args.target {
+        Some(BenchTarget::Scheduler(a)) => return scheduler::run(a).await,
+        Some(BenchTarget::Controllers(a)) => return controllers::run(a).await,
+        None => {}
     }
     let plan = Plan::from_args(args)?;
     let channels = connect_all(&plan.endpoints, plan.conns).await?;

@@ -7,20 +7,19 @@
 //! required pod anti-affinity.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use keel_client::k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use keel_client::watcher::Event;
-use keel_client::{Api, Client, DeleteParams, ListParams, WatchParams};
+use keel_client::{Api, Client, DeleteParams, WatchParams};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
+use super::sim::Sim;
 use crate::connect::MasterArgs;
 
 /// The scheduler_perf case a run mirrors.
@@ -116,72 +115,6 @@ pub fn pod_for(workload: SchedWorkload, i: usize, group_size: usize) -> Value {
     })
 }
 
-/// A `keel sim-nodes` child holding the benchmark's nodes; stopped when dropped.
-struct Sim(tokio::process::Child);
-
-impl Sim {
-    fn start(args: &SchedulerBenchArgs, prefix: &str) -> anyhow::Result<Sim> {
-        let exe: PathBuf = std::env::current_exe().context("finding the keel binary")?;
-        let mut cmd = tokio::process::Command::new(exe);
-        cmd.arg("sim-nodes")
-            .arg(format!("--count={}", args.nodes))
-            .arg(format!("--name-prefix={prefix}"))
-            .args(["--cpu=4", "--memory=32Gi", "--pods=110", "--zones=3"])
-            .arg("--delete-on-exit")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        if let Some(k) = &args.masters.kubeconfig {
-            cmd.arg(format!("--kubeconfig={}", k.display()));
-        }
-        if !args.masters.server.is_empty() {
-            cmd.arg(format!("--server={}", args.masters.server.join(",")));
-        }
-        Ok(Sim(cmd.spawn().context("starting keel sim-nodes")?))
-    }
-
-    /// Stops the child with SIGTERM so it deletes its nodes, waiting up to `grace`.
-    async fn stop(mut self, grace: Duration) {
-        if let Some(pid) = self.0.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-        }
-        if tokio::time::timeout(grace, self.0.wait()).await.is_err() {
-            let _ = self.0.kill().await;
-        }
-    }
-}
-
-async fn count_nodes(nodes: &Api<Node>, prefix: &str) -> anyhow::Result<usize> {
-    let mut n = 0;
-    let mut token = String::new();
-    loop {
-        let page = nodes
-            .list(&ListParams {
-                limit: 1000,
-                continue_token: token,
-                ..Default::default()
-            })
-            .await?;
-        n += page
-            .items
-            .iter()
-            .filter(|node| {
-                node.metadata
-                    .name
-                    .as_deref()
-                    .is_some_and(|name| name.starts_with(prefix))
-            })
-            .count();
-        if page.metadata.continue_token.is_empty() {
-            return Ok(n);
-        }
-        token = page.metadata.continue_token;
-    }
-}
-
 /// What one run measured.
 struct Outcome {
     bound: usize,
@@ -207,21 +140,14 @@ pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
         "bench scheduler: registering {} simulated nodes ({prefix}*)",
         args.nodes
     );
-    let sim = Sim::start(&args, &prefix)?;
+    let sim = Sim::start(
+        &args.masters,
+        args.nodes,
+        &prefix,
+        &["--cpu=4", "--memory=32Gi", "--pods=110"],
+    )?;
     let started = Instant::now();
-    loop {
-        let n = count_nodes(&nodes, &prefix).await?;
-        if n >= args.nodes {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!(
-                "only {n} of {} nodes registered after 10 minutes",
-                args.nodes
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    sim.wait_registered(&nodes, args.nodes).await?;
     eprintln!(
         "bench scheduler: {} nodes in {:.1}s; creating {} pods ({}) at {}/s",
         args.nodes,

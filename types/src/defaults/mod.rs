@@ -110,10 +110,12 @@ fn keeping_selector_absent(
 }
 
 /// What an object starts with when it is created, beyond its defaults: a namespace is Active
-/// and carries the `kubernetes` finalizer. Call on create only, before [`default_object`].
+/// and carries the `kubernetes` finalizer; a job without `manualSelector` selects its pods by
+/// its own uid. Call on create only, before [`default_object`].
 pub fn prepare_for_create(info: &ResourceInfo, value: &mut Value) -> Result<(), DefaultError> {
     match (info.group, info.kind) {
         ("", "Namespace") => through(info, value, core::prepare_namespace_for_create),
+        ("batch", "Job") => through(info, value, workloads::generate_job_selector),
         _ => Ok(()),
     }
 }

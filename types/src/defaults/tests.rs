@@ -404,3 +404,36 @@ fn priority_classes_preempt_lower_priorities_unless_told_never() {
     assert_eq!(pc(Value::Null)["preemptionPolicy"], "PreemptLowerPriority");
     assert_eq!(pc(json!("Never"))["preemptionPolicy"], "Never");
 }
+
+#[test]
+fn a_new_job_selects_its_pods_by_uid_and_labels_them_with_its_name_and_uid() {
+    let info = by_kind("batch/v1", "Job").expect("jobs");
+    let mut job = json!({"metadata": {"name": "pi", "uid": "u-1"},
+        "spec": {"template": {"metadata": {"labels": {"app": "pi"}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "perl"}]}}}});
+    prepare_for_create(info, &mut job).expect("prepares");
+    default_object(info, &mut job).expect("defaults");
+    assert_eq!(
+        job["spec"]["selector"],
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}})
+    );
+    let labels = &job["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(labels["app"], "pi");
+    assert_eq!(labels["batch.kubernetes.io/job-name"], "pi");
+    assert_eq!(labels["job-name"], "pi");
+    assert_eq!(labels["batch.kubernetes.io/controller-uid"], "u-1");
+    assert_eq!(labels["controller-uid"], "u-1");
+
+    let mut manual = json!({"metadata": {"name": "m", "uid": "u-2"},
+        "spec": {"manualSelector": true, "selector": {"matchLabels": {"app": "m"}},
+            "template": {"metadata": {"labels": {"app": "m"}}}}});
+    prepare_for_create(info, &mut manual).expect("prepares");
+    assert_eq!(
+        manual["spec"]["selector"],
+        json!({"matchLabels": {"app": "m"}})
+    );
+    assert_eq!(
+        manual["spec"]["template"]["metadata"]["labels"],
+        json!({"app": "m"})
+    );
+}

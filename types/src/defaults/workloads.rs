@@ -155,6 +155,44 @@ pub fn default_job(job: &mut Job) {
     default_template(&mut spec.template);
 }
 
+/// The labels a job's pods carry and the selector that matches them, as the API server sets
+/// them on create unless `spec.manualSelector` is true: the job's name and uid under both the
+/// `batch.kubernetes.io/` keys and the legacy bare ones, and a selector on the uid alone (the
+/// uid makes it unique). Labels the client set itself are kept; a conflicting one fails
+/// validation. Call after the uid is assigned.
+pub fn generate_job_selector(job: &mut Job) {
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    let Some(spec) = job.spec.as_mut() else {
+        return;
+    };
+    if spec.manual_selector == Some(true) {
+        return;
+    }
+    let labels = spec
+        .template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .labels
+        .get_or_insert_with(Default::default);
+    for (key, value) in [
+        ("job-name", &name),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("batch.kubernetes.io/controller-uid", &uid),
+    ] {
+        labels
+            .entry(key.to_string())
+            .or_insert_with(|| value.clone());
+    }
+    spec.selector
+        .get_or_insert_with(Default::default)
+        .match_labels
+        .get_or_insert_with(Default::default)
+        .entry("batch.kubernetes.io/controller-uid".to_string())
+        .or_insert(uid);
+}
+
 /// A CronJob's own settings and its job template's pod spec; the job template's job-level
 /// defaults are applied to each Job when it is created, not to the template.
 pub fn default_cron_job(cj: &mut CronJob) {

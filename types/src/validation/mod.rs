@@ -195,11 +195,32 @@ impl<'a> Validator<'a> {
                         "must be 'RollingUpdate' or 'OnDelete'",
                     ));
                 }
+                // Containers may mount the claims of volumeClaimTemplates by their names: the
+                // controller adds those volumes to each pod, so they count as declared here.
+                let mut template = spec.template.clone();
+                if let Some(pod_spec) = template.spec.as_mut() {
+                    let volumes = pod_spec.volumes.get_or_insert_with(Vec::new);
+                    for claim in spec.volume_claim_templates.iter().flatten() {
+                        let name = claim.metadata.name.clone().unwrap_or_default();
+                        if !name.is_empty() && !volumes.iter().any(|v| v.name == name) {
+                            volumes.push(k8s_openapi::api::core::v1::Volume {
+                                name: name.clone(),
+                                persistent_volume_claim: Some(
+                                    k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
+                                        claim_name: name,
+                                        read_only: None,
+                                    },
+                                ),
+                                ..Default::default()
+                            });
+                        }
+                    }
+                }
                 errs.extend(workloads::validate_selector_and_template(
                     "statefulset",
                     self.raw_selector(),
                     Some(&spec.selector),
-                    Some(&spec.template),
+                    Some(&template),
                     &spec_path,
                     &["Always"],
                 ));

@@ -573,3 +573,27 @@ fn priority_class_value_and_preemption_policy_are_immutable() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn a_stateful_set_may_mount_its_claim_templates_by_name() {
+    let set = |mount: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": "d"},
+            "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                "template": {"metadata": {"labels": {"app": "db"}},
+                    "spec": {"containers": [{"name": "db", "image": "postgres",
+                        "volumeMounts": [{"name": mount, "mountPath": "/data"}]}]}},
+                "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}})
+    };
+    assert_eq!(
+        errors("apps/v1", "StatefulSet", set("data")),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        errors("apps/v1", "StatefulSet", set("other")),
+        vec![
+            "spec.template.spec.containers[0].volumeMounts[0].name: Not found: \"other\""
+                .to_string()
+        ]
+    );
+}
