@@ -3,12 +3,12 @@
 //! keeps the budget's status, the eviction subresource spends it (201) or refuses (429 with
 //! Kubernetes' message), and `kubectl cordon`, `drain` and `uncordon` work as operators use
 //! them: drain evicts within the budget, retrying while it is spent, and the pods come back on
-//! other nodes.
+//! other nodes. A percentage budget over a Deployment's pods counts the Deployment's scale.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use keel_client::{Api, Client, ListParams};
@@ -269,5 +269,67 @@ async fn evictions_respect_the_budget_and_kubectl_drain_moves_pods_within_it() -
     kubectl.ok(&["uncordon", &target]);
     let node = nodes.get(&target).await?;
     assert_ne!(node.spec.and_then(|s| s.unschedulable), Some(true));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_percentage_budget_counts_the_deployments_scale() -> Result<()> {
+    let cluster = Cluster::start(Flavor::Keel, 1).await?;
+    let client = Client::new(&cluster.endpoints())?;
+    ready(&client).await?;
+    let _sim = Sim::start(&cluster, &["--count", "2"])?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+    deployments
+        .create(&serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "api", "namespace": "default"},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "api"}},
+                "template": {
+                    "metadata": {"labels": {"app": "api"}},
+                    "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}
+                }
+            }
+        }))?)
+        .await
+        .context("creating the Deployment")?;
+    budgets
+        .create(&serde_json::from_value(json!({
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "api-pdb", "namespace": "default"},
+            "spec": {"maxUnavailable": "34%", "selector": {"matchLabels": {"app": "api"}}}
+        }))?)
+        .await
+        .context("creating the budget")?;
+    // The pods' ReplicaSet belongs to the Deployment, whose 3 replicas are expected; 34% of 3
+    // rounds up to 2 that may be unavailable, so 1 must stay healthy.
+    let status_is = |expected: i32, desired: i32, allowed: i32| {
+        let budgets = budgets.clone();
+        async move {
+            budgets.get("api-pdb").await.is_ok_and(|b| {
+                let s = b.status.unwrap_or_default();
+                (s.expected_pods, s.desired_healthy, s.disruptions_allowed)
+                    == (expected, desired, allowed)
+                    && s.current_healthy == expected
+            })
+        }
+    };
+    until("the budget expects the Deployment's 3", WAIT, || {
+        status_is(3, 1, 2)
+    })
+    .await?;
+    // Scaled to 5: 34% of 5 rounds up to 2, so 3 must stay healthy.
+    deployments
+        .patch(
+            "api",
+            &keel_client::Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await?;
+    until("the budget follows the new scale", WAIT, || {
+        status_is(5, 3, 2)
+    })
+    .await?;
     Ok(())
 }
