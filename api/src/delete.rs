@@ -61,6 +61,43 @@ impl<S: Storage> ApiServer<S> {
         current_rev: i64,
         opts: &DeleteOptions,
     ) -> Result<Written, ApiError> {
+        let plan = self
+            .plan_delete(info, namespace, name, current, current_rev, opts)
+            .await?;
+        if plan.ops.is_empty() || opts.dry_run {
+            return Ok(Written {
+                object: plan.object,
+                warnings: vec![],
+            });
+        }
+        let revision = self
+            .storage
+            .write(plan.ops, guards(opts.fence.as_ref()))
+            .await
+            .map_err(|e| storage_error(info, name, e))?;
+        let object = if plan.marked {
+            with_revision(plan.object, revision)
+        } else {
+            plan.object
+        };
+        Ok(Written {
+            object,
+            warnings: vec![],
+        })
+    }
+
+    /// What deleting `current` (stored at `current_rev`) writes, without writing it: the
+    /// object goes at once, or is marked with a deletionTimestamp. A caller may add writes of
+    /// its own to the plan's (an eviction spends a disruption budget in the same transaction).
+    pub(crate) async fn plan_delete(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        current: Value,
+        current_rev: i64,
+        opts: &DeleteOptions,
+    ) -> Result<DeletePlan, ApiError> {
         let key = keys::object(info, namespace, name);
         let mut finalizers = meta::finalizers(&current);
         match opts.propagation_policy.as_deref() {
@@ -90,9 +127,10 @@ impl<S: Storage> ApiServer<S> {
         if graceful {
             if meta::has_deletion_timestamp(&current) && grace.is_none() {
                 // Already being deleted: nothing more to record.
-                return Ok(Written {
+                return Ok(DeletePlan {
+                    ops: vec![],
                     object: current,
-                    warnings: vec![],
+                    marked: false,
                 });
             }
             let mut next = current.clone();
@@ -111,33 +149,15 @@ impl<S: Storage> ApiServer<S> {
             if namespace_content {
                 next["status"]["phase"] = json!("Terminating");
             }
-            if opts.dry_run {
-                return Ok(Written {
-                    object: with_revision(next, current_rev),
-                    warnings: vec![],
-                });
-            }
-            let revision = self
-                .storage
-                .write(
-                    vec![WriteOp {
-                        key,
-                        change: Change::Put(encode_for_store(&next)?),
-                        expect: Expect::Revision(current_rev),
-                    }],
-                    guards(opts.fence.as_ref()),
-                )
-                .await
-                .map_err(|e| storage_error(info, name, e))?;
-            return Ok(Written {
-                object: with_revision(next, revision),
-                warnings: vec![],
-            });
-        }
-        if opts.dry_run {
-            return Ok(Written {
-                object: current,
-                warnings: vec![],
+            let ops = vec![WriteOp {
+                key,
+                change: Change::Put(encode_for_store(&next)?),
+                expect: Expect::Revision(current_rev),
+            }];
+            return Ok(DeletePlan {
+                ops,
+                object: with_revision(next, current_rev),
+                marked: true,
             });
         }
         let mut ops = vec![WriteOp {
@@ -147,15 +167,22 @@ impl<S: Storage> ApiServer<S> {
         }];
         ops.extend(self.quota_releases(info, &current).await?);
         ops.extend(crate::server::lease_fence_delete(info, &current));
-        self.storage
-            .write(ops, guards(opts.fence.as_ref()))
-            .await
-            .map_err(|e| storage_error(info, name, e))?;
-        Ok(Written {
+        Ok(DeletePlan {
+            ops,
             object: current,
-            warnings: vec![],
+            marked: false,
         })
     }
+}
+
+/// The writes of one delete, and the object to answer with.
+pub(crate) struct DeletePlan {
+    pub ops: Vec<WriteOp>,
+    /// The object as marked for deletion (at the read revision until written), or as it was
+    /// when it goes at once.
+    pub object: Value,
+    /// Whether the object stays, marked with a deletionTimestamp.
+    pub marked: bool,
 }
 
 fn push_unique(list: &mut Vec<String>, item: &str) {

@@ -81,6 +81,10 @@ pub enum ApiError {
     /// The lease that fenced this write no longer names the writer as holder.
     #[error("fenced write refused: lease {lease} no longer names the writer as its holder")]
     FenceLost { lease: String },
+    /// The request may succeed later (an eviction that would break a disruption budget);
+    /// `causes` say why, each with a reason and message and no field.
+    #[error("{message}")]
+    TooManyRequests { message: String, causes: Vec<Cause> },
     #[error("{0}")]
     Timeout(String),
     #[error("{0}")]
@@ -122,6 +126,7 @@ impl ApiError {
             ApiError::Expired(_) | ApiError::Gone(_) => 410,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::TooLarge(_) => 413,
+            ApiError::TooManyRequests { .. } => 429,
             ApiError::Timeout(_) => 504,
             ApiError::Unavailable(_) => 503,
             ApiError::Internal(_) => 500,
@@ -145,6 +150,7 @@ impl ApiError {
             ApiError::Gone(_) => "Gone",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::TooLarge(_) => "RequestEntityTooLarge",
+            ApiError::TooManyRequests { .. } => "TooManyRequests",
             ApiError::Timeout(_) => "Timeout",
             ApiError::Unavailable(_) => "ServiceUnavailable",
             ApiError::Internal(_) => "InternalError",
@@ -206,6 +212,15 @@ impl ApiError {
                     "field": c.field,
                 })).collect::<Vec<_>>(),
             })),
+            ApiError::TooManyRequests { causes, .. } => Some(json!({
+                "causes": causes.iter().map(|c| {
+                    let mut cause = json!({"reason": c.reason, "message": c.message});
+                    if !c.field.is_empty() {
+                        cause["field"] = json!(c.field);
+                    }
+                    cause
+                }).collect::<Vec<_>>(),
+            })),
             _ => None,
         };
         if let Some(mut d) = details {
@@ -234,6 +249,7 @@ impl ApiError {
                 _ => Code::Aborted,
             },
             410 => Code::OutOfRange,
+            429 => Code::ResourceExhausted,
             503 => Code::Unavailable,
             504 => Code::DeadlineExceeded,
             _ => Code::Internal,

@@ -227,6 +227,14 @@ impl<S: Storage> Api for GrpcApi<S> {
                 .map_err(|e| e.to_grpc())?;
             return reply(&status, vec![]);
         }
+        if r.subresource == "eviction" && info.plural == "pods" {
+            let status = self
+                .core
+                .evict(&r.namespace, &r.name, body(&req.object)?, &opts)
+                .await
+                .map_err(|e| e.to_grpc())?;
+            return reply(&status, vec![]);
+        }
         written(
             self.core
                 .create(info, namespace(r), body(&req.object)?, &opts)

@@ -13,6 +13,7 @@ pub mod bootstrap;
 pub mod cache;
 mod delete;
 pub mod error;
+pub mod eviction;
 pub mod filter;
 pub mod grpc;
 pub mod keys;

@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
+use k8s_openapi::api::policy::v1::Eviction;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::{ListableResource, Resource};
 use keel_proto::keelapi::api_client::ApiClient;
@@ -407,6 +409,22 @@ impl Api<Pod> {
             node_name,
         );
         self.create_subresource(name, "binding", &body).await?;
+        Ok(())
+    }
+
+    /// Evicts pod `pod_name` through the eviction subresource, as `kubectl drain` does: a pod
+    /// covered by a PodDisruptionBudget goes only if the budget allows it, else the answer is
+    /// 429 (TooManyRequests) and the caller may retry later.
+    pub async fn evict(&self, pod_name: &str, delete: Option<DeleteOptions>) -> Result<(), Error> {
+        let body = Eviction {
+            metadata: ObjectMeta {
+                name: Some(pod_name.to_string()),
+                namespace: Some(self.namespace.clone()).filter(|n| !n.is_empty()),
+                ..ObjectMeta::default()
+            },
+            delete_options: delete,
+        };
+        self.create_subresource(pod_name, "eviction", &body).await?;
         Ok(())
     }
 }

@@ -15,6 +15,7 @@ pub mod context;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslices;
 pub mod events;

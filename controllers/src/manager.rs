@@ -52,6 +52,11 @@ pub const CONTROLLERS: &[ControllerDef] = &[
         start: crate::deployment::start,
     },
     ControllerDef {
+        name: "disruption",
+        on_by_default: true,
+        start: crate::disruption::start,
+    },
+    ControllerDef {
         name: "endpoint",
         on_by_default: true,
         start: crate::endpoints::start,

@@ -2,7 +2,9 @@
 //! resource, short names, categories, scope and subresources. The API server's routes,
 //! discovery and storage keys all come from this table.
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, networking, rbac, scheduling};
+use k8s_openapi::api::{
+    apps, batch, coordination, core, discovery, networking, policy, rbac, scheduling,
+};
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope, Resource};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -107,7 +109,7 @@ macro_rules! kinds {
 kinds! {
     core::v1::Namespace => { short: ["ns"], categories: [], sub: ["status"] },
     core::v1::Node => { short: ["no"], categories: [], sub: ["status"] },
-    core::v1::Pod => { short: ["po"], categories: ["all"], sub: ["binding", "status"] },
+    core::v1::Pod => { short: ["po"], categories: ["all"], sub: ["binding", "eviction", "status"] },
     core::v1::Service => { short: ["svc"], categories: ["all"], sub: ["status"] },
     core::v1::Endpoints => { short: ["ep"], categories: [], sub: [] },
     core::v1::ConfigMap => { short: ["cm"], categories: [], sub: [] },
@@ -134,6 +136,7 @@ kinds! {
     networking::v1::NetworkPolicy => { short: ["netpol"], categories: [], sub: [] },
     networking::v1::Ingress => { short: ["ing"], categories: [], sub: ["status"] },
     scheduling::v1::PriorityClass => { short: ["pc"], categories: [], sub: [] },
+    policy::v1::PodDisruptionBudget => { short: ["pdb"], categories: [], sub: ["status"] },
 }
 
 /// Every kind keel serves.

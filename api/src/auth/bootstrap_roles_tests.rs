@@ -489,3 +489,57 @@ fn the_scheduler_may_bind_pods_and_read_what_it_schedules_by() {
         Decision::NoOpinion
     );
 }
+
+#[test]
+fn admin_and_edit_may_evict_and_manage_budgets_and_view_may_read_them() {
+    let rbac = cluster();
+    let decide = |who: &str, verb: &str, group: &str, what: &str| {
+        rbac.authorize(&resource(authenticated(who), verb, group, what, "team"))
+    };
+    for who in ["admin", "edit"] {
+        assert_eq!(
+            decide(who, "create", "", "pods/eviction"),
+            Decision::Allow,
+            "{who}"
+        );
+        for verb in ["create", "update", "patch", "delete"] {
+            assert_eq!(
+                decide(who, verb, "policy", "poddisruptionbudgets"),
+                Decision::Allow,
+                "{who} {verb}"
+            );
+        }
+    }
+    assert_eq!(
+        decide("view", "create", "", "pods/eviction"),
+        Decision::NoOpinion
+    );
+    assert_eq!(
+        decide("view", "create", "policy", "poddisruptionbudgets"),
+        Decision::NoOpinion
+    );
+    for what in ["poddisruptionbudgets", "poddisruptionbudgets/status"] {
+        assert_eq!(
+            decide("view", "list", "policy", what),
+            Decision::Allow,
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn the_controller_manager_may_evict_and_write_budget_status() {
+    let rbac = cluster();
+    let manager = user("system:kube-controller-manager", &[AUTHENTICATED_GROUP]);
+    for (verb, group, what) in [
+        ("create", "", "pods/eviction"),
+        ("update", "policy", "poddisruptionbudgets/status"),
+        ("watch", "policy", "poddisruptionbudgets"),
+    ] {
+        assert_eq!(
+            rbac.authorize(&resource(manager.clone(), verb, group, what, "team")),
+            Decision::Allow,
+            "{verb} {what}"
+        );
+    }
+}

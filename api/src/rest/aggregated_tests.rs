@@ -135,6 +135,10 @@ async fn kubectls_request_to_api_gets_the_core_group_aggregated() {
                 "responseKind": {"group": "", "version": "", "kind": "Binding"},
                 "verbs": ["create"],
             }, {
+                "subresource": "eviction",
+                "responseKind": {"group": "policy", "version": "v1", "kind": "Eviction"},
+                "verbs": ["create"],
+            }, {
                 "subresource": "status",
                 "responseKind": {"group": "", "version": "", "kind": "Pod"},
                 "verbs": ["get", "patch", "update"],

@@ -230,6 +230,26 @@ const PRIORITY_CLASSES: &[Column] = &[
     Column::new("PreemptionPolicy", "string", "preemptionPolicy is the Policy for preempting pods with lower priority. One of Never, PreemptLowerPriority. Defaults to PreemptLowerPriority if unset."),
 ];
 
+const POD_DISRUPTION_BUDGETS: &[Column] = &[
+    NAME,
+    Column::new(
+        "Min Available",
+        "string",
+        "The minimum number of pods that must be available.",
+    ),
+    Column::new(
+        "Max Unavailable",
+        "string",
+        "The maximum number of pods that may be unavailable.",
+    ),
+    Column::new(
+        "Allowed Disruptions",
+        "integer",
+        "Calculated number of pods that may be disrupted at this time.",
+    ),
+    AGE,
+];
+
 /// The columns of `info`'s Table.
 pub fn columns(info: &ResourceInfo) -> &'static [Column] {
     match (info.group, info.kind) {
@@ -247,6 +267,7 @@ pub fn columns(info: &ResourceInfo) -> &'static [Column] {
         ("batch", "Job") => JOBS,
         ("batch", "CronJob") => CRON_JOBS,
         ("scheduling.k8s.io", "PriorityClass") => PRIORITY_CLASSES,
+        ("policy", "PodDisruptionBudget") => POD_DISRUPTION_BUDGETS,
         _ => GENERIC,
     }
 }
@@ -331,6 +352,13 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
             age,
             json!(o.str("/preemptionPolicy")),
         ],
+        ("policy", "PodDisruptionBudget") => vec![
+            name,
+            json!(int_or_string(o.0.pointer("/spec/minAvailable"))),
+            json!(int_or_string(o.0.pointer("/spec/maxUnavailable"))),
+            json!(o.int("/status/disruptionsAllowed")),
+            age,
+        ],
         ("batch", "CronJob") => vec![
             name,
             json!(o.str("/spec/schedule")),
@@ -353,6 +381,15 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
             )),
         ],
         _ => vec![name, age],
+    }
+}
+
+/// An int-or-string bound as Kubernetes prints it, or N/A when unset.
+fn int_or_string(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        _ => "N/A".into(),
     }
 }
 

@@ -167,6 +167,7 @@ fn kind_entries(info: &ResourceInfo) -> Vec<ApiResource> {
         let (kind, kind_group_version, verbs) = match *sub {
             "scale" => ("Scale", Some(("autoscaling", "v1")), SUBRESOURCE_VERBS),
             "binding" => ("Binding", None, CREATE_ONLY),
+            "eviction" => ("Eviction", Some(("policy", "v1")), CREATE_ONLY),
             _ => (info.kind, None, SUBRESOURCE_VERBS),
         };
         out.push(ApiResource {

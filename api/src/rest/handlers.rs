@@ -244,6 +244,9 @@ async fn handle<S: Storage>(core: &ApiServer<S>, request: Request) -> Result<Res
     if call.target.binds() {
         return bind(call, verb).await;
     }
+    if call.target.evicts() {
+        return evict(call, verb).await;
+    }
     if call.subresource() == Some("scale") {
         let (core, target, query) = (call.core, call.target.clone(), call.query.clone());
         let body = call_body(call, verb).await?;
@@ -378,6 +381,19 @@ async fn bind<S: Storage>(call: Call<'_, S>, verb: Verb) -> Result<Response, Api
         .core
         .bind(&namespace, url_name.as_deref(), body, &opts)
         .await?;
+    Ok(response::json(StatusCode::CREATED, &status, &[]))
+}
+
+/// A pod's eviction: created, never read.
+async fn evict<S: Storage>(call: Call<'_, S>, verb: Verb) -> Result<Response, ApiError> {
+    if verb != Verb::Create {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let opts = call.query.write_options()?;
+    let namespace = call.namespace().unwrap_or_default().to_string();
+    let name = call.name().to_string();
+    let (body, call) = call.json_body().await?;
+    let status = call.core.evict(&namespace, &name, body, &opts).await?;
     Ok(response::json(StatusCode::CREATED, &status, &[]))
 }
 

@@ -130,6 +130,8 @@ mod apply_tests;
 #[cfg(test)]
 mod binding_tests;
 #[cfg(test)]
+mod eviction_tests;
+#[cfg(test)]
 mod output_tests;
 #[cfg(test)]
 mod priority_tests;

@@ -37,6 +37,14 @@ impl ResourcePath {
                 && self.subresource.as_deref() == Some("binding"))
     }
 
+    /// Whether a create here evicts a pod: `pods/{name}/eviction`.
+    pub fn evicts(&self) -> bool {
+        self.info.group.is_empty()
+            && self.info.kind == "Pod"
+            && self.name.is_some()
+            && self.subresource.as_deref() == Some("eviction")
+    }
+
     /// Reads `path`. Paths outside the API, kinds keel does not serve and shapes Kubernetes
     /// does not have are NotFound.
     pub fn parse(path: &str) -> Result<Self, ApiError> {

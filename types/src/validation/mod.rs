@@ -5,12 +5,14 @@ mod core;
 mod cron;
 mod meta;
 mod pod;
+mod policy;
 mod priority_class;
 mod scheduling;
 mod workloads;
 
 use k8s_openapi::api::{
-    apps, batch, coordination, core as corev1, networking, rbac, scheduling as schedulingv1,
+    apps, batch, coordination, core as corev1, networking, policy as policyv1, rbac,
+    scheduling as schedulingv1,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
@@ -429,6 +431,19 @@ impl<'a> Validator<'a> {
                     errs.extend(priority_class::validate_priority_class_update(&pc, &old));
                 }
             }
+            ("policy", "PodDisruptionBudget") => {
+                let pdb: policyv1::v1::PodDisruptionBudget = typed(self.obj)?;
+                errs.extend(policy::validate_pdb_spec(
+                    &pdb.spec.unwrap_or_default(),
+                    &spec_path,
+                ));
+                if let Some(status) = pdb.status.as_ref() {
+                    errs.extend(policy::validate_pdb_status(
+                        status,
+                        &FieldPath::new("status"),
+                    ));
+                }
+            }
             ("networking.k8s.io", "Ingress") => {
                 errs.extend(core::validate_ingress(&typed::<networking::v1::Ingress>(
                     self.obj,
@@ -520,7 +535,7 @@ fn validate_deployment_strategy(
 
 /// An int or percent: non-negative, a percent at most 100%. Returns the value when it is
 /// zero-comparable (an int, or a percent's number).
-fn int_or_percent(
+pub(super) fn int_or_percent(
     value: Option<&k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
     path: &FieldPath,
     errs: &mut Vec<FieldError>,
