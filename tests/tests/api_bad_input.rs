@@ -66,7 +66,10 @@ fn pod(name: &str, container: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_objects_are_refused_with_kubernetes_status_and_not_stored() -> anyhow::Result<()> {
-    let cluster = Cluster::start(Flavor::Keel, 1).await?;
+    // The API alone: no controller writes into the namespaces under test (the root CA
+    // publisher would add a ConfigMap to each).
+    let cluster =
+        Cluster::start_with(Flavor::Keel, 1, &["--controller-manager=false".into()]).await?;
     let mut api = ready_client(&cluster, 0).await?;
     let container = json!({"name": "c", "image": "busybox"});
 

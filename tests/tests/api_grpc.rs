@@ -35,7 +35,10 @@ fn cm(name: &str, data: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_get_kubernetes_semantics_over_grpc() -> anyhow::Result<()> {
-    let cluster = Cluster::start(Flavor::Keel, 1).await?;
+    // The API alone: no controller writes into the namespaces under test (the root CA
+    // publisher would add a ConfigMap to each).
+    let cluster =
+        Cluster::start_with(Flavor::Keel, 1, &["--controller-manager=false".into()]).await?;
     let mut api = ready_client(&cluster, 0).await?;
 
     let created = api
@@ -239,7 +242,10 @@ fn labelled(name: &str, tier: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn selectors_filter_lists_and_watches() -> anyhow::Result<()> {
-    let cluster = Cluster::start(Flavor::Keel, 1).await?;
+    // The API alone: no controller writes into the namespaces under test (the root CA
+    // publisher would add a ConfigMap to each).
+    let cluster =
+        Cluster::start_with(Flavor::Keel, 1, &["--controller-manager=false".into()]).await?;
     let mut api = ready_client(&cluster, 0).await?;
     for (name, tier) in [("a", "web"), ("b", "db"), ("c", "web"), ("d", "cache")] {
         api.create(CreateRequest {
@@ -348,7 +354,10 @@ async fn selectors_filter_lists_and_watches() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_namespace_terminates_empties_and_goes() -> anyhow::Result<()> {
-    let cluster = Cluster::start(Flavor::Keel, 1).await?;
+    // The API alone: no controller writes into the namespaces under test (the root CA
+    // publisher would add a ConfigMap to each).
+    let cluster =
+        Cluster::start_with(Flavor::Keel, 1, &["--controller-manager=false".into()]).await?;
     let mut api = ready_client(&cluster, 0).await?;
     let ns_ref = |name: &str| {
         Some(ResourceRef {

@@ -51,7 +51,10 @@ fn pod(name: &str, cpu: Option<&str>) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quotas_are_enforced_at_write_time() -> anyhow::Result<()> {
-    let cluster = Cluster::start(Flavor::Keel, 1).await?;
+    // The API alone: no controller writes into the namespaces under test (the root CA
+    // publisher would add a ConfigMap to each).
+    let cluster =
+        Cluster::start_with(Flavor::Keel, 1, &["--controller-manager=false".into()]).await?;
     let mut api = ready_client(&cluster, 0).await?;
     create(
         &mut api,

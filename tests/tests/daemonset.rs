@@ -1,6 +1,6 @@
-//! The DaemonSet controller end to end: one daemon pod per eligible simulated node, also on a
-//! node that joins later, none on a node it does not tolerate, a rolling update that never
-//! takes more than maxUnavailable nodes' pods down at once, and `kubectl rollout
+//! The DaemonSet controller end to end on three masters: one daemon pod per eligible simulated
+//! node, also on a node that joins later, none on a node it does not tolerate, a rolling update
+//! that never takes more than maxUnavailable nodes' pods down at once, and `kubectl rollout
 //! status/history` reading it as on Kubernetes.
 
 use std::collections::BTreeMap;
@@ -56,7 +56,7 @@ async fn per_node(pods: &Api<Pod>) -> Result<BTreeMap<String, Vec<(String, bool)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_set_runs_one_pod_per_eligible_node_and_rolls_out() -> Result<()> {
-    let cluster = Cluster::start(Flavor::Keel, 1).await?;
+    let cluster = Cluster::start(Flavor::Keel, 3).await?;
     let client = Client::new(&cluster.endpoints())?;
     ready(&client).await?;
     let _sim = Sim::start(&cluster, &["--count", "3"])?;

@@ -33,7 +33,7 @@ fn ready_status(node: &Node) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_node_is_tainted_and_its_pods_come_back_elsewhere() -> Result<()> {
     let cluster =
-        Cluster::start_with(Flavor::Keel, 1, &["--node-monitor-grace-period=4s".into()]).await?;
+        Cluster::start_with(Flavor::Keel, 3, &["--node-monitor-grace-period=4s".into()]).await?;
     let client = Client::new(&cluster.endpoints())?;
     ready(&client).await?;
     // Three nodes that stay, and one that will stop: in one zone of four, one unhealthy node

@@ -1,7 +1,7 @@
-//! The StatefulSet controller end to end on simulated nodes: pods `web-0`, `web-1`, `web-2`
-//! created in order, each only once the one before is ready, with stable hostnames in the
-//! headless Service's subdomain and a claim each; scaled down from the highest ordinal; and a
-//! partitioned rolling update that leaves the pods below the partition alone.
+//! The StatefulSet controller end to end on three masters and simulated nodes: pods `web-0`,
+//! `web-1`, `web-2` created in order, each only once the one before is ready, with stable
+//! hostnames in the headless Service's subdomain and a claim each; scaled down from the highest
+//! ordinal; and a partitioned rolling update that leaves the pods below the partition alone.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -57,7 +57,7 @@ fn names(pods: &[Pod]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stateful_set_creates_in_order_keeps_identities_and_rolls_with_a_partition() -> Result<()>
 {
-    let cluster = Cluster::start(Flavor::Keel, 1).await?;
+    let cluster = Cluster::start(Flavor::Keel, 3).await?;
     let client = Client::new(&cluster.endpoints())?;
     ready(&client).await?;
     let _sim = Sim::start(&cluster, &["--count", "3"])?;
