@@ -22,13 +22,12 @@ holder_member() {
   ETCDCTL_API=3 etcdctl --endpoints="${servers//http:\/\//}" get /registry/leases/kube-system/kube-controller-manager --print-value-only |
     grep -o '"holderIdentity":"[^"]*"' | sed -E 's/.*_m([0-9]+)_.*/\1/'
 }
-"$keel" bench controllers --server "$servers" --nodes "$nodes" --replicas "$replicas" >"$work/failover.out" &
+"$keel" bench controllers --server "$servers" --nodes "$nodes" --replicas "$replicas" >"$work/failover.out" 2>"$work/failover.err" &
 bench=$!
-# Wait for the rolling update (the second Deployment generation) to start, then kill.
-for _ in $(seq 3000); do
-  ETCDCTL_API=3 etcdctl --endpoints="${servers//http:\/\//}" get /registry/deployments/ --prefix --print-value-only 2>/dev/null |
-    grep -q '"image":"bench:2"' && break
-  sleep 0.2
+# Wait until this run's rolling update starts (the bench says so), then kill.
+for _ in $(seq 6000); do
+  grep -q "rolling out a new image" "$work/failover.err" 2>/dev/null && break
+  sleep 0.1
 done
 sleep 2
 m="$(holder_member)"
