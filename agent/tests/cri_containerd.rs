@@ -379,7 +379,6 @@ async fn a_containerd_dropped_without_stopping_leaves_no_container_running() {
         .await
         .expect("run sandbox");
     // The shell stays (a loop, not an exec), so its command line carries the marker.
-    // The shell stays (a loop, not an exec), so its command line carries the marker.
     let script = format!("echo {marker}; while :; do sleep 1; done");
     let command = ["sh", "-c", script.as_str()];
     let container = node
@@ -423,7 +422,8 @@ async fn a_containerd_dropped_without_stopping_leaves_no_container_running() {
         .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("address")).ok())
         .filter_map(|a| a.trim().strip_prefix("unix://").map(PathBuf::from))
         .collect();
-    assert_eq!(marked(), 1, "the container's shell runs");
+    // At least the shell; for a moment its fork for `sleep` carries the same command line.
+    assert!(marked() >= 1, "the container's shell runs");
     assert!(mounted_under(&dir) > 0, "the container's rootfs is mounted");
     assert!(
         !our_shims.is_empty() && our_shims.iter().all(|s| s.exists()),
