@@ -47,6 +47,18 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .find(|r| r.controller == Some(true))
 }
 
+/// The key of `meta`'s controller if it is of kind `K` (a namespaced owner lives in its
+/// child's namespace): how a child's event finds the owner to reconcile.
+pub fn controller_key<K: Resource>(meta: &ObjectMeta) -> Option<keel_client::ObjectKey> {
+    let owner = controller_of(meta)?;
+    (owner.kind == K::KIND && owner.api_version == K::API_VERSION).then(|| {
+        keel_client::ObjectKey::namespaced(
+            meta.namespace.clone().unwrap_or_default(),
+            owner.name.clone(),
+        )
+    })
+}
+
 /// Whether `meta` is controlled by the object with `uid`.
 pub fn is_controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
     controller_of(meta).is_some_and(|r| r.uid == uid)

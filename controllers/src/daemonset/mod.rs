@@ -29,7 +29,7 @@ use crate::context::Context;
 use crate::events::{self, error_message, NORMAL, WARNING};
 use crate::expectations::Expectations;
 use crate::history;
-use crate::pods::{controller_of, generate_name, is_controlled_by, until_available};
+use crate::pods::{controller_key, generate_name, is_controlled_by, until_available};
 use crate::revision::template_hash;
 
 /// The component name on this controller's Events.
@@ -68,7 +68,9 @@ pub fn start(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, (
         // Any node change may change where every DaemonSet belongs.
         let all = sets.clone();
         controller
-            .watches_events(pod_events, daemon_set_of)
+            .watches_events(pod_events, |pod: &Pod| {
+                controller_key::<DaemonSet>(&pod.metadata)
+            })
             .watches_events(node_informer.subscribe(), move |_: &Node| {
                 all.state()
                     .iter()
@@ -88,16 +90,6 @@ pub fn start(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, (
                 }
             })
             .await;
-    })
-}
-
-fn daemon_set_of(pod: &Pod) -> Option<ObjectKey> {
-    let owner = controller_of(&pod.metadata)?;
-    (owner.kind == "DaemonSet" && owner.api_version == "apps/v1").then(|| {
-        ObjectKey::namespaced(
-            pod.metadata.namespace.clone().unwrap_or_default(),
-            owner.name.clone(),
-        )
     })
 }
 

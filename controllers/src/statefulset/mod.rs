@@ -27,7 +27,7 @@ use crate::context::Context;
 use crate::events::{self, error_message, NORMAL, WARNING};
 use crate::expectations::Expectations;
 use crate::history::{self, owned_revisions, revision_name, template_of};
-use crate::pods::{controller_of, is_controlled_by, until_available};
+use crate::pods::{controller_key, is_controlled_by, until_available};
 use crate::revision::template_hash;
 use plan::{Reason, Step, Which};
 
@@ -61,7 +61,9 @@ pub fn start(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, (
             expectations,
         });
         controller
-            .watches_events(pod_events, set_of)
+            .watches_events(pod_events, |pod: &Pod| {
+                controller_key::<StatefulSet>(&pod.metadata)
+            })
             .with_depth_gauge(crate::metrics::of("statefulset").depth.clone())
             .run(
                 crate::metrics::timed(crate::metrics::of("statefulset"), reconcile),
@@ -75,16 +77,6 @@ pub fn start(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, (
                 }
             })
             .await;
-    })
-}
-
-fn set_of(pod: &Pod) -> Option<ObjectKey> {
-    let owner = controller_of(&pod.metadata)?;
-    (owner.kind == "StatefulSet" && owner.api_version == "apps/v1").then(|| {
-        ObjectKey::namespaced(
-            pod.metadata.namespace.clone().unwrap_or_default(),
-            owner.name.clone(),
-        )
     })
 }
 

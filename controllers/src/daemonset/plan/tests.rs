@@ -1,3 +1,5 @@
+//! Specification of one DaemonSet sync: creation where a pod is missing, removal where it may not stay, and the rolling update by maxUnavailable or maxSurge.
+
 use super::*;
 use keel_client::k8s_openapi::api::apps::v1::{
     DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,

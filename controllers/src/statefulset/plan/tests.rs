@@ -1,3 +1,5 @@
+//! Specification of one StatefulSet sync: ordered or parallel creation and removal, and the rolling update down to the partition.
+
 use super::*;
 use keel_client::k8s_openapi::api::apps::v1::{
     RollingUpdateStatefulSetStrategy, StatefulSetSpec, StatefulSetUpdateStrategy,
