@@ -19,6 +19,7 @@ pub mod cri {
 pub mod containerd;
 mod error;
 pub mod image;
+pub mod labels;
 pub mod runtime;
 
 pub use error::Error;

@@ -37,9 +37,11 @@ const MAX_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
 /// A connection to one container runtime. Cheap to clone; clones share the connection.
 #[derive(Clone, Debug)]
 pub struct RuntimeClient {
-    runtime: RuntimeServiceClient<Channel>,
-    images: ImageServiceClient<Channel>,
-    timeout: Duration,
+    // Crate-visible so that calls on one topic (exec, streaming, stats) can live in their own
+    // file as another `impl RuntimeClient` block.
+    pub(crate) runtime: RuntimeServiceClient<Channel>,
+    pub(crate) images: ImageServiceClient<Channel>,
+    pub(crate) timeout: Duration,
 }
 
 /// The socket path of a runtime endpoint: `unix:///path` as kubelet's
@@ -384,7 +386,7 @@ impl RuntimeClient {
     }
 }
 
-fn image_spec(image: &str) -> ImageSpec {
+pub(crate) fn image_spec(image: &str) -> ImageSpec {
     ImageSpec {
         image: image.to_owned(),
         ..ImageSpec::default()
@@ -400,7 +402,7 @@ fn non_empty(operation: &'static str, field: &'static str, value: String) -> Res
 
 /// Makes one call under `deadline`. The deadline travels to the runtime as grpc-timeout so it
 /// gives up too, and is enforced here as well so that a runtime that ignores it cannot hang us.
-async fn call<Req, Reply, Fut>(
+pub(crate) async fn call<Req, Reply, Fut>(
     operation: &'static str,
     deadline: Duration,
     send: impl FnOnce(tonic::Request<Req>) -> Fut,

@@ -9,6 +9,7 @@ mod bearer;
 pub mod client;
 pub mod dynamic;
 pub mod error;
+pub mod events;
 pub mod kubeconfig;
 pub mod leader;
 pub mod object_key;

@@ -18,7 +18,7 @@ pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod endpointslices;
-pub mod events;
+pub use keel_client::events;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod history;

@@ -254,12 +254,8 @@ fn start_term(
     term: &CancellationToken,
 ) {
     let informers = Informers::new(client.clone(), tasks.clone(), term.clone());
-    let recorder = Recorder::new(
-        client.clone(),
-        fence.clone(),
-        config.identity.clone(),
-        tasks.clone(),
-    );
+    let recorder = Recorder::new(client.clone(), config.identity.clone(), tasks.clone())
+        .with_fence(fence.clone());
     let context = Arc::new(Context::new(
         client.clone(),
         fence,

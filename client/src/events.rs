@@ -1,23 +1,23 @@
-//! Events as kube-controller-manager's controllers write them (`SuccessfulCreate`,
-//! `ScalingReplicaSet` …), so `kubectl describe` and `kubectl get events` read as on
+//! Events as Kubernetes' components write them (a controller's `SuccessfulCreate`, a node
+//! agent's `Pulled` …), so `kubectl describe` and `kubectl get events` read as on
 //! Kubernetes. Repeats of one event (same object, type, reason and message) within ten
 //! minutes bump its count and lastTimestamp instead of adding another, as client-go's
 //! correlator does.
 //!
 //! Best effort, in the background: a controller never waits for its events, and when too many
-//! are in flight new ones are dropped rather than slowing reconciles. Writes are fenced like
-//! every other write of the term.
+//! are in flight new ones are dropped rather than slowing reconciles. A recorder of an elected
+//! component fences its writes like every other write of the term.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use keel_client::k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
-use keel_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use keel_client::k8s_openapi::chrono::Utc;
-use keel_client::k8s_openapi::{Metadata, Resource};
-use keel_client::{Api, Client, Fence, Patch};
+use crate::k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use crate::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use crate::k8s_openapi::chrono::Utc;
+use crate::k8s_openapi::{Metadata, Resource};
+use crate::{Api, Client, Fence, Patch};
 use serde_json::json;
 use tokio_util::task::TaskTracker;
 
@@ -62,10 +62,11 @@ struct Seen {
     at: Instant,
 }
 
-/// Writes Events for one term of the controller manager.
+/// Writes Events for one component instance (one term of an elected one).
 pub struct Recorder {
     client: Client,
-    fence: Fence,
+    fence: Option<Fence>,
+    host: Option<String>,
     instance: String,
     tasks: TaskTracker,
     in_flight: Arc<AtomicUsize>,
@@ -73,15 +74,30 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(client: Client, fence: Fence, instance: String, tasks: TaskTracker) -> Self {
+    /// A recorder whose events name `instance` as their reporting instance, written by tasks
+    /// on `tasks`.
+    pub fn new(client: Client, instance: String, tasks: TaskTracker) -> Self {
         Self {
             client,
-            fence,
+            fence: None,
+            host: None,
             instance,
             tasks,
             in_flight: Arc::new(AtomicUsize::new(0)),
             seen: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// The same recorder with every write fenced by `fence` (an elected component's term).
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// The same recorder naming `host` as its events' source host, as kubelet names its node.
+    pub fn with_host(mut self, host: String) -> Self {
+        self.host = Some(host);
+        self
     }
 
     /// Records that `component` did something to `object`: `type_` is [`NORMAL`] or
@@ -143,8 +159,10 @@ impl Recorder {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             return;
         };
-        let api: Api<Event> =
-            Api::namespaced(self.client.clone(), &seen.namespace).with_fence(self.fence.clone());
+        let mut api: Api<Event> = Api::namespaced(self.client.clone(), &seen.namespace);
+        if let Some(fence) = &self.fence {
+            api = api.with_fence(fence.clone());
+        }
         let in_flight = self.in_flight.clone();
         let event = Event {
             metadata: ObjectMeta {
@@ -158,7 +176,7 @@ impl Recorder {
             type_: Some(type_.into()),
             source: Some(EventSource {
                 component: Some(component.into()),
-                host: None,
+                host: self.host.clone(),
             }),
             reporting_component: Some(component.into()),
             reporting_instance: Some(self.instance.clone()),
@@ -188,9 +206,9 @@ impl Recorder {
 
 /// What an Event says about a failed request: the server's own message when it sent one (as
 /// kube-controller-manager quotes the API error), the error otherwise.
-pub fn error_message(error: &keel_client::Error) -> String {
+pub fn error_message(error: &crate::Error) -> String {
     match error {
-        keel_client::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
+        crate::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
         other => other.to_string(),
     }
 }
