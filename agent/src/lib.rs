@@ -21,6 +21,7 @@ mod error;
 pub mod image;
 pub mod labels;
 pub mod runtime;
+pub mod testing;
 
 pub use error::Error;
 pub use runtime::RuntimeClient;

@@ -9,134 +9,16 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use keel_agent::containerd::{BridgeNetwork, ContainerdConfig, PrivateContainerd, Snapshotter};
+use keel_agent::containerd::Snapshotter;
 use keel_agent::cri::{
     ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ImageSpec,
     LinuxContainerConfig, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
     LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
     PodSandboxMetadata, PodSandboxState,
 };
-use keel_agent::image::busybox::write_host_archive;
 use keel_agent::image::{BUSYBOX_IMAGE, PAUSE_IMAGE};
+use keel_agent::testing::TestNode;
 use keel_agent::{Error, RuntimeClient};
-
-/// A node for one test: its own containerd, CNI bridge and /24, images imported.
-struct Node {
-    // Fields drop in order: containerd (and all it ran) before its directory.
-    containerd: Option<PrivateContainerd>,
-    client: RuntimeClient,
-    network: BridgeNetwork,
-    dir: tempfile::TempDir,
-}
-
-/// Why this machine cannot run containers, if it cannot.
-fn cannot_run_containers() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned));
-    if uid.as_deref() != Some("0") {
-        return Some("containers need root".into());
-    }
-    let missing: Vec<&str> = ["containerd", "ctr", "runc"]
-        .into_iter()
-        .filter(|program| {
-            !std::env::var_os("PATH").is_some_and(|path| {
-                std::env::split_paths(&path).any(|dir| dir.join(program).exists())
-            })
-        })
-        .collect();
-    if !missing.is_empty() {
-        return Some(format!(
-            "{} not installed (scripts/install-deps.sh)",
-            missing.join(", ")
-        ));
-    }
-    for file in ["/usr/lib/cni/bridge", "/bin/busybox"] {
-        if !Path::new(file).exists() {
-            return Some(format!("{file} missing (scripts/install-deps.sh)"));
-        }
-    }
-    None
-}
-
-impl Node {
-    /// Starts a node, or returns `None` (having said why) where containers cannot run.
-    async fn start(index: u32) -> Option<Node> {
-        Self::start_with(index, Snapshotter::Overlayfs).await
-    }
-
-    /// Starts a node whose containerd uses `snapshotter` (overlayfs only where it mounts).
-    async fn start_with(index: u32, snapshotter: Snapshotter) -> Option<Node> {
-        if let Some(reason) = cannot_run_containers() {
-            eprintln!("skipping: {reason}");
-            return None;
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("keel-cri-")
-            .tempdir()
-            .expect("temp dir");
-        let unique = std::process::id() % 250;
-        let network = BridgeNetwork {
-            name: format!("keel-test-{index}"),
-            bridge: format!("kc{}x{index}", std::process::id() % 100_000),
-            subnet: format!("10.{}.{unique}.0/24", 200 + index),
-            ipam_data_dir: Some(dir.path().join("ipam").display().to_string()),
-            masquerade: false,
-        };
-        let config = ContainerdConfig {
-            snapshotter,
-            ..ContainerdConfig::under(dir.path(), PAUSE_IMAGE)
-        };
-        std::fs::create_dir_all(&config.cni_conf_dir).expect("cni dir");
-        std::fs::write(
-            config.cni_conf_dir.join("10-keel.conflist"),
-            network.conflist().to_string(),
-        )
-        .expect("cni config");
-        let containerd = PrivateContainerd::start(dir.path(), config)
-            .await
-            .expect("containerd starts");
-        eprintln!(
-            "containerd at {} with the {} snapshotter",
-            containerd.endpoint(),
-            containerd.config().snapshotter.as_str()
-        );
-        let archive = dir.path().join("images.tar");
-        write_host_archive(&archive).expect("image archive");
-        containerd.import(&archive).await.expect("images import");
-        let client = RuntimeClient::connect(&containerd.endpoint())
-            .await
-            .expect("CRI connects");
-        Some(Node {
-            dir,
-            containerd: Some(containerd),
-            client,
-            network,
-        })
-    }
-
-    fn logs(&self, pod: &str) -> PathBuf {
-        self.dir.path().join("pods").join(pod)
-    }
-
-    async fn stop(mut self) {
-        if let Some(containerd) = self.containerd.take() {
-            containerd.stop().await.expect("containerd stops cleanly");
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        // The bridge outlives its pods; it is ours alone, by name.
-        let _ = std::process::Command::new("ip")
-            .args(["link", "delete", &self.network.bridge])
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
 
 /// kubelet's namespaces for a pod without shareProcessNamespace: the sandbox's network and
 /// IPC, a PID namespace of each container's own.
@@ -272,7 +154,7 @@ async fn containerd_serves_cri_v1_and_holds_the_local_images() {
     // What a host containerd would own; ours must neither create nor remove them.
     let host_paths = ["/run/containerd/containerd.sock", "/var/lib/containerd"];
     let host_before: Vec<bool> = host_paths.iter().map(|p| Path::new(p).exists()).collect();
-    let Some(node) = Node::start(0).await else {
+    let Some(node) = TestNode::start(0).await else {
         return;
     };
     let version = node.client.version().await.expect("version");
@@ -323,7 +205,7 @@ async fn containerd_serves_cri_v1_and_holds_the_local_images() {
 }
 
 /// Runs `command` in a new sandbox until it exits; returns its exit code and stdout lines.
-async fn run_to_completion(node: &Node, pod: &str, command: &[&str]) -> (i32, Vec<String>) {
+async fn run_to_completion(node: &TestNode, pod: &str, command: &[&str]) -> (i32, Vec<String>) {
     let client = &node.client;
     let logs = node.logs(pod);
     let config = sandbox_config(pod, &logs);
@@ -351,7 +233,7 @@ async fn run_to_completion(node: &Node, pod: &str, command: &[&str]) -> (i32, Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_native_snapshotter_runs_containers_where_overlayfs_cannot() {
-    let Some(node) = Node::start_with(3, Snapshotter::Native).await else {
+    let Some(node) = TestNode::start_with(3, Snapshotter::Native).await else {
         return;
     };
     let containerd = node.containerd.as_ref().expect("running");
@@ -367,7 +249,7 @@ async fn the_native_snapshotter_runs_containers_where_overlayfs_cannot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_containerd_dropped_without_stopping_leaves_no_container_running() {
-    let Some(mut node) = Node::start(4).await else {
+    let Some(mut node) = TestNode::start(4).await else {
         return;
     };
     let marker = format!("keel-drop-marker-{}", std::process::id());
@@ -444,7 +326,7 @@ async fn a_containerd_dropped_without_stopping_leaves_no_container_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sandbox_gets_a_pod_ip_and_runs_containers_that_share_its_network() {
-    let Some(node) = Node::start(1).await else {
+    let Some(node) = TestNode::start(1).await else {
         return;
     };
     let client = &node.client;
@@ -569,7 +451,7 @@ async fn a_sandbox_gets_a_pod_ip_and_runs_containers_that_share_its_network() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulling_from_an_unreachable_registry_fails_with_a_pull_error() {
-    let Some(node) = Node::start(2).await else {
+    let Some(node) = TestNode::start(2).await else {
         return;
     };
     // Nothing listens on port 1 of loopback: the registry refuses at once, so the pull fails

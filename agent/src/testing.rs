@@ -1,0 +1,131 @@
+//! A node for tests that run real containers: a private containerd (own config, root, state
+//! dir and socket) on a CNI bridge of its own with the local busybox and pause images
+//! imported, removed again when the test is done. Where containers cannot run (not root, or
+//! containerd, runc, the CNI plugins or busybox-static missing) it says why and yields `None`,
+//! so a test can skip instead of failing on a machine that cannot run it.
+#![allow(clippy::expect_used, clippy::missing_panics_doc)]
+
+use std::path::{Path, PathBuf};
+
+use crate::containerd::{BridgeNetwork, ContainerdConfig, PrivateContainerd, Snapshotter};
+use crate::image::busybox::write_host_archive;
+use crate::image::PAUSE_IMAGE;
+use crate::RuntimeClient;
+
+/// A node for one test: its own containerd, CNI bridge and /24, images imported.
+pub struct TestNode {
+    // Fields drop in order: containerd (and all it ran) before its directory.
+    pub containerd: Option<PrivateContainerd>,
+    pub client: RuntimeClient,
+    pub network: BridgeNetwork,
+    pub dir: tempfile::TempDir,
+}
+
+/// Why this machine cannot run containers, if it cannot.
+pub fn cannot_run_containers() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned));
+    if uid.as_deref() != Some("0") {
+        return Some("containers need root".into());
+    }
+    let missing: Vec<&str> = ["containerd", "ctr", "runc"]
+        .into_iter()
+        .filter(|program| {
+            !std::env::var_os("PATH").is_some_and(|path| {
+                std::env::split_paths(&path).any(|dir| dir.join(program).exists())
+            })
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Some(format!(
+            "{} not installed (scripts/install-deps.sh)",
+            missing.join(", ")
+        ));
+    }
+    for file in ["/usr/lib/cni/bridge", "/bin/busybox"] {
+        if !Path::new(file).exists() {
+            return Some(format!("{file} missing (scripts/install-deps.sh)"));
+        }
+    }
+    None
+}
+
+impl TestNode {
+    /// Starts a node, or returns `None` (having said why) where containers cannot run.
+    pub async fn start(index: u32) -> Option<TestNode> {
+        Self::start_with(index, Snapshotter::Overlayfs).await
+    }
+
+    /// Starts a node whose containerd uses `snapshotter` (overlayfs only where it mounts).
+    pub async fn start_with(index: u32, snapshotter: Snapshotter) -> Option<TestNode> {
+        if let Some(reason) = cannot_run_containers() {
+            eprintln!("skipping: {reason}");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("keel-cri-")
+            .tempdir()
+            .expect("temp dir");
+        let unique = std::process::id() % 250;
+        let network = BridgeNetwork {
+            name: format!("keel-test-{index}"),
+            bridge: format!("kc{}x{index}", std::process::id() % 100_000),
+            subnet: format!("10.{}.{unique}.0/24", 200 + index),
+            ipam_data_dir: Some(dir.path().join("ipam").display().to_string()),
+            masquerade: false,
+        };
+        let config = ContainerdConfig {
+            snapshotter,
+            ..ContainerdConfig::under(dir.path(), PAUSE_IMAGE)
+        };
+        std::fs::create_dir_all(&config.cni_conf_dir).expect("cni dir");
+        std::fs::write(
+            config.cni_conf_dir.join("10-keel.conflist"),
+            network.conflist().to_string(),
+        )
+        .expect("cni config");
+        let containerd = PrivateContainerd::start(dir.path(), config)
+            .await
+            .expect("containerd starts");
+        eprintln!(
+            "containerd at {} with the {} snapshotter",
+            containerd.endpoint(),
+            containerd.config().snapshotter.as_str()
+        );
+        let archive = dir.path().join("images.tar");
+        write_host_archive(&archive).expect("image archive");
+        containerd.import(&archive).await.expect("images import");
+        let client = RuntimeClient::connect(&containerd.endpoint())
+            .await
+            .expect("CRI connects");
+        Some(TestNode {
+            dir,
+            containerd: Some(containerd),
+            client,
+            network,
+        })
+    }
+
+    pub fn logs(&self, pod: &str) -> PathBuf {
+        self.dir.path().join("pods").join(pod)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(containerd) = self.containerd.take() {
+            containerd.stop().await.expect("containerd stops cleanly");
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        // The bridge outlives its pods; it is ours alone, by name.
+        let _ = std::process::Command::new("ip")
+            .args(["link", "delete", &self.network.bridge])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
