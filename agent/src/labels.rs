@@ -25,6 +25,9 @@ pub const CONTAINER_HASH: &str = "io.kubernetes.container.hash";
 pub const TERMINATION_GRACE_PERIOD: &str = "io.kubernetes.pod.terminationGracePeriod";
 /// Container annotation: where the container's termination message is read from.
 pub const TERMINATION_MESSAGE_PATH: &str = "io.kubernetes.container.terminationMessagePath";
+/// Container annotation: the image as the pod spec names it (the runtime only keeps the id
+/// it resolved the name to).
+pub const CONTAINER_IMAGE: &str = "keel.dev/image";
 /// Label every sandbox and container the agent creates carries, so that what a runtime
 /// shared with other clients holds is told apart from ours.
 pub const MANAGED_BY: &str = "keel.dev/agent";

@@ -1,5 +1,6 @@
 //! The `keel` binary: every role of the control plane behind one CLI.
 
+mod agent;
 mod bench;
 mod connect;
 mod controller_manager;
@@ -40,6 +41,9 @@ enum Command {
     /// $KUBECONFIG or --server); it acts only while it holds the Lease
     /// kube-system/kube-controller-manager.
     ControllerManager(controller_manager::ControllerManagerArgs),
+    /// Run a node agent (kubelet's role): register this host as a Node and run the pods bound
+    /// to it as containers through a CRI runtime (containerd).
+    Agent(Box<agent::AgentArgs>),
     /// Load-test etcd-v3 endpoints (keel or etcd) and print throughput and latency percentiles.
     Bench(bench::BenchArgs),
     /// Membership of a running cluster: list, add, remove, promote, update.
@@ -72,6 +76,7 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => runtime.block_on(server::run(*args)),
         Command::Scheduler(args) => runtime.block_on(scheduler::run(args)),
         Command::ControllerManager(args) => runtime.block_on(controller_manager::run(args)),
+        Command::Agent(args) => runtime.block_on(agent::run(*args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Member(args) => runtime.block_on(ops::member(args)),
         Command::Snapshot(args) => ops::snapshot(args),

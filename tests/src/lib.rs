@@ -1,6 +1,7 @@
 //! Test harness: start clusters of real keel or etcd processes on loopback, fault them, and talk
 //! to them with the generated etcd v3 clients or the real etcdctl and kubectl.
 
+pub mod agent;
 pub mod api;
 pub mod cluster;
 pub mod differential;

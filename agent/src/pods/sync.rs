@@ -1,0 +1,444 @@
+//! One sync of one pod: read what the runtime holds, plan, act (sandbox, kills, image pulls,
+//! container creates and starts), then post the status kubelet would post. A pod being
+//! deleted is terminated instead (containers stopped within its grace period, sandbox and
+//! files removed, the Pod object deleted for good); a finished pod has its sandbox stopped.
+//!
+//! The decisions are [`plan`] and [`status`]; this file is the I/O around them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_client::api::Preconditions;
+use keel_client::events::Recorder;
+use keel_client::runtime::Action;
+use keel_client::{Api, Client, DeleteParams, Patch};
+use keel_types::k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use keel_types::k8s_openapi::chrono::Utc;
+use serde_json::json;
+
+use super::backoff::{container_key, Backoffs};
+use super::configs::{self, NodeSettings};
+use super::events::PodEvents;
+use super::images::ImagePuller;
+use super::observed::{observe, Observed, State};
+use super::plan::{plan, KillReason, Plan};
+use super::status::{pod_status, Inputs, Waiting};
+use super::PodFiles;
+use crate::{labels, Error, RuntimeClient};
+
+/// A pod with nothing pending is synced again this often (kubelet's sync frequency), which
+/// also refreshes its projected files.
+const RESYNC: Duration = Duration::from_secs(60);
+/// Exited instances kept per container: the newest (its status) and the one before (for
+/// `kubectl logs --previous`).
+const KEEP_EXITED: usize = 2;
+
+/// What a sync needs, shared by all pods.
+pub struct Syncer {
+    pub client: Client,
+    pub runtime: RuntimeClient,
+    pub recorder: Arc<Recorder>,
+    pub node: NodeSettings,
+    pub host_ip: String,
+    pub backoffs: Backoffs,
+    pub images: ImagePuller,
+    pub files: Arc<dyn PodFiles>,
+}
+
+/// Why a sync failed: it is retried with back-off.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Runtime(#[from] Error),
+    #[error(transparent)]
+    Api(#[from] keel_client::Error),
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn now_nanos() -> i64 {
+    Utc::now().timestamp_nanos_opt().unwrap_or_default()
+}
+
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+fn find<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
+    let spec = pod.spec.as_ref()?;
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == name)
+}
+
+impl Syncer {
+    /// Brings the runtime in line with `pod` and reports its status.
+    pub async fn sync(&self, pod: Arc<Pod>) -> Result<Action, SyncError> {
+        let (_, _, uid) = configs::identity(&pod);
+        if uid.is_empty() {
+            return Ok(Action::await_change());
+        }
+        let events = PodEvents::new(self.recorder.clone(), pod.clone());
+        if pod.metadata.deletion_timestamp.is_some() {
+            self.terminate(&pod, &events).await?;
+            return Ok(Action::await_change());
+        }
+        let observed = observe(&self.runtime, &uid).await?;
+        if is_terminal(&pod) {
+            self.stop_all(&pod, &observed, &events, Duration::ZERO)
+                .await?;
+            return Ok(Action::await_change());
+        }
+        let now = now_nanos();
+        let mut backoff = |name: &str, failed_at: i64| {
+            self.backoffs
+                .check(&container_key(&uid, name), failed_at, now)
+        };
+        let plan = plan(&pod, &observed, &|_| false, &mut backoff);
+        let mut waiting = BTreeMap::new();
+        let acted = self
+            .act(&pod, &observed, &plan, &events, &mut waiting)
+            .await?;
+        let observed = if acted {
+            observe(&self.runtime, &uid).await?
+        } else {
+            observed
+        };
+        for (name, backing_off) in &plan.backing_off {
+            let (namespace, pod_name, _) = configs::identity(&pod);
+            let delay = backing_off.delay.as_secs();
+            waiting.insert(
+                name.clone(),
+                Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                    message: format!(
+                        "back-off {delay}s restarting failed container={name} pod={pod_name}_{namespace}({uid})"
+                    ),
+                },
+            );
+            events.warning(
+                find(&pod, name),
+                "BackOff",
+                format!("Back-off restarting failed container {name} in pod {pod_name}_{namespace}({uid})"),
+            );
+        }
+        self.collect_exited(&pod, &observed).await;
+        let status = pod_status(
+            &pod,
+            &Inputs {
+                observed: &observed,
+                waiting: &waiting,
+                ready: &|_| true,
+                started: &|_| true,
+                host_ip: &self.host_ip,
+                now: Utc::now(),
+            },
+        );
+        self.post_status(&pod, status).await?;
+        let mut after = plan.requeue.unwrap_or(RESYNC);
+        if waiting.values().any(|w| w.reason != "CrashLoopBackOff") {
+            // An image or configuration problem may clear by itself: look again soon.
+            after = after.min(super::backoff::INITIAL);
+        }
+        Ok(Action::requeue(after))
+    }
+
+    /// Carries out `plan`; returns whether anything was done to the runtime.
+    async fn act(
+        &self,
+        pod: &Arc<Pod>,
+        observed: &Observed,
+        plan: &Plan,
+        events: &PodEvents,
+        waiting: &mut BTreeMap<String, Waiting>,
+    ) -> Result<bool, SyncError> {
+        let mut acted = false;
+        let grace = grace_period(pod);
+        for kill in &plan.kill {
+            acted = true;
+            let container = find(pod, &kill.name);
+            let message = match kill.reason {
+                KillReason::SpecChanged => {
+                    format!(
+                        "Container {} definition changed, will be restarted",
+                        kill.name
+                    )
+                }
+                KillReason::Unhealthy => {
+                    format!(
+                        "Container {} failed liveness probe, will be restarted",
+                        kill.name
+                    )
+                }
+                KillReason::SandboxChanged | KillReason::NeverStarted => {
+                    format!("Stopping container {}", kill.name)
+                }
+            };
+            events.normal(container, "Killing", message);
+            ignore_missing(self.runtime.stop_container(&kill.id, grace).await)?;
+            if kill.reason == KillReason::NeverStarted {
+                ignore_missing(self.runtime.remove_container(&kill.id).await)?;
+            }
+        }
+        let (namespace, name, uid) = configs::identity(pod);
+        let mut sandbox_id = observed.sandbox().filter(|s| s.ready).map(|s| s.id.clone());
+        let mut sandbox_ip = observed
+            .sandbox()
+            .filter(|s| s.ready)
+            .map(|s| s.ip.clone())
+            .unwrap_or_default();
+        let attempt = match plan.new_sandbox {
+            Some(attempt) => {
+                acted = true;
+                for old in &observed.sandboxes {
+                    ignore_missing(self.runtime.stop_pod_sandbox(&old.id).await)?;
+                }
+                let config = configs::sandbox_config(pod, &self.node, attempt);
+                let log_dir = labels::pod_log_dir(&self.node.logs_dir, &namespace, &name, &uid);
+                std::fs::create_dir_all(&log_dir).map_err(|e| {
+                    SyncError::Runtime(Error::io(format!("creating {}", log_dir.display()), e))
+                })?;
+                match self.runtime.run_pod_sandbox(config, "").await {
+                    Ok(id) => {
+                        sandbox_ip = match self.runtime.pod_sandbox_status(&id).await {
+                            Ok(status) => status.network.map(|n| n.ip).unwrap_or_default(),
+                            Err(_) => String::new(),
+                        };
+                        sandbox_id = Some(id);
+                    }
+                    Err(error) => {
+                        events.warning(
+                            None,
+                            "FailedCreatePodSandBox",
+                            format!("Failed to create pod sandbox: {error}"),
+                        );
+                        return Err(error.into());
+                    }
+                }
+                attempt
+            }
+            None => observed.sandbox().map_or(0, |s| s.attempt),
+        };
+        let Some(sandbox_id) = sandbox_id else {
+            return Ok(acted);
+        };
+        if plan.start.is_empty() {
+            return Ok(acted);
+        }
+        if let Err(message) = self.files.setup(pod).await {
+            events.warning(None, "FailedMount", message.clone());
+            return Err(SyncError::Setup(message));
+        }
+        let sandbox_config = configs::sandbox_config(pod, &self.node, attempt);
+        for start in &plan.start {
+            let Some(container) = find(pod, &start.name) else {
+                continue;
+            };
+            acted = true;
+            let image_ref = match self
+                .images
+                .ensure(&self.runtime, events, &uid, container)
+                .await
+            {
+                Ok(image_ref) => image_ref,
+                Err(why) => {
+                    waiting.insert(start.name.clone(), why);
+                    continue;
+                }
+            };
+            let resolved = match self.files.resolve(pod, container, &sandbox_ip).await {
+                Ok(mut resolved) => {
+                    resolved.image_ref = image_ref;
+                    resolved
+                }
+                Err(message) => {
+                    events.warning(Some(container), "Failed", format!("Error: {message}"));
+                    waiting.insert(
+                        start.name.clone(),
+                        Waiting {
+                            reason: "CreateContainerConfigError".into(),
+                            message,
+                        },
+                    );
+                    continue;
+                }
+            };
+            let config = configs::container_config(
+                pod,
+                container,
+                start.restart_count,
+                resolved,
+                &self.node,
+            );
+            let id = match self
+                .runtime
+                .create_container(&sandbox_id, config, sandbox_config.clone())
+                .await
+            {
+                Ok(id) => id,
+                Err(error) => {
+                    let message = error.to_string();
+                    events.warning(Some(container), "Failed", format!("Error: {message}"));
+                    waiting.insert(
+                        start.name.clone(),
+                        Waiting {
+                            reason: "CreateContainerError".into(),
+                            message,
+                        },
+                    );
+                    continue;
+                }
+            };
+            events.normal(
+                Some(container),
+                "Created",
+                format!("Created container {}", start.name),
+            );
+            if let Err(error) = self.runtime.start_container(&id).await {
+                let message = error.to_string();
+                events.warning(
+                    Some(container),
+                    "Failed",
+                    format!(
+                        "Error: failed to start container \"{}\": {message}",
+                        start.name
+                    ),
+                );
+                waiting.insert(
+                    start.name.clone(),
+                    Waiting {
+                        reason: "RunContainerError".into(),
+                        message,
+                    },
+                );
+                continue;
+            }
+            events.normal(
+                Some(container),
+                "Started",
+                format!("Started container {}", start.name),
+            );
+        }
+        Ok(acted)
+    }
+
+    /// Stops every running container of the pod (within `grace`) and its sandboxes.
+    async fn stop_all(
+        &self,
+        pod: &Pod,
+        observed: &Observed,
+        events: &PodEvents,
+        grace: Duration,
+    ) -> Result<(), SyncError> {
+        let stops = observed.running().map(|instance| {
+            events.normal(
+                find(pod, &instance.name),
+                "Killing",
+                format!("Stopping container {}", instance.name),
+            );
+            self.runtime.stop_container(&instance.id, grace)
+        });
+        for result in futures::future::join_all(stops).await {
+            ignore_missing(result)?;
+        }
+        for sandbox in observed.sandboxes.iter().filter(|s| s.ready) {
+            ignore_missing(self.runtime.stop_pod_sandbox(&sandbox.id).await)?;
+        }
+        Ok(())
+    }
+
+    /// A pod being deleted: containers stopped within its grace period, its final status
+    /// posted, sandboxes and files removed, and the Pod object deleted for good.
+    async fn terminate(&self, pod: &Arc<Pod>, events: &PodEvents) -> Result<(), SyncError> {
+        let (namespace, name, uid) = configs::identity(pod);
+        let observed = observe(&self.runtime, &uid).await?;
+        self.stop_all(pod, &observed, events, grace_period(pod))
+            .await?;
+        for sandbox in &observed.sandboxes {
+            ignore_missing(self.runtime.remove_pod_sandbox(&sandbox.id).await)?;
+        }
+        self.files.teardown(&uid).await;
+        self.backoffs.forget_pod(&uid);
+        self.images.forget_pod(&uid);
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) => Ok(()),
+            // Gone already, or the name belongs to a new pod now.
+            Err(e) if e.is_not_found() || e.is_conflict() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes exited instances beyond the newest few of each container.
+    async fn collect_exited(&self, pod: &Pod, observed: &Observed) {
+        let Some(spec) = pod.spec.as_ref() else {
+            return;
+        };
+        let names = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .map(|c| c.name.as_str());
+        for name in names {
+            let old = observed
+                .instances_of(name)
+                .skip(KEEP_EXITED)
+                .filter(|i| i.state == State::Exited);
+            for instance in old {
+                if let Err(error) = self.runtime.remove_container(&instance.id).await {
+                    tracing::debug!(%error, container = %instance.id, "removing an old container");
+                }
+            }
+        }
+    }
+
+    /// Posts `status` unless the pod already says so.
+    async fn post_status(&self, pod: &Pod, status: PodStatus) -> Result<(), SyncError> {
+        if pod.status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let (namespace, name, uid) = configs::identity(pod);
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        // The uid in the patch makes it fail on a new pod that took the name.
+        let patch = json!({"metadata": {"uid": uid}, "status": status});
+        match api.patch_status(&name, &Patch::Merge(patch)).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The pod's grace period: what its deletion set, else its spec's (30 s by default).
+fn grace_period(pod: &Pod) -> Duration {
+    let seconds = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(30);
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+}
+
+fn ignore_missing(result: Result<(), Error>) -> Result<(), Error> {
+    match result {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}

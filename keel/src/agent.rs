@@ -1,0 +1,137 @@
+//! `keel agent`: the node agent, with kubelet's flag names where kubelet has the flag. It runs
+//! the pods the scheduler binds to its node as real containers through a CRI runtime.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use keel_agent::pods::configs::{resolv_searches, NodeSettings};
+use keel_agent::pods::literal::LiteralFiles;
+use keel_agent::pods::{self, PodsConfig};
+use keel_agent::RuntimeClient;
+use keel_client::events::Recorder;
+use tokio_util::task::TaskTracker;
+
+/// `keel agent`'s command line.
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    masters: crate::connect::MasterArgs,
+    /// The node's name [default: the host's name, lowercased].
+    #[arg(long)]
+    hostname_override: Option<String>,
+    /// The node's address [default: the host's first non-loopback IPv4 address].
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// The CRI runtime's socket.
+    #[arg(long, default_value = "unix:///run/containerd/containerd.sock")]
+    container_runtime_endpoint: String,
+    /// Where the agent keeps its files (pods' volumes).
+    #[arg(long, default_value = "/var/lib/keel-agent")]
+    root_dir: PathBuf,
+    /// Where pods' container logs go.
+    #[arg(long, default_value = "/var/log/pods")]
+    pod_logs_dir: PathBuf,
+    /// The cluster DNS servers' addresses, written into pods' resolv.conf.
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<IpAddr>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Pods synced at once.
+    #[arg(long, default_value_t = 32)]
+    pod_workers: usize,
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// This process's oom_score_adj: without CAP_SYS_RESOURCE nothing it starts can go lower.
+fn own_oom_score_adj() -> i64 {
+    std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn memory_capacity() -> i64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .next()
+                        .and_then(|kb| kb.parse::<i64>().ok())
+                })
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let client = args.masters.connect()?;
+    let node_name = args.hostname_override.clone().unwrap_or_else(host_name);
+    let runtime = RuntimeClient::connect(&args.container_runtime_endpoint)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to the container runtime at {}",
+                args.container_runtime_endpoint
+            )
+        })?;
+    let version = runtime
+        .version()
+        .await
+        .context("asking the container runtime for its version")?;
+    tracing::info!(node = %node_name, runtime = %version.runtime_name, version = %version.runtime_version, "agent starting");
+    std::fs::create_dir_all(&args.root_dir)
+        .with_context(|| format!("creating {}", args.root_dir.display()))?;
+    std::fs::create_dir_all(&args.pod_logs_dir)
+        .with_context(|| format!("creating {}", args.pod_logs_dir.display()))?;
+    let host_ip = args.node_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let settings = NodeSettings {
+        logs_dir: args.pod_logs_dir.clone(),
+        cluster_dns: args.cluster_dns.iter().map(ToString::to_string).collect(),
+        cluster_domain: args.cluster_domain.clone(),
+        host_searches: resolv_searches(
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        ),
+        oom_score_adj_floor: own_oom_score_adj(),
+        memory_capacity: memory_capacity(),
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let signals = tokio::spawn(crate::signals::cancel_on_signal(shutdown.clone()));
+    let tasks = TaskTracker::new();
+    let recorder = Arc::new(
+        Recorder::new(client.clone(), node_name.clone(), tasks.clone())
+            .with_host(node_name.clone()),
+    );
+    let config = PodsConfig {
+        node_name,
+        host_ip,
+        node: settings,
+        concurrency: args.pod_workers,
+    };
+    pods::run(
+        client,
+        runtime,
+        recorder,
+        Arc::new(LiteralFiles),
+        config,
+        shutdown.clone(),
+    )
+    .await;
+    tasks.close();
+    tasks.wait().await;
+    tracing::info!("agent stopped");
+    shutdown.cancel();
+    let _ = signals.await;
+    Ok(())
+}

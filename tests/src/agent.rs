@@ -1,0 +1,143 @@
+//! A real node for end-to-end tests: a private containerd (keel_agent's test node: own
+//! config, root, state dir, socket and CNI bridge, local images imported) with a `keel agent`
+//! process in front of it, which can be killed and started again over the same containerd.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use keel_agent::testing::TestNode;
+use keel_agent::RuntimeClient;
+
+use crate::cluster::keel_bin;
+use crate::Cluster;
+
+/// A node: containerd and the agent in front of it.
+pub struct AgentNode {
+    pub name: String,
+    agent: Option<Child>,
+    log: PathBuf,
+    servers: String,
+    extra: Vec<String>,
+    starts: usize,
+    // Dropped last: the agent's containerd and its directory.
+    pub containerd: TestNode,
+}
+
+impl AgentNode {
+    /// Starts containerd and an agent named `name` against `cluster`; `None` (having said
+    /// why) where this machine cannot run containers. `index` picks the node's subnet.
+    pub async fn start(
+        cluster: &Cluster,
+        name: &str,
+        index: u32,
+        extra: &[&str],
+    ) -> anyhow::Result<Option<AgentNode>> {
+        let Some(containerd) = TestNode::start(index).await else {
+            return Ok(None);
+        };
+        let log = containerd.dir.path().join("agent.log");
+        let mut node = AgentNode {
+            name: name.to_owned(),
+            agent: None,
+            log,
+            servers: cluster.endpoints().join(","),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            starts: 0,
+            containerd,
+        };
+        node.start_agent()?;
+        Ok(Some(node))
+    }
+
+    /// The runtime the agent drives.
+    pub fn runtime(&self) -> &RuntimeClient {
+        &self.containerd.client
+    }
+
+    /// The subnet pods on this node get addresses from.
+    pub fn subnet(&self) -> &str {
+        &self.containerd.network.subnet
+    }
+
+    /// Starts the agent (again).
+    pub fn start_agent(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.agent.is_none(), "the agent already runs");
+        self.starts += 1;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let root = self.containerd.dir.path().join("agent-root");
+        let logs = self.containerd.dir.path().join("pod-logs");
+        let child = Command::new(keel_bin()?)
+            .arg("agent")
+            .args(["--server", &self.servers])
+            .args(["--hostname-override", &self.name])
+            .args([
+                "--container-runtime-endpoint",
+                &self
+                    .containerd
+                    .containerd
+                    .as_ref()
+                    .context("containerd gone")?
+                    .endpoint(),
+            ])
+            .arg("--root-dir")
+            .arg(root)
+            .arg("--pod-logs-dir")
+            .arg(logs)
+            .args(&self.extra)
+            .env("KEEL_LOG", "info,keel_agent=debug")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("spawning keel agent")?;
+        self.agent = Some(child);
+        Ok(())
+    }
+
+    /// Kills the agent with SIGKILL, leaving containerd and its containers running.
+    pub fn kill_agent(&mut self) -> anyhow::Result<()> {
+        let mut child = self.agent.take().context("the agent is not running")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Stops the agent with SIGTERM; returns whether it exited cleanly.
+    pub async fn stop_agent(&mut self) -> anyhow::Result<bool> {
+        let mut child = self.agent.take().context("the agent is not running")?;
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.success());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("the agent still runs 30 s after SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What the agent printed so far (over all its starts).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for AgentNode {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

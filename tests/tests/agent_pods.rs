@@ -1,0 +1,405 @@
+//! The node agent end to end on a real containerd: pods bound to its node run as real
+//! containers, report status as kubelet does (phase, IPs, container states, restart counts,
+//! waiting reasons), restart by their policy behind the crash-loop back-off, and are
+//! stopped, removed and deleted when they are deleted; a killed agent adopts what it ran.
+//!
+//! Needs root, containerd, runc and the CNI plugins (scripts/install-deps.sh); skips
+//! elsewhere, saying why.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use keel_agent::cri::{ContainerFilter, PodSandboxFilter};
+use keel_agent::image::BUSYBOX_IMAGE;
+use keel_client::{Api, Client, DeleteParams, ListParams};
+use keel_tests::agent::AgentNode;
+use keel_tests::sim::{ready, until};
+use keel_tests::{Cluster, Flavor};
+use keel_types::k8s_openapi;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn pod(name: &str, node: &str, spec: Value) -> Result<Pod> {
+    let mut spec = spec;
+    spec["nodeName"] = json!(node);
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": spec,
+    }))?)
+}
+
+fn container(name: &str, script: &str) -> Value {
+    json!({"name": name, "image": BUSYBOX_IMAGE, "command": ["sh", "-c", script]})
+}
+
+async fn pod_now(pods: &Api<Pod>, name: &str) -> Option<Pod> {
+    pods.get(name).await.ok()
+}
+
+fn phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or_default()
+}
+
+fn condition(pod: &Pod, type_: &str) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.clone())
+}
+
+async fn reasons(client: &Client, pod: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    events
+        .list(&ListParams::default())
+        .await
+        .map(|list| {
+            list.items
+                .into_iter()
+                .filter(|e| e.involved_object.name.as_deref() == Some(pod))
+                .filter_map(|e| e.reason)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A master and one agent; `index` keeps the node's bridge and subnet apart from other
+/// tests running at the same time.
+async fn start(index: u32) -> Result<Option<(Cluster, Client, AgentNode)>> {
+    let cluster = Cluster::start(Flavor::Keel, 1).await?;
+    let client = Client::new(&cluster.endpoints())?;
+    ready(&client).await?;
+    let Some(node) = AgentNode::start(&cluster, "agent-a", index, &[]).await? else {
+        return Ok(None);
+    };
+    Ok(Some((cluster, client, node)))
+}
+
+fn uid_filter(uid: &str) -> HashMap<String, String> {
+    HashMap::from([("io.kubernetes.pod.uid".to_owned(), uid.to_owned())])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_pod_runs_as_real_containers_reports_kubelets_status_and_goes_when_deleted(
+) -> Result<()> {
+    let Some((_cluster, client, node)) = start(11).await? else {
+        return Ok(());
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let spec = json!({"containers": [
+        container("web", "echo serving; exec sleep 3600"),
+        container("side", "exec sleep 3600"),
+    ], "terminationGracePeriodSeconds": 5});
+    pods.create(&pod("web", &node.name, spec)?).await?;
+    until("the pod runs and is ready", WAIT, || async {
+        pod_now(&pods, "web").await.is_some_and(|p| {
+            phase(&p) == "Running" && condition(&p, "Ready").as_deref() == Some("True")
+        })
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nagent log:\n{}", node.log()))?;
+    let running = pods.get("web").await?;
+    let status = running.status.clone().unwrap_or_default();
+    let ip: std::net::Ipv4Addr = status.pod_ip.clone().unwrap_or_default().parse()?;
+    let subnet_prefix: Vec<&str> = node.subnet().split('.').take(3).collect();
+    assert_eq!(
+        ip.to_string().split('.').take(3).collect::<Vec<_>>(),
+        subnet_prefix,
+        "the pod's IP {ip} comes from the node's subnet {}",
+        node.subnet()
+    );
+    let statuses = status.container_statuses.clone().unwrap_or_default();
+    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    for s in &statuses {
+        assert!(s.ready, "{s:?}");
+        assert_eq!(s.restart_count, 0);
+        assert!(
+            s.state
+                .as_ref()
+                .and_then(|st| st.running.as_ref())
+                .is_some(),
+            "{s:?}"
+        );
+        assert!(
+            s.container_id
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("containerd://"),
+            "{s:?}"
+        );
+        assert!(s.image_id.starts_with("sha256:"), "{s:?}");
+    }
+    assert_eq!(status.qos_class.as_deref(), Some("BestEffort"));
+    assert!(status.start_time.is_some());
+    let uid = running.metadata.uid.clone().unwrap_or_default();
+    let sandboxes = node
+        .runtime()
+        .list_pod_sandboxes(Some(PodSandboxFilter {
+            label_selector: uid_filter(&uid),
+            ..Default::default()
+        }))
+        .await?;
+    assert_eq!(sandboxes.len(), 1, "one sandbox per pod");
+    let meta = sandboxes[0].metadata.clone().unwrap_or_default();
+    assert_eq!(
+        (
+            meta.name.as_str(),
+            meta.namespace.as_str(),
+            meta.uid.as_str()
+        ),
+        ("web", "default", uid.as_str())
+    );
+    until("the kubelet's events are written", WAIT, || async {
+        let seen = reasons(&client, "web").await;
+        ["Pulled", "Created", "Started"]
+            .iter()
+            .all(|r| seen.iter().any(|s| s == r))
+    })
+    .await?;
+
+    pods.delete("web", &DeleteParams::default()).await?;
+    until("the deleted pod is gone from the API", WAIT, || async {
+        pod_now(&pods, "web").await.is_none()
+    })
+    .await?;
+    let left = node
+        .runtime()
+        .list_containers(Some(ContainerFilter {
+            label_selector: uid_filter(&uid),
+            ..Default::default()
+        }))
+        .await?;
+    assert!(
+        left.is_empty(),
+        "the pod's containers are removed: {left:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_containers_restart_by_policy_and_finished_pods_reach_their_phase() -> Result<()> {
+    let Some((_cluster, client, node)) = start(12).await? else {
+        return Ok(());
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&pod(
+        "crashing",
+        &node.name,
+        json!({"containers": [container("app", "echo dying; exit 3")]}),
+    )?)
+    .await?;
+    pods.create(&pod(
+        "job-like",
+        &node.name,
+        json!({"restartPolicy": "Never",
+               "initContainers": [container("prepare", "exit 0")],
+               "containers": [container("work", "exit 0")]}),
+    )?)
+    .await?;
+    pods.create(&pod(
+        "failing",
+        &node.name,
+        json!({"restartPolicy": "Never", "containers": [container("work", "exit 7")]}),
+    )?)
+    .await?;
+    pods.create(&pod(
+        "no-image",
+        &node.name,
+        json!({"containers": [{"name": "app", "image": "keel.local/does-not-exist:1"}]}),
+    )?)
+    .await?;
+
+    until(
+        "the crashing container backs off after restarts",
+        WAIT,
+        || async {
+            let Some(p) = pod_now(&pods, "crashing").await else {
+                return false;
+            };
+            let Some(s) = p
+                .status
+                .and_then(|s| s.container_statuses)
+                .and_then(|s| s.into_iter().next())
+            else {
+                return false;
+            };
+            let waiting = s.state.and_then(|st| st.waiting).and_then(|w| w.reason);
+            let last_exit = s.last_state.and_then(|l| l.terminated).map(|t| t.exit_code);
+            s.restart_count >= 1
+                && waiting.as_deref() == Some("CrashLoopBackOff")
+                && last_exit == Some(3)
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nagent log:\n{}", node.log()))?;
+    let crashing = pods.get("crashing").await?;
+    assert_eq!(
+        phase(&crashing),
+        "Running",
+        "restartPolicy Always keeps it Running"
+    );
+
+    until("the pod with an init container succeeds", WAIT, || async {
+        pod_now(&pods, "job-like")
+            .await
+            .is_some_and(|p| phase(&p) == "Succeeded")
+    })
+    .await?;
+    let done = pods.get("job-like").await?;
+    let status = done.status.unwrap_or_default();
+    let init = status.init_container_statuses.unwrap_or_default();
+    assert_eq!(init.len(), 1);
+    assert_eq!(
+        init[0]
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| t.exit_code),
+        Some(0)
+    );
+    let work = status.container_statuses.unwrap_or_default();
+    let terminated = work[0]
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.clone())
+        .expect("terminated");
+    assert_eq!(
+        (terminated.exit_code, terminated.reason.as_deref()),
+        (0, Some("Completed"))
+    );
+
+    until("the pod whose container fails fails", WAIT, || async {
+        pod_now(&pods, "failing")
+            .await
+            .is_some_and(|p| phase(&p) == "Failed")
+    })
+    .await?;
+    let failed = pods.get("failing").await?;
+    let s = failed
+        .status
+        .and_then(|s| s.container_statuses)
+        .unwrap_or_default();
+    let terminated = s[0]
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.clone())
+        .expect("terminated");
+    assert_eq!(
+        (terminated.exit_code, terminated.reason.as_deref()),
+        (7, Some("Error"))
+    );
+    assert_eq!(
+        s[0].restart_count, 0,
+        "restartPolicy Never does not restart"
+    );
+
+    until(
+        "the missing image is reported as kubelet reports it",
+        WAIT,
+        || async {
+            let Some(p) = pod_now(&pods, "no-image").await else {
+                return false;
+            };
+            let reason = p
+                .status
+                .and_then(|s| s.container_statuses)
+                .and_then(|s| s.into_iter().next())
+                .and_then(|s| s.state)
+                .and_then(|s| s.waiting)
+                .and_then(|w| w.reason);
+            matches!(reason.as_deref(), Some("ErrImagePull" | "ImagePullBackOff"))
+        },
+    )
+    .await?;
+    let seen = reasons(&client, "no-image").await;
+    assert!(seen.iter().any(|r| r == "Failed"), "{seen:?}");
+    // The node's other pods are unaffected.
+    let crashing = pods.get("crashing").await?;
+    assert_eq!(phase(&crashing), "Running");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_adopts_its_containers_and_cleans_up_pods_deleted_meanwhile() -> Result<()> {
+    let Some((_cluster, client, mut node)) = start(13).await? else {
+        return Ok(());
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for name in ["keep", "drop"] {
+        pods.create(&pod(name, &node.name, json!({"containers": [container("app", "exec sleep 3600")], "terminationGracePeriodSeconds": 1}))?)
+            .await?;
+    }
+    until("both pods run", WAIT, || async {
+        let mut running = 0;
+        for name in ["keep", "drop"] {
+            if pod_now(&pods, name)
+                .await
+                .is_some_and(|p| phase(&p) == "Running")
+            {
+                running += 1;
+            }
+        }
+        running == 2
+    })
+    .await?;
+    let before = node.runtime().list_containers(None).await?;
+    let keep_uid = pods.get("keep").await?.metadata.uid.unwrap_or_default();
+    let drop_uid = pods.get("drop").await?.metadata.uid.unwrap_or_default();
+    node.kill_agent()?;
+    // Deleted for good while no agent runs (as a force delete would).
+    pods.delete(
+        "drop",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await?;
+    node.start_agent()?;
+    until("the deleted pod's sandbox is removed", WAIT, || async {
+        node.runtime()
+            .list_pod_sandboxes(Some(PodSandboxFilter {
+                label_selector: uid_filter(&drop_uid),
+                ..Default::default()
+            }))
+            .await
+            .is_ok_and(|s| s.is_empty())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nagent log:\n{}", node.log()))?;
+    // Give the restarted agent time to sync the surviving pod, then compare.
+    until("the surviving pod is synced again", WAIT, || async {
+        node.log().matches("agent starting").count() >= 2
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = node
+        .runtime()
+        .list_containers(Some(ContainerFilter {
+            label_selector: uid_filter(&keep_uid),
+            ..Default::default()
+        }))
+        .await?;
+    let before_keep: Vec<&String> = before
+        .iter()
+        .filter(|c| c.labels.get("io.kubernetes.pod.uid") == Some(&keep_uid))
+        .map(|c| &c.id)
+        .collect();
+    let after_ids: Vec<&String> = after.iter().map(|c| &c.id).collect();
+    assert_eq!(
+        after_ids, before_keep,
+        "the same container adopted, none added"
+    );
+    let keep = pods.get("keep").await?;
+    assert_eq!(phase(&keep), "Running");
+    Ok(())
+}
