@@ -12,6 +12,9 @@ use crate::Error;
 pub const BUSYBOX_IMAGE: &str = "keel.local/busybox:1";
 /// The pause image named as the sandbox image in the containerd configuration keel writes.
 pub const PAUSE_IMAGE: &str = "keel.local/pause:1";
+/// The same busybox under a second tag with a config of its own (so another image id), for
+/// rolling a workload from one image to another.
+pub const BUSYBOX_IMAGE_2: &str = "keel.local/busybox:2";
 /// Where Debian's busybox-static installs its binary.
 pub const HOST_BUSYBOX: &str = "/bin/busybox";
 
@@ -48,7 +51,7 @@ pub fn rootfs_layer(busybox: &[u8], applets: &[String]) -> Result<Vec<u8>, Error
     Ok(tar.finish())
 }
 
-/// An OCI archive holding [`BUSYBOX_IMAGE`] and [`PAUSE_IMAGE`].
+/// An OCI archive holding [`BUSYBOX_IMAGE`], [`BUSYBOX_IMAGE_2`] and [`PAUSE_IMAGE`].
 pub fn archive(busybox: &[u8], applets: &[String]) -> Result<Vec<u8>, Error> {
     let layer = rootfs_layer(busybox, applets)?;
     let mut archive = OciArchive::new();
@@ -57,6 +60,16 @@ pub fn archive(busybox: &[u8], applets: &[String]) -> Result<Vec<u8>, Error> {
         &RunConfig {
             cmd: vec!["sh".to_owned()],
             env: vec![PATH.to_owned()],
+            working_dir: "/".to_owned(),
+            ..RunConfig::default()
+        },
+        std::slice::from_ref(&layer),
+    );
+    archive.add_image(
+        BUSYBOX_IMAGE_2,
+        &RunConfig {
+            cmd: vec!["sh".to_owned()],
+            env: vec![PATH.to_owned(), "KEEL_IMAGE_VERSION=2".to_owned()],
             working_dir: "/".to_owned(),
             ..RunConfig::default()
         },
@@ -151,7 +164,7 @@ mod tests {
     }
 
     #[test]
-    fn both_images_are_in_one_archive_and_share_their_layer() {
+    fn every_image_is_in_one_archive_and_they_share_their_layer() {
         let entries = read(&archive(b"BUSYBOX", &applets()).expect("archive"));
         let index = entries
             .iter()
@@ -164,11 +177,12 @@ mod tests {
             .iter()
             .map(|m| m["annotations"]["io.containerd.image.name"].clone())
             .collect();
-        assert_eq!(names, [BUSYBOX_IMAGE, PAUSE_IMAGE]);
+        assert_eq!(names, [BUSYBOX_IMAGE, BUSYBOX_IMAGE_2, PAUSE_IMAGE]);
         let blobs = entries
             .iter()
             .filter(|e| e.path.starts_with("blobs/sha256/") && e.type_flag == b'0')
             .count();
-        assert_eq!(blobs, 5);
+        // One shared layer, and a config and a manifest per image.
+        assert_eq!(blobs, 7);
     }
 }

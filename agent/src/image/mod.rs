@@ -5,4 +5,4 @@ pub mod busybox;
 pub mod oci;
 mod tar;
 
-pub use busybox::{BUSYBOX_IMAGE, PAUSE_IMAGE};
+pub use busybox::{BUSYBOX_IMAGE, BUSYBOX_IMAGE_2, PAUSE_IMAGE};

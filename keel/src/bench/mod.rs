@@ -29,6 +29,7 @@ use tonic::transport::{Channel, Endpoint};
 
 pub mod controllers;
 mod load;
+pub mod pod_startup;
 mod report;
 pub mod scheduler;
 mod sim;
@@ -232,12 +233,16 @@ enum BenchTarget {
     /// The controller manager: a Deployment applied and rolled on simulated nodes, timed, with
     /// pods created per second.
     Controllers(controllers::ControllersBenchArgs),
+    /// A real node agent: pods created at once, create → Running and Ready latency (p50, p99)
+    /// and the agent's memory, against running masters (`--local` brings its own node).
+    PodStartup(pod_startup::PodStartupBenchArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
         Some(BenchTarget::Scheduler(a)) => return scheduler::run(a).await,
         Some(BenchTarget::Controllers(a)) => return controllers::run(a).await,
+        Some(BenchTarget::PodStartup(a)) => return pod_startup::run(a).await,
         None => {}
     }
     let plan = Plan::from_args(args)?;
