@@ -25,6 +25,8 @@ pub const CONTAINER_HASH: &str = "io.kubernetes.container.hash";
 pub const TERMINATION_GRACE_PERIOD: &str = "io.kubernetes.pod.terminationGracePeriod";
 /// Container annotation: where the container's termination message is read from.
 pub const TERMINATION_MESSAGE_PATH: &str = "io.kubernetes.container.terminationMessagePath";
+/// Container annotation: the container's terminationMessagePolicy.
+pub const TERMINATION_MESSAGE_POLICY: &str = "io.kubernetes.container.terminationMessagePolicy";
 /// Container annotation: the image as the pod spec names it (the runtime only keeps the id
 /// it resolved the name to).
 pub const CONTAINER_IMAGE: &str = "keel.dev/image";
@@ -48,4 +50,18 @@ pub fn container_log_path(container: &str, restart_count: u32) -> PathBuf {
 /// holding its volumes (`volumes/<plugin>/<name>`) and its containers' files.
 pub fn pod_dir(root: &Path, uid: &str) -> PathBuf {
     root.join("pods").join(uid)
+}
+
+/// The file a container instance writes its termination message to, mounted at its
+/// terminationMessagePath: `<pod dir>/containers/<container>/<restart count>`.
+pub fn termination_message_file(
+    root: &Path,
+    uid: &str,
+    container: &str,
+    restart_count: u32,
+) -> PathBuf {
+    pod_dir(root, uid)
+        .join("containers")
+        .join(container)
+        .join(restart_count.to_string())
 }

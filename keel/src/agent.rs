@@ -97,6 +97,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.pod_logs_dir.display()))?;
     let host_ip = args.node_ip.map(|ip| ip.to_string()).unwrap_or_default();
     let settings = NodeSettings {
+        root_dir: args.root_dir.clone(),
         logs_dir: args.pod_logs_dir.clone(),
         cluster_dns: args.cluster_dns.iter().map(ToString::to_string).collect(),
         cluster_domain: args.cluster_domain.clone(),

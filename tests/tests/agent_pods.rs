@@ -208,7 +208,11 @@ async fn failing_containers_restart_by_policy_and_finished_pods_reach_their_phas
     pods.create(&pod(
         "failing",
         &node.name,
-        json!({"restartPolicy": "Never", "containers": [container("work", "exit 7")]}),
+        json!({"restartPolicy": "Never", "containers": [
+            container("work", "printf 'disk full' > /dev/termination-log; exit 7"),
+            {"name": "logs", "image": BUSYBOX_IMAGE, "terminationMessagePolicy": "FallbackToLogsOnError",
+             "command": ["sh", "-c", "echo last words >&2; exit 1"]},
+        ]}),
     )?)
     .await?;
     pods.create(&pod(
@@ -296,6 +300,21 @@ async fn failing_containers_restart_by_policy_and_finished_pods_reach_their_phas
     assert_eq!(
         (terminated.exit_code, terminated.reason.as_deref()),
         (7, Some("Error"))
+    );
+    assert_eq!(
+        terminated.message.as_deref(),
+        Some("disk full"),
+        "the termination message file is read"
+    );
+    let fallback = s[1]
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.clone())
+        .expect("terminated");
+    assert_eq!(
+        fallback.message.as_deref(),
+        Some("last words"),
+        "FallbackToLogsOnError takes the log's tail"
     );
     assert_eq!(
         s[0].restart_count, 0,

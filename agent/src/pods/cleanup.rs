@@ -1,9 +1,11 @@
 //! Removing what belongs to pods that no longer exist, as kubelet's housekeeping does: a pod
 //! deleted while the agent was down, force-deleted, or replaced by a new pod of the same name
 //! leaves sandboxes, containers, files and logs behind; every few seconds whatever carries
-//! this agent's label and names a pod uid the API no longer has is stopped and removed.
+//! this agent's label, and every pod directory and log directory, naming a pod uid the API no
+//! longer has is stopped and removed.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +33,7 @@ pub fn orphans(sandboxes: &[(String, String)], live: &HashSet<String>) -> Vec<(S
 /// listed once: before that every pod would look vanished.
 pub async fn run(
     runtime: RuntimeClient,
+    dirs: Dirs,
     pods: Store<Pod>,
     files: Arc<dyn PodFiles>,
     forget: Arc<dyn Fn(&str) + Send + Sync>,
@@ -41,7 +44,7 @@ pub async fn run(
         ready = pods.wait_until_ready() => if ready.is_err() { return },
     }
     loop {
-        if let Err(error) = sweep(&runtime, &pods, files.as_ref(), forget.as_ref()).await {
+        if let Err(error) = sweep(&runtime, &dirs, &pods, files.as_ref(), forget.as_ref()).await {
             tracing::warn!(%error, "cleaning up after deleted pods failed; retrying");
         }
         tokio::select! {
@@ -51,8 +54,48 @@ pub async fn run(
     }
 }
 
+/// Where pods leave files: the agent's root dir and the pod log dir.
+#[derive(Debug, Clone)]
+pub struct Dirs {
+    pub root: PathBuf,
+    pub logs: PathBuf,
+}
+
+/// The pod uids that have a directory under `<root>/pods`.
+fn pods_on_disk(root: &Path) -> Vec<String> {
+    entries(&root.join("pods"))
+}
+
+/// The names in a directory (none if it cannot be read).
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The uid a pod log directory (`<namespace>_<name>_<uid>`) belongs to.
+pub fn log_dir_uid(name: &str) -> Option<&str> {
+    name.rsplit_once('_')
+        .map(|(_, uid)| uid)
+        .filter(|uid| !uid.is_empty())
+}
+
+fn remove(path: &Path) {
+    if let Err(error) = std::fs::remove_dir_all(path) {
+        if error.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), %error, "removing a vanished pod's files");
+        }
+    }
+}
+
 async fn sweep(
     runtime: &RuntimeClient,
+    dirs: &Dirs,
     pods: &Store<Pod>,
     files: &dyn PodFiles,
     forget: &(dyn Fn(&str) + Send + Sync),
@@ -67,7 +110,10 @@ async fn sweep(
         .into_iter()
         .filter_map(|s| Some((s.id, s.labels.get(labels::POD_UID)?.clone())))
         .collect();
-    // Read after the runtime, so that a pod created meanwhile is never taken for an orphan.
+    let on_disk = pods_on_disk(&dirs.root);
+    let log_dirs = entries(&dirs.logs);
+    // Read after the runtime and the disk, so that a pod created meanwhile is never taken for
+    // an orphan.
     let live: HashSet<String> = pods
         .state()
         .iter()
@@ -86,14 +132,20 @@ async fn sweep(
         }
         gone.insert(uid);
     }
-    for uid in files.pods_on_disk() {
+    for uid in on_disk {
         if !live.contains(&uid) {
             gone.insert(uid);
         }
     }
     for uid in gone {
         files.teardown(&uid).await;
+        remove(&crate::labels::pod_dir(&dirs.root, &uid));
         forget(&uid);
+    }
+    for name in log_dirs {
+        if log_dir_uid(&name).is_some_and(|uid| !live.contains(uid)) {
+            remove(&dirs.logs.join(&name));
+        }
     }
     Ok(())
 }
@@ -101,6 +153,12 @@ async fn sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_directory_names_its_pods_uid_last() {
+        assert_eq!(log_dir_uid("default_web-1_3f2a-uid"), Some("3f2a-uid"));
+        assert_eq!(log_dir_uid("nouid"), None);
+    }
 
     #[test]
     fn only_sandboxes_of_pods_the_api_no_longer_has_are_orphans() {

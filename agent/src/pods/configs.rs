@@ -34,6 +34,8 @@ const MAX_HOSTNAME: usize = 63;
 /// What the node contributes to every pod's configuration.
 #[derive(Debug, Clone)]
 pub struct NodeSettings {
+    /// The agent's own directory (`--root-dir`), holding pods' files.
+    pub root_dir: PathBuf,
     /// Where pods' log directories go (kubelet's /var/log/pods).
     pub logs_dir: PathBuf,
     /// `--cluster-dns`: the cluster DNS servers; empty when the cluster has none.
@@ -295,6 +297,13 @@ pub fn container_config(
         (
             labels::CONTAINER_IMAGE.to_owned(),
             container.image.clone().unwrap_or_default(),
+        ),
+        (
+            labels::TERMINATION_MESSAGE_POLICY.to_owned(),
+            container
+                .termination_message_policy
+                .clone()
+                .unwrap_or_else(|| "File".into()),
         ),
         (
             labels::TERMINATION_GRACE_PERIOD.to_owned(),

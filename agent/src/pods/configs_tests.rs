@@ -5,6 +5,7 @@ use serde_json::json;
 
 fn node() -> NodeSettings {
     NodeSettings {
+        root_dir: PathBuf::from("/var/lib/keel-agent"),
         logs_dir: PathBuf::from("/var/log/pods"),
         cluster_dns: vec!["10.96.0.10".into()],
         cluster_domain: "cluster.local".into(),

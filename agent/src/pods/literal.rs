@@ -69,8 +69,4 @@ impl PodFiles for LiteralFiles {
     fn teardown<'a>(&'a self, _uid: &'a str) -> BoxFuture<'a, ()> {
         async {}.boxed()
     }
-
-    fn pods_on_disk(&self) -> Vec<String> {
-        Vec::new()
-    }
 }

@@ -51,10 +51,9 @@ pub trait PodFiles: Send + Sync {
         container: &'a Container,
         pod_ip: &'a str,
     ) -> BoxFuture<'a, Result<Resolved, String>>;
-    /// Removes what was set up for pod `uid`.
+    /// Removes what was set up for pod `uid` (unmounting what it mounted); the agent removes
+    /// the pod's directory afterwards.
     fn teardown<'a>(&'a self, uid: &'a str) -> BoxFuture<'a, ()>;
-    /// The pods that have files on this node.
-    fn pods_on_disk(&self) -> Vec<String>;
 }
 
 /// How the pod side of an agent runs.
@@ -111,6 +110,10 @@ pub async fn run(
     let forgetting = syncer.clone();
     tasks.spawn(cleanup::run(
         runtime,
+        cleanup::Dirs {
+            root: config.node.root_dir.clone(),
+            logs: config.node.logs_dir.clone(),
+        },
         store,
         files,
         Arc::new(move |uid: &str| {

@@ -90,6 +90,64 @@ impl Observed {
     }
 }
 
+/// kubelet's cap on a termination message read from its file.
+const MAX_MESSAGE_BYTES: u64 = 4096;
+/// kubelet's cap on a message taken from the log instead: its last 80 lines, 2 KiB at most.
+const MAX_LOG_LINES: usize = 80;
+const MAX_LOG_BYTES: usize = 2048;
+
+/// The termination message of an exited container: what it wrote to the file mounted at its
+/// terminationMessagePath, or with FallbackToLogsOnError and a failure, its log's tail.
+fn termination_message(
+    status: &crate::cri::ContainerStatus,
+    annotations: &HashMap<String, String>,
+) -> Option<String> {
+    use std::io::Read;
+    let path = annotations.get(labels::TERMINATION_MESSAGE_PATH)?;
+    let from_file = status
+        .mounts
+        .iter()
+        .find(|m| &m.container_path == path)
+        .and_then(|m| std::fs::File::open(&m.host_path).ok())
+        .and_then(|file| {
+            let mut text = String::new();
+            file.take(MAX_MESSAGE_BYTES)
+                .read_to_string(&mut text)
+                .ok()?;
+            Some(text)
+        })
+        .filter(|text| !text.is_empty());
+    if from_file.is_some() {
+        return from_file;
+    }
+    let fallback = annotations
+        .get(labels::TERMINATION_MESSAGE_POLICY)
+        .is_some_and(|p| p == "FallbackToLogsOnError");
+    if !fallback || status.exit_code == 0 || status.log_path.is_empty() {
+        return None;
+    }
+    let log = std::fs::read_to_string(&status.log_path).ok()?;
+    Some(log_tail(&log))
+}
+
+/// The messages of a CRI log's last lines, as one text within kubelet's caps.
+pub fn log_tail(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter_map(|line| line.splitn(4, ' ').nth(3))
+        .collect();
+    let start = lines.len().saturating_sub(MAX_LOG_LINES);
+    let mut text = lines[start..].join("\n");
+    if text.len() > MAX_LOG_BYTES {
+        let mut cut = text.len() - MAX_LOG_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        text = text[cut..].to_owned();
+    }
+    text
+}
+
 /// The label selector that finds pod `uid`'s sandboxes and containers.
 fn by_uid(uid: &str) -> HashMap<String, String> {
     HashMap::from([(labels::POD_UID.to_owned(), uid.to_owned())])
@@ -152,6 +210,12 @@ pub async fn observe(runtime: &RuntimeClient, uid: &str) -> Result<Observed, Err
             Ok(ContainerState::ContainerExited) => State::Exited,
             _ => State::Unknown,
         };
+        let message = if state == State::Exited {
+            termination_message(&status, &container.annotations)
+                .unwrap_or_else(|| status.message.clone())
+        } else {
+            status.message.clone()
+        };
         instances.push(Instance {
             id: container.id,
             sandbox_id: container.pod_sandbox_id,
@@ -163,7 +227,7 @@ pub async fn observe(runtime: &RuntimeClient, uid: &str) -> Result<Observed, Err
             finished_at: status.finished_at,
             exit_code: status.exit_code,
             reason: status.reason,
-            message: status.message,
+            message,
             image: container
                 .annotations
                 .get(labels::CONTAINER_IMAGE)
@@ -182,4 +246,27 @@ pub async fn observe(runtime: &RuntimeClient, uid: &str) -> Result<Observed, Err
         sandboxes,
         instances,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_tail_keeps_the_last_lines_messages_within_two_kib() {
+        let log =
+            "2026-01-01T00:00:00Z stderr F first\n2026-01-01T00:00:01Z stderr F second line\n";
+        assert_eq!(log_tail(log), "first\nsecond line");
+        let long: String = (0..200)
+            .map(|i| {
+                format!(
+                    "2026-01-01T00:00:00Z stdout F line {i:04} {}\n",
+                    "x".repeat(20)
+                )
+            })
+            .collect();
+        let tail = log_tail(&long);
+        assert!(tail.len() <= MAX_LOG_BYTES);
+        assert!(tail.ends_with(&format!("line 0199 {}", "x".repeat(20))));
+    }
 }

@@ -6,6 +6,7 @@
 //! The decisions are [`plan`] and [`status`]; this file is the I/O around them.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use super::observed::{observe, Observed, State};
 use super::plan::{plan, KillReason, Plan};
 use super::status::{pod_status, Inputs, Waiting};
 use super::PodFiles;
+use crate::cri::Mount;
 use crate::{labels, Error, RuntimeClient};
 
 /// A pod with nothing pending is synced again this often (kubelet's sync frequency), which
@@ -254,6 +256,10 @@ impl Syncer {
             let resolved = match self.files.resolve(pod, container, &sandbox_ip).await {
                 Ok(mut resolved) => {
                     resolved.image_ref = image_ref;
+                    match self.termination_message_mount(&uid, container, start.restart_count) {
+                        Ok(mount) => resolved.mounts.push(mount),
+                        Err(error) => return Err(error.into()),
+                    }
                     resolved
                 }
                 Err(message) => {
@@ -327,6 +333,37 @@ impl Syncer {
         Ok(acted)
     }
 
+    /// The file instance `restart_count` of `container` may leave a termination message in,
+    /// created empty and mounted at its terminationMessagePath as kubelet does.
+    fn termination_message_mount(
+        &self,
+        uid: &str,
+        container: &Container,
+        restart_count: u32,
+    ) -> Result<Mount, Error> {
+        let file = labels::termination_message_file(
+            &self.node.root_dir,
+            uid,
+            &container.name,
+            restart_count,
+        );
+        let io = |e| Error::io(format!("creating {}", file.display()), e);
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        std::fs::write(&file, b"").map_err(io)?;
+        // Any user the container runs as may write its message.
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).map_err(io)?;
+        Ok(Mount {
+            container_path: container
+                .termination_message_path
+                .clone()
+                .unwrap_or_else(|| "/dev/termination-log".into()),
+            host_path: file.display().to_string(),
+            ..Default::default()
+        })
+    }
+
     /// Stops every running container of the pod (within `grace`) and its sandboxes.
     async fn stop_all(
         &self,
@@ -363,6 +400,18 @@ impl Syncer {
             ignore_missing(self.runtime.remove_pod_sandbox(&sandbox.id).await)?;
         }
         self.files.teardown(&uid).await;
+        let pod_dir = labels::pod_dir(&self.node.root_dir, &uid);
+        if let Err(error) = std::fs::remove_dir_all(&pod_dir) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %pod_dir.display(), %error, "removing a deleted pod's files");
+            }
+        }
+        let log_dir = labels::pod_log_dir(&self.node.logs_dir, &namespace, &name, &uid);
+        if let Err(error) = std::fs::remove_dir_all(&log_dir) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %log_dir.display(), %error, "removing a deleted pod's logs");
+            }
+        }
         self.backoffs.forget_pod(&uid);
         self.images.forget_pod(&uid);
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
