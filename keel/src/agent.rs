@@ -40,6 +40,14 @@ pub struct AgentArgs {
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// The node's pod CIDR: when given, the agent writes the CNI configuration the runtime
+    /// reads (a bridge, addresses from this range, host ports, loopback) into
+    /// --cni-conf-dir.
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    /// Where the runtime reads CNI network configurations.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
     /// Pods synced at once.
     #[arg(long, default_value_t = 32)]
     pod_workers: usize,
@@ -74,6 +82,40 @@ fn memory_capacity() -> i64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Writes the pod network's CNI configuration for `cidr`, replacing what an earlier run
+/// wrote, atomically (the runtime may read the directory at any time).
+fn write_cni_config(dir: &std::path::Path, cidr: &str) -> anyhow::Result<()> {
+    let subnet = ipv4_cidr(cidr)
+        .with_context(|| format!("--pod-cidr {cidr:?} is not an IPv4 CIDR (e.g. 10.244.1.0/24)"))?;
+    let network = keel_agent::containerd::BridgeNetwork {
+        name: "keel".into(),
+        bridge: "keel0".into(),
+        subnet,
+        ipam_data_dir: None,
+        masquerade: true,
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file = dir.join("10-keel.conflist");
+    let staged = dir.join(".10-keel.conflist.tmp");
+    std::fs::write(&staged, network.conflist().to_string())
+        .with_context(|| format!("writing {}", staged.display()))?;
+    std::fs::rename(&staged, &file).with_context(|| format!("writing {}", file.display()))?;
+    tracing::info!(file = %file.display(), %cidr, "wrote the pod network's CNI configuration");
+    Ok(())
+}
+
+/// `cidr` in its canonical form (the address masked to its prefix), if it is an IPv4 CIDR.
+fn ipv4_cidr(cidr: &str) -> Option<String> {
+    let (address, prefix) = cidr.split_once('/')?;
+    let address: std::net::Ipv4Addr = address.parse().ok()?;
+    let prefix: u32 = prefix.parse().ok().filter(|p| *p <= 32)?;
+    let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+    Some(format!(
+        "{}/{prefix}",
+        std::net::Ipv4Addr::from(u32::from(address) & mask)
+    ))
+}
+
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let client = args.masters.connect()?;
@@ -95,6 +137,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.root_dir.display()))?;
     std::fs::create_dir_all(&args.pod_logs_dir)
         .with_context(|| format!("creating {}", args.pod_logs_dir.display()))?;
+    if let Some(cidr) = &args.pod_cidr {
+        write_cni_config(&args.cni_conf_dir, cidr)?;
+    }
     let host_ip = args.node_ip.map(|ip| ip.to_string()).unwrap_or_default();
     let settings = NodeSettings {
         root_dir: args.root_dir.clone(),
@@ -135,4 +180,18 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = signals.await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_cidr_is_read_in_its_canonical_form() {
+        assert_eq!(ipv4_cidr("10.244.1.7/24").as_deref(), Some("10.244.1.0/24"));
+        assert_eq!(ipv4_cidr("10.0.0.0/0").as_deref(), Some("0.0.0.0/0"));
+        assert_eq!(ipv4_cidr("10.244.1.0/33"), None);
+        assert_eq!(ipv4_cidr("fd00::/64"), None);
+        assert_eq!(ipv4_cidr("10.244.1.0"), None);
+    }
 }
