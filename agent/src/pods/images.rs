@@ -12,6 +12,7 @@ use keel_types::k8s_openapi::api::core::v1::Container;
 use super::backoff::{image_key, Backoffs, Verdict};
 use super::events::PodEvents;
 use super::status::Waiting;
+use crate::cri::AuthConfig;
 use crate::RuntimeClient;
 
 /// How long one pull may take.
@@ -57,6 +58,7 @@ impl ImagePuller {
         events: &PodEvents,
         uid: &str,
         container: &Container,
+        credentials: &[AuthConfig],
     ) -> Result<String, Waiting> {
         let image = container.image.clone().unwrap_or_default();
         let key = image_key(uid, &image);
@@ -112,7 +114,7 @@ impl ImagePuller {
             format!("Pulling image \"{image}\""),
         );
         let started = Instant::now();
-        match runtime.pull_image(&image, None, None, PULL_DEADLINE).await {
+        match pull(runtime, &image, credentials).await {
             Ok(image_ref) => {
                 self.failures
                     .lock()
@@ -159,6 +161,29 @@ impl ImagePuller {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|key, _| !key.starts_with(uid));
+    }
+}
+
+/// Pulls `image` with each credential in turn until one works (without any when there are
+/// none, or after all failed), as kubelet tries its keyring.
+async fn pull(
+    runtime: &RuntimeClient,
+    image: &str,
+    credentials: &[AuthConfig],
+) -> Result<String, crate::Error> {
+    let mut last = None;
+    for auth in credentials {
+        match runtime
+            .pull_image(image, Some(auth.clone()), None, PULL_DEADLINE)
+            .await
+        {
+            Ok(image_ref) => return Ok(image_ref),
+            Err(error) => last = Some(error),
+        }
+    }
+    match last {
+        Some(error) => Err(error),
+        None => runtime.pull_image(image, None, None, PULL_DEADLINE).await,
     }
 }
 

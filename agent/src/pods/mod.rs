@@ -15,6 +15,7 @@ pub mod images;
 pub mod literal;
 pub mod observed;
 pub mod plan;
+pub mod pull_secrets;
 pub mod relist;
 pub mod status;
 pub mod sync;

@@ -14,7 +14,7 @@ use keel_client::api::Preconditions;
 use keel_client::events::Recorder;
 use keel_client::runtime::Action;
 use keel_client::{Api, Client, DeleteParams, Patch};
-use keel_types::k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use keel_types::k8s_openapi::api::core::v1::{Container, Pod, PodStatus, Secret};
 use keel_types::k8s_openapi::chrono::Utc;
 use serde_json::json;
 
@@ -24,6 +24,7 @@ use super::events::PodEvents;
 use super::images::ImagePuller;
 use super::observed::{observe, Observed, State};
 use super::plan::{plan, KillReason, Plan};
+use super::pull_secrets;
 use super::status::{pod_status, Inputs, Waiting};
 use super::PodFiles;
 use crate::cri::Mount;
@@ -237,6 +238,7 @@ impl Syncer {
             return Err(SyncError::Setup(message));
         }
         let sandbox_config = configs::sandbox_config(pod, &self.node, attempt);
+        let pull_secrets = self.pull_secrets(pod, events).await;
         for start in &plan.start {
             let Some(container) = find(pod, &start.name) else {
                 continue;
@@ -244,7 +246,16 @@ impl Syncer {
             acted = true;
             let image_ref = match self
                 .images
-                .ensure(&self.runtime, events, &uid, container)
+                .ensure(
+                    &self.runtime,
+                    events,
+                    &uid,
+                    container,
+                    &pull_secrets::credentials_for(
+                        container.image.as_deref().unwrap_or_default(),
+                        &pull_secrets,
+                    ),
+                )
                 .await
             {
                 Ok(image_ref) => image_ref,
@@ -331,6 +342,44 @@ impl Syncer {
             );
         }
         Ok(acted)
+    }
+
+    /// The pod's imagePullSecrets that can be read; those that cannot are named in a warning,
+    /// as kubelet does, and the pull is tried without them.
+    async fn pull_secrets(&self, pod: &Pod, events: &PodEvents) -> Vec<Secret> {
+        let (namespace, _, _) = configs::identity(pod);
+        let names: Vec<String> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.name)
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.is_empty() {
+            return Vec::new();
+        }
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        for name in names {
+            match api.get(&name).await {
+                Ok(secret) => found.push(secret),
+                Err(_) => missing.push(format!("{namespace}/{name}")),
+            }
+        }
+        if !missing.is_empty() {
+            events.warning(
+                None,
+                "FailedToRetrieveImagePullSecret",
+                format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    missing.join(", ")
+                ),
+            );
+        }
+        found
     }
 
     /// The file instance `restart_count` of `container` may leave a termination message in,
