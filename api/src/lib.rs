@@ -12,6 +12,7 @@ pub mod binding;
 pub mod bootstrap;
 pub mod cache;
 mod delete;
+pub mod encryption;
 pub mod error;
 pub mod eviction;
 pub mod filter;

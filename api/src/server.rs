@@ -584,8 +584,12 @@ impl<S: Storage> ApiServer<S> {
                 .pointer("/spec/finalizers")
                 .and_then(Value::as_array)
                 .is_none_or(|f| f.is_empty() || info.kind != "Namespace");
-        if !finished && without_version(&next) == without_version(current) {
-            // Nothing changes: Kubernetes writes nothing and the version stays.
+        if !finished
+            && without_version(&next) == without_version(current)
+            && !self.storage.needs_rewrite(&key).await
+        {
+            // Nothing changes: Kubernetes writes nothing and the version stays (unless the
+            // stored value is encrypted with a retired key: rotation rewrites it).
             return Ok(Written {
                 object: current.clone(),
                 warnings,

@@ -103,6 +103,10 @@ pub struct ServerArgs {
     /// kube-apiserver's file of the same name.
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
+    /// An EncryptionConfiguration (apiserver.config.k8s.io/v1) saying which resources are
+    /// encrypted at rest and with which keys, as kube-apiserver's flag of the same name.
+    #[arg(long, value_name = "FILE")]
+    encryption_provider_config: Option<PathBuf>,
     /// `AlwaysAllow` (default) or `RBAC` (deny whatever Roles and bindings do not grant).
     #[arg(long, default_value = "AlwaysAllow")]
     authorization_mode: String,
@@ -294,6 +298,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     private_dir(&args.data_dir)?;
     let auth = auth_config(&args)?;
+    let transformer = match &args.encryption_provider_config {
+        Some(path) => keel_api::encryption::Transformer::from_file(path)
+            .map_err(|e| anyhow::anyhow!("--encryption-provider-config: {e}"))?,
+        None => keel_api::encryption::Transformer::default(),
+    };
     let rest_config = crate::rest::RestConfig {
         listen: SocketAddr::new(args.bind_address, args.secure_port),
         data_dir: args.data_dir.clone(),
@@ -308,7 +317,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let rest_listener = tokio::net::TcpListener::bind(rest_config.listen)
             .await
             .with_context(|| format!("binding the REST API on {}", rest_config.listen))?;
-        let api = api_server(&config, auth)?;
+        let api = api_server(&config, auth, transformer)?;
         // Control loops in this master reach the API as any client does: over gRPC, here on
         // this member's own client port.
         let loopback_url = format!("http://{}", loopback(&config)?);
@@ -509,6 +518,7 @@ fn loopback(config: &keel_store::config::NodeConfig) -> anyhow::Result<SocketAdd
 fn api_server(
     config: &keel_store::config::NodeConfig,
     auth: keel_api::auth::AuthConfig,
+    transformer: keel_api::encryption::Transformer,
 ) -> anyhow::Result<std::sync::Arc<keel_api::ApiServer<keel_api::storage::etcd::EtcdStorage>>> {
     let host = loopback(config)?;
     // Over TLS when the client port uses it, presenting this member's own certificate.
@@ -527,8 +537,10 @@ fn api_server(
     };
     let channel = keel_store::tls::channel(&format!("{scheme}://{host}"), tls)?;
     Ok(std::sync::Arc::new(
-        keel_api::ApiServer::with_cache(keel_api::storage::etcd::EtcdStorage::new(channel))
-            .with_auth(auth),
+        keel_api::ApiServer::with_cache(
+            keel_api::storage::etcd::EtcdStorage::new(channel).with_transformer(transformer),
+        )
+        .with_auth(auth),
     ))
 }
 

@@ -18,8 +18,10 @@ use crate::error::ApiError;
 use crate::storage::Storage;
 use axum::Extension;
 
-/// The media type of the protobuf OpenAPI v2 document kubectl asks for.
-pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+/// The media type of the protobuf OpenAPI v2 document, as kube-apiserver labels its reply.
+/// kubectl asks for it by this name or by an older one with `@v1.0`, but a Content-Type with
+/// `@` is not a valid media type: Go's mime parser (and so kubectl) rejects it.
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// Stands in for a content hash: the documents change only with the server's version.
 const HASH: &str = "keel-v1-32-0";

@@ -1,6 +1,7 @@
 //! [`Storage`] over the etcd v3 gRPC API: keel's own store (each master's API server talks to
 //! its member on loopback, as a Kubernetes API server talks to etcd), or a real etcd.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -15,6 +16,8 @@ use keel_proto::etcdserverpb::{
 use keel_proto::mvccpb::event::EventType;
 use tonic::transport::Channel;
 
+use crate::encryption::Transformer;
+
 use super::{
     Change, EventStream, Expect, Guard, Page, ProgressRequests, Storage, StorageError, StoreEvent,
     Stored, WriteOp,
@@ -27,11 +30,36 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct EtcdStorage {
     channel: Channel,
+    /// Encryption at rest of configured resources; none stores values as they are.
+    transformer: Option<Arc<Transformer>>,
 }
 
 impl EtcdStorage {
     pub fn new(channel: Channel) -> Self {
-        Self { channel }
+        Self {
+            channel,
+            transformer: None,
+        }
+    }
+
+    /// The same storage with values transformed (encrypted at rest) by `transformer`.
+    pub fn with_transformer(mut self, transformer: Transformer) -> Self {
+        self.transformer = Some(Arc::new(transformer)).filter(|t| t.is_active());
+        self
+    }
+
+    fn stored(&self, kv: keel_proto::mvccpb::KeyValue) -> Result<Stored, StorageError> {
+        let value = self.read_value(&kv.key, kv.value)?;
+        Ok(Stored {
+            key: kv.key,
+            value,
+            mod_revision: kv.mod_revision,
+            create_revision: kv.create_revision,
+        })
+    }
+
+    fn read_value(&self, key: &[u8], value: Vec<u8>) -> Result<Vec<u8>, StorageError> {
+        read_value(self.transformer.as_deref(), key, value)
     }
 
     fn kv(&self) -> KvClient<Channel> {
@@ -69,12 +97,20 @@ fn from_status(status: tonic::Status) -> StorageError {
     }
 }
 
-fn stored(kv: keel_proto::mvccpb::KeyValue) -> Stored {
-    Stored {
-        key: kv.key,
-        value: kv.value,
-        mod_revision: kv.mod_revision,
-        create_revision: kv.create_revision,
+/// What the API server holds for `value` stored at `key`.
+fn read_value(
+    transformer: Option<&Transformer>,
+    key: &[u8],
+    value: Vec<u8>,
+) -> Result<Vec<u8>, StorageError> {
+    match transformer {
+        None => Ok(value),
+        Some(t) => t.from_storage(key, value).map_err(|e| {
+            StorageError::Internal(format!(
+                "reading {} from storage: {e}",
+                String::from_utf8_lossy(key)
+            ))
+        }),
     }
 }
 
@@ -98,7 +134,11 @@ impl Storage for EtcdStorage {
             .await
             .map_err(from_status)?
             .into_inner();
-        Ok(resp.kvs.into_iter().next().map(stored))
+        resp.kvs
+            .into_iter()
+            .next()
+            .map(|kv| self.stored(kv))
+            .transpose()
     }
 
     async fn list(
@@ -123,7 +163,11 @@ impl Storage for EtcdStorage {
         let revision = resp.header.map_or(0, |h| h.revision);
         let remaining = resp.count - resp.kvs.len() as i64;
         Ok(Page {
-            items: resp.kvs.into_iter().map(stored).collect(),
+            items: resp
+                .kvs
+                .into_iter()
+                .map(|kv| self.stored(kv))
+                .collect::<Result<_, _>>()?,
             revision,
             more: resp.more,
             remaining: remaining.max(0),
@@ -155,7 +199,15 @@ impl Storage for EtcdStorage {
                 request: Some(match &op.change {
                     Change::Put(value) => request_op::Request::RequestPut(PutRequest {
                         key: op.key.clone(),
-                        value: value.clone(),
+                        value: match &self.transformer {
+                            None => value.clone(),
+                            Some(t) => t.to_storage(&op.key, value.clone()).map_err(|e| {
+                                StorageError::Internal(format!(
+                                    "writing {} to storage: {e}",
+                                    String::from_utf8_lossy(&op.key)
+                                ))
+                            })?,
+                        },
                         ..Default::default()
                     }),
                     Change::Delete => request_op::Request::RequestDeleteRange(DeleteRangeRequest {
@@ -265,6 +317,7 @@ impl Storage for EtcdStorage {
             .await
             .map_err(from_status)?
             .into_inner();
+        let transformer = self.transformer.clone();
         let stream = async_stream(move |yield_tx| async move {
             let mut ticker = tokio::time::interval(PROGRESS_EVERY);
             ticker.tick().await;
@@ -329,8 +382,26 @@ impl Storage for EtcdStorage {
                     continue;
                 }
                 for ev in resp.events {
-                    let Some(kv) = ev.kv else { continue };
-                    let prev = ev.prev_kv.map(|p| p.value);
+                    let Some(mut kv) = ev.kv else { continue };
+                    let t = transformer.as_deref();
+                    let decoded = ev
+                        .prev_kv
+                        .map(|p| read_value(t, &kv.key, p.value))
+                        .transpose()
+                        .and_then(|prev| {
+                            if ev.r#type == EventType::Delete as i32 {
+                                return Ok(prev);
+                            }
+                            kv.value = read_value(t, &kv.key, std::mem::take(&mut kv.value))?;
+                            Ok(prev)
+                        });
+                    let prev = match decoded {
+                        Ok(prev) => prev,
+                        Err(error) => {
+                            let _ = yield_tx.send(Err(error)).await;
+                            return;
+                        }
+                    };
                     let event = if ev.r#type == EventType::Delete as i32 {
                         StoreEvent::Delete {
                             key: kv.key,
@@ -353,6 +424,28 @@ impl Storage for EtcdStorage {
             }
         });
         Ok(stream)
+    }
+
+    async fn needs_rewrite(&self, key: &[u8]) -> bool {
+        let Some(transformer) = &self.transformer else {
+            return false;
+        };
+        let raw = self
+            .kv()
+            .range(RangeRequest {
+                key: key.to_vec(),
+                ..Default::default()
+            })
+            .await;
+        match raw {
+            Ok(resp) => resp
+                .into_inner()
+                .kvs
+                .first()
+                .is_some_and(|kv| transformer.is_stale(key, &kv.value)),
+            // Unknown: writing again is the safe side.
+            Err(_) => true,
+        }
     }
 
     async fn revision(&self) -> Result<i64, StorageError> {

@@ -172,6 +172,14 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The store's current revision (linearizable).
     fn revision(&self) -> impl std::future::Future<Output = Result<i64, StorageError>> + Send;
+
+    /// Whether the value at `key` is stored other than a write would store it now (encrypted
+    /// with a key that is no longer the first): an update that changes nothing must still
+    /// write it, which is how keys are rotated.
+    fn needs_rewrite(&self, key: &[u8]) -> impl std::future::Future<Output = bool> + Send {
+        let _ = key;
+        async { false }
+    }
 }
 
 /// The first key after every key that starts with `prefix`.
