@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod apply;
+pub mod audit;
 pub mod auth;
 pub mod binding;
 pub mod bootstrap;

@@ -91,6 +91,8 @@ pub struct ApiServer<S> {
         std::sync::Mutex<Option<(u64, std::sync::Arc<crate::auth::rbac::RbacAuthorizer>)>>,
     /// Signs and checks ServiceAccount tokens once the cluster's key is known.
     pub(crate) sa_signer: std::sync::RwLock<Option<crate::auth::service_accounts::TokenSigner>>,
+    /// Where REST requests are audited, if anywhere.
+    pub(crate) auditor: Option<std::sync::Arc<crate::audit::Auditor>>,
 }
 
 /// Maps a storage failure on `name` of kind `info` to the Kubernetes error.
@@ -200,7 +202,19 @@ impl<S: Storage> ApiServer<S> {
             auth: Default::default(),
             rbac_memo: Default::default(),
             sa_signer: Default::default(),
+            auditor: None,
         }
+    }
+
+    /// The same server, writing an audit log through `auditor`.
+    pub fn with_auditor(mut self, auditor: crate::audit::Auditor) -> Self {
+        self.auditor = Some(std::sync::Arc::new(auditor));
+        self
+    }
+
+    /// The audit log's writer, if the server keeps one.
+    pub fn auditor(&self) -> Option<std::sync::Arc<crate::audit::Auditor>> {
+        self.auditor.clone()
     }
 
     /// The same server, authenticating and authorizing as `auth` says.
@@ -218,6 +232,7 @@ impl<S: Storage> ApiServer<S> {
             auth: Default::default(),
             rbac_memo: Default::default(),
             sa_signer: Default::default(),
+            auditor: None,
         }
     }
 

@@ -11,6 +11,7 @@ use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
+use keel_api::audit::PeerAddress;
 use keel_api::auth::{PeerCertificate, UserInfo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -121,7 +122,10 @@ pub async fn serve(
                     return;
                 }
             };
-            let service = app.for_connection(PeerCertificate(peer_user(tls.get_ref().1)));
+            let service = app.for_connection(
+                PeerCertificate(peer_user(tls.get_ref().1)),
+                PeerAddress(Some(peer)),
+            );
             let builder = Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(
                 TokioIo::new(tls),

@@ -9,6 +9,7 @@ use axum::body::{Bytes, HttpBody};
 use axum::http::{header, HeaderMap, Request};
 use axum::response::Response;
 use axum::routing::future::RouteFuture;
+use keel_api::audit::PeerAddress;
 use keel_api::auth::PeerCertificate;
 
 /// The REST router and the gRPC routes behind one HTTP service. Cloning is cheap (both are
@@ -18,6 +19,7 @@ pub struct Multiplex {
     rest: axum::Router,
     grpc: axum::Router,
     peer: PeerCertificate,
+    address: PeerAddress,
 }
 
 impl Multiplex {
@@ -26,14 +28,16 @@ impl Multiplex {
             rest,
             grpc: grpc.into_axum_router(),
             peer: PeerCertificate::default(),
+            address: PeerAddress::default(),
         }
     }
 
-    /// This service for one connection: every request on it carries `peer`, whichever
-    /// protocol serves it.
-    pub fn for_connection(&self, peer: PeerCertificate) -> Self {
+    /// This service for one connection: every request on it carries `peer` and the remote
+    /// `address`, whichever protocol serves it.
+    pub fn for_connection(&self, peer: PeerCertificate, address: PeerAddress) -> Self {
         Self {
             peer,
+            address,
             ..self.clone()
         }
     }
@@ -64,6 +68,7 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         request.extensions_mut().insert(self.peer.clone());
+        request.extensions_mut().insert(self.address);
         if is_grpc(request.headers()) {
             self.grpc.call(request)
         } else {
@@ -112,6 +117,7 @@ mod tests {
             rest: side("rest"),
             grpc: side("grpc"),
             peer: PeerCertificate::default(),
+            address: PeerAddress::default(),
         };
         assert_eq!(served_by(&app, "application/grpc").await, "grpc:");
         assert_eq!(served_by(&app, "application/grpc+proto").await, "grpc:");
@@ -129,11 +135,15 @@ mod tests {
             rest: side("rest"),
             grpc: side("grpc"),
             peer: PeerCertificate::default(),
+            address: PeerAddress::default(),
         }
-        .for_connection(PeerCertificate(Some(UserInfo {
-            name: "alice".into(),
-            ..Default::default()
-        })));
+        .for_connection(
+            PeerCertificate(Some(UserInfo {
+                name: "alice".into(),
+                ..Default::default()
+            })),
+            PeerAddress::default(),
+        );
         assert_eq!(served_by(&app, "application/grpc").await, "grpc:alice");
         assert_eq!(served_by(&app, "application/json").await, "rest:alice");
     }

@@ -107,6 +107,13 @@ pub struct ServerArgs {
     /// encrypted at rest and with which keys, as kube-apiserver's flag of the same name.
     #[arg(long, value_name = "FILE")]
     encryption_provider_config: Option<PathBuf>,
+    /// The audit Policy (audit.k8s.io/v1) deciding which requests are audited and how much of
+    /// them; without one nothing is audited.
+    #[arg(long, value_name = "FILE")]
+    audit_policy_file: Option<PathBuf>,
+    /// Where audit events are appended as JSON lines (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    audit_log_path: Option<PathBuf>,
     /// `AlwaysAllow` (default) or `RBAC` (deny whatever Roles and bindings do not grant).
     #[arg(long, default_value = "AlwaysAllow")]
     authorization_mode: String,
@@ -303,6 +310,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--encryption-provider-config: {e}"))?,
         None => keel_api::encryption::Transformer::default(),
     };
+    let auditor = auditor(&args)?;
     let rest_config = crate::rest::RestConfig {
         listen: SocketAddr::new(args.bind_address, args.secure_port),
         data_dir: args.data_dir.clone(),
@@ -317,7 +325,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let rest_listener = tokio::net::TcpListener::bind(rest_config.listen)
             .await
             .with_context(|| format!("binding the REST API on {}", rest_config.listen))?;
-        let api = api_server(&config, auth, transformer)?;
+        let api = api_server(&config, auth, transformer, auditor)?;
         // Control loops in this master reach the API as any client does: over gRPC, here on
         // this member's own client port.
         let loopback_url = format!("http://{}", loopback(&config)?);
@@ -515,10 +523,30 @@ fn loopback(config: &keel_store::config::NodeConfig) -> anyhow::Result<SocketAdd
     })
 }
 
+/// The audit log `--audit-policy-file` and `--audit-log-path` ask for: both or neither.
+fn auditor(args: &ServerArgs) -> anyhow::Result<Option<keel_api::audit::Auditor>> {
+    match (&args.audit_policy_file, &args.audit_log_path) {
+        (None, None) => Ok(None),
+        (Some(policy), Some(log)) => {
+            let text = std::fs::read_to_string(policy)
+                .with_context(|| format!("reading --audit-policy-file {}", policy.display()))?;
+            let policy = keel_api::audit::Policy::parse(&text)
+                .map_err(|e| anyhow::anyhow!("--audit-policy-file: {e}"))?;
+            Ok(Some(
+                keel_api::audit::Auditor::open(policy, log)
+                    .map_err(|e| anyhow::anyhow!("--audit-log-path: {e}"))?,
+            ))
+        }
+        (Some(_), None) => anyhow::bail!("--audit-policy-file needs --audit-log-path"),
+        (None, Some(_)) => anyhow::bail!("--audit-log-path needs --audit-policy-file"),
+    }
+}
+
 fn api_server(
     config: &keel_store::config::NodeConfig,
     auth: keel_api::auth::AuthConfig,
     transformer: keel_api::encryption::Transformer,
+    auditor: Option<keel_api::audit::Auditor>,
 ) -> anyhow::Result<std::sync::Arc<keel_api::ApiServer<keel_api::storage::etcd::EtcdStorage>>> {
     let host = loopback(config)?;
     // Over TLS when the client port uses it, presenting this member's own certificate.
@@ -536,12 +564,14 @@ fn api_server(
         None => ("http", None),
     };
     let channel = keel_store::tls::channel(&format!("{scheme}://{host}"), tls)?;
-    Ok(std::sync::Arc::new(
-        keel_api::ApiServer::with_cache(
-            keel_api::storage::etcd::EtcdStorage::new(channel).with_transformer(transformer),
-        )
-        .with_auth(auth),
-    ))
+    let mut api = keel_api::ApiServer::with_cache(
+        keel_api::storage::etcd::EtcdStorage::new(channel).with_transformer(transformer),
+    )
+    .with_auth(auth);
+    if let Some(auditor) = auditor {
+        api = api.with_auditor(auditor);
+    }
+    Ok(std::sync::Arc::new(api))
 }
 
 #[cfg(test)]

@@ -66,6 +66,11 @@ pub fn router<S: Storage>(core: Arc<ApiServer<S>>) -> Router {
             post(access_review::create::<S>),
         )
         .fallback(handlers::resource::<S>)
+        // Layers run outside in: authentication first, then the audit of what it found.
+        .layer(axum::middleware::from_fn_with_state(
+            core.clone(),
+            audited::<S>,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             core.clone(),
             authenticate::<S>,
@@ -123,10 +128,126 @@ async fn authenticate<S: Storage>(
     }
 }
 
+/// What the audit policy needs to know of a request: who, which verb, which object.
+fn audit_facts(request: &axum::extract::Request, user: &UserInfo) -> crate::audit::RequestFacts {
+    use crate::audit::policy::{Attributes, ResourceAttributes};
+    let uri = request.uri();
+    let query = query::Query::from_uri(uri).unwrap_or_default();
+    let mut attributes = Attributes {
+        user: user.name.clone(),
+        groups: user.groups.clone(),
+        verb: request.method().as_str().to_ascii_lowercase(),
+        resource: None,
+        path: uri.path().to_owned(),
+    };
+    let mut api_version = String::new();
+    let mut long_running = query.is_watch() || query.flag("follow");
+    if let Ok(target) = path::ResourcePath::parse(uri.path()) {
+        if let Ok(verb) = handlers::Verb::of(request.method(), &target, &query) {
+            attributes.verb = verb.as_str().to_owned();
+            long_running |= verb == handlers::Verb::Watch;
+        }
+        let subresource = target.subresource.clone().unwrap_or_default();
+        long_running |= matches!(
+            subresource.as_str(),
+            "exec" | "attach" | "portforward" | "proxy"
+        );
+        api_version = target.info.version.to_owned();
+        attributes.resource = Some(ResourceAttributes {
+            group: target.info.group.to_owned(),
+            resource: target.resource.to_owned(),
+            subresource,
+            namespace: target.namespace.clone().unwrap_or_default(),
+            name: target.name.clone().unwrap_or_default(),
+        });
+    }
+    crate::audit::RequestFacts {
+        attributes,
+        uid: user.uid.clone(),
+        api_version,
+        long_running,
+    }
+}
+
+/// A request body as JSON, whichever encoding it came in (JSON, YAML or protobuf), for the
+/// audit log; `None` if it does not decode (the handler will say why).
+fn body_object(headers: &HeaderMap, bytes: &[u8]) -> Option<serde_json::Value> {
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.contains("protobuf") {
+        protobuf::object(bytes).ok()
+    } else if content_type.contains("yaml") {
+        serde_norway::from_slice(bytes).ok()
+    } else {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// Writes the audit events of a request, when the server keeps an audit log.
+async fn audited<S: Storage>(
+    axum::extract::State(core): axum::extract::State<Core<S>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let Some(auditor) = core.auditor() else {
+        return next.run(request).await;
+    };
+    let Some(Authenticated(user)) = request.extensions().get::<Authenticated>().cloned() else {
+        return next.run(request).await;
+    };
+    let peer = request
+        .extensions()
+        .get::<crate::audit::PeerAddress>()
+        .and_then(|p| p.0);
+    let facts = audit_facts(&request, &user);
+    let long_running = facts.long_running;
+    let Some(mut audit) = auditor.begin(facts, &request, peer) else {
+        return next.run(request).await;
+    };
+    let has_body = matches!(
+        *request.method(),
+        Method::POST | Method::PUT | Method::PATCH
+    );
+    let request = if has_body {
+        let (parts, body) = request.into_parts();
+        match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(bytes) => {
+                audit.received(body_object(&parts.headers, &bytes));
+                axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))
+            }
+            Err(_) => {
+                audit.received(None);
+                let error = ApiError::TooLarge(format!(
+                    "Request entity too large: limit is {MAX_BODY_BYTES}"
+                ));
+                let response = response::error(&error);
+                audit.responded(response.status().as_u16(), None);
+                return response;
+            }
+        }
+    } else {
+        audit.received(None);
+        request
+    };
+    let response = next.run(request).await;
+    let code = response.status().as_u16();
+    if audit.level() >= crate::audit::Level::RequestResponse && !long_running {
+        let (response, body) = crate::audit::buffered(response, MAX_BODY_BYTES).await;
+        audit.responded(code, body.as_deref());
+        return response;
+    }
+    audit.responded(code, None);
+    response
+}
+
 #[cfg(test)]
 mod aggregated_tests;
 #[cfg(test)]
 mod apply_tests;
+#[cfg(test)]
+mod audit_tests;
 #[cfg(test)]
 mod binding_tests;
 #[cfg(test)]
