@@ -15,6 +15,7 @@
 //! resume from their last resourceVersion, as after any broken watch.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::PoisonError;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -175,15 +176,13 @@ impl WatchCache {
                 _ => break,
             }
         }
-        if let Ok(mut st) = self.state.write() {
-            *st = State {
-                objects,
-                revision,
-                ring: VecDeque::new(),
-                oldest: revision,
-                ready: true,
-            };
-        }
+        *self.state.write().unwrap_or_else(PoisonError::into_inner) = State {
+            objects,
+            revision,
+            ring: VecDeque::new(),
+            oldest: revision,
+            ready: true,
+        };
         self.rbac_generation
             .fetch_add(1, std::sync::atomic::Ordering::Release);
         let _ = self.changes.send(Arc::new(Change::Reset));
@@ -199,9 +198,7 @@ impl WatchCache {
                     .fetch_add(1, std::sync::atomic::Ordering::Release);
             }
         }
-        let Ok(mut st) = self.state.write() else {
-            return;
-        };
+        let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
         match &ev {
             StoreEvent::Put {
                 key,
@@ -274,13 +271,13 @@ impl WatchCache {
 
     /// The cached object at `key`, if the cache is filled and holds one.
     pub fn get(&self, key: &[u8]) -> Option<Stored> {
-        let st = self.state.read().ok()?;
+        let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
         st.objects.get(key).cloned()
     }
 
     /// Every cached object with a key in `[start, end)`, at the cache's revision.
     pub fn list(&self, start: &[u8], end: &[u8]) -> Option<Snapshot> {
-        let st = self.state.read().ok()?;
+        let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
         if !st.ready {
             return None;
         }
@@ -300,7 +297,7 @@ impl WatchCache {
     pub fn replay(&self, after: i64) -> Option<Replay> {
         // Subscribe before reading the ring, so nothing falls between the two.
         let live = self.changes.subscribe();
-        let st = self.state.read().ok()?;
+        let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
         if !st.ready || after < st.oldest || after > st.revision {
             return None;
         }
@@ -367,7 +364,8 @@ mod tests {
 
     fn ready_cache(revision: i64) -> WatchCache {
         let cache = WatchCache::new();
-        if let Ok(mut st) = cache.state.write() {
+        {
+            let mut st = cache.state.write().unwrap_or_else(PoisonError::into_inner);
             st.ready = true;
             st.revision = revision;
             st.oldest = revision;

@@ -3,6 +3,7 @@
 //! ServiceAccount token, say) replaces the token before it expires.
 
 use std::path::PathBuf;
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,7 +65,7 @@ impl Bearer {
         match self.0.as_deref()? {
             Source::Fixed(value) => Some(value.clone()),
             Source::File { path, reread, last } => {
-                let mut last = last.lock().ok()?;
+                let mut last = last.lock().unwrap_or_else(PoisonError::into_inner);
                 if last.0.elapsed() >= *reread {
                     // A file being rewritten, or briefly absent, keeps the token that worked
                     // until the next look.

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -331,9 +332,10 @@ impl Node {
                         Err(e) => {
                             tracing::debug!(error = %e, "forward to leader failed");
                             // A fresh connection next time: the old one may be to a dead process.
-                            if let Ok(mut peers) = self.peers.lock() {
-                                peers.remove(&url);
-                            }
+                            self.peers
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .remove(&url);
                             // Unless it was never sent, the leader may have carried it out:
                             // sending it again could apply it twice (or answer a false refusal).
                             // A refused one waits here for the next leader instead.
@@ -535,7 +537,10 @@ impl Node {
 
     /// The queue of linearizable reads, for [`Node::run_read_batches`]; taken once, by the server.
     pub(crate) fn take_read_queue(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Waiter>> {
-        self.read_queue.lock().ok()?.take()
+        self.read_queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// The queue of writes to forward, for [`Node::run_forward_batches`]; taken once, by the
@@ -543,7 +548,10 @@ impl Node {
     pub(crate) fn take_write_queue(
         &self,
     ) -> Option<tokio::sync::mpsc::UnboundedReceiver<QueuedWrite>> {
-        self.write_queue.lock().ok()?.take()
+        self.write_queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     fn lease_ttls(&self) -> BTreeMap<i64, i64> {
@@ -555,9 +563,7 @@ impl Node {
 
     fn renew_local(&self, id: i64) -> i64 {
         let ttl = self.lease_ttls().get(&id).copied();
-        let Ok(mut lessor) = self.lessor.lock() else {
-            return 0;
-        };
+        let mut lessor = self.lessor.lock().unwrap_or_else(PoisonError::into_inner);
         lessor.renew(id, ttl, Instant::now()).unwrap_or(0)
     }
 
@@ -567,8 +573,8 @@ impl Node {
         };
         self.lessor
             .lock()
-            .map(|l| l.remaining(id, ttl, Instant::now()))
-            .unwrap_or(ttl)
+            .unwrap_or_else(PoisonError::into_inner)
+            .remaining(id, ttl, Instant::now())
     }
 
     /// Renews a lease on the leader's clock; returns its TTL, or 0 if it does not exist.
@@ -612,16 +618,18 @@ impl Node {
     /// One round of leader duties for leases: start clocks, revoke what expired.
     pub async fn expire_leases(&self) {
         if !self.is_leader() {
-            if let Ok(mut l) = self.lessor.lock() {
-                l.demote();
-            }
+            self.lessor
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .demote();
             return;
         }
         let ttls = self.lease_ttls();
-        let expired = match self.lessor.lock() {
-            Ok(mut l) => l.tick(&ttls, Instant::now()),
-            Err(_) => return,
-        };
+        let expired = self
+            .lessor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tick(&ttls, Instant::now());
         for id in expired {
             let req =
                 WriteRequest::LeaseRevoke(keel_proto::etcdserverpb::LeaseRevokeRequest { id });

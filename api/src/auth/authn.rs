@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::PoisonError;
 
 use super::UserInfo;
 use crate::error::ApiError;
@@ -128,9 +129,11 @@ impl Authenticator {
     /// Recognises `token` as `user` from now on (the cluster's admin credential, read from the
     /// store at start).
     pub fn add_token(&self, token: &str, user: UserInfo) {
-        if let Ok(mut t) = self.tokens.write() {
-            t.users.insert(token.to_string(), user);
-        }
+        self.tokens
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .users
+            .insert(token.to_string(), user);
     }
 
     /// The user behind `authorization` (the header's value, if any). A credential that is

@@ -3,6 +3,7 @@
 //! cache (rebuilt only when one of them changes).
 
 use std::sync::Arc;
+use std::sync::PoisonError;
 
 use keel_types::k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde::de::DeserializeOwned;
@@ -36,7 +37,11 @@ impl<S: Storage> ApiServer<S> {
     /// The ServiceAccount a token names, if it is genuine, unexpired, and the account still
     /// exists with the uid the token was issued for.
     fn service_account_user(&self, token: &str) -> Option<UserInfo> {
-        let signer = self.sa_signer.read().ok()?.clone()?;
+        let signer = self
+            .sa_signer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
         let claims = signer.verify(token, chrono::Utc::now().timestamp())?;
         let info = keel_types::kinds::by_kind("v1", "ServiceAccount")?;
         let stored = self.cache.as_ref()?.get(&crate::keys::object(
@@ -51,9 +56,11 @@ impl<S: Storage> ApiServer<S> {
 
     /// Sets the cluster's key for ServiceAccount tokens (shared by every master).
     pub fn set_service_account_key(&self, secret: &[u8]) {
-        if let Ok(mut s) = self.sa_signer.write() {
-            *s = Some(service_accounts::TokenSigner::new(secret));
-        }
+        *self
+            .sa_signer
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) =
+            Some(service_accounts::TokenSigner::new(secret));
     }
 
     /// A TokenRequest for the ServiceAccount `namespace/name`: a token and its expiry.
@@ -224,7 +231,11 @@ impl<S: Storage> ApiServer<S> {
 
     async fn rbac(&self) -> Result<Arc<RbacAuthorizer>, ApiError> {
         let generation = self.cache.as_ref().map(|c| c.rbac_generation());
-        if let (Some(g), Ok(memo)) = (generation, self.rbac_memo.lock()) {
+        if let Some(g) = generation {
+            let memo = self
+                .rbac_memo
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if let Some((seen, authorizer)) = memo.as_ref() {
                 if *seen == g {
                     return Ok(authorizer.clone());
@@ -238,8 +249,11 @@ impl<S: Storage> ApiServer<S> {
             self.all_of::<ClusterRoleBinding>("clusterrolebindings")
                 .await?,
         ));
-        if let (Some(g), Ok(mut memo)) = (generation, self.rbac_memo.lock()) {
-            *memo = Some((g, authorizer.clone()));
+        if let Some(g) = generation {
+            *self
+                .rbac_memo
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some((g, authorizer.clone()));
         }
         Ok(authorizer)
     }

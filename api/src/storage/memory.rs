@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
@@ -358,7 +359,7 @@ impl Storage for MemoryStorage {
                     _ = tx.closed() => return,
                     _ = progress.requested() => {}
                 }
-                let Ok(state) = shared.lock() else { return };
+                let state = shared.lock().unwrap_or_else(PoisonError::into_inner);
                 let revision = state.revision;
                 if tx.send(Ok(StoreEvent::Progress { revision })).is_err() {
                     return;

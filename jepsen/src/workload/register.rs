@@ -3,6 +3,7 @@
 //! linearizability search small (as Jepsen's independent keys do).
 
 use std::collections::HashMap;
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
 
 use keel_proto::etcdserverpb::{
@@ -46,8 +47,10 @@ async fn one(p: &mut Process, ctx: &Ctx, key: &str, last: &Mutex<HashMap<String,
                 })
                 .await;
             if let Outcome::Ok(Value::Number(n)) = out {
-                if let (Some(n), Ok(mut l)) = (n.as_u64(), last.lock()) {
-                    l.insert(key.to_string(), n);
+                if let Some(n) = n.as_u64() {
+                    last.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(key.to_string(), n);
                 }
             }
         }

@@ -4,6 +4,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -190,7 +191,8 @@ pub(super) async fn watch_latency(plan: &Plan, channels: &[Channel]) -> anyhow::
                 }
                 Err(status) => {
                     err.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(mut f) = first.lock() {
+                    {
+                        let mut f = first.lock().unwrap_or_else(PoisonError::into_inner);
                         f.get_or_insert_with(|| {
                             format!("put: {:?}: {}", status.code(), status.message())
                         });
@@ -213,7 +215,10 @@ pub(super) async fn watch_latency(plan: &Plan, channels: &[Channel]) -> anyhow::
 
     let mut out = Outcome::new()?;
     out.errors = put_err.load(Ordering::Relaxed);
-    out.first_error = first_put_error.lock().ok().and_then(|f| f.clone());
+    out.first_error = first_put_error
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     let mut last_event: Option<Instant> = None;
     for h in handles {
         let r = h.await.context("watcher panicked")??;

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -184,7 +185,12 @@ impl ReplyStream {
     ) -> Option<Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>> {
         let target = self.target;
         let reply = loop {
-            let oldest = self.unanswered.lock().ok()?.front().copied();
+            let oldest = self
+                .unanswered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .front()
+                .copied();
             // With nothing asked, an idle stream is not a slow peer: look again later.
             let deadline = match oldest {
                 Some(sent) => sent + self.patience,
@@ -202,7 +208,11 @@ impl ReplyStream {
                     return Some(Err(unreachable(format!("append to {target:x}: {status}"))))
                 }
                 Ok(Ok(None)) => {
-                    let left = self.unanswered.lock().map(|q| q.len()).unwrap_or(0);
+                    let left = self
+                        .unanswered
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .len();
                     if left == 0 {
                         return None;
                     }
@@ -213,7 +223,11 @@ impl ReplyStream {
                 Ok(Ok(Some(reply))) => break reply,
             }
         };
-        let asked = self.unanswered.lock().ok()?.pop_front();
+        let asked = self
+            .unanswered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front();
         if asked.is_none() {
             return Some(Err(RPCError::Network(NetworkError::new(&TransportError(
                 format!("append stream to {target:x}: a reply to no request"),
@@ -282,9 +296,9 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
                     .map_err(|e| tracing::error!("cannot encode an append for {target:x}: {e}"))
                     .ok();
                 if data.is_some() {
-                    if let Ok(mut q) = sent.lock() {
-                        q.push_back(Instant::now());
-                    }
+                    sent.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push_back(Instant::now());
                 }
                 std::future::ready(data.map(|data| RaftRequest { data }))
             });

@@ -2,6 +2,7 @@
 //! port. Decodes, hands to openraft or the node, encodes.
 
 use std::pin::Pin;
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
@@ -97,9 +98,7 @@ impl RaftPeer for PeerService {
             std::future::ready(match rpc {
                 Ok(rpc) => Some(rpc),
                 Err(status) => {
-                    if let Ok(mut slot) = broken_in.lock() {
-                        *slot = Some(status);
-                    }
+                    *broken_in.lock().unwrap_or_else(PoisonError::into_inner) = Some(status);
                     None
                 }
             })
@@ -109,11 +108,10 @@ impl RaftPeer for PeerService {
             .raft()
             .stream_append(requests)
             .map(|res| reply(res).map(Response::into_inner));
-        let last =
-            futures::stream::once(
-                async move { broken.lock().ok().and_then(|mut slot| slot.take()) },
-            )
-            .filter_map(|status| std::future::ready(status.map(Err)));
+        let last = futures::stream::once(async move {
+            broken.lock().unwrap_or_else(PoisonError::into_inner).take()
+        })
+        .filter_map(|status| std::future::ready(status.map(Err)));
         Ok(Response::new(Box::pin(replies.chain(last))))
     }
 

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::PathBuf;
+use std::sync::PoisonError;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use futures::{Stream, TryStreamExt};
@@ -185,7 +186,10 @@ impl StoreState {
 
     /// The alarms raised and not yet cleared.
     pub fn alarms(&self) -> Alarms {
-        self.alarms.read().map(|a| a.clone()).unwrap_or_default()
+        self.alarms
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Replaces the in-memory state with what is on disk (after a snapshot install).
@@ -227,23 +231,32 @@ impl StoreState {
     }
 
     pub fn current_revision(&self) -> i64 {
-        self.mvcc().map(|m| m.current_revision()).unwrap_or(0)
+        self.mvcc
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .current_revision()
     }
 
     pub fn members(&self) -> BTreeMap<NodeId, MemberAttributes> {
-        self.members.read().map(|m| m.clone()).unwrap_or_default()
+        self.members
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Whether a committed membership change removed member `id`.
     pub fn is_removed(&self, id: NodeId) -> bool {
         self.removed
             .read()
-            .map(|r| r.contains(&id))
-            .unwrap_or(false)
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&id)
     }
 
     pub fn last_applied(&self) -> Option<LogId> {
-        self.applied.read().ok().and_then(|a| a.0)
+        self.applied
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
     }
 
     /// Subscribes to every event batch applied from now on.
