@@ -20,7 +20,9 @@ pub mod containerd;
 mod error;
 pub mod image;
 pub mod labels;
+pub mod prober;
 pub mod runtime;
+pub mod runtime_exec;
 pub mod testing;
 
 pub use error::Error;
