@@ -21,7 +21,9 @@ mod error;
 pub mod image;
 pub mod labels;
 pub mod pods;
+pub mod prober;
 pub mod runtime;
+pub mod runtime_exec;
 pub mod testing;
 
 pub use error::Error;
