@@ -422,3 +422,130 @@ async fn a_killed_agent_adopts_its_containers_and_cleans_up_pods_deleted_meanwhi
     assert_eq!(phase(&keep), "Running");
     Ok(())
 }
+
+fn running_id(pod: &Pod, container: &str) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|s| s.name == container && s.state.as_ref().is_some_and(|st| st.running.is_some()))?
+        .container_id
+        .as_ref()?
+        .strip_prefix("containerd://")
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_restart_unhealthy_containers_and_take_unready_pods_out_of_their_service(
+) -> Result<()> {
+    let Some((_cluster, client, node)) = start(14).await? else {
+        return Ok(());
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let exec = |command: &str| json!({"exec": {"command": ["sh", "-c", command]}, "periodSeconds": 1, "failureThreshold": 1});
+    pods.create(&pod(
+        "unhealthy",
+        &node.name,
+        json!({"containers": [{
+            "name": "app", "image": BUSYBOX_IMAGE,
+            "command": ["sh", "-c", "touch /tmp/healthy; sleep 2; rm /tmp/healthy; exec sleep 3600"],
+            "livenessProbe": exec("cat /tmp/healthy"),
+        }], "terminationGracePeriodSeconds": 1}),
+    )?)
+    .await?;
+    let mut ready_pod = pod(
+        "flip",
+        &node.name,
+        json!({"containers": [{
+            "name": "app", "image": BUSYBOX_IMAGE,
+            "command": ["sh", "-c", "touch /tmp/ready; exec sleep 3600"],
+            "readinessProbe": exec("cat /tmp/ready"),
+        }], "terminationGracePeriodSeconds": 1}),
+    )?;
+    ready_pod.metadata.labels = Some([("app".to_owned(), "flip".to_owned())].into());
+    pods.create(&ready_pod).await?;
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(client.clone(), "default");
+    services
+        .create(&serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "flip"},
+            "spec": {"selector": {"app": "flip"}, "ports": [{"port": 80}]},
+        }))?)
+        .await?;
+
+    until(
+        "the unhealthy container is restarted and backs off",
+        WAIT,
+        || async {
+            let Some(p) = pod_now(&pods, "unhealthy").await else {
+                return false;
+            };
+            let Some(s) = p
+                .status
+                .and_then(|s| s.container_statuses)
+                .and_then(|s| s.into_iter().next())
+            else {
+                return false;
+            };
+            let waiting = s.state.and_then(|st| st.waiting).and_then(|w| w.reason);
+            s.restart_count >= 2 && waiting.as_deref() == Some("CrashLoopBackOff")
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nagent log:\n{}", node.log()))?;
+    let seen = reasons(&client, "unhealthy").await;
+    assert!(seen.iter().any(|r| r == "Unhealthy"), "{seen:?}");
+    assert!(seen.iter().any(|r| r == "Killing"), "{seen:?}");
+    assert!(seen.iter().any(|r| r == "BackOff"), "{seen:?}");
+
+    let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> =
+        Api::namespaced(client.clone(), "default");
+    let addresses = |ready: bool| {
+        let endpoints = endpoints.clone();
+        async move {
+            let Ok(e) = endpoints.get("flip").await else {
+                return 0;
+            };
+            e.subsets
+                .unwrap_or_default()
+                .iter()
+                .map(|s| {
+                    if ready {
+                        s.addresses.as_ref().map_or(0, Vec::len)
+                    } else {
+                        s.not_ready_addresses.as_ref().map_or(0, Vec::len)
+                    }
+                })
+                .sum::<usize>()
+        }
+    };
+    until(
+        "the ready pod is in its Service's endpoints",
+        WAIT,
+        || async { addresses(true).await == 1 },
+    )
+    .await?;
+    let flip = pods.get("flip").await?;
+    let id = running_id(&flip, "app").expect("a running container");
+    let removed = node
+        .runtime()
+        .exec_sync(
+            &id,
+            &["rm".to_owned(), "/tmp/ready".to_owned()],
+            Duration::from_secs(10),
+        )
+        .await?;
+    assert_eq!(removed.exit_code, 0);
+    until(
+        "the unready pod leaves the ready addresses",
+        WAIT,
+        || async { addresses(true).await == 0 && addresses(false).await == 1 },
+    )
+    .await?;
+    let flip = pods.get("flip").await?;
+    assert_eq!(condition(&flip, "Ready").as_deref(), Some("False"));
+    assert_eq!(phase(&flip), "Running", "an unready pod still runs");
+    Ok(())
+}

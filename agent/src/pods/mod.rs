@@ -37,6 +37,7 @@ use self::backoff::Backoffs;
 use self::configs::{NodeSettings, Resolved};
 use self::images::ImagePuller;
 use self::sync::Syncer;
+use crate::prober::ProbeManager;
 use crate::RuntimeClient;
 
 /// What a pod's containers see of the cluster: the files of its volumes and the environment
@@ -82,6 +83,7 @@ pub async fn run(
     config: PodsConfig,
     stop: CancellationToken,
 ) {
+    let (probes, mut probe_updates) = ProbeManager::new(runtime.clone(), Some(recorder.clone()));
     let syncer = Arc::new(Syncer {
         client: client.clone(),
         runtime: runtime.clone(),
@@ -91,6 +93,8 @@ pub async fn run(
         backoffs: Backoffs::default(),
         images: ImagePuller::default(),
         files: files.clone(),
+        probes: probes.clone(),
+        reported: Default::default(),
     });
     let params = WatchParams {
         field_selector: format!("spec.nodeName={}", config.node_name),
@@ -107,6 +111,29 @@ pub async fn run(
         });
     let store = controller.store();
     let tasks = TaskTracker::new();
+    // A probe's changed verdict syncs its pod: a failed liveness probe kills the container, a
+    // readiness change is posted.
+    let probed = changes_tx.clone();
+    let pods_by_uid = store.clone();
+    let probe_stop = stop.clone();
+    tasks.spawn(async move {
+        loop {
+            let update = tokio::select! {
+                () = probe_stop.cancelled() => return,
+                update = probe_updates.recv() => update,
+            };
+            let Some(update) = update else { return };
+            let pod = pods_by_uid
+                .state()
+                .into_iter()
+                .find(|p| p.metadata.uid.as_deref() == Some(update.uid.as_str()));
+            if let Some(pod) = pod {
+                if probed.send(ObjectKey::of(pod.as_ref())).is_err() {
+                    return;
+                }
+            }
+        }
+    });
     tasks.spawn(relist::run(runtime.clone(), changes_tx, stop.clone()));
     let forgetting = syncer.clone();
     tasks.spawn(cleanup::run(
@@ -120,6 +147,7 @@ pub async fn run(
         Arc::new(move |uid: &str| {
             forgetting.backoffs.forget_pod(uid);
             forgetting.images.forget_pod(uid);
+            forgetting.forget_probes(uid);
         }),
         stop.clone(),
     ));
@@ -140,5 +168,6 @@ pub async fn run(
             }
         })
         .await;
+    probes.shutdown().await;
     tasks.wait().await;
 }

@@ -1,7 +1,7 @@
 //! What one sync of a pod must do to the runtime, as kubelet's computePodActions decides it:
 //! a new sandbox when there is none or it died, the init containers one at a time, then the
 //! app containers; restarts by restartPolicy behind the crash-loop back-off; containers whose
-//! spec changed or whose liveness probe failed replaced.
+//! spec changed replaced, and those whose liveness probe failed killed (to be restarted).
 //!
 //! Pure: the pod, what the runtime holds, and two questions asked through closures (did this
 //! container's liveness probe fail; may this container be restarted now) go in, a [`Plan`]
@@ -193,15 +193,20 @@ pub fn plan(
                     None
                 };
                 if let Some(reason) = reason {
+                    // A changed spec is replaced at once; a container killed for failing its
+                    // liveness probe is restarted by the next sync like any container that
+                    // stopped, behind its crash-loop back-off.
+                    if reason == KillReason::SpecChanged {
+                        plan.start.push(Start {
+                            name: container.name.clone(),
+                            init: false,
+                            restart_count: next_count(Some(latest)),
+                        });
+                    }
                     plan.kill.push(Kill {
                         id: latest.id.clone(),
                         name: container.name.clone(),
                         reason,
-                    });
-                    plan.start.push(Start {
-                        name: container.name.clone(),
-                        init: false,
-                        restart_count: next_count(Some(latest)),
                     });
                 }
             }

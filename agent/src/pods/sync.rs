@@ -5,10 +5,10 @@
 //!
 //! The decisions are [`plan`] and [`status`]; this file is the I/O around them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, UNIX_EPOCH};
 
 use keel_client::api::Preconditions;
 use keel_client::events::Recorder;
@@ -28,6 +28,7 @@ use super::pull_secrets;
 use super::status::{pod_status, Inputs, Waiting};
 use super::PodFiles;
 use crate::cri::Mount;
+use crate::prober::{ProbeKind, ProbeManager, ProbeResult};
 use crate::{labels, Error, RuntimeClient};
 
 /// A pod with nothing pending is synced again this often (kubelet's sync frequency), which
@@ -47,6 +48,10 @@ pub struct Syncer {
     pub backoffs: Backoffs,
     pub images: ImagePuller,
     pub files: Arc<dyn PodFiles>,
+    pub probes: ProbeManager,
+    /// The container instances last told to the probes, by pod uid and container name, so
+    /// that they hear of each start and exit once.
+    pub reported: Mutex<HashMap<(String, String), (String, bool)>>,
 }
 
 /// Why a sync failed: it is retried with back-off.
@@ -88,27 +93,47 @@ impl Syncer {
         }
         let events = PodEvents::new(self.recorder.clone(), pod.clone());
         if pod.metadata.deletion_timestamp.is_some() {
+            self.probes.stop_liveness_and_startup(&uid);
             self.terminate(&pod, &events).await?;
+            self.forget_probes(&uid);
             return Ok(Action::await_change());
         }
         let observed = observe(&self.runtime, &uid).await?;
         if is_terminal(&pod) {
+            self.forget_probes(&uid);
             self.stop_all(&pod, &observed, &events, Duration::ZERO)
                 .await?;
             return Ok(Action::await_change());
         }
+        self.probes.add_pod(&pod);
+        self.tell_probes(&uid, &observed);
         let now = now_nanos();
         let mut backoff = |name: &str, failed_at: i64| {
             self.backoffs
                 .check(&container_key(&uid, name), failed_at, now)
         };
-        let plan = plan(&pod, &observed, &|_| false, &mut backoff);
+        let liveness_failed = |name: &str| {
+            let Some(running) = observed.latest(name).filter(|i| i.state == State::Running) else {
+                return false;
+            };
+            // A startup probe reports Failure only once it has reached its failure
+            // threshold: then, as a failed liveness probe does, it kills the container.
+            [ProbeKind::Liveness, ProbeKind::Startup]
+                .iter()
+                .any(|kind| {
+                    self.probes.result(&uid, name, *kind)
+                        == Some((running.id.clone(), ProbeResult::Failure))
+                })
+        };
+        let plan = plan(&pod, &observed, &liveness_failed, &mut backoff);
         let mut waiting = BTreeMap::new();
         let acted = self
             .act(&pod, &observed, &plan, &events, &mut waiting)
             .await?;
         let observed = if acted {
-            observe(&self.runtime, &uid).await?
+            let fresh = observe(&self.runtime, &uid).await?;
+            self.tell_probes(&uid, &fresh);
+            fresh
         } else {
             observed
         };
@@ -136,8 +161,12 @@ impl Syncer {
             &Inputs {
                 observed: &observed,
                 waiting: &waiting,
-                ready: &|_| true,
-                started: &|_| true,
+                ready: &|name| {
+                    !self.probes.has_probes(&uid, name) || self.probes.readiness(&uid, name)
+                },
+                started: &|name| {
+                    !self.probes.has_probes(&uid, name) || self.probes.started(&uid, name)
+                },
                 host_ip: &self.host_ip,
                 now: Utc::now(),
             },
@@ -342,6 +371,45 @@ impl Syncer {
             );
         }
         Ok(acted)
+    }
+
+    /// Tells the probes of each container instance that started or stopped since they last
+    /// heard, and of the pod's IP.
+    fn tell_probes(&self, uid: &str, observed: &Observed) {
+        if let Some(sandbox) = observed.sandbox().filter(|s| s.ready && !s.ip.is_empty()) {
+            self.probes.set_pod_ip(uid, &sandbox.ip);
+        }
+        let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        let names: std::collections::BTreeSet<&str> =
+            observed.instances.iter().map(|i| i.name.as_str()).collect();
+        for name in names {
+            let Some(latest) = observed.latest(name) else {
+                continue;
+            };
+            let running = latest.state == State::Running;
+            let key = (uid.to_owned(), name.to_owned());
+            if reported.get(&key) == Some(&(latest.id.clone(), running)) {
+                continue;
+            }
+            if running {
+                let started = UNIX_EPOCH
+                    + Duration::from_nanos(u64::try_from(latest.started_at).unwrap_or_default());
+                self.probes
+                    .container_started(uid, name, &latest.id, started);
+            } else {
+                self.probes.container_exited(uid, name);
+            }
+            reported.insert(key, (latest.id.clone(), running));
+        }
+    }
+
+    /// Forgets pod `uid`'s probes.
+    pub fn forget_probes(&self, uid: &str) {
+        self.probes.remove_pod(uid);
+        self.reported
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(pod, _), _| pod != uid);
     }
 
     /// The pod's imagePullSecrets that can be read; those that cannot are named in a warning,
