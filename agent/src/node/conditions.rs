@@ -351,7 +351,12 @@ mod tests {
             status: "False".into(),
             ..NodeCondition::default()
         };
-        let (conditions, _) = update(&[foreign.clone()], Pressure::default(), &[], &at(0));
+        let (conditions, _) = update(
+            std::slice::from_ref(&foreign),
+            Pressure::default(),
+            &[],
+            &at(0),
+        );
         assert_eq!(conditions[0], foreign);
         assert_eq!(
             conditions.last().unwrap().type_,
