@@ -20,6 +20,7 @@ pub mod containerd;
 mod error;
 pub mod image;
 pub mod labels;
+pub mod node;
 pub mod pods;
 pub mod prober;
 pub mod runtime;

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod kubeconfig;
 pub mod leader;
+pub mod node_lease;
 pub mod object_key;
 pub mod reflector;
 pub mod runtime;

@@ -13,10 +13,11 @@ use keel_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Tim
 use keel_types::k8s_openapi::chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use super::heartbeat::{Registered, LEASE_NAMESPACE};
+use super::heartbeat::Registered;
 use super::limit::WriteLimit;
 use super::nodes::Fleet;
 use super::stats::Stats;
+use keel_client::node_lease::LEASE_NAMESPACE;
 
 /// Retries of a node whose registration fails.
 const RETRY: Backoff = Backoff {
