@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use keel_agent::node::{parse_node_labels, parse_taints, NodeAgent, NodeConfig};
 use keel_agent::pods::configs::{resolv_searches, NodeSettings};
 use keel_agent::pods::literal::LiteralFiles;
 use keel_agent::pods::{self, PodsConfig};
@@ -22,9 +23,33 @@ pub struct AgentArgs {
     /// The node's name [default: the host's name, lowercased].
     #[arg(long)]
     hostname_override: Option<String>,
-    /// The node's address [default: the host's first non-loopback IPv4 address].
+    /// The node's address [default: the host's address on its default route].
     #[arg(long)]
     node_ip: Option<IpAddr>,
+    /// Labels the node registers with: `key=value,…`.
+    #[arg(long, default_value = "")]
+    node_labels: String,
+    /// Taints the node registers with: `key=value:Effect,…`.
+    #[arg(long, default_value = "")]
+    register_with_taints: String,
+    /// Pods this node runs at most.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// The port of the agent's own API (logs, exec, port-forward), announced in the Node.
+    #[arg(long, default_value_t = 10250)]
+    port: u16,
+    /// How often the node's status is computed (and posted when it changed).
+    #[arg(long, default_value = "10s", value_parser = crate::duration::flag)]
+    node_status_update_frequency: std::time::Duration,
+    /// Disk usage (percent) of the image filesystem at which unused images are removed.
+    #[arg(long, default_value_t = 85)]
+    image_gc_high_threshold: u8,
+    /// Disk usage (percent) image garbage collection brings the image filesystem down to.
+    #[arg(long, default_value_t = 80)]
+    image_gc_low_threshold: u8,
+    /// The sandbox (pause) image the runtime uses, never removed by image garbage collection.
+    #[arg(long, default_value = keel_agent::image::PAUSE_IMAGE)]
+    pod_infra_container_image: String,
     /// The CRI runtime's socket.
     #[arg(long, default_value = "unix:///run/containerd/containerd.sock")]
     container_runtime_endpoint: String,
@@ -51,12 +76,6 @@ pub struct AgentArgs {
     /// Pods synced at once.
     #[arg(long, default_value_t = 32)]
     pod_workers: usize,
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_lowercase())
-        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// This process's oom_score_adj: without CAP_SYS_RESOURCE nothing it starts can go lower.
@@ -119,7 +138,26 @@ fn ipv4_cidr(cidr: &str) -> Option<String> {
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let client = args.masters.connect()?;
-    let node_name = args.hostname_override.clone().unwrap_or_else(host_name);
+    let node_name = args
+        .hostname_override
+        .clone()
+        .unwrap_or_else(keel_agent::node::config::default_node_name);
+    let node_ip = args
+        .node_ip
+        .or_else(keel_agent::node::config::default_node_ip)
+        .context("no address found for the node: give --node-ip")?;
+    let mut node_config = NodeConfig::new(node_name.clone(), node_ip);
+    node_config.labels = parse_node_labels(&args.node_labels)?;
+    node_config.taints = parse_taints(&args.register_with_taints)?;
+    node_config.max_pods = args.max_pods;
+    node_config.pod_cidr = args.pod_cidr.clone();
+    node_config.port = args.port;
+    node_config.root_dir = args.root_dir.clone();
+    node_config.status_update_frequency = args.node_status_update_frequency;
+    node_config.image_gc_high_threshold = args.image_gc_high_threshold;
+    node_config.image_gc_low_threshold = args.image_gc_low_threshold;
+    node_config.sandbox_image = args.pod_infra_container_image.clone();
+    node_config.validate()?;
     let runtime = RuntimeClient::connect(&args.container_runtime_endpoint)
         .await
         .with_context(|| {
@@ -140,7 +178,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if let Some(cidr) = &args.pod_cidr {
         write_cni_config(&args.cni_conf_dir, cidr)?;
     }
-    let host_ip = args.node_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let host_ip = node_ip.to_string();
     let settings = NodeSettings {
         root_dir: args.root_dir.clone(),
         logs_dir: args.pod_logs_dir.clone(),
@@ -159,6 +197,13 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         Recorder::new(client.clone(), node_name.clone(), tasks.clone())
             .with_host(node_name.clone()),
     );
+    let node_agent = NodeAgent::new(
+        node_config,
+        client.clone(),
+        runtime.clone(),
+        recorder.clone(),
+    );
+    tasks.spawn(node_agent.run(shutdown.clone()));
     let config = PodsConfig {
         node_name,
         host_ip,
