@@ -20,6 +20,7 @@ pub mod containerd;
 mod error;
 pub mod image;
 pub mod labels;
+pub mod podfiles;
 pub mod runtime;
 pub mod testing;
 
