@@ -21,6 +21,7 @@ mod error;
 pub mod image;
 pub mod labels;
 pub mod node;
+pub mod podfiles;
 pub mod pods;
 pub mod prober;
 pub mod runtime;

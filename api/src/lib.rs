@@ -30,6 +30,7 @@ pub mod quota;
 mod quota_admission;
 pub mod rest;
 pub mod server;
+mod serviceaccount_admission;
 pub mod storage;
 mod toleration_admission;
 pub mod watch;

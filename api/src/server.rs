@@ -362,6 +362,7 @@ impl<S: Storage> ApiServer<S> {
         }
         admission::prepare_create(info, &mut obj)?;
         self.admit_new_pod_priority(info, &mut obj).await?;
+        self.admit_service_account(info, &mut obj).await?;
         crate::toleration_admission::add_default_tolerations(info, &mut obj);
         let (mut obj, warnings) = admission::admit(info, obj, None, opts.field_validation)?;
         self.check_escalation(info, ns.as_deref(), &obj, opts.requester.as_ref())

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use keel_agent::node::{parse_node_labels, parse_taints, NodeAgent, NodeConfig};
 use keel_agent::pods::configs::{resolv_searches, NodeSettings};
-use keel_agent::pods::literal::LiteralFiles;
+use keel_agent::pods::volumes::NodeFiles;
 use keel_agent::pods::{self, PodsConfig};
 use keel_agent::RuntimeClient;
 use keel_client::events::Recorder;
@@ -203,6 +203,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         runtime.clone(),
         recorder.clone(),
     );
+    let files = Arc::new(NodeFiles::new(
+        args.root_dir.clone(),
+        client.clone(),
+        node_agent.node(),
+        host_ip.clone(),
+    ));
     tasks.spawn(node_agent.run(shutdown.clone()));
     let config = PodsConfig {
         node_name,
@@ -210,15 +216,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         node: settings,
         concurrency: args.pod_workers,
     };
-    pods::run(
-        client,
-        runtime,
-        recorder,
-        Arc::new(LiteralFiles),
-        config,
-        shutdown.clone(),
-    )
-    .await;
+    pods::run(client, runtime, recorder, files, config, shutdown.clone()).await;
     tasks.close();
     tasks.wait().await;
     tracing::info!("agent stopped");

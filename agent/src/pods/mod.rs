@@ -12,13 +12,13 @@ pub mod cleanup;
 pub mod configs;
 pub mod events;
 pub mod images;
-pub mod literal;
 pub mod observed;
 pub mod plan;
 pub mod pull_secrets;
 pub mod relist;
 pub mod status;
 pub mod sync;
+pub mod volumes;
 
 use std::sync::Arc;
 
@@ -44,8 +44,9 @@ use crate::RuntimeClient;
 /// of each container. The agent's volume manager implements it; errors are the messages
 /// kubelet reports (FailedMount, CreateContainerConfigError).
 pub trait PodFiles: Send + Sync {
-    /// Sets up (or refreshes) the pod's volumes.
-    fn setup<'a>(&'a self, pod: &'a Pod) -> BoxFuture<'a, Result<(), String>>;
+    /// Sets up (or refreshes) the pod's volumes; one FailedMount message per volume that
+    /// could not be.
+    fn setup<'a>(&'a self, pod: &'a Pod) -> BoxFuture<'a, Result<(), Vec<String>>>;
     /// The environment and mounts of one container, `pod_ip` being the sandbox's address.
     fn resolve<'a>(
         &'a self,

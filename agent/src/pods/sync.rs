@@ -218,6 +218,14 @@ impl Syncer {
             }
         }
         let (namespace, name, uid) = configs::identity(pod);
+        // Volumes first, as kubelet mounts them before it runs the sandbox; again on every
+        // sync, which refreshes their contents. A failure holds back only new containers.
+        let mounted = self.files.setup(pod).await;
+        if let Err(messages) = &mounted {
+            for message in messages {
+                events.warning(None, "FailedMount", message.clone());
+            }
+        }
         let mut sandbox_id = observed.sandbox().filter(|s| s.ready).map(|s| s.id.clone());
         let mut sandbox_ip = observed
             .sandbox()
@@ -262,9 +270,8 @@ impl Syncer {
         if plan.start.is_empty() {
             return Ok(acted);
         }
-        if let Err(message) = self.files.setup(pod).await {
-            events.warning(None, "FailedMount", message.clone());
-            return Err(SyncError::Setup(message));
+        if let Err(messages) = mounted {
+            return Err(SyncError::Setup(messages.join("; ")));
         }
         let sandbox_config = configs::sandbox_config(pod, &self.node, attempt);
         let pull_secrets = self.pull_secrets(pod, events).await;
