@@ -21,6 +21,8 @@ mod error;
 pub mod image;
 pub mod labels;
 pub mod runtime;
+pub mod runtime_streaming;
+pub mod server;
 pub mod testing;
 
 pub use error::Error;
