@@ -91,6 +91,8 @@ pub struct ApiServer<S> {
         std::sync::Mutex<Option<(u64, std::sync::Arc<crate::auth::rbac::RbacAuthorizer>)>>,
     /// Signs and checks ServiceAccount tokens once the cluster's key is known.
     pub(crate) sa_signer: std::sync::RwLock<Option<crate::auth::service_accounts::TokenSigner>>,
+    /// The TLS client for node agents (logs, exec, attach, port-forward), once configured.
+    pub(crate) kubelet: std::sync::RwLock<Option<crate::kubelet::KubeletClient>>,
 }
 
 /// Maps a storage failure on `name` of kind `info` to the Kubernetes error.
@@ -200,6 +202,7 @@ impl<S: Storage> ApiServer<S> {
             auth: Default::default(),
             rbac_memo: Default::default(),
             sa_signer: Default::default(),
+            kubelet: Default::default(),
         }
     }
 
@@ -218,6 +221,7 @@ impl<S: Storage> ApiServer<S> {
             auth: Default::default(),
             rbac_memo: Default::default(),
             sa_signer: Default::default(),
+            kubelet: Default::default(),
         }
     }
 
