@@ -114,12 +114,14 @@ async fn container_logs(
     } else {
         match lookup::current(&instances) {
             Some(c) => c,
-            None => return text(
-                StatusCode::BAD_REQUEST,
-                format!(
+            None => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!(
                     "container {container:?} in pod {pod:?} is waiting to start: ContainerCreating"
                 ),
-            ),
+                )
+            }
         }
     };
     let status = match shared.runtime.container_status(&chosen.id).await {
