@@ -26,6 +26,8 @@ pub mod pods;
 pub mod prober;
 pub mod runtime;
 pub mod runtime_exec;
+pub mod runtime_streaming;
+pub mod server;
 pub mod testing;
 
 pub use error::Error;

@@ -19,6 +19,7 @@ pub mod eviction;
 pub mod filter;
 pub mod grpc;
 pub mod keys;
+pub mod kubelet;
 pub mod list;
 pub mod managed;
 pub mod meta;

@@ -93,6 +93,8 @@ pub struct ApiServer<S> {
     pub(crate) sa_signer: std::sync::RwLock<Option<crate::auth::service_accounts::TokenSigner>>,
     /// Where REST requests are audited, if anywhere.
     pub(crate) auditor: Option<std::sync::Arc<crate::audit::Auditor>>,
+    /// The TLS client for node agents (logs, exec, attach, port-forward), once configured.
+    pub(crate) kubelet: std::sync::RwLock<Option<crate::kubelet::KubeletClient>>,
 }
 
 /// Maps a storage failure on `name` of kind `info` to the Kubernetes error.
@@ -203,6 +205,7 @@ impl<S: Storage> ApiServer<S> {
             rbac_memo: Default::default(),
             sa_signer: Default::default(),
             auditor: None,
+            kubelet: Default::default(),
         }
     }
 
@@ -233,6 +236,7 @@ impl<S: Storage> ApiServer<S> {
             rbac_memo: Default::default(),
             sa_signer: Default::default(),
             auditor: None,
+            kubelet: Default::default(),
         }
     }
 

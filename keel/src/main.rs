@@ -53,6 +53,21 @@ enum Command {
     /// Simulated nodes (KWOK's role): register N Nodes and play kubelet for them through the
     /// API — Leases, node status, and the life of the pods bound to them.
     SimNodes(Box<sim::SimArgs>),
+    /// Issue a node agent's serving certificate from the cluster CA in a master's data dir
+    /// (run on a master): writes kubelet.crt, kubelet.key and ca.crt into --out-dir, for the
+    /// agent's --tls-cert-file, --tls-private-key-file and --client-ca-file.
+    NodeCertificate {
+        #[arg(long, default_value = "./keel-data")]
+        data_dir: std::path::PathBuf,
+        /// The Node's name.
+        #[arg(long)]
+        node_name: String,
+        /// An address the API server reaches the agent at (its InternalIP); repeatable.
+        #[arg(long = "address")]
+        addresses: Vec<String>,
+        #[arg(long)]
+        out_dir: std::path::PathBuf,
+    },
     /// Print the admin kubeconfig a master wrote into its data dir.
     Kubeconfig {
         #[arg(long, default_value = "./keel-data")]
@@ -81,6 +96,12 @@ fn main() -> anyhow::Result<()> {
         Command::Member(args) => runtime.block_on(ops::member(args)),
         Command::Snapshot(args) => ops::snapshot(args),
         Command::SimNodes(args) => runtime.block_on(sim::run(*args)),
+        Command::NodeCertificate {
+            data_dir,
+            node_name,
+            addresses,
+            out_dir,
+        } => rest::write_node_certificate(&data_dir, &node_name, &addresses, &out_dir),
         Command::Kubeconfig { data_dir } => {
             let path = rest::kubeconfig_path(&data_dir);
             let text = std::fs::read_to_string(&path).map_err(|e| {

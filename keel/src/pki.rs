@@ -89,6 +89,49 @@ pub fn issue_serving(ca: &Ca, hosts: &[String]) -> anyhow::Result<Issued> {
     issue(ca, params)
 }
 
+/// A client certificate for user `name` in `groups` (CN and O, as Kubernetes reads them).
+pub fn issue_client(ca: &Ca, name: &str, groups: &[&str]) -> anyhow::Result<Issued> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    for group in groups {
+        dn.push(DnType::OrganizationName, *group);
+    }
+    params.distinguished_name = dn;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    validity(&mut params, LEAF_DAYS);
+    issue(ca, params)
+}
+
+/// A node agent's serving certificate, as kubelet's serving certificates are named
+/// (`system:node:<name>` in `system:nodes`), valid for the node's name and `addresses`.
+pub fn issue_node_serving(ca: &Ca, node: &str, addresses: &[String]) -> anyhow::Result<Issued> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("system:node:{node}"));
+    dn.push(DnType::OrganizationName, "system:nodes");
+    params.distinguished_name = dn;
+    let mut hosts = vec![node.to_owned()];
+    hosts.extend(addresses.iter().filter(|a| *a != node).cloned());
+    for host in &hosts {
+        params.subject_alt_names.push(match host.parse::<IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(host.as_str().try_into()?),
+        });
+    }
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    validity(&mut params, LEAF_DAYS);
+    issue(ca, params)
+}
+
 /// A kubeconfig for `server` trusting `ca_pem`, authenticating with a bearer token.
 pub fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> String {
     format!(
@@ -141,6 +184,32 @@ mod tests {
             .collect::<Vec<_>>();
         assert_eq!(sans.len(), 2, "{sans:?}");
         assert!(ca_cert.is_ca());
+    }
+
+    #[test]
+    fn node_serving_certificates_name_the_node_and_its_addresses() {
+        let ca = new_ca().expect("ca");
+        let issued = issue_node_serving(&ca, "n1", &["10.0.0.5".into()]).expect("node serving");
+        let (_, pem) = x509_parser::pem::parse_x509_pem(issued.cert_pem.as_bytes()).expect("pem");
+        let cert = pem.parse_x509().expect("x509");
+        assert_eq!(
+            cert.subject().to_string(),
+            "CN=system:node:n1, O=system:nodes"
+        );
+        let sans = cert
+            .subject_alternative_name()
+            .expect("parses")
+            .expect("has SANs")
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>();
+        assert_eq!(sans.len(), 2, "{sans:?}");
+        assert!(
+            sans[0].contains("n1") && sans[1].contains("10.0.0.5"),
+            "{sans:?}"
+        );
     }
 
     #[test]

@@ -21,6 +21,9 @@ const CA_KEY: &[u8] = b"/keel/pki/ca.key";
 const ADMIN_TOKEN: &[u8] = b"/keel/pki/admin-token";
 const SA_KEY: &[u8] = b"/keel/pki/service-account-key";
 const ADMIN_USER: &str = "kubernetes-admin";
+/// The identity the masters present to node agents (kube-apiserver's
+/// `--kubelet-client-certificate`): agents serve `system:masters`.
+const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 
 /// Where the REST endpoint listens and what the kubeconfig says.
 #[derive(Debug, Clone)]
@@ -107,6 +110,57 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where a master keeps the cluster CA in its data dir, for `keel node-certificate`: the
+/// certificate and its key, readable by the data dir's owner only (the key is in the store
+/// under the same dir already).
+pub fn ca_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
+    let dir = data_dir.join("pki");
+    (dir.join("ca.crt"), dir.join("ca.key"))
+}
+
+fn write_ca(data_dir: &Path, ca: &Ca) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let (cert, key) = ca_paths(data_dir);
+    if let Some(dir) = cert.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    write_private(&cert, &ca.cert_pem)?;
+    write_private(&key, &ca.key_pem)
+}
+
+/// Issues node `node`'s agent serving certificate from the CA in a master's data dir and
+/// writes it as kubelet keeps its own: `<out>/kubelet.crt`, `<out>/kubelet.key`, and the CA
+/// (`<out>/ca.crt`) for `--client-ca-file`.
+pub fn write_node_certificate(
+    data_dir: &Path,
+    node: &str,
+    addresses: &[String],
+    out: &Path,
+) -> anyhow::Result<()> {
+    let (cert, key) = ca_paths(data_dir);
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "{} (a master writes it when it first serves the API)",
+                path.display()
+            )
+        })
+    };
+    let ca = Ca {
+        cert_pem: read(&cert)?,
+        key_pem: read(&key)?,
+    };
+    let issued = pki::issue_node_serving(&ca, node, addresses)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    write_private(&out.join("kubelet.crt"), &issued.cert_pem)?;
+    write_private(&out.join("kubelet.key"), &issued.key_pem)?;
+    write_private(&out.join("ca.crt"), &ca.cert_pem)
+}
+
 /// The path of the admin kubeconfig in a data dir.
 pub fn kubeconfig_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin.kubeconfig")
@@ -131,6 +185,14 @@ pub async fn prepare(
         hosts.push(host.clone());
     }
     let serving = pki::issue_serving(&shared.ca, &hosts)?;
+    let kubelet_client = pki::issue_client(&shared.ca, KUBELET_CLIENT_USER, &["system:masters"])?;
+    api.set_kubelet_client(&keel_api::kubelet::KubeletClientConfig {
+        ca_pem: shared.ca.cert_pem.clone(),
+        cert_pem: kubelet_client.cert_pem,
+        key_pem: kubelet_client.key_pem,
+    })
+    .map_err(|e| anyhow::anyhow!("the kubelet client certificate: {e}"))?;
+    write_ca(&config.data_dir, &shared.ca)?;
     api.set_service_account_key(&shared.sa_key);
     api.add_token(
         &shared.admin_token,

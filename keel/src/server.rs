@@ -386,6 +386,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                             tonic::service::Routes::new(grpc),
                         );
                         crate::https::serve(rest_listener, tls, app, bootstrap_stop.clone()).await;
+                        api.close_node_streams().await;
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "the Kubernetes API cannot start");

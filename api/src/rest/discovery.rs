@@ -38,6 +38,12 @@ const SUBRESOURCE_VERBS: &[&str] = &["get", "patch", "update"];
 /// Verbs of what is only ever created: a pod's binding, the `bindings` collection.
 const CREATE_ONLY: &[&str] = &["create"];
 
+/// Verbs of a subresource that connects to the pod's node (exec, attach, port-forward).
+const CONNECT: &[&str] = &["create", "get"];
+
+/// Verbs of a pod's log.
+const GET_ONLY: &[&str] = &["get"];
+
 /// The group served besides the kinds in storage, for `kubectl auth can-i`.
 pub const AUTHORIZATION_GROUP: &str = "authorization.k8s.io";
 
@@ -180,6 +186,26 @@ fn kind_entries(info: &ResourceInfo) -> Vec<ApiResource> {
             short_names: &[],
             categories: &[],
         });
+    }
+    if info.kind == "Pod" && info.group.is_empty() {
+        // Served by the pod's node agent through the API server, not stored.
+        for (sub, kind, verbs) in [
+            ("attach", "PodAttachOptions", CONNECT),
+            ("exec", "PodExecOptions", CONNECT),
+            ("log", "Pod", GET_ONLY),
+            ("portforward", "PodPortForwardOptions", CONNECT),
+        ] {
+            out.push(ApiResource {
+                name: format!("pods/{sub}"),
+                singular: String::new(),
+                namespaced: true,
+                kind,
+                kind_group_version: None,
+                verbs,
+                short_names: &[],
+                categories: &[],
+            });
+        }
     }
     if info.kind == "Namespace" && info.group.is_empty() {
         out.push(ApiResource {

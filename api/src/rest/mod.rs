@@ -12,6 +12,8 @@ mod handlers;
 pub(crate) mod openapi;
 mod openapi_schema;
 mod path;
+mod pod_proxy;
+mod pod_streams;
 mod protobuf;
 mod query;
 mod response;
@@ -64,6 +66,22 @@ pub fn router<S: Storage>(core: Arc<ApiServer<S>>) -> Router {
         .route(
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
             post(access_review::create::<S>),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/log",
+            get(pod_proxy::log::<S>),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/exec",
+            get(pod_proxy::exec::<S>).post(pod_proxy::exec::<S>),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/attach",
+            get(pod_proxy::attach::<S>).post(pod_proxy::attach::<S>),
+        )
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/portforward",
+            get(pod_proxy::port_forward::<S>).post(pod_proxy::port_forward::<S>),
         )
         .fallback(handlers::resource::<S>)
         // Layers run outside in: authentication first, then the audit of what it found.
