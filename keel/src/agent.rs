@@ -11,6 +11,7 @@ use keel_agent::node::{parse_node_labels, parse_taints, NodeAgent, NodeConfig};
 use keel_agent::pods::configs::{resolv_searches, NodeSettings};
 use keel_agent::pods::volumes::NodeFiles;
 use keel_agent::pods::{self, PodsConfig};
+use keel_agent::server::{AgentServer, AgentServerConfig};
 use keel_agent::RuntimeClient;
 use keel_client::events::Recorder;
 use tokio_util::task::TaskTracker;
@@ -73,6 +74,19 @@ pub struct AgentArgs {
     /// Where the runtime reads CNI network configurations.
     #[arg(long, default_value = "/etc/cni/net.d")]
     cni_conf_dir: PathBuf,
+    /// The agent server's certificate (from `keel node-certificate`): without it and its key,
+    /// logs, exec, attach and port-forward are not served.
+    #[arg(long, value_name = "FILE", requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The agent server's private key.
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+    /// The CA whose client certificates (the API server's) the agent server accepts.
+    #[arg(long, value_name = "FILE")]
+    client_ca_file: Option<PathBuf>,
+    /// The address the agent server listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    address: IpAddr,
     /// Pods synced at once.
     #[arg(long, default_value_t = 32)]
     pod_workers: usize,
@@ -210,6 +224,24 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         host_ip.clone(),
     ));
     tasks.spawn(node_agent.run(shutdown.clone()));
+    match (&args.tls_cert_file, &args.tls_private_key_file, &args.client_ca_file) {
+        (Some(cert), Some(key), Some(ca)) => {
+            let config = AgentServerConfig::from_files(
+                std::net::SocketAddr::new(args.address, args.port),
+                cert.clone(),
+                key.clone(),
+                ca.clone(),
+            );
+            let server = AgentServer::bind(config, runtime.clone())
+                .await
+                .context("starting the agent server")?;
+            tracing::info!(listen = ?server.local_addr(), "serving logs, exec, attach and port-forward");
+            tasks.spawn(server.run(shutdown.clone()));
+        }
+        _ => tracing::warn!(
+            "no --tls-cert-file, --tls-private-key-file and --client-ca-file: logs, exec, attach and port-forward are not served"
+        ),
+    }
     let config = PodsConfig {
         node_name,
         host_ip,

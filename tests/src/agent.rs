@@ -20,6 +20,9 @@ pub struct AgentNode {
     log: PathBuf,
     servers: String,
     extra: Vec<String>,
+    /// The agent server's port (logs, exec, port-forward), free when the node started.
+    pub port: u16,
+    pki: PathBuf,
     starts: usize,
     // Dropped last: the agent's containerd and its directory.
     pub containerd: TestNode,
@@ -38,12 +41,28 @@ impl AgentNode {
             return Ok(None);
         };
         let log = containerd.dir.path().join("agent.log");
+        // The agent's serving certificate, issued on the master as an operator would.
+        let pki = containerd.dir.path().join("agent-pki");
+        let issued = Command::new(keel_bin()?)
+            .arg("node-certificate")
+            .arg("--data-dir")
+            .arg(&cluster.members[0].data_dir)
+            .args(["--node-name", name, "--address", "127.0.0.1", "--out-dir"])
+            .arg(&pki)
+            .status()?;
+        anyhow::ensure!(issued.success(), "keel node-certificate failed");
+        let port = crate::cluster::free_ports(1)?
+            .first()
+            .copied()
+            .context("no free port")?;
         let mut node = AgentNode {
             name: name.to_owned(),
             agent: None,
             log,
             servers: cluster.endpoints().join(","),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            port,
+            pki,
             starts: 0,
             containerd,
         };
@@ -88,6 +107,14 @@ impl AgentNode {
             .arg(root)
             .arg("--pod-logs-dir")
             .arg(logs)
+            .args(["--node-ip", "127.0.0.1", "--address", "127.0.0.1"])
+            .args(["--port", &self.port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(self.pki.join("kubelet.crt"))
+            .arg("--tls-private-key-file")
+            .arg(self.pki.join("kubelet.key"))
+            .arg("--client-ca-file")
+            .arg(self.pki.join("ca.crt"))
             .args(&self.extra)
             .env("KEEL_LOG", "info,keel_agent=debug")
             .stdin(Stdio::null())

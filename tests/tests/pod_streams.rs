@@ -148,7 +148,7 @@ async fn logged(path: &Path, text: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn kubectl_reads_logs_execs_and_forwards_ports_through_the_node_agent() -> Result<()> {
+async fn kubectl_reads_logs_and_execs_through_the_node_agent() -> Result<()> {
     let Some(node) = TestNode::start(7).await else {
         return Ok(());
     };

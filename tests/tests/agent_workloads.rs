@@ -1,0 +1,329 @@
+//! Real workloads on a real node agent, driven with kubectl as a user would: a two-container
+//! pod serving a ConfigMap over HTTP to its sidecar on localhost, with a Secret in its
+//! environment and the downward API; `kubectl logs` (also -f and --previous) and `kubectl
+//! exec` through the API server to the agent; a missing ConfigMap held
+//! as CreateContainerConfigError without touching the node's other pods; and a Deployment
+//! scheduled onto the agent's node, rolled to a new image with `kubectl rollout status`.
+//!
+//! Needs root, containerd, runc and the CNI plugins (scripts/install-deps.sh); skips
+//! elsewhere, saying why.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use k8s_openapi::api::core::v1::Pod;
+use keel_agent::image::{BUSYBOX_IMAGE, BUSYBOX_IMAGE_2};
+use keel_client::{Api, Client};
+use keel_tests::agent::AgentNode;
+use keel_tests::kubectl::Kubectl;
+use keel_tests::sim::{ready, until};
+use keel_tests::{Cluster, Flavor};
+use keel_types::k8s_openapi;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+async fn start(index: u32) -> Result<Option<(Cluster, Client, Kubectl, AgentNode)>> {
+    let cluster = Cluster::start(Flavor::Keel, 1).await?;
+    let client = Client::new(&cluster.endpoints())?;
+    ready(&client).await?;
+    let kubectl = Kubectl::for_cluster(&cluster).await?;
+    let Some(node) = AgentNode::start(&cluster, "worker-1", index, &[]).await? else {
+        return Ok(None);
+    };
+    Ok(Some((cluster, client, kubectl, node)))
+}
+
+fn phase_and_ready(pod: &Pod) -> (String, bool) {
+    let status = pod.status.clone().unwrap_or_default();
+    let ready = status
+        .conditions
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    (status.phase.unwrap_or_default(), ready)
+}
+
+async fn until_running_and_ready(pods: &Api<Pod>, name: &str, node: &AgentNode) -> Result<()> {
+    until(&format!("{name} runs and is ready"), WAIT, || async {
+        pods.get(name)
+            .await
+            .is_ok_and(|p| phase_and_ready(&p) == ("Running".into(), true))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nagent log:\n{}", node.log()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_container_pod_serves_its_config_map_and_kubectl_reads_and_execs() -> Result<()> {
+    let Some((_cluster, client, kubectl, node)) = start(20).await? else {
+        return Ok(());
+    };
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: web-content}}
+data:
+  index.html: "hello from a configmap"
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: api}}
+stringData: {{token: s3cret-value}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: web, labels: {{app: web}}}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 2
+  volumes:
+    - name: content
+      configMap: {{name: web-content}}
+    - name: podinfo
+      downwardAPI:
+        items: [{{path: name, fieldRef: {{fieldPath: metadata.name}}}}]
+  containers:
+    - name: server
+      image: {image}
+      command: [sh, -c, 'echo serving; echo token=$API_TOKEN; exec httpd -f -p 8080 -h /www']
+      env:
+        - name: API_TOKEN
+          valueFrom: {{secretKeyRef: {{name: api, key: token}}}}
+      ports: [{{containerPort: 8080}}]
+      volumeMounts: [{{name: content, mountPath: /www}}]
+    - name: fetcher
+      image: {image}
+      command: [sh, -c, 'while true; do wget -q -O - http://localhost:8080/index.html; echo; echo "me=$(cat /etc/podinfo/name) name=$POD_NAME ip=$POD_IP"; sleep 1; done']
+      env:
+        - name: POD_NAME
+          valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}
+        - name: POD_IP
+          valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}
+      volumeMounts: [{{name: podinfo, mountPath: /etc/podinfo}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: crasher}}
+spec:
+  nodeName: {node}
+  containers:
+    - name: app
+      image: {image}
+      command: [sh, -c, 'echo attempt-$(cat /proc/sys/kernel/random/uuid); exit 1']
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: misconfigured}}
+spec:
+  nodeName: {node}
+  containers:
+    - name: app
+      image: {image}
+      command: [sleep, "3600"]
+      env:
+        - name: MISSING
+          valueFrom: {{configMapKeyRef: {{name: does-not-exist, key: k}}}}
+"#,
+        node = node.name,
+        image = BUSYBOX_IMAGE
+    );
+    let file = kubectl.manifest("web.yaml", &manifest);
+    kubectl.ok(&["apply", "-f", &file]);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    until_running_and_ready(&pods, "web", &node).await?;
+    let ip = pods
+        .get("web")
+        .await?
+        .status
+        .and_then(|s| s.pod_ip)
+        .context("pod IP")?;
+
+    // The sidecar fetches the ConfigMap's page over localhost and sees the downward API.
+    until("the sidecar has fetched the page", WAIT, || async {
+        kubectl
+            .run(&["logs", "web", "-c", "fetcher"])
+            .stdout
+            .contains("hello from a configmap")
+    })
+    .await?;
+    let fetched = kubectl.ok(&["logs", "web", "-c", "fetcher", "--tail", "1"]);
+    assert_eq!(fetched.trim(), format!("me=web name=web ip={ip}"));
+    let served = kubectl.ok(&["logs", "web", "-c", "server"]);
+    assert!(served.contains("token=s3cret-value"), "{served}");
+
+    // exec runs in the container.
+    let hostname = kubectl.ok(&["exec", "web", "-c", "server", "--", "cat", "/etc/hostname"]);
+    assert_eq!(hostname.trim(), "web");
+    let failed = kubectl.run(&["exec", "web", "-c", "server", "--", "sh", "-c", "exit 3"]);
+    assert!(!failed.ok, "a failing command fails kubectl exec");
+
+    // logs -f follows the container.
+    let mut follow = kubectl
+        .command(&["logs", "-f", "web", "-c", "fetcher", "--tail", "0"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = follow.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().context("logs -f printed nothing")??;
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(
+        first.contains("hello from a configmap") || first.contains("me=web"),
+        "{first}"
+    );
+
+    // --previous shows the last instance of a restarted container.
+    until("the crashing container has restarted", WAIT, || async {
+        pods.get("crasher").await.is_ok_and(|p| {
+            p.status
+                .and_then(|s| s.container_statuses)
+                .and_then(|s| s.into_iter().next())
+                .is_some_and(|s| s.restart_count >= 1)
+        })
+    })
+    .await?;
+    let previous = kubectl.ok(&["logs", "crasher", "--previous"]);
+    assert!(previous.starts_with("attempt-"), "{previous}");
+
+    // A missing ConfigMap holds its pod, and only its pod.
+    until(
+        "the misconfigured pod reports CreateContainerConfigError",
+        WAIT,
+        || async {
+            pods.get("misconfigured").await.is_ok_and(|p| {
+                p.status
+                    .and_then(|s| s.container_statuses)
+                    .and_then(|s| s.into_iter().next())
+                    .and_then(|s| s.state?.waiting?.reason)
+                    .as_deref()
+                    == Some("CreateContainerConfigError")
+            })
+        },
+    )
+    .await?;
+    let described = kubectl.ok(&["describe", "pod", "misconfigured"]);
+    assert!(
+        described.contains("configmap \"does-not-exist\" not found"),
+        "{described}"
+    );
+    let web = pods.get("web").await?;
+    assert_eq!(phase_and_ready(&web), ("Running".into(), true));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_runs_on_the_agent_and_rolls_to_a_new_image() -> Result<()> {
+    let Some((_cluster, client, kubectl, node)) = start(21).await? else {
+        return Ok(());
+    };
+    until("the agent's node is Ready", WAIT, || async {
+        kubectl
+            .run(&[
+                "get",
+                "node",
+                &node.name,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ])
+            .stdout
+            .trim()
+            == "True"
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nagent log:\n{}", node.log()))?;
+    let manifest = format!(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: app}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: app}}}}
+  strategy: {{rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}}}
+  template:
+    metadata: {{labels: {{app: app}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: app
+          image: {image}
+          command: [sh, -c, 'echo version=${{KEEL_IMAGE_VERSION:-1}}; exec sleep 3600']
+          readinessProbe:
+            exec: {{command: ['true']}}
+            periodSeconds: 1
+"#,
+        image = BUSYBOX_IMAGE
+    );
+    let file = kubectl.manifest("app.yaml", &manifest);
+    kubectl.ok(&["apply", "-f", &file]);
+    let rolled = kubectl.run(&["rollout", "status", "deployment/app", "--timeout=120s"]);
+    if !rolled.ok {
+        bail!(
+            "rollout status failed: {}\n{}\nagent log:\n{}",
+            rolled.stdout,
+            rolled.stderr,
+            node.log()
+        );
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let running = |image: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let Ok(list) = pods.list(&Default::default()).await else {
+                return 0;
+            };
+            list.items
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter(|p| phase_and_ready(p) == ("Running".into(), true))
+                .filter(|p| {
+                    p.spec
+                        .as_ref()
+                        .is_some_and(|s| s.containers[0].image.as_deref() == Some(image))
+                })
+                .count()
+        }
+    };
+    assert_eq!(running(BUSYBOX_IMAGE).await, 3);
+
+    kubectl.ok(&[
+        "set",
+        "image",
+        "deployment/app",
+        &format!("app={BUSYBOX_IMAGE_2}"),
+    ]);
+    let started = Instant::now();
+    let rolled = kubectl.run(&["rollout", "status", "deployment/app", "--timeout=180s"]);
+    if !rolled.ok {
+        bail!(
+            "rollout status failed: {}\n{}\nagent log:\n{}",
+            rolled.stdout,
+            rolled.stderr,
+            node.log()
+        );
+    }
+    assert!(
+        rolled.stdout.contains("successfully rolled out"),
+        "{}",
+        rolled.stdout
+    );
+    until("every replica runs the new image", WAIT, || async {
+        running(BUSYBOX_IMAGE_2).await == 3 && running(BUSYBOX_IMAGE).await == 0
+    })
+    .await?;
+    let pod = pods
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .find(|p| p.metadata.deletion_timestamp.is_none())
+        .and_then(|p| p.metadata.name)
+        .context("a pod")?;
+    let logs = kubectl.ok(&["logs", &pod]);
+    assert_eq!(logs.trim(), "version=2", "the new image's own environment");
+    eprintln!("rolled to the new image in {:?}", started.elapsed());
+    Ok(())
+}
