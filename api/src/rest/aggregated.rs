@@ -417,12 +417,13 @@ mod tests {
             .expect("deployments");
         assert_eq!(
             deployments["subresources"],
+            // In name order, as kube-apiserver lists them.
             json!([
-                {"subresource": "status",
-                 "responseKind": {"group": "", "version": "", "kind": "Deployment"},
-                 "verbs": ["get", "patch", "update"]},
                 {"subresource": "scale",
                  "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+                 "verbs": ["get", "patch", "update"]},
+                {"subresource": "status",
+                 "responseKind": {"group": "", "version": "", "kind": "Deployment"},
                  "verbs": ["get", "patch", "update"]},
             ])
         );

@@ -131,6 +131,10 @@ async fn kubectls_request_to_api_gets_the_core_group_aggregated() {
             "shortNames": ["po"],
             "categories": ["all"],
             "subresources": [{
+                "subresource": "attach",
+                "responseKind": {"group": "", "version": "", "kind": "PodAttachOptions"},
+                "verbs": ["create", "get"],
+            }, {
                 "subresource": "binding",
                 "responseKind": {"group": "", "version": "", "kind": "Binding"},
                 "verbs": ["create"],
@@ -138,6 +142,18 @@ async fn kubectls_request_to_api_gets_the_core_group_aggregated() {
                 "subresource": "eviction",
                 "responseKind": {"group": "policy", "version": "v1", "kind": "Eviction"},
                 "verbs": ["create"],
+            }, {
+                "subresource": "exec",
+                "responseKind": {"group": "", "version": "", "kind": "PodExecOptions"},
+                "verbs": ["create", "get"],
+            }, {
+                "subresource": "log",
+                "responseKind": {"group": "", "version": "", "kind": "Pod"},
+                "verbs": ["get"],
+            }, {
+                "subresource": "portforward",
+                "responseKind": {"group": "", "version": "", "kind": "PodPortForwardOptions"},
+                "verbs": ["create", "get"],
             }, {
                 "subresource": "status",
                 "responseKind": {"group": "", "version": "", "kind": "Pod"},

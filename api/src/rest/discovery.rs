@@ -219,6 +219,8 @@ fn kind_entries(info: &ResourceInfo) -> Vec<ApiResource> {
             categories: &[],
         });
     }
+    // kube-apiserver lists a kind's subresources in name order.
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
 
