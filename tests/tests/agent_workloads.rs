@@ -1,14 +1,14 @@
 //! Real workloads on a real node agent, driven with kubectl as a user would: a two-container
 //! pod serving a ConfigMap over HTTP to its sidecar on localhost, with a Secret in its
-//! environment and the downward API; `kubectl logs` (also -f and --previous) and `kubectl
-//! exec` through the API server to the agent; a missing ConfigMap held
+//! environment and the downward API; `kubectl logs` (also -f and --previous), `kubectl exec`
+//! and `kubectl port-forward` through the API server to the agent; a missing ConfigMap held
 //! as CreateContainerConfigError without touching the node's other pods; and a Deployment
 //! scheduled onto the agent's node, rolled to a new image with `kubectl rollout status`.
 //!
 //! Needs root, containerd, runc and the CNI plugins (scripts/install-deps.sh); skips
 //! elsewhere, saying why.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -55,8 +55,42 @@ async fn until_running_and_ready(pods: &Api<Pod>, name: &str, node: &AgentNode) 
     .map_err(|e| anyhow::anyhow!("{e}\nagent log:\n{}", node.log()))
 }
 
+/// `kubectl port-forward` to `port` of `pod`; returns the process and the local port. Its
+/// output goes on being read: kubectl prints a line per connection, and a closed stdout would
+/// kill it (SIGPIPE) at the first one.
+fn port_forward(kubectl: &Kubectl, pod: &str, port: u16) -> Result<(std::process::Child, u16)> {
+    let mut child = kubectl
+        .command(&["port-forward", &format!("pod/{pod}"), &format!(":{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    // "Forwarding from 127.0.0.1:41234 -> 8080"
+    let line = lines.next().context("port-forward printed nothing")??;
+    std::thread::spawn(move || lines.for_each(drop));
+    let local = line
+        .split_whitespace()
+        .nth(2)
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("no local port in {line:?}"))?;
+    Ok((child, local))
+}
+
+/// A plain HTTP/1.0 GET of `path` on a local port; the whole reply.
+fn http_get(port: u16, path: &str) -> Result<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    Ok(reply)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_two_container_pod_serves_its_config_map_and_kubectl_reads_and_execs() -> Result<()> {
+async fn a_two_container_pod_serves_its_config_map_and_kubectl_reads_execs_and_forwards(
+) -> Result<()> {
     let Some((_cluster, client, kubectl, node)) = start(20).await? else {
         return Ok(());
     };
@@ -174,6 +208,19 @@ spec:
         first.contains("hello from a configmap") || first.contains("me=web"),
         "{first}"
     );
+
+    // port-forward reaches the server.
+    let (mut forward, local) = port_forward(&kubectl, "web", 8080)?;
+    let reply = http_get(local, "/index.html");
+    let _ = forward.kill();
+    let mut forward_err = String::new();
+    if let Some(mut err) = forward.stderr.take() {
+        let _ = err.read_to_string(&mut forward_err);
+    }
+    let _ = forward.wait();
+    let reply = reply.with_context(|| format!("port-forward: {forward_err}"))?;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("hello from a configmap"), "{reply}");
 
     // --previous shows the last instance of a restarted container.
     until("the crashing container has restarted", WAIT, || async {
