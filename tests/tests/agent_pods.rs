@@ -549,3 +549,49 @@ async fn probes_restart_unhealthy_containers_and_take_unready_pods_out_of_their_
     assert_eq!(phase(&flip), "Running", "an unready pod still runs");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_start_and_pre_stop_hooks_run_in_the_container() -> Result<()> {
+    let Some((_cluster, client, node)) = start(15).await? else {
+        return Ok(());
+    };
+    let out = node.containerd.dir.path().join("hook-out");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&pod(
+        "hooked",
+        &node.name,
+        json!({"terminationGracePeriodSeconds": 10,
+               "volumes": [{"name": "out", "hostPath": {"path": out.display().to_string(), "type": "DirectoryOrCreate"}}],
+               "containers": [{
+                   "name": "app", "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"],
+                   "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+                   "lifecycle": {
+                       "postStart": {"exec": {"command": ["sh", "-c", "echo started > /out/post-start"]}},
+                       "preStop": {"exec": {"command": ["sh", "-c", "echo stopping > /out/pre-stop"]}},
+                   },
+               }]}),
+    )?)
+    .await?;
+    until("the pod runs", WAIT, || async {
+        pod_now(&pods, "hooked")
+            .await
+            .is_some_and(|p| phase(&p) == "Running")
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nagent log:\n{}", node.log()))?;
+    assert_eq!(
+        std::fs::read_to_string(out.join("post-start"))?.trim(),
+        "started"
+    );
+    assert!(!out.join("pre-stop").exists());
+    pods.delete("hooked", &DeleteParams::default()).await?;
+    until("the deleted pod is gone", WAIT, || async {
+        pod_now(&pods, "hooked").await.is_none()
+    })
+    .await?;
+    assert_eq!(
+        std::fs::read_to_string(out.join("pre-stop"))?.trim(),
+        "stopping"
+    );
+    Ok(())
+}

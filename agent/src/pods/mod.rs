@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod cleanup;
 pub mod configs;
 pub mod events;
+pub mod hooks;
 pub mod images;
 pub mod observed;
 pub mod plan;

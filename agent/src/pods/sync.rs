@@ -21,6 +21,7 @@ use serde_json::json;
 use super::backoff::{container_key, Backoffs};
 use super::configs::{self, NodeSettings};
 use super::events::PodEvents;
+use super::hooks::{self, Hook};
 use super::images::ImagePuller;
 use super::observed::{observe, Observed, State};
 use super::plan::{plan, KillReason, Plan};
@@ -376,6 +377,27 @@ impl Syncer {
                 "Started",
                 format!("Started container {}", start.name),
             );
+            let (_, pod_name, _) = configs::identity(pod);
+            let hooked = hooks::run(
+                &self.runtime,
+                events,
+                &pod_name,
+                container,
+                &id,
+                Hook::PostStart,
+                grace_period(pod),
+            )
+            .await;
+            if !hooked {
+                // As kubelet: a container whose postStart hook failed is killed, and restarts
+                // by its policy.
+                events.normal(
+                    Some(container),
+                    "Killing",
+                    format!("FailedPostStartHook: stopping container {}", start.name),
+                );
+                ignore_missing(self.runtime.stop_container(&id, Duration::ZERO).await)?;
+            }
         }
         Ok(acted)
     }
@@ -496,13 +518,34 @@ impl Syncer {
         events: &PodEvents,
         grace: Duration,
     ) -> Result<(), SyncError> {
+        let (_, pod_name, _) = configs::identity(pod);
         let stops = observed.running().map(|instance| {
+            let container = find(pod, &instance.name);
             events.normal(
-                find(pod, &instance.name),
+                container,
                 "Killing",
                 format!("Stopping container {}", instance.name),
             );
-            self.runtime.stop_container(&instance.id, grace)
+            let pod_name = pod_name.clone();
+            async move {
+                // The preStop hook first, within the grace period; the stop gets the rest.
+                let mut remaining = grace;
+                if let Some(container) = container.filter(|_| !grace.is_zero()) {
+                    let started = std::time::Instant::now();
+                    hooks::run(
+                        &self.runtime,
+                        events,
+                        &pod_name,
+                        container,
+                        &instance.id,
+                        Hook::PreStop,
+                        grace,
+                    )
+                    .await;
+                    remaining = hooks::grace_after_hook(grace, started.elapsed());
+                }
+                self.runtime.stop_container(&instance.id, remaining).await
+            }
         });
         for result in futures::future::join_all(stops).await {
             ignore_missing(result)?;
