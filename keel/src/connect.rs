@@ -34,6 +34,9 @@ pub struct MasterArgs {
     /// hosts or over loopback: no TLS, no credentials.
     #[arg(long, value_name = "URL", value_delimiter = ',', num_args = 1..)]
     pub server: Vec<String>,
+    /// A bearer token sent to the `--server` URLs (a kubeconfig carries its own).
+    #[arg(long, value_name = "TOKEN", requires = "server")]
+    pub token: Option<String>,
 }
 
 /// What [`MasterArgs`] and the environment resolve to.
@@ -61,7 +64,13 @@ impl MasterArgs {
         let config = match self.masters(env.as_deref(), default_exists) {
             Masters::Kubeconfig(path) => Kubeconfig::read(path)?,
             Masters::KubeconfigList(paths) => Kubeconfig::read_all(&paths)?,
-            Masters::Servers(urls) => return Ok((Client::new(&urls)?, None)),
+            Masters::Servers(urls) => {
+                let client = match &self.token {
+                    Some(token) => Client::with_token(&urls, token)?,
+                    None => Client::new(&urls)?,
+                };
+                return Ok((client, None));
+            }
         };
         let ca = config
             .certificate_authority
@@ -103,6 +112,16 @@ mod tests {
     struct Command {
         #[command(flatten)]
         masters: MasterArgs,
+    }
+
+    #[test]
+    fn a_token_goes_with_server_urls_only() {
+        let args = parse(&["--server", "http://a:2379", "--token", "t0k"]).expect("parses");
+        assert_eq!(args.token.as_deref(), Some("t0k"));
+        assert!(
+            parse(&["--token", "t0k"]).is_err(),
+            "a token needs --server"
+        );
     }
 
     fn parse(args: &[&str]) -> Result<MasterArgs, clap::Error> {
