@@ -3,13 +3,28 @@
 //! imported, removed again when the test is done. Where containers cannot run (not root, or
 //! containerd, runc, the CNI plugins or busybox-static missing) it says why and yields `None`,
 //! so a test can skip instead of failing on a machine that cannot run it.
+//!
+//! Also the plain CRI configurations such tests run busybox in (a one-pod sandbox in
+//! `default`, busybox containers), built by hand where a test drives CRI directly, and a
+//! polling helper.
 #![allow(clippy::expect_used, clippy::missing_panics_doc)]
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use keel_types::k8s_openapi::api::core::v1::Pod;
 
 use crate::containerd::{BridgeNetwork, ContainerdConfig, PrivateContainerd, Snapshotter};
+use crate::cri::{
+    ContainerConfig, ContainerMetadata, ImageSpec, LinuxContainerConfig,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+    NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
+};
 use crate::image::busybox::write_host_archive;
-use crate::image::PAUSE_IMAGE;
+use crate::image::{BUSYBOX_IMAGE, PAUSE_IMAGE};
+use crate::labels;
 use crate::RuntimeClient;
 
 /// A node for one test: its own containerd, CNI bridge and /24, images imported.
@@ -127,5 +142,84 @@ impl Drop for TestNode {
             .args(["link", "delete", &self.network.bridge])
             .stderr(std::process::Stdio::null())
             .status();
+    }
+}
+
+/// kubelet's namespaces for a plain pod (the agent's own choice for one): the sandbox's
+/// network and IPC, a PID namespace of each container's own.
+pub fn namespaces() -> Option<NamespaceOption> {
+    Some(crate::pods::configs::namespaces(&Pod::default()))
+}
+
+/// The sandbox of a pod `name` (uid `uid`) in `default`, with kubelet's labels, logging under
+/// `logs` (created).
+pub fn sandbox_config(name: &str, uid: &str, logs: &Path) -> PodSandboxConfig {
+    std::fs::create_dir_all(logs).expect("pod log directory");
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.to_owned(),
+            uid: uid.to_owned(),
+            namespace: "default".to_owned(),
+            attempt: 0,
+        }),
+        hostname: name.to_owned(),
+        log_directory: logs.display().to_string(),
+        labels: HashMap::from([
+            (labels::POD_NAME.to_owned(), name.to_owned()),
+            (labels::POD_NAMESPACE.to_owned(), "default".to_owned()),
+            (labels::POD_UID.to_owned(), uid.to_owned()),
+        ]),
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: namespaces(),
+                ..LinuxSandboxSecurityContext::default()
+            }),
+            ..LinuxPodSandboxConfig::default()
+        }),
+        ..PodSandboxConfig::default()
+    }
+}
+
+/// A busybox container `name` running `command`, logging to `<logs>/<name>/0.log`.
+pub fn container_config(name: &str, logs: &Path, command: &[&str]) -> ContainerConfig {
+    std::fs::create_dir_all(logs.join(name)).expect("container log directory");
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.to_owned(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: BUSYBOX_IMAGE.to_owned(),
+            ..ImageSpec::default()
+        }),
+        command: command.iter().map(|s| (*s).to_owned()).collect(),
+        log_path: labels::container_log_path(name, 0).display().to_string(),
+        linux: Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: namespaces(),
+                ..LinuxContainerSecurityContext::default()
+            }),
+            ..LinuxContainerConfig::default()
+        }),
+        ..ContainerConfig::default()
+    }
+}
+
+/// Polls `check` until it yields a value; fails the test after a minute.
+pub async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

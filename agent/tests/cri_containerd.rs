@@ -4,106 +4,15 @@
 //! Needs root, containerd, runc, ctr, the CNI plugins and busybox-static
 //! (`scripts/install-deps.sh`); without them every test says why and skips.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use keel_agent::containerd::Snapshotter;
-use keel_agent::cri::{
-    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ImageSpec,
-    LinuxContainerConfig, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
-    LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
-    PodSandboxMetadata, PodSandboxState,
-};
+use keel_agent::cri::{ContainerState, ContainerStatus, PodSandboxState};
 use keel_agent::image::{BUSYBOX_IMAGE, PAUSE_IMAGE};
-use keel_agent::testing::TestNode;
+use keel_agent::testing::{container_config, sandbox_config, until, TestNode};
 use keel_agent::{Error, RuntimeClient};
-
-/// kubelet's namespaces for a pod without shareProcessNamespace: the sandbox's network and
-/// IPC, a PID namespace of each container's own.
-fn namespaces() -> Option<NamespaceOption> {
-    Some(NamespaceOption {
-        network: NamespaceMode::Pod as i32,
-        pid: NamespaceMode::Container as i32,
-        ipc: NamespaceMode::Pod as i32,
-        ..NamespaceOption::default()
-    })
-}
-
-fn sandbox_config(name: &str, logs: &Path) -> PodSandboxConfig {
-    std::fs::create_dir_all(logs).expect("pod log directory");
-    let labels = HashMap::from([
-        ("io.kubernetes.pod.name".to_owned(), name.to_owned()),
-        (
-            "io.kubernetes.pod.namespace".to_owned(),
-            "default".to_owned(),
-        ),
-        ("io.kubernetes.pod.uid".to_owned(), format!("uid-{name}")),
-    ]);
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.to_owned(),
-            uid: format!("uid-{name}"),
-            namespace: "default".to_owned(),
-            attempt: 0,
-        }),
-        hostname: name.to_owned(),
-        log_directory: logs.display().to_string(),
-        labels,
-        linux: Some(LinuxPodSandboxConfig {
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: namespaces(),
-                ..LinuxSandboxSecurityContext::default()
-            }),
-            ..LinuxPodSandboxConfig::default()
-        }),
-        ..PodSandboxConfig::default()
-    }
-}
-
-fn container_config(name: &str, logs: &Path, command: &[&str]) -> ContainerConfig {
-    std::fs::create_dir_all(logs.join(name)).expect("container log directory");
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.to_owned(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: BUSYBOX_IMAGE.to_owned(),
-            ..ImageSpec::default()
-        }),
-        command: command.iter().map(|s| (*s).to_owned()).collect(),
-        log_path: format!("{name}/0.log"),
-        linux: Some(LinuxContainerConfig {
-            security_context: Some(LinuxContainerSecurityContext {
-                namespace_options: namespaces(),
-                ..LinuxContainerSecurityContext::default()
-            }),
-            ..LinuxContainerConfig::default()
-        }),
-        ..ContainerConfig::default()
-    }
-}
-
-/// Polls `check` until it yields a value; fails the test after a minute.
-async fn until<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "gave up waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn status(client: &RuntimeClient, id: &str) -> ContainerStatus {
     client.container_status(id).await.expect("container status")
@@ -208,7 +117,7 @@ async fn containerd_serves_cri_v1_and_holds_the_local_images() {
 async fn run_to_completion(node: &TestNode, pod: &str, command: &[&str]) -> (i32, Vec<String>) {
     let client = &node.client;
     let logs = node.logs(pod);
-    let config = sandbox_config(pod, &logs);
+    let config = sandbox_config(pod, &format!("uid-{pod}"), &logs);
     let sandbox = client
         .run_pod_sandbox(config.clone(), "")
         .await
@@ -254,7 +163,7 @@ async fn a_containerd_dropped_without_stopping_leaves_no_container_running() {
     };
     let marker = format!("keel-drop-marker-{}", std::process::id());
     let logs = node.logs("orphan");
-    let config = sandbox_config("orphan", &logs);
+    let config = sandbox_config("orphan", "uid-orphan", &logs);
     let sandbox = node
         .client
         .run_pod_sandbox(config.clone(), "")
@@ -331,7 +240,7 @@ async fn a_sandbox_gets_a_pod_ip_and_runs_containers_that_share_its_network() {
     };
     let client = &node.client;
     let logs = node.logs("web");
-    let pod = sandbox_config("web", &logs);
+    let pod = sandbox_config("web", "uid-web", &logs);
 
     let sandbox = client
         .run_pod_sandbox(pod.clone(), "")

@@ -5,86 +5,18 @@
 //! Needs root, containerd, runc, the CNI plugins and busybox-static
 //! (`scripts/install-deps.sh`); without them every test says why and skips.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use keel_agent::cri::{
-    ContainerConfig, ContainerMetadata, ContainerState, ImageSpec, LinuxContainerConfig,
-    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
-};
-use keel_agent::image::BUSYBOX_IMAGE;
-use keel_agent::labels;
+use keel_agent::cri::ContainerState;
 use keel_agent::prober::check::exec;
 use keel_agent::prober::{CheckOutcome, ProbeKind, ProbeManager, ProbeResult, ProbeUpdate};
-use keel_agent::testing::TestNode;
+use keel_agent::testing::{container_config, sandbox_config, until, TestNode};
 use keel_agent::RuntimeClient;
 use keel_client::k8s_openapi::api::core::v1::{
     Container, ContainerPort, HTTPGetAction, Pod, PodSpec, PodStatus, Probe,
 };
 use keel_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keel_client::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-
-fn namespaces() -> Option<NamespaceOption> {
-    Some(NamespaceOption {
-        network: NamespaceMode::Pod as i32,
-        pid: NamespaceMode::Container as i32,
-        ipc: NamespaceMode::Pod as i32,
-        ..NamespaceOption::default()
-    })
-}
-
-fn sandbox_config(name: &str, uid: &str, logs: &Path) -> PodSandboxConfig {
-    std::fs::create_dir_all(logs).expect("pod log directory");
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.to_owned(),
-            uid: uid.to_owned(),
-            namespace: "default".to_owned(),
-            attempt: 0,
-        }),
-        hostname: name.to_owned(),
-        log_directory: logs.display().to_string(),
-        labels: HashMap::from([
-            (labels::POD_NAME.to_owned(), name.to_owned()),
-            (labels::POD_NAMESPACE.to_owned(), "default".to_owned()),
-            (labels::POD_UID.to_owned(), uid.to_owned()),
-        ]),
-        linux: Some(LinuxPodSandboxConfig {
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: namespaces(),
-                ..LinuxSandboxSecurityContext::default()
-            }),
-            ..LinuxPodSandboxConfig::default()
-        }),
-        ..PodSandboxConfig::default()
-    }
-}
-
-fn container_config(name: &str, logs: &Path, command: &[&str]) -> ContainerConfig {
-    std::fs::create_dir_all(logs.join(name)).expect("container log directory");
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.to_owned(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: BUSYBOX_IMAGE.to_owned(),
-            ..ImageSpec::default()
-        }),
-        command: command.iter().map(|s| (*s).to_owned()).collect(),
-        log_path: labels::container_log_path(name, 0).display().to_string(),
-        linux: Some(LinuxContainerConfig {
-            security_context: Some(LinuxContainerSecurityContext {
-                namespace_options: namespaces(),
-                ..LinuxContainerSecurityContext::default()
-            }),
-            ..LinuxContainerConfig::default()
-        }),
-        ..ContainerConfig::default()
-    }
-}
 
 /// Runs a one-container pod; returns its sandbox, container id and pod IP once it runs.
 async fn run_pod(
@@ -118,25 +50,6 @@ async fn run_pod(
     })
     .await;
     (sandbox, id, ip)
-}
-
-/// Polls `check` until it yields a value; fails the test after a minute.
-async fn until<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "gave up waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn command(args: &[&str]) -> Vec<String> {

@@ -16,11 +16,12 @@ use anyhow::{ensure, Context, Result};
 use keel_agent::cri::{
     ContainerConfig, ContainerMetadata, ContainerState, ImageSpec, LinuxContainerConfig,
     LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
+    PodSandboxConfig, PodSandboxMetadata,
 };
 use keel_agent::image::BUSYBOX_IMAGE;
 use keel_agent::labels;
 use keel_agent::server::{node_status_patch, AgentServer, AgentServerConfig};
+use keel_agent::testing::namespaces;
 use keel_agent::testing::TestNode;
 use keel_agent::RuntimeClient;
 use keel_tests::cluster::keel_bin;
@@ -31,15 +32,6 @@ use tokio_util::sync::CancellationToken;
 
 const NODE: &str = "streaming-node";
 const POD: &str = "web";
-
-fn namespaces() -> Option<NamespaceOption> {
-    Some(NamespaceOption {
-        network: NamespaceMode::Pod as i32,
-        pid: NamespaceMode::Container as i32,
-        ipc: NamespaceMode::Pod as i32,
-        ..NamespaceOption::default()
-    })
-}
 
 fn pod_labels(uid: &str) -> HashMap<String, String> {
     HashMap::from([

@@ -15,11 +15,12 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use keel_agent::cri::{
     ContainerConfig, ContainerMetadata, ContainerState, ImageSpec, LinuxContainerConfig,
     LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata,
+    PodSandboxConfig, PodSandboxMetadata,
 };
 use keel_agent::image::BUSYBOX_IMAGE;
 use keel_agent::labels;
 use keel_agent::podfiles::{resolve_env, ApiSources, NodeFacts, VolumeManager};
+use keel_agent::testing::namespaces;
 use keel_agent::testing::TestNode;
 use keel_client::{Api, Client, Patch};
 use keel_tests::{Cluster, Flavor};
@@ -224,15 +225,6 @@ async fn admission_mounts_the_service_account_token_unless_turned_off() -> Resul
         .await?;
     assert_eq!(volume_names(&updated), names);
     Ok(())
-}
-
-fn namespaces() -> Option<NamespaceOption> {
-    Some(NamespaceOption {
-        network: NamespaceMode::Pod as i32,
-        pid: NamespaceMode::Container as i32,
-        ipc: NamespaceMode::Pod as i32,
-        ..NamespaceOption::default()
-    })
 }
 
 fn sandbox_config(pod: &Pod, logs: &Path) -> Result<PodSandboxConfig> {
