@@ -86,6 +86,13 @@ impl Backoffs {
     }
 }
 
+/// Now, in Unix nanoseconds, the unit back-offs and the runtime's times are in.
+pub fn now_nanos() -> i64 {
+    keel_types::k8s_openapi::chrono::Utc::now()
+        .timestamp_nanos_opt()
+        .unwrap_or_default()
+}
+
 /// The key of container `name` of pod `uid`.
 pub fn container_key(uid: &str, name: &str) -> String {
     format!("{uid}/{name}")

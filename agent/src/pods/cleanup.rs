@@ -85,10 +85,12 @@ pub fn log_dir_uid(name: &str) -> Option<&str> {
         .filter(|uid| !uid.is_empty())
 }
 
-fn remove(path: &Path) {
+/// Removes a pod's directory (files or logs); one already gone is fine, anything else is
+/// logged and left for the next sweep.
+pub fn remove(path: &Path) {
     if let Err(error) = std::fs::remove_dir_all(path) {
         if error.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(path = %path.display(), %error, "removing a vanished pod's files");
+            tracing::warn!(path = %path.display(), %error, "removing a pod's directory");
         }
     }
 }

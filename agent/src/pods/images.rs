@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use keel_types::k8s_openapi::api::core::v1::Container;
 
-use super::backoff::{image_key, Backoffs, Verdict};
+use super::backoff::{image_key, now_nanos, Backoffs, Verdict};
 use super::events::PodEvents;
 use super::status::Waiting;
 use crate::cri::AuthConfig;
@@ -41,12 +41,6 @@ pub fn pull_policy(container: &Container) -> &str {
         Some((_, "latest")) | None => "Always",
         Some(_) => "IfNotPresent",
     }
-}
-
-fn now_nanos() -> i64 {
-    keel_types::k8s_openapi::chrono::Utc::now()
-        .timestamp_nanos_opt()
-        .unwrap_or_default()
 }
 
 impl ImagePuller {

@@ -18,7 +18,8 @@ use keel_types::k8s_openapi::api::core::v1::{Container, Pod, PodStatus, Secret};
 use keel_types::k8s_openapi::chrono::Utc;
 use serde_json::json;
 
-use super::backoff::{container_key, Backoffs};
+use super::backoff::{container_key, now_nanos, Backoffs};
+use super::cleanup;
 use super::configs::{self, NodeSettings};
 use super::events::PodEvents;
 use super::hooks::{self, Hook};
@@ -64,10 +65,6 @@ pub enum SyncError {
     Api(#[from] keel_client::Error),
     #[error("{0}")]
     Setup(String),
-}
-
-fn now_nanos() -> i64 {
-    Utc::now().timestamp_nanos_opt().unwrap_or_default()
 }
 
 fn is_terminal(pod: &Pod) -> bool {
@@ -567,18 +564,13 @@ impl Syncer {
             ignore_missing(self.runtime.remove_pod_sandbox(&sandbox.id).await)?;
         }
         self.files.teardown(&uid).await;
-        let pod_dir = labels::pod_dir(&self.node.root_dir, &uid);
-        if let Err(error) = std::fs::remove_dir_all(&pod_dir) {
-            if error.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %pod_dir.display(), %error, "removing a deleted pod's files");
-            }
-        }
-        let log_dir = labels::pod_log_dir(&self.node.logs_dir, &namespace, &name, &uid);
-        if let Err(error) = std::fs::remove_dir_all(&log_dir) {
-            if error.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %log_dir.display(), %error, "removing a deleted pod's logs");
-            }
-        }
+        cleanup::remove(&labels::pod_dir(&self.node.root_dir, &uid));
+        cleanup::remove(&labels::pod_log_dir(
+            &self.node.logs_dir,
+            &namespace,
+            &name,
+            &uid,
+        ));
         self.backoffs.forget_pod(&uid);
         self.images.forget_pod(&uid);
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
