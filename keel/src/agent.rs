@@ -101,18 +101,10 @@ fn own_oom_score_adj() -> i64 {
 }
 
 fn memory_capacity() -> i64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|l| {
-                    l.split_whitespace()
-                        .next()
-                        .and_then(|kb| kb.parse::<i64>().ok())
-                })
-        })
-        .map_or(0, |kb| kb * 1024)
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    keel_agent::node::host::meminfo_bytes(&meminfo, "MemTotal")
+        .and_then(|bytes| i64::try_from(bytes).ok())
+        .unwrap_or(0)
 }
 
 /// Writes the pod network's CNI configuration for `cidr`, replacing what an earlier run
@@ -139,10 +131,12 @@ fn write_cni_config(dir: &std::path::Path, cidr: &str) -> anyhow::Result<()> {
 
 /// `cidr` in its canonical form (the address masked to its prefix), if it is an IPv4 CIDR.
 fn ipv4_cidr(cidr: &str) -> Option<String> {
-    let (address, prefix) = cidr.split_once('/')?;
-    let address: std::net::Ipv4Addr = address.parse().ok()?;
-    let prefix: u32 = prefix.parse().ok().filter(|p| *p <= 32)?;
-    let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+    let (std::net::IpAddr::V4(address), prefix) =
+        keel_agent::node::config::parse_cidr(cidr).ok()?
+    else {
+        return None;
+    };
+    let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
     Some(format!(
         "{}/{prefix}",
         std::net::Ipv4Addr::from(u32::from(address) & mask)
