@@ -316,7 +316,7 @@ async fn end(active: Active, c: &mut Cluster) -> Result<Value, String> {
         Active::Damaged(i) => {
             let dir = c.members[i].data_dir.clone();
             let pristine = dir.with_extension("pristine");
-            if c.is_running(i) {
+            if settled_serving(c, i).await {
                 let _ = std::fs::remove_dir_all(&pristine);
                 return Ok(json!({"member": i, "running": true}));
             }
@@ -330,6 +330,33 @@ async fn end(active: Active, c: &mut Cluster) -> Result<Value, String> {
             }
             Ok(json!({"member": i, "running": false, "refused": why, "restored": restored}))
         }
+    }
+}
+
+/// Waits until a member restarted on damaged files either serves (its status answers, so the
+/// store opened) or exits. Deciding on `is_running` alone raced a member still opening its files:
+/// it was judged healthy, its good copy dropped, and it exited a moment later.
+async fn settled_serving(c: &mut Cluster, i: usize) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if !c.is_running(i) {
+            return false;
+        }
+        let mut m = c.clients[i].maintenance.clone();
+        let answered = tokio::time::timeout(
+            Duration::from_secs(1),
+            m.status(keel_proto::etcdserverpb::StatusRequest {}),
+        )
+        .await;
+        if matches!(answered, Ok(Ok(_))) {
+            // The open succeeded; a moment more catches a refusal found right after it.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return c.is_running(i);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return c.is_running(i);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
