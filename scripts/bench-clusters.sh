@@ -41,3 +41,18 @@ start_cluster() { # flavor base-port
   tail -n 20 "$work/$flavor"-m*.log >&2
   return 1
 }
+
+# admin_token prints the keel cluster's admin token from the kubeconfig its first master writes
+# once it serves the API (the API refuses callers without credentials).
+admin_token() {
+  local kubeconfig="$work/keel-m0/admin.kubeconfig"
+  for _ in $(seq 300); do
+    if [ -s "$kubeconfig" ]; then
+      sed -n 's/^ *token: *//p' "$kubeconfig"
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "no admin kubeconfig at $kubeconfig" >&2
+  return 1
+}

@@ -14,15 +14,16 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 start_cluster keel 32000
 servers="$eps"
+token="$(admin_token)"
 for run in $(seq "$runs"); do
   echo "bench-controllers: run $run of $runs" >&2
-  "$keel" bench controllers --server "$servers" --nodes "$nodes" --replicas "$replicas"
+  "$keel" bench controllers --server "$servers" --token "$token" --nodes "$nodes" --replicas "$replicas"
 done
 holder_member() {
   ETCDCTL_API=3 etcdctl --endpoints="${servers//http:\/\//}" get /registry/leases/kube-system/kube-controller-manager --print-value-only |
     grep -o '"holderIdentity":"[^"]*"' | sed -E 's/.*_m([0-9]+)_.*/\1/'
 }
-"$keel" bench controllers --server "$servers" --nodes "$nodes" --replicas "$replicas" >"$work/failover.out" 2>"$work/failover.err" &
+"$keel" bench controllers --server "$servers" --token "$token" --nodes "$nodes" --replicas "$replicas" >"$work/failover.out" 2>"$work/failover.err" &
 bench=$!
 # Wait until this run's rolling update starts (the bench says so), then kill.
 for _ in $(seq 6000); do

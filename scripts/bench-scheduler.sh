@@ -13,8 +13,9 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 start_cluster keel 31000
 servers="$eps"
+token="$(admin_token)"
 for workload in basic affinity spread anti-affinity; do
-  "$keel" bench scheduler --server "$servers" --nodes "$nodes" --pods "$pods" --rate "$rate" --workload "$workload"
+  "$keel" bench scheduler --server "$servers" --token "$token" --nodes "$nodes" --pods "$pods" --rate "$rate" --workload "$workload"
 done
 # Failover: kill the active scheduler's master a few seconds into a run, then measure.
 holder_member() {
@@ -22,7 +23,7 @@ holder_member() {
     grep -o '"holderIdentity":"[^"]*"' | sed -E 's/.*_m([0-9]+)_.*/\1/'
 }
 failover_pods=$((rate * 12))
-"$keel" bench scheduler --server "$servers" --nodes "$nodes" --pods "$failover_pods" --rate "$rate" --workload basic &
+"$keel" bench scheduler --server "$servers" --token "$token" --nodes "$nodes" --pods "$failover_pods" --rate "$rate" --workload basic &
 bench=$!
 # Registration of the nodes comes first; kill once pods are flowing.
 for _ in $(seq 600); do

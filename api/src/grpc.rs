@@ -340,7 +340,7 @@ mod tests {
         let tokens = TokenFile::parse("admin,admin,1,system:masters").expect("tokens");
         let auth = AuthConfig {
             authenticator: Authenticator::new(tokens, false),
-            mode: AuthorizationMode::Rbac,
+            mode: AuthorizationMode::RBAC,
         };
         let core = Arc::new(ApiServer::new(MemoryStorage::new()).with_auth(auth));
         crate::bootstrap::ensure_namespaces(&core).await;

@@ -371,6 +371,7 @@ impl<S: Storage> ApiServer<S> {
         let (mut obj, warnings) = admission::admit(info, obj, None, opts.field_validation)?;
         self.check_escalation(info, ns.as_deref(), &obj, opts.requester.as_ref())
             .await?;
+        self.restrict_node_create(info, ns.as_deref(), &obj, opts.requester.as_ref())?;
         self.admit_priority_class(info, &obj, None).await?;
         opts.track(info, None, None, &mut obj);
         let name = meta::name(&obj).to_string();

@@ -56,6 +56,21 @@ impl MasterArgs {
         Ok(self.connect_with_ca()?.0)
     }
 
+    /// These flags as given, for a child process that finds the same masters the same way.
+    pub fn forwarded(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(kubeconfig) = &self.kubeconfig {
+            args.push(format!("--kubeconfig={}", kubeconfig.display()));
+        }
+        if !self.server.is_empty() {
+            args.push(format!("--server={}", self.server.join(",")));
+        }
+        if let Some(token) = &self.token {
+            args.push(format!("--token={token}"));
+        }
+        args
+    }
+
     /// [`connect`](MasterArgs::connect), also returning the certificate authority (PEM) the
     /// kubeconfig trusts for the masters, if the masters were found through one.
     pub fn connect_with_ca(&self) -> anyhow::Result<(Client, Option<String>)> {

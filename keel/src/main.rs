@@ -53,9 +53,10 @@ enum Command {
     /// Simulated nodes (KWOK's role): register N Nodes and play kubelet for them through the
     /// API — Leases, node status, and the life of the pods bound to them.
     SimNodes(Box<sim::SimArgs>),
-    /// Issue a node agent's serving certificate from the cluster CA in a master's data dir
-    /// (run on a master): writes kubelet.crt, kubelet.key and ca.crt into --out-dir, for the
-    /// agent's --tls-cert-file, --tls-private-key-file and --client-ca-file.
+    /// Issue a node agent's credentials from the cluster CA in a master's data dir (run on a
+    /// master): writes kubelet.crt, kubelet.key and ca.crt into --out-dir, for the agent's
+    /// --tls-cert-file, --tls-private-key-file and --client-ca-file, and kubelet.kubeconfig
+    /// (a client certificate for system:node:<name>) for its --kubeconfig.
     NodeCertificate {
         #[arg(long, default_value = "./keel-data")]
         data_dir: std::path::PathBuf,
@@ -65,6 +66,10 @@ enum Command {
         /// An address the API server reaches the agent at (its InternalIP); repeatable.
         #[arg(long = "address")]
         addresses: Vec<String>,
+        /// The masters' HTTPS URL the agent's kubeconfig names [default: the server of the
+        /// admin kubeconfig in the data dir].
+        #[arg(long)]
+        server: Option<String>,
         #[arg(long)]
         out_dir: std::path::PathBuf,
     },
@@ -100,8 +105,15 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             node_name,
             addresses,
+            server,
             out_dir,
-        } => rest::write_node_certificate(&data_dir, &node_name, &addresses, &out_dir),
+        } => rest::write_node_certificate(
+            &data_dir,
+            &node_name,
+            &addresses,
+            server.as_deref(),
+            &out_dir,
+        ),
         Command::Kubeconfig { data_dir } => {
             let path = rest::kubeconfig_path(&data_dir);
             let text = std::fs::read_to_string(&path).map_err(|e| {

@@ -134,6 +134,26 @@ pub fn issue_node_serving(ca: &Ca, node: &str, addresses: &[String]) -> anyhow::
 
 /// A kubeconfig for `server` trusting `ca_pem`, authenticating with a bearer token.
 pub fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> String {
+    kubeconfig_for(server, ca_pem, "keel-admin", &format!("token: {token}"))
+}
+
+/// A kubeconfig for `server` trusting `ca_pem`, authenticating as `user` with a client
+/// certificate (both embedded), as kubelet's own kubeconfig.
+pub fn client_certificate_kubeconfig(
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    client: &Issued,
+) -> String {
+    let credentials = format!(
+        "client-certificate-data: {}\n    client-key-data: {}",
+        STANDARD.encode(&client.cert_pem),
+        STANDARD.encode(&client.key_pem)
+    );
+    kubeconfig_for(server, ca_pem, user, &credentials)
+}
+
+fn kubeconfig_for(server: &str, ca_pem: &str, user: &str, credentials: &str) -> String {
     format!(
         "apiVersion: v1
 kind: Config
@@ -143,16 +163,16 @@ clusters:
     server: {server}
     certificate-authority-data: {ca}
 users:
-- name: keel-admin
+- name: {user}
   user:
-    token: {token}
+    {credentials}
 contexts:
-- name: keel-admin@keel
+- name: {user}@keel
   context:
     cluster: keel
-    user: keel-admin
+    user: {user}
     namespace: default
-current-context: keel-admin@keel
+current-context: {user}@keel
 ",
         ca = STANDARD.encode(ca_pem),
     )

@@ -132,13 +132,17 @@ fn write_ca(data_dir: &Path, ca: &Ca) -> anyhow::Result<()> {
     write_private(&key, &ca.key_pem)
 }
 
-/// Issues node `node`'s agent serving certificate from the CA in a master's data dir and
-/// writes it as kubelet keeps its own: `<out>/kubelet.crt`, `<out>/kubelet.key`, and the CA
-/// (`<out>/ca.crt`) for `--client-ca-file`.
+/// Issues node `node`'s credentials from the CA in a master's data dir and writes them as
+/// kubelet keeps its own: the agent's serving certificate (`<out>/kubelet.crt`,
+/// `<out>/kubelet.key`), the CA (`<out>/ca.crt`) for `--client-ca-file`, and
+/// `<out>/kubelet.kubeconfig` reaching `server` (default: the server of the master's admin
+/// kubeconfig) with a client certificate for `system:node:<node>` in `system:nodes`, which the
+/// Node authorizer limits to this node's objects.
 pub fn write_node_certificate(
     data_dir: &Path,
     node: &str,
     addresses: &[String],
+    server: Option<&str>,
     out: &Path,
 ) -> anyhow::Result<()> {
     let (cert, key) = ca_paths(data_dir);
@@ -154,11 +158,29 @@ pub fn write_node_certificate(
         cert_pem: read(&cert)?,
         key_pem: read(&key)?,
     };
+    let server = match server {
+        Some(url) => url.to_string(),
+        None => kubeconfig_server(&read(&kubeconfig_path(data_dir))?)
+            .context("the admin kubeconfig names no server")?,
+    };
+    let user = format!("{}{node}", keel_api::auth::node::NODE_USER_PREFIX);
+    let client = pki::issue_client(&ca, &user, &[keel_api::auth::node::NODES_GROUP])?;
     let issued = pki::issue_node_serving(&ca, node, addresses)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     write_private(&out.join("kubelet.crt"), &issued.cert_pem)?;
     write_private(&out.join("kubelet.key"), &issued.key_pem)?;
-    write_private(&out.join("ca.crt"), &ca.cert_pem)
+    write_private(&out.join("ca.crt"), &ca.cert_pem)?;
+    write_private(
+        &out.join("kubelet.kubeconfig"),
+        &pki::client_certificate_kubeconfig(&server, &ca.cert_pem, &user, &client),
+    )
+}
+
+/// The `server:` of a kubeconfig keel wrote (one cluster, one line per field).
+fn kubeconfig_server(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("server:"))
+        .map(|s| s.trim().to_string())
 }
 
 /// The path of the admin kubeconfig in a data dir.

@@ -114,10 +114,14 @@ pub struct ServerArgs {
     /// Where audit events are appended as JSON lines (`-` for standard output).
     #[arg(long, value_name = "FILE")]
     audit_log_path: Option<PathBuf>,
-    /// `AlwaysAllow` (default) or `RBAC` (deny whatever Roles and bindings do not grant).
-    #[arg(long, default_value = "AlwaysAllow")]
+    /// A comma-separated chain of `Node` (node agents reach their own node's objects),
+    /// `RBAC` (Roles and bindings) and `AlwaysAllow` (anything authenticated), as
+    /// kube-apiserver's flag. With the default, a request without credentials reaches only
+    /// what `system:public-info-viewer` grants (/healthz, /livez, /readyz, /version).
+    #[arg(long, default_value = "Node,RBAC")]
     authorization_mode: String,
-    /// Whether requests without credentials are served as system:anonymous.
+    /// Whether requests without credentials are served as system:anonymous (in the group
+    /// system:unauthenticated, which RBAC grants only the public information above).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     anonymous_auth: bool,
     /// Port of the Kubernetes REST API (HTTPS), as kube-apiserver's flag.

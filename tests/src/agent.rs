@@ -18,7 +18,6 @@ pub struct AgentNode {
     pub name: String,
     agent: Option<Child>,
     log: PathBuf,
-    servers: String,
     extra: Vec<String>,
     /// The agent server's port (logs, exec, port-forward), free when the node started.
     pub port: u16,
@@ -41,7 +40,10 @@ impl AgentNode {
             return Ok(None);
         };
         let log = containerd.dir.path().join("agent.log");
-        // The agent's serving certificate, issued on the master as an operator would.
+        // The agent's credentials (its serving certificate and a kubeconfig naming it
+        // system:node:<name>), issued on the master as an operator would, once the master
+        // serves the API.
+        cluster.admin_token()?;
         let pki = containerd.dir.path().join("agent-pki");
         let issued = Command::new(keel_bin()?)
             .arg("node-certificate")
@@ -59,7 +61,6 @@ impl AgentNode {
             name: name.to_owned(),
             agent: None,
             log,
-            servers: cluster.endpoints().join(","),
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             port,
             pki,
@@ -92,7 +93,8 @@ impl AgentNode {
         let logs = self.containerd.dir.path().join("pod-logs");
         let child = Command::new(keel_bin()?)
             .arg("agent")
-            .args(["--server", &self.servers])
+            .arg("--kubeconfig")
+            .arg(self.pki.join("kubelet.kubeconfig"))
             .args(["--hostname-override", &self.name])
             .args([
                 "--container-runtime-endpoint",

@@ -7,15 +7,39 @@ use anyhow::{bail, Result};
 use keel_proto::keelapi::api_client::ApiClient;
 use keel_proto::keelapi::{GetRequest, ResourceRef};
 use serde_json::Value;
+use tonic::codegen::InterceptedService;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
 use crate::cluster::connect;
 use crate::Cluster;
 
-/// An API client for member `i`, once the system namespaces exist (the API is serving).
-pub async fn ready_client(cluster: &Cluster, i: usize) -> Result<ApiClient<Channel>> {
-    let mut api = ApiClient::new(connect(&cluster.members[i].client_url()).await?)
-        .max_encoding_message_size(8 << 20);
+/// Sends the cluster's admin token with every call (the API refuses anonymous callers).
+#[derive(Clone)]
+pub struct AdminToken(MetadataValue<Ascii>);
+
+impl tonic::service::Interceptor for AdminToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// A gRPC API client acting as the cluster's admin.
+pub type Api = ApiClient<InterceptedService<Channel, AdminToken>>;
+
+/// An API client for member `i` with the admin's token, once the system namespaces exist (the
+/// API is serving).
+pub async fn ready_client(cluster: &Cluster, i: usize) -> Result<Api> {
+    let token = AdminToken(format!("Bearer {}", cluster.admin_token()?).parse()?);
+    let mut api =
+        ApiClient::with_interceptor(connect(&cluster.members[i].client_url()).await?, token)
+            .max_encoding_message_size(8 << 20);
     for _ in 0..300 {
         let ns = api
             .get(GetRequest {

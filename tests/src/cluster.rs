@@ -146,6 +146,34 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The cluster's admin token, from the kubeconfig a member writes once it serves the API
+    /// (waiting up to a minute for one to). Every master accepts it.
+    pub fn admin_token(&self) -> Result<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            for m in &self.members {
+                let Ok(text) = std::fs::read_to_string(m.kubeconfig()) else {
+                    continue;
+                };
+                if let Some(token) = text.lines().find_map(|l| l.trim().strip_prefix("token:")) {
+                    return Ok(token.trim().to_string());
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("no member wrote an admin kubeconfig within a minute");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// An SDK client for every master's client port, as the cluster's admin.
+    pub fn client(&self) -> Result<keel_client::Client> {
+        Ok(keel_client::Client::with_token(
+            &self.endpoints(),
+            &self.admin_token()?,
+        )?)
+    }
+
     fn initial_cluster(&self) -> String {
         self.members
             .iter()

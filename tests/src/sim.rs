@@ -32,6 +32,8 @@ impl Sim {
             .args(flags)
             .arg("--server")
             .arg(cluster.endpoints().join(","))
+            .arg("--token")
+            .arg(cluster.admin_token()?)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

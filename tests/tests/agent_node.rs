@@ -112,7 +112,7 @@ async fn the_node_registers_heartbeats_reports_its_status_and_goes_not_ready_wit
         return Ok(());
     };
     let cluster = Cluster::start(Flavor::Keel, 1).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     let tasks = TaskTracker::new();
     let recorder =
         Arc::new(Recorder::new(client.clone(), NODE.into(), tasks.clone()).with_host(NODE.into()));

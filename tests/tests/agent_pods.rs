@@ -76,7 +76,7 @@ async fn reasons(client: &Client, pod: &str) -> Vec<String> {
 /// tests running at the same time.
 async fn start(index: u32) -> Result<Option<(Cluster, Client, AgentNode)>> {
     let cluster = Cluster::start(Flavor::Keel, 1).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let Some(node) = AgentNode::start(&cluster, "agent-a", index, &[]).await? else {
         return Ok(None);

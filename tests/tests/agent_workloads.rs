@@ -26,7 +26,7 @@ const WAIT: Duration = Duration::from_secs(120);
 
 async fn start(index: u32) -> Result<Option<(Cluster, Client, Kubectl, AgentNode)>> {
     let cluster = Cluster::start(Flavor::Keel, 1).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let kubectl = Kubectl::for_cluster(&cluster).await?;
     let Some(node) = AgentNode::start(&cluster, "worker-1", index, &[]).await? else {

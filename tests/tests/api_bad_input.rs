@@ -1,12 +1,10 @@
 //! Bad objects sent to the API server are refused the way Kubernetes refuses them — 422 Invalid
 //! with each field named, or 400/404/413 — and nothing of them is stored.
 
-use keel_proto::keelapi::api_client::ApiClient;
 use keel_proto::keelapi::{CreateRequest, GetRequest, ListRequest, ResourceRef};
 use keel_tests::api::{ready_client, status_of};
 use keel_tests::{Cluster, Flavor};
 use serde_json::{json, Value};
-use tonic::transport::Channel;
 
 fn reference(group: &str, resource: &str, name: &str) -> Option<ResourceRef> {
     Some(ResourceRef {
@@ -30,7 +28,7 @@ fn causes(status: &Value) -> Vec<String> {
 
 /// Sends `object` as a create and returns the refusal's Status.
 async fn refused(
-    api: &mut ApiClient<Channel>,
+    api: &mut keel_tests::api::Api,
     group: &str,
     resource: &str,
     object: Value,

@@ -2,12 +2,10 @@
 //! Kubernetes' messages, deletes give usage back, and concurrent creates never overrun a quota
 //! (the quota's usage is compare-and-swapped in the same transaction as the object).
 
-use keel_proto::keelapi::api_client::ApiClient;
 use keel_proto::keelapi::{CreateRequest, DeleteRequest, GetRequest, ResourceRef};
 use keel_tests::api::{ready_client, status_of};
 use keel_tests::{Cluster, Flavor};
 use serde_json::{json, Value};
-use tonic::transport::Channel;
 
 fn reference(resource: &str, namespace: &str, name: &str) -> Option<ResourceRef> {
     Some(ResourceRef {
@@ -21,7 +19,7 @@ fn reference(resource: &str, namespace: &str, name: &str) -> Option<ResourceRef>
 }
 
 async fn create(
-    api: &mut ApiClient<Channel>,
+    api: &mut keel_tests::api::Api,
     resource: &str,
     namespace: &str,
     object: Value,

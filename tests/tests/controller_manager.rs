@@ -45,7 +45,7 @@ fn owned_by(pod: &Pod, uid: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_controller_manager_is_replaced_and_fenced() -> Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let _sim = Sim::start(&cluster, &["--count", "10"])?;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -63,7 +63,7 @@ async fn a_paused_controller_manager_is_replaced_and_fenced() -> Result<()> {
         .filter(|&i| i != first)
         .map(|i| cluster.members[i].client_url())
         .collect();
-    let client = Client::new(&others)?;
+    let client = Client::with_token(&others, &cluster.admin_token()?)?;
     let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let rs = sets
@@ -211,7 +211,7 @@ async fn a_rollout_completes_under_the_next_controller_manager_when_the_active_o
 ) -> Result<()> {
     use k8s_openapi::api::apps::v1::Deployment;
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let _sim = Sim::start(&cluster, &["--count", "10"])?;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -228,7 +228,7 @@ async fn a_rollout_completes_under_the_next_controller_manager_when_the_active_o
         .filter(|&i| i != first)
         .map(|i| cluster.members[i].client_url())
         .collect();
-    let client = Client::new(&others)?;
+    let client = Client::with_token(&others, &cluster.admin_token()?)?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let replicas = 40;
     deployments

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::ByteString;
 use keel_client::runtime::{Action, Controller};
-use keel_client::{Api, Client, DeleteParams, Error, WatchParams};
+use keel_client::{Api, DeleteParams, Error, WatchParams};
 use keel_tests::{Cluster, Flavor};
 use keel_types::k8s_openapi;
 use tokio_util::sync::CancellationToken;
@@ -109,7 +109,7 @@ async fn secret_value(secrets: &Api<Secret>, name: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_converges_repairs_and_stops() -> anyhow::Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 1).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     until("default namespace", || async {
         namespaces.get("default").await.is_ok()

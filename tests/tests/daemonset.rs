@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Pod;
-use keel_client::{Api, Client, ListParams, Patch};
+use keel_client::{Api, ListParams, Patch};
 use keel_tests::kubectl::Kubectl;
 use keel_tests::sim::{ready, until, Sim};
 use keel_tests::{Cluster, Flavor};
@@ -57,7 +57,7 @@ async fn per_node(pods: &Api<Pod>) -> Result<BTreeMap<String, Vec<(String, bool)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_set_runs_one_pod_per_eligible_node_and_rolls_out() -> Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let _sim = Sim::start(&cluster, &["--count", "3"])?;
     let kubectl = Kubectl::for_cluster(&cluster).await?;

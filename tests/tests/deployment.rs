@@ -14,7 +14,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use keel_client::watcher::{watcher, Event as WatchEvent};
-use keel_client::{Api, Client, ListParams, WatchParams};
+use keel_client::{Api, ListParams, WatchParams};
 use keel_tests::kubectl::Kubectl;
 use keel_tests::sim::{ready, until, Sim};
 use keel_tests::{Cluster, Flavor};
@@ -207,7 +207,7 @@ fn rollout_status(k: &Kubectl) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_rolls_out_undoes_pauses_and_scales_within_its_bounds() -> Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let _sim = Sim::start(&cluster, &["--count", "5"])?;
     let k = Kubectl::for_cluster(&cluster).await?;
@@ -476,7 +476,7 @@ async fn watch_recreate(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recreate_deployment_starts_new_pods_only_once_every_old_one_is_gone() -> Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let _sim = Sim::start(&cluster, &["--count", "5"])?;
     let k = Kubectl::for_cluster(&cluster).await?;
@@ -531,7 +531,7 @@ const STUCK: &str = r#"{"apiVersion": "apps/v1", "kind": "Deployment",
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_without_progress_exceeds_its_deadline() -> Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let _sim = Sim::start(&cluster, &["--count", "2"])?;
     let k = Kubectl::for_cluster(&cluster).await?;

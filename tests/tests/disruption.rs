@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use keel_client::{Api, Client, ListParams};
+use keel_client::{Api, ListParams};
 use keel_tests::kubectl::Kubectl;
 use keel_tests::sim::{ready, until, Sim};
 use keel_tests::{Cluster, Flavor};
@@ -118,7 +118,7 @@ fn eviction(pod: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evictions_respect_the_budget_and_kubectl_drain_moves_pods_within_it() -> Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let _sim = Sim::start(&cluster, &["--count", "3"])?;
     let kubectl = Kubectl::for_cluster(&cluster).await?;
@@ -275,7 +275,7 @@ async fn evictions_respect_the_budget_and_kubectl_drain_moves_pods_within_it() -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_percentage_budget_counts_the_deployments_scale() -> Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 1).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let _sim = Sim::start(&cluster, &["--count", "2"])?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");

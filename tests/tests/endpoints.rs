@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Pod, PodCondition, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use keel_client::{Api, Client, DeleteParams, Kubeconfig, ListParams};
+use keel_client::{Api, DeleteParams, Kubeconfig, ListParams};
 use keel_tests::sim::{ready, until, Sim};
 use keel_tests::{Cluster, Flavor};
 use keel_types::k8s_openapi;
@@ -124,7 +124,7 @@ async fn make_unready(pods: &Api<Pod>, name: &str) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_and_endpoint_slices_follow_the_pods_a_service_selects() -> Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let _sim = Sim::start(&cluster, &["--count", "3"])?;
     let ns = "default";
@@ -323,7 +323,7 @@ async fn endpoints_and_endpoint_slices_follow_the_pods_a_service_selects() -> Re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_new_namespace_gets_a_default_service_account_and_the_cluster_ca() -> Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces

@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::{Metadata, Resource};
-use keel_client::{Api, Client, DeleteParams, ListParams};
+use keel_client::{Api, DeleteParams, ListParams};
 use keel_tests::kubectl::Kubectl;
 use keel_tests::sim::{ready, until, Sim};
 use keel_tests::{Cluster, Flavor};
@@ -79,7 +79,7 @@ async fn three_running(sets: &Api<ReplicaSet>, pods: &Api<Pod>, name: &str) -> R
 async fn a_replica_set_deleted_with_each_cascade_policy_takes_its_pods_or_leaves_them() -> Result<()>
 {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let _sim = Sim::start(&cluster, &["--count", "3"])?;
     let k = Kubectl::for_cluster(&cluster).await?;
@@ -211,7 +211,7 @@ async fn gone(maps: &Api<ConfigMap>, name: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dependents_go_with_their_owners_and_never_while_an_owner_exists() -> Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 1).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");

@@ -325,7 +325,7 @@ async fn a_finished_job_is_deleted_after_its_ttl(client: &Client) -> Result<()> 
 async fn jobs_complete_within_parallelism_fail_by_limit_or_deadline_and_expire_after_their_ttl(
 ) -> Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let sim = Sim::start(&cluster, &["--count", "3"])?;
     let outcome = tokio::try_join!(
@@ -441,7 +441,7 @@ async fn a_forbid_cronjob_fires_on_the_minute_and_never_runs_two_jobs_at_once(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forbid_cronjob_fires_on_schedule_and_never_overlaps() -> Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let sim = Sim::start(&cluster, &["--count", "3"])?;
     a_forbid_cronjob_fires_on_the_minute_and_never_runs_two_jobs_at_once(&client)

@@ -30,8 +30,8 @@ async fn a_replaced_leader_cannot_write() -> anyhow::Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
     let endpoints = cluster.endpoints();
     // Each candidate talks to a different master.
-    let client_a = Client::new(&endpoints[0..1])?;
-    let client_b = Client::new(&endpoints[1..2])?;
+    let client_a = Client::with_token(&endpoints[0..1], &cluster.admin_token()?)?;
+    let client_b = Client::with_token(&endpoints[1..2], &cluster.admin_token()?)?;
     ready(&client_a).await?;
     let duration = Duration::from_secs(2);
     let mut a = LeaseLock::new(client_a.clone(), "kube-system", "ctl", "a", duration);
@@ -122,7 +122,8 @@ async fn one_of_three_campaigners_leads_and_a_successor_follows_its_release() ->
 {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
     let endpoints = cluster.endpoints();
-    ready(&Client::new(&endpoints)?).await?;
+    let token = cluster.admin_token()?;
+    ready(&Client::with_token(&endpoints, &token)?).await?;
     let timing = Timing {
         lease_duration: Duration::from_secs(3),
         renew_deadline: Duration::from_secs(2),
@@ -133,7 +134,7 @@ async fn one_of_three_campaigners_leads_and_a_successor_follows_its_release() ->
     let mut tasks = Vec::new();
     for (i, ep) in endpoints.iter().enumerate() {
         let lock = LeaseLock::new(
-            Client::new(std::slice::from_ref(ep))?,
+            Client::with_token(std::slice::from_ref(ep), &token)?,
             "kube-system",
             "campaign",
             &format!("m{i}"),

@@ -95,7 +95,7 @@ async fn metrics_and_health_follow_the_member() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_managers_work_queues_are_on_the_metrics_page() -> Result<()> {
     use k8s_openapi::api::apps::v1::ReplicaSet;
-    use keel_client::{Api, Client};
+    use keel_client::Api;
     use keel_types::k8s_openapi;
     let port = free_ports(1)?[0];
     let cluster = Cluster::start_with(
@@ -104,7 +104,7 @@ async fn the_controller_managers_work_queues_are_on_the_metrics_page() -> Result
         &[format!("--listen-metrics-urls=http://127.0.0.1:{port}")],
     )
     .await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     keel_tests::sim::ready(&client).await?;
     let sets: Api<ReplicaSet> = Api::namespaced(client, "default");
     sets.create(&serde_json::from_value(serde_json::json!({

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use keel_client::{Api, Client, DeleteParams, Patch};
+use keel_client::{Api, DeleteParams, Patch};
 use keel_tests::sim::{ready, until};
 use keel_tests::{Cluster, Flavor};
 use keel_types::k8s_openapi;
@@ -18,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(30);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminating_namespace_names_what_holds_it_up() -> Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 1).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces

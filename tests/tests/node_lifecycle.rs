@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
-use keel_client::{Api, Client, ListParams};
+use keel_client::{Api, ListParams};
 use keel_tests::sim::{ready, until, Sim};
 use keel_tests::{Cluster, Flavor};
 use keel_types::k8s_openapi;
@@ -34,7 +34,7 @@ fn ready_status(node: &Node) -> Option<String> {
 async fn an_unreachable_node_is_tainted_and_its_pods_come_back_elsewhere() -> Result<()> {
     let cluster =
         Cluster::start_with(Flavor::Keel, 3, &["--node-monitor-grace-period=4s".into()]).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     // Three nodes that stay, and one that will stop: in one zone of four, one unhealthy node
     // leaves the zone in its normal state, so evictions are not held back. Their kubelets

@@ -49,7 +49,7 @@ where
 /// A cluster whose `default` namespace has its ServiceAccount and root CA ConfigMap.
 async fn cluster() -> Result<(Cluster, Client)> {
     let cluster = Cluster::start(Flavor::Keel, 1).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
     wait_for("the default ServiceAccount", || async {
         accounts.get("default").await.ok()

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use k8s_openapi::api::core::v1::Pod;
-use keel_client::{Api, Client, ListParams};
+use keel_client::{Api, ListParams};
 use keel_tests::sim::{ready, until, Sim};
 use keel_tests::{Cluster, Flavor};
 use keel_types::k8s_openapi;
@@ -15,7 +15,7 @@ use serde_json::json;
 async fn finished_pods_beyond_the_threshold_are_collected_oldest_first() -> Result<()> {
     let cluster =
         Cluster::start_with(Flavor::Keel, 1, &["--terminated-pod-gc-threshold=2".into()]).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let _sim = Sim::start(&cluster, &["--count", "2"])?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

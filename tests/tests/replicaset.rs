@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Event, Pod};
-use keel_client::{Api, Client, DeleteParams, ListParams, Patch};
+use keel_client::{Api, DeleteParams, ListParams, Patch};
 use keel_tests::sim::{ready, until, Sim};
 use keel_tests::{Cluster, Flavor};
 use keel_types::k8s_openapi;
@@ -77,7 +77,7 @@ async fn settled(sets: &Api<ReplicaSet>, pods: &Api<Pod>, name: &str, n: i32) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_set_keeps_its_replicas_running_scales_and_adopts() -> Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let _sim = Sim::start(&cluster, &["--count", "3"])?;
     let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
@@ -177,7 +177,7 @@ async fn a_replica_set_keeps_its_replicas_running_scales_and_adopts() -> Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_set_adopts_matching_orphans_instead_of_creating() -> Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 1).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let _sim = Sim::start(&cluster, &["--count", "2"])?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -208,7 +208,7 @@ async fn a_replica_set_adopts_matching_orphans_instead_of_creating() -> Result<(
 async fn without_the_controller_manager_nothing_creates_pods() -> Result<()> {
     let cluster =
         Cluster::start_with(Flavor::Keel, 1, &["--controllers=*,-replicaset".into()]).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

@@ -28,6 +28,7 @@ impl SimNodes {
         let child = Command::new(keel_bin()?)
             .arg("sim-nodes")
             .arg(format!("--server={servers}"))
+            .arg(format!("--token={}", cluster.admin_token()?))
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -46,7 +47,7 @@ impl Drop for SimNodes {
 }
 
 fn client(cluster: &Cluster) -> Result<Client> {
-    Ok(Client::new(&cluster.endpoints())?)
+    cluster.client()
 }
 
 fn pod(name: &str, spec: Value) -> Result<Pod> {
@@ -464,7 +465,7 @@ async fn a_scheduler_paused_past_its_lease_is_fenced_and_no_pod_is_bound_twice()
         .filter(|&i| i != leader)
         .map(|i| cluster.members[i].client_url())
         .collect();
-    let client = Client::new(&others)?;
+    let client = Client::with_token(&others, &cluster.admin_token()?)?;
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), "default");
 
     // Every binding the API ever reports: a pod's node may be set once and never changed.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use keel_client::leader::LeaseLock;
-use keel_client::{Api, Client};
+use keel_client::Api;
 use keel_tests::kubectl::Kubectl;
 use keel_tests::sim::ready;
 use keel_tests::{Cluster, Flavor};
@@ -27,7 +27,7 @@ fn node_of(pod: &Pod) -> Option<&str> {
 async fn a_scheduler_binds_a_pod_once_and_cannot_bind_after_its_lease_moved() -> anyhow::Result<()>
 {
     let cluster = Cluster::start(Flavor::Keel, 1).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let web = pods.create(&serde_json::from_value(pod("web"))?).await?;

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keel_client::watcher::{watcher, Event};
-use keel_client::{Api, Client, DeleteParams, Error, ListParams, WatchParams};
+use keel_client::{Api, DeleteParams, Error, ListParams, WatchParams};
 use keel_tests::{Cluster, Flavor};
 use keel_types::k8s_openapi;
 
@@ -100,7 +100,7 @@ async fn watcher_sees_every_change_once_in_order_across_a_master_kill() -> anyho
     // Only this test writes ConfigMaps (the root CA publisher would add one per namespace).
     let mut cluster =
         Cluster::start_with(Flavor::Keel, 3, &["--controller-manager=false".into()]).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let deadline = Instant::now() + Duration::from_secs(30);
     while namespaces.get("default").await.is_err() {

@@ -35,7 +35,7 @@ where
 
 /// A client once the master serves the API (its system namespaces exist).
 async fn client(cluster: &Cluster) -> anyhow::Result<Client> {
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for _ in 0..300 {
         if namespaces.get("kube-node-lease").await.is_ok() {

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use keel_client::api::WatchEvent;
-use keel_client::{Api, Client, ListParams, Patch, WatchParams};
+use keel_client::{Api, ListParams, Patch, WatchParams};
 use keel_tests::kubectl::Kubectl;
 use keel_tests::sim::{ready, until, Sim};
 use keel_tests::{Cluster, Flavor};
@@ -58,7 +58,7 @@ fn names(pods: &[Pod]) -> Vec<String> {
 async fn a_stateful_set_creates_in_order_keeps_identities_and_rolls_with_a_partition() -> Result<()>
 {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
-    let client = Client::new(&cluster.endpoints())?;
+    let client = cluster.client()?;
     ready(&client).await?;
     let _sim = Sim::start(&cluster, &["--count", "3"])?;
     let kubectl = Kubectl::for_cluster(&cluster).await?;

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::rbac::{forbidden_message, RbacAuthorizer};
 use super::service_accounts;
-use super::{Attributes, AuthorizationMode, Decision, UserInfo, MASTERS};
+use super::{Attributes, Decision, UserInfo, MASTERS};
 use crate::error::ApiError;
 use crate::server::ApiServer;
 use crate::storage::{prefix_end, Storage};
@@ -118,19 +118,32 @@ impl<S: Storage> ApiServer<S> {
         self.auth.authenticator.add_token(token, user);
     }
 
-    /// Allows the request or refuses it with Kubernetes' Forbidden message.
+    /// Allows the request or refuses it with Kubernetes' Forbidden message, asking the Node
+    /// authorizer and then RBAC as `--authorization-mode` says.
     pub async fn authorize(&self, attrs: &Attributes) -> Result<(), ApiError> {
-        if self.auth.mode == AuthorizationMode::AlwaysAllow
-            || attrs.user.groups.iter().any(|g| g == MASTERS)
-        {
+        let mode = self.auth.mode;
+        if mode.always_allow || attrs.user.groups.iter().any(|g| g == MASTERS) {
             return Ok(());
         }
-        let rbac = self.rbac().await?;
-        match rbac.authorize(attrs) {
-            Decision::Allow => Ok(()),
-            Decision::Deny(reason) => Err(ApiError::Forbidden(forbidden_message(attrs, &reason))),
-            Decision::NoOpinion => Err(ApiError::Forbidden(forbidden_message(attrs, ""))),
+        let mut reason = String::new();
+        if mode.node {
+            // The Node authorizer never denies outright: its reason is reported only if RBAC
+            // does not allow the request either.
+            match self.authorize_node(attrs).await {
+                Decision::Allow => return Ok(()),
+                Decision::Deny(why) => reason = why,
+                Decision::NoOpinion => {}
+            }
         }
+        if mode.rbac {
+            let rbac = self.rbac().await?;
+            match rbac.authorize(attrs) {
+                Decision::Allow => return Ok(()),
+                Decision::Deny(why) => reason = why,
+                Decision::NoOpinion => {}
+            }
+        }
+        Err(ApiError::Forbidden(forbidden_message(attrs, &reason)))
     }
 
     /// Refuses a Role, ClusterRole or binding that would give `requester` (or anyone) a
@@ -149,7 +162,7 @@ impl<S: Storage> ApiServer<S> {
             return Ok(());
         };
         if info.group != GROUP
-            || self.auth.mode == AuthorizationMode::AlwaysAllow
+            || self.auth.mode.always_allow
             || user.groups.iter().any(|g| g == MASTERS)
         {
             return Ok(());

@@ -5,6 +5,7 @@ pub mod authn;
 pub mod authorize;
 pub mod bootstrap_roles;
 pub mod escalation;
+pub mod node;
 pub mod rbac;
 pub mod service_accounts;
 
@@ -56,28 +57,73 @@ pub enum Decision {
     NoOpinion,
 }
 
-/// How requests are authorized (kube-apiserver's `--authorization-mode`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum AuthorizationMode {
-    /// Every authenticated request is allowed (the default of a single-user control plane).
-    #[default]
-    AlwaysAllow,
-    /// Role-based: Roles, ClusterRoles and their bindings decide; anything not granted is
-    /// denied.
-    Rbac,
+/// How requests are authorized (kube-apiserver's `--authorization-mode`): a comma-separated
+/// chain of `Node`, `RBAC` and `AlwaysAllow`, asked in turn until one allows. None of them
+/// denies outright, so the order does not change a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthorizationMode {
+    /// The Node authorizer: node agents' credentials reach their own node's objects.
+    pub node: bool,
+    /// Roles, ClusterRoles and their bindings.
+    pub rbac: bool,
+    /// Every authenticated request is allowed.
+    pub always_allow: bool,
+}
+
+impl AuthorizationMode {
+    /// Everything allowed: for in-process tests and for servers started with it on purpose.
+    pub const ALWAYS_ALLOW: Self = Self {
+        node: false,
+        rbac: false,
+        always_allow: true,
+    };
+    pub const RBAC: Self = Self {
+        node: false,
+        rbac: true,
+        always_allow: false,
+    };
+    /// `Node,RBAC`: what `keel server` runs with unless told otherwise, as a kubeadm cluster.
+    pub const NODE_RBAC: Self = Self {
+        node: true,
+        rbac: true,
+        always_allow: false,
+    };
+}
+
+/// The library's default is [`AuthorizationMode::ALWAYS_ALLOW`], for API servers built in
+/// process by tests; `keel server`'s flag defaults to `Node,RBAC`.
+impl Default for AuthorizationMode {
+    fn default() -> Self {
+        Self::ALWAYS_ALLOW
+    }
 }
 
 impl std::str::FromStr for AuthorizationMode {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "AlwaysAllow" => Ok(Self::AlwaysAllow),
-            "RBAC" => Ok(Self::Rbac),
-            other => Err(format!(
-                "unsupported authorization mode {other:?}: use AlwaysAllow or RBAC"
-            )),
+        let mut mode = Self {
+            node: false,
+            rbac: false,
+            always_allow: false,
+        };
+        for part in s.split(',').map(str::trim) {
+            let slot = match part {
+                "Node" => &mut mode.node,
+                "RBAC" => &mut mode.rbac,
+                "AlwaysAllow" => &mut mode.always_allow,
+                other => {
+                    return Err(format!(
+                        "unsupported authorization mode {other:?}: use Node, RBAC, AlwaysAllow or a comma-separated list of them"
+                    ))
+                }
+            };
+            if *slot {
+                return Err(format!("authorization mode {part:?} given twice"));
+            }
+            *slot = true;
         }
+        Ok(mode)
     }
 }
 

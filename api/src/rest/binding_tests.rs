@@ -198,7 +198,7 @@ async fn only_those_granted_pods_binding_may_bind() {
     .expect("tokens");
     let auth = AuthConfig {
         authenticator: Authenticator::new(tokens, false),
-        mode: AuthorizationMode::Rbac,
+        mode: AuthorizationMode::RBAC,
     };
     let core = Arc::new(ApiServer::new(MemoryStorage::new()).with_auth(auth));
     crate::bootstrap::ensure_namespaces(&core).await;

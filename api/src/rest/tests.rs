@@ -38,7 +38,7 @@ async fn rbac_server() -> Router {
     let tokens = TokenFile::parse("admin,admin,1,system:masters\nalice,alice,2").expect("tokens");
     let auth = AuthConfig {
         authenticator: Authenticator::new(tokens, false),
-        mode: AuthorizationMode::Rbac,
+        mode: AuthorizationMode::RBAC,
     };
     let core = Arc::new(ApiServer::new(MemoryStorage::new()).with_auth(auth));
     crate::bootstrap::ensure_namespaces(&core).await;

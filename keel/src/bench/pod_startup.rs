@@ -106,12 +106,7 @@ impl LocalNode {
             .arg(dir.join("agent-root"))
             .arg("--pod-logs-dir")
             .arg(dir.join("pod-logs"));
-        if let Some(kubeconfig) = &args.masters.kubeconfig {
-            command.arg("--kubeconfig").arg(kubeconfig);
-        }
-        if !args.masters.server.is_empty() {
-            command.args(["--server", &args.masters.server.join(",")]);
-        }
+        command.args(args.masters.forwarded());
         let log = std::fs::File::create(dir.join("agent.log"))?;
         let agent = command
             .stdin(Stdio::null())

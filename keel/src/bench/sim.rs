@@ -37,12 +37,7 @@ impl Sim {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
-        if let Some(k) = &masters.kubeconfig {
-            cmd.arg(format!("--kubeconfig={}", k.display()));
-        }
-        if !masters.server.is_empty() {
-            cmd.arg(format!("--server={}", masters.server.join(",")));
-        }
+        cmd.args(masters.forwarded());
         Ok(Sim {
             child: cmd.spawn().context("starting keel sim-nodes")?,
             prefix: prefix.to_string(),

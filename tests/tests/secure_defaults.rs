@@ -1,0 +1,252 @@
+//! A `keel server` started with no security flags, tried as an attacker and a careless user
+//! would: requests without credentials reach only the public information Kubernetes gives
+//! anonymous users (REST and gRPC alike), and a node agent's credential reaches only its own
+//! node's objects (the Node authorizer), with kube-apiserver's messages.
+
+use std::process::{Command, Stdio};
+
+use anyhow::ensure;
+use keel_proto::keelapi::api_client::ApiClient;
+use keel_proto::keelapi::{ListRequest, ResourceRef};
+use keel_tests::cluster::{connect, keel_bin};
+use keel_tests::kubectl::Kubectl;
+use keel_tests::{Cluster, Flavor};
+use serde_json::json;
+
+/// An anonymous HTTPS request: the status code and body.
+fn anonymous(server: &str, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut curl = Command::new("curl");
+    // HTTP/1.1: over HTTP/2 curl reports the server's early refusal of a request whose body it
+    // never read (RST_STREAM after the response) as a framing error.
+    curl.args(["--silent", "--show-error", "--insecure", "--http1.1"])
+        .args(["--max-time", "30", "-X", method]);
+    if method == "POST" {
+        curl.args(["-H", "Content-Type: application/json"])
+            .args(["--data-binary", r#"{"metadata":{"name":"planted"}}"#]);
+    }
+    let out = curl
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!("{server}{path}"))
+        .stdin(Stdio::null())
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    ensure!(
+        out.status.success(),
+        "curl {method} {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((code.trim().parse()?, body.to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_credentials_reach_only_public_information() -> anyhow::Result<()> {
+    let cluster = Cluster::start(Flavor::Keel, 1).await?;
+    let admin = Kubectl::for_cluster(&cluster).await?;
+    admin.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "--from-literal=password=hunter2",
+    ]);
+    let server = format!("https://127.0.0.1:{}", cluster.members[0].rest_port);
+
+    let (code, body) = anonymous(&server, "GET", "/api/v1/namespaces/default/secrets")?;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        !body.contains("hunter2") && !body.contains("aHVudGVyMg"),
+        "{body}"
+    );
+    let status: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(status["reason"], "Forbidden");
+    assert_eq!(
+        status["message"],
+        "secrets is forbidden: User \"system:anonymous\" cannot list resource \"secrets\" in API group \"\" in the namespace \"default\""
+    );
+    let (code, body) = anonymous(&server, "POST", "/api/v1/namespaces/default/configmaps")?;
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = anonymous(&server, "DELETE", "/api/v1/namespaces/default/secrets/db")?;
+    assert_eq!(code, 403, "{body}");
+    admin.ok(&["get", "secret", "db"]);
+    // What system:public-info-viewer grants, and nothing of discovery (authenticated only).
+    for path in ["/version", "/healthz", "/readyz", "/livez"] {
+        let (code, body) = anonymous(&server, "GET", path)?;
+        assert_eq!(code, 200, "{path}: {body}");
+    }
+    let (code, _) = anonymous(&server, "GET", "/api")?;
+    assert_eq!(code, 403);
+
+    // The gRPC API on the client port: no token, no secrets.
+    let mut grpc = ApiClient::new(connect(&cluster.members[0].client_url()).await?);
+    let refused = grpc
+        .list(ListRequest {
+            r#ref: Some(ResourceRef {
+                version: "v1".into(),
+                resource: "secrets".into(),
+                namespace: "default".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("anonymous gRPC list");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    Ok(())
+}
+
+/// Writes node `name`'s credentials (as an operator would, with `keel node-certificate` on a
+/// master) and returns kubectl acting as that node.
+fn node_kubectl(cluster: &Cluster, dir: &std::path::Path, name: &str) -> anyhow::Result<Kubectl> {
+    cluster.admin_token()?;
+    let out = dir.join(name);
+    let status = Command::new(keel_bin()?)
+        .arg("node-certificate")
+        .arg("--data-dir")
+        .arg(&cluster.members[0].data_dir)
+        .args(["--node-name", name, "--address", "127.0.0.1", "--out-dir"])
+        .arg(&out)
+        .status()?;
+    ensure!(status.success(), "keel node-certificate failed");
+    Ok(Kubectl {
+        kubeconfig: out.join("kubelet.kubeconfig"),
+        dir: tempfile::tempdir()?,
+    })
+}
+
+fn apply(k: &Kubectl, object: serde_json::Value) -> anyhow::Result<()> {
+    let file = k.dir.path().join("object.json");
+    std::fs::write(&file, serde_json::to_vec(&object)?)?;
+    k.ok(&["create", "-f", &file.display().to_string()]);
+    Ok(())
+}
+
+fn node(name: &str) -> serde_json::Value {
+    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_credential_reaches_only_its_own_nodes_objects() -> anyhow::Result<()> {
+    // No scheduler or controllers: the pods stay as written, bound by hand.
+    let cluster = Cluster::start_with(
+        Flavor::Keel,
+        1,
+        &[
+            "--scheduler=false".to_string(),
+            "--controller-manager=false".to_string(),
+        ],
+    )
+    .await?;
+    let admin = Kubectl::for_cluster(&cluster).await?;
+    let dir = tempfile::tempdir()?;
+    let n1 = node_kubectl(&cluster, dir.path(), "n1")?;
+    let n2 = node_kubectl(&cluster, dir.path(), "n2")?;
+
+    // Each node registers itself; neither may create the other.
+    apply(&n1, node("n1"))?;
+    apply(&n2, node("n2"))?;
+    let file = n1.dir.path().join("other.json");
+    std::fs::write(&file, serde_json::to_vec(&node("n3"))?)?;
+    let refused = n1.fails(&["create", "-f", &file.display().to_string()]);
+    assert!(
+        refused.contains("node \"n1\" is not allowed to modify node \"n3\""),
+        "{refused}"
+    );
+    n1.ok(&["label", "node", "n1", "disk=ssd"]);
+    let refused = n2.fails(&["label", "node", "n1", "zone=a"]);
+    assert!(
+        refused.contains("User \"system:node:n2\" cannot patch resource \"nodes\"")
+            && refused.contains("node 'n2' cannot modify node 'n1'"),
+        "{refused}"
+    );
+
+    // A secret used by a pod bound to n1 is n1's to read, not n2's.
+    admin.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "--from-literal=password=hunter2",
+    ]);
+    apply(
+        &admin,
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "app", "namespace": "default"},
+            "spec": {
+                "nodeName": "n1",
+                "containers": [{"name": "c", "image": "busybox", "env": [
+                    {"name": "P", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}
+                ]}]
+            }
+        }),
+    )?;
+    let read = n1.ok(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(read, "aHVudGVyMg==");
+    let refused = n2.fails(&["get", "secret", "db"]);
+    assert!(
+        refused.contains("User \"system:node:n2\" cannot get resource \"secrets\"")
+            && refused.contains("no relationship found between node 'n2' and this object"),
+        "{refused}"
+    );
+    // Listing secrets is no node's business.
+    let refused = n1.fails(&["get", "secrets"]);
+    assert!(
+        refused.contains("cannot list resource \"secrets\""),
+        "{refused}"
+    );
+
+    // Pods: every node reads them; only the pod's node writes its status or deletes it.
+    n2.ok(&["get", "pod", "app"]);
+    let status = r#"{"status":{"phase":"Running"}}"#;
+    let refused = n2.fails(&[
+        "patch",
+        "pod",
+        "app",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        status,
+    ]);
+    assert!(refused.contains("no relationship found"), "{refused}");
+    n1.ok(&[
+        "patch",
+        "pod",
+        "app",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        status,
+    ]);
+    let refused = n2.fails(&["delete", "pod", "app", "--wait=false"]);
+    assert!(
+        refused.contains("cannot delete resource \"pods\""),
+        "{refused}"
+    );
+
+    // Leases: only its own, in kube-node-lease.
+    let lease = |name: &str| {
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": name, "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": name}
+        })
+    };
+    apply(&n1, lease("n1"))?;
+    std::fs::write(&file, serde_json::to_vec(&lease("n2"))?)?;
+    let refused = n1.fails(&["create", "-f", &file.display().to_string()]);
+    assert!(
+        refused.contains("not allowed to modify lease \"n2\""),
+        "{refused}"
+    );
+
+    // Anything else falls to RBAC, which grants nodes nothing.
+    let refused = n1.fails(&["create", "namespace", "mine"]);
+    assert!(
+        refused.contains("cannot create resource \"namespaces\""),
+        "{refused}"
+    );
+    let refused = n1.fails(&["get", "clusterroles"]);
+    assert!(refused.contains("forbidden"), "{refused}");
+    Ok(())
+}
