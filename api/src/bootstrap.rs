@@ -107,3 +107,21 @@ pub async fn ensure_priority_classes<S: Storage>(api: &ApiServer<S>) {
         }
     }
 }
+
+/// Waits until the watch cache holds everything written so far: after the bootstrap above, so
+/// that the first request (authorized from the cache) never meets an RBAC policy without its
+/// default bindings, and a new master does not refuse discovery to users it will allow a
+/// moment later.
+pub async fn wait_for_cache<S: Storage>(api: &ApiServer<S>) {
+    let Some(cache) = api.cache.as_ref() else {
+        return;
+    };
+    loop {
+        match api.storage().revision().await {
+            Ok(revision) if cache.wait_for(revision, Duration::from_secs(10)).await => return,
+            Ok(_) => tracing::debug!("the watch cache is behind the store; waiting"),
+            Err(e) => tracing::debug!(error = %e, "reading the store's revision; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

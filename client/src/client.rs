@@ -73,21 +73,40 @@ impl Client {
     /// master's REST port, which serves gRPC too), in the clear for `http://`. Its token, if
     /// any, rides on every call; its client certificate, if any, is presented over TLS.
     pub fn from_config(config: &Kubeconfig) -> Result<Self, Error> {
-        let endpoint = endpoint(&config.server)?;
-        let channel = if config.server.starts_with("https://") {
-            crate::tls::channel(endpoint, config)?
-        } else {
-            if config.client_certificate.is_some() {
-                tracing::warn!(server = %config.server, "a plain server: the client certificate is not presented");
-            }
-            endpoint.connect_lazy()
-        };
+        Self::from_config_for(config, std::slice::from_ref(&config.server))
+    }
+
+    /// As [`Client::from_config`], for several masters reached with the same settings
+    /// (CA, client certificate, token): one channel per URL in `servers`, with failover as
+    /// [`Client::new`]. `config.server` itself is not used.
+    pub fn from_config_for<S: AsRef<str>>(
+        config: &Kubeconfig,
+        servers: &[S],
+    ) -> Result<Self, Error> {
+        let channels = servers
+            .iter()
+            .map(|server| {
+                let server = server.as_ref();
+                let endpoint = endpoint(server)?;
+                Ok(if server.starts_with("https://") {
+                    crate::tls::channel(endpoint, config)?
+                } else {
+                    if config.client_certificate.is_some() {
+                        tracing::warn!(%server, "a plain server: the client certificate is not presented");
+                    }
+                    endpoint.connect_lazy()
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        if channels.is_empty() {
+            return Err(Error::Endpoint("no endpoints".into()));
+        }
         let bearer = match (&config.token, &config.token_file) {
             (Some(token), Some(file)) => Bearer::from_file(file.clone(), token)?,
             (Some(token), None) => Bearer::fixed(token)?,
             (None, _) => Bearer::none(),
         };
-        Ok(Self::with_channels(vec![channel], bearer))
+        Ok(Self::with_channels(channels, bearer))
     }
 
     fn plain<S: AsRef<str>>(urls: &[S], bearer: Bearer) -> Result<Self, Error> {

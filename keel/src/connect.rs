@@ -4,6 +4,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use clap::Args;
 use keel_client::{Client, Kubeconfig};
 
@@ -17,7 +18,9 @@ const DEFAULT_SERVER: &str = "http://127.0.0.1:2379";
 /// The first of these that is given decides:
 /// 1. `--kubeconfig FILE`: its current context's server (the masters' HTTPS port), CA and
 ///    credentials;
-/// 2. `--server URL...`: the masters' plain client ports, with no credentials;
+/// 2. `--server URL...`: the masters' HTTPS ports (`https://`, with `--certificate-authority`
+///    and `--token` or a client certificate), or the plain client ports of masters started
+///    with `--store-insecure`;
 /// 3. `$KUBECONFIG` (files separated by `:`, merged as kubectl merges them);
 /// 4. `./keel-data/admin.kubeconfig`, if it exists (a master started here with its defaults);
 /// 5. `http://127.0.0.1:2379`.
@@ -30,13 +33,26 @@ pub struct MasterArgs {
     /// ./keel-data/admin.kubeconfig if it exists].
     #[arg(long, value_name = "FILE", conflicts_with = "server")]
     pub kubeconfig: Option<PathBuf>,
-    /// Plain gRPC URLs of masters' client ports (http://host:2379), for use on the masters'
-    /// hosts or over loopback: no TLS, no credentials.
+    /// URLs of the masters, every one tried in turn when one fails: their HTTPS ports
+    /// (https://host:6443, with --certificate-authority and --token or a client certificate),
+    /// or the plain client ports of masters started with --store-insecure (http://host:2379).
     #[arg(long, value_name = "URL", value_delimiter = ',', num_args = 1..)]
     pub server: Vec<String>,
     /// A bearer token sent to the `--server` URLs (a kubeconfig carries its own).
     #[arg(long, value_name = "TOKEN", requires = "server")]
     pub token: Option<String>,
+    /// The CA (PEM file) `https://` `--server` URLs must chain to: the cluster CA for the
+    /// masters' HTTPS ports (`<data-dir>/pki/ca.crt`), a master's store CA for its client port
+    /// (`<data-dir>/pki/store/ca.crt`).
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub certificate_authority: Option<PathBuf>,
+    /// A client certificate (PEM file) presented to `https://` `--server` URLs; a master's
+    /// client port asks for one (`<data-dir>/pki/store/client.crt`).
+    #[arg(long, value_name = "FILE", requires_all = ["server", "client_key"])]
+    pub client_certificate: Option<PathBuf>,
+    /// The key of `--client-certificate`.
+    #[arg(long, value_name = "FILE", requires = "client_certificate")]
+    pub client_key: Option<PathBuf>,
 }
 
 /// What [`MasterArgs`] and the environment resolve to.
@@ -68,6 +84,15 @@ impl MasterArgs {
         if let Some(token) = &self.token {
             args.push(format!("--token={token}"));
         }
+        for (flag, file) in [
+            ("certificate-authority", &self.certificate_authority),
+            ("client-certificate", &self.client_certificate),
+            ("client-key", &self.client_key),
+        ] {
+            if let Some(file) = file {
+                args.push(format!("--{flag}={}", file.display()));
+            }
+        }
         args
     }
 
@@ -79,19 +104,46 @@ impl MasterArgs {
         let config = match self.masters(env.as_deref(), default_exists) {
             Masters::Kubeconfig(path) => Kubeconfig::read(path)?,
             Masters::KubeconfigList(paths) => Kubeconfig::read_all(&paths)?,
-            Masters::Servers(urls) => {
-                let client = match &self.token {
-                    Some(token) => Client::with_token(&urls, token)?,
-                    None => Client::new(&urls)?,
-                };
-                return Ok((client, None));
-            }
+            Masters::Servers(urls) => return self.connect_servers(&urls),
         };
         let ca = config
             .certificate_authority
             .as_deref()
             .map(|pem| String::from_utf8_lossy(pem).into_owned());
         Ok((Client::from_config(&config)?, ca))
+    }
+
+    /// A client for `--server` URLs, with the token, CA and client certificate flags.
+    fn connect_servers(&self, urls: &[String]) -> anyhow::Result<(Client, Option<String>)> {
+        let read = |path: &Path| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let ca = self
+            .certificate_authority
+            .as_deref()
+            .map(read)
+            .transpose()?;
+        let client_certificate = match (&self.client_certificate, &self.client_key) {
+            (Some(cert), Some(key)) => Some(keel_client::kubeconfig::ClientCertificate {
+                cert_pem: read(cert)?,
+                key_pem: read(key)?,
+            }),
+            _ => None,
+        };
+        let config = Kubeconfig {
+            origin: "--server".into(),
+            context: String::new(),
+            server: urls.first().cloned().unwrap_or_default(),
+            certificate_authority: ca.clone(),
+            insecure_skip_tls_verify: false,
+            tls_server_name: None,
+            token: self.token.clone(),
+            token_file: None,
+            client_certificate,
+            namespace: None,
+        };
+        let ca = ca.map(|pem| String::from_utf8_lossy(&pem).into_owned());
+        Ok((Client::from_config_for(&config, urls)?, ca))
     }
 
     /// The masters, given `$KUBECONFIG` and whether the default kubeconfig exists.

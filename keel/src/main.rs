@@ -15,6 +15,7 @@ mod scheduler;
 mod server;
 mod signals;
 mod sim;
+mod store_pki;
 
 use clap::{Parser, Subcommand};
 

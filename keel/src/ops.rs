@@ -18,6 +18,16 @@ pub struct MemberArgs {
     /// Client URLs of members to talk to; the first that answers is used.
     #[arg(long, default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
     endpoints: Vec<String>,
+    /// CA the members' certificates chain to, for https:// endpoints (etcdctl's flag; a
+    /// control-plane master's is <data-dir>/pki/store/ca.crt).
+    #[arg(long, requires_all = ["cert", "key"])]
+    cacert: Option<std::path::PathBuf>,
+    /// Client certificate for https:// endpoints (<data-dir>/pki/store/client.crt).
+    #[arg(long, requires = "cacert")]
+    cert: Option<std::path::PathBuf>,
+    /// Key of --cert (<data-dir>/pki/store/client.key).
+    #[arg(long, requires = "cacert")]
+    key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: MemberCommand,
 }
@@ -69,7 +79,29 @@ fn parse_id(id: &str) -> anyhow::Result<u64> {
     u64::from_str_radix(id, 16).with_context(|| format!("bad member ID {id:?} (hex expected)"))
 }
 
-async fn connect(endpoints: &[String]) -> anyhow::Result<ClusterClient<Channel>> {
+async fn connect(args: &MemberArgs) -> anyhow::Result<ClusterClient<Channel>> {
+    if let (Some(ca), Some(cert), Some(key)) = (&args.cacert, &args.cert, &args.key) {
+        let tls = keel_store::tls::client_config(&keel_store::config::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            trusted_ca: Some(ca.clone()),
+            client_cert_auth: false,
+        })?;
+        // Lazy TLS channels: the first that answers a call is used.
+        let mut last = None;
+        for url in &args.endpoints {
+            let mut client = ClusterClient::new(keel_store::tls::channel(url, Some(tls.clone()))?);
+            match client.member_list(MemberListRequest::default()).await {
+                Ok(_) => return Ok(client),
+                Err(e) => last = Some(e),
+            }
+        }
+        return match last {
+            Some(e) => Err(e).context("no endpoint answered"),
+            None => bail!("no endpoints given"),
+        };
+    }
+    let endpoints = &args.endpoints;
     let mut last = None;
     for url in endpoints {
         let endpoint = Endpoint::from_shared(url.clone())?
@@ -104,7 +136,7 @@ fn print_members(members: &[Member]) {
 }
 
 pub async fn member(args: MemberArgs) -> anyhow::Result<()> {
-    let mut client = connect(&args.endpoints).await?;
+    let mut client = connect(&args).await?;
     let members = match args.command {
         MemberCommand::List => {
             client

@@ -36,12 +36,17 @@ fn validity(params: &mut CertificateParams, days: i64) {
     params.not_after = now + time::Duration::days(days);
 }
 
-/// A new self-signed CA.
+/// A new self-signed CA: the cluster's.
 pub fn new_ca() -> anyhow::Result<Ca> {
+    new_ca_named("keel-ca")
+}
+
+/// A new self-signed CA with common name `name`.
+pub fn new_ca_named(name: &str) -> anyhow::Result<Ca> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "keel-ca");
+    dn.push(DnType::CommonName, name);
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![

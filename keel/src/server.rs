@@ -16,11 +16,13 @@ pub struct ServerArgs {
     /// Path to the data directory.
     #[arg(long, default_value = "./keel-data")]
     data_dir: PathBuf,
-    /// URLs to listen on for client traffic.
-    #[arg(long, default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+    /// URLs to listen on for client traffic [default: https://127.0.0.1:2379 for a control
+    /// plane, whose client port requires TLS with client certificates (see --store-insecure);
+    /// http://127.0.0.1:2379 with --store-only or --store-insecure].
+    #[arg(long, value_delimiter = ',')]
     listen_client_urls: Vec<String>,
-    /// Client URLs advertised to the rest of the cluster.
-    #[arg(long, default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+    /// Client URLs advertised to the rest of the cluster [default: as --listen-client-urls].
+    #[arg(long, value_delimiter = ',')]
     advertise_client_urls: Vec<String>,
     /// URLs to listen on for peer traffic.
     #[arg(long, default_value = "http://127.0.0.1:2380", value_delimiter = ',')]
@@ -94,6 +96,13 @@ pub struct ServerArgs {
     /// Refuse peers without a certificate signed by --peer-trusted-ca-file.
     #[arg(long)]
     peer_client_cert_auth: bool,
+    /// Serve a control plane's client port in the clear, reachable without credentials: the
+    /// whole keyspace (every Secret, the cluster's keys) to anyone who can connect. Without it
+    /// (and without --cert-file), the port requires TLS with client certificates from a CA the
+    /// master makes in <data-dir>/pki/store on its first start, where it also leaves a client
+    /// certificate for etcdctl.
+    #[arg(long)]
+    store_insecure: bool,
     /// Run as an etcd stand-in only: serve the etcd API and nothing else, and write nothing to
     /// the keyspace on start (no keel API server, no system namespaces). For clients that own
     /// the keyspace themselves, such as a Kubernetes API server.
@@ -205,15 +214,110 @@ fn tls_files(
     }
 }
 
+/// The host of `scheme://host:port` (without brackets for IPv6).
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let hostport = rest.trim_end_matches('/');
+    let host = match hostport.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.0,
+        None => hostport.rsplit_once(':').map_or(hostport, |(h, _)| h),
+    };
+    (!host.is_empty()).then(|| host.to_string())
+}
+
+/// How a control plane's client port is secured, and how this master's own API server,
+/// scheduler and controller manager reach it.
+#[derive(Debug, Clone)]
+struct ClientPort {
+    /// The port's TLS (None: in the clear).
+    served: Option<TlsFiles>,
+    /// What this process presents when it dials the port (None: in the clear).
+    dialer: Option<crate::store_pki::StoreClient>,
+}
+
 impl ServerArgs {
-    fn into_config(self) -> anyhow::Result<NodeConfig> {
-        let client_tls = tls_files(
+    /// The client port's URLs (given, or the defaults for how the port is secured) and its
+    /// security: for a control plane, TLS with client certificates unless --store-insecure.
+    fn client_port(&self) -> anyhow::Result<(Vec<String>, Vec<String>, ClientPort)> {
+        let given = tls_files(
             "",
             &self.cert_file,
             &self.key_file,
             &self.trusted_ca_file,
             self.client_cert_auth,
         )?;
+        let secured = !self.store_only && !self.store_insecure;
+        let automatic = secured && given.is_none();
+        let default_url = if automatic || given.is_some() {
+            "https://127.0.0.1:2379"
+        } else {
+            "http://127.0.0.1:2379"
+        };
+        let or_default = |urls: &Vec<String>, fallback: &Vec<String>| {
+            if !urls.is_empty() {
+                urls.clone()
+            } else if !fallback.is_empty() {
+                fallback.clone()
+            } else {
+                vec![default_url.to_string()]
+            }
+        };
+        let listen = or_default(&self.listen_client_urls, &Vec::new());
+        let advertise = or_default(&self.advertise_client_urls, &listen);
+        let all = listen.iter().chain(&advertise);
+        if secured {
+            if let Some(plain) = all.clone().find(|u| u.starts_with("http://")) {
+                bail!(
+                    "client URL {plain}: a control plane's client port serves the whole keyspace (every Secret, the cluster's keys) and requires TLS with client certificates; use https:// URLs (keel issues the certificates into {}) or --store-insecure",
+                    crate::store_pki::dir(&self.data_dir).display()
+                );
+            }
+            if given.as_ref().is_some_and(|t| !t.client_cert_auth) {
+                bail!("a control plane's client port requires client certificates: add --client-cert-auth and --trusted-ca-file, or --store-insecure");
+            }
+        }
+        if given.is_none() && !automatic {
+            if let Some(tls) = all.clone().find(|u| u.starts_with("https://")) {
+                bail!("client URL {tls} asks for TLS: give --cert-file and --key-file");
+            }
+        }
+        let port = if automatic {
+            let mut hosts = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+            for host in all.filter_map(|u| url_host(u)) {
+                let unspecified = host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_unspecified());
+                if !unspecified && !hosts.contains(&host) {
+                    hosts.push(host);
+                }
+            }
+            let (served, dialer) = crate::store_pki::ensure(&self.data_dir, &hosts)?;
+            ClientPort {
+                served: Some(served),
+                dialer: Some(dialer),
+            }
+        } else {
+            // With the operator's files, this master dials its own port with the port's
+            // certificate, as etcd deployments do.
+            let dialer = given.as_ref().map(|files| crate::store_pki::StoreClient {
+                ca: files
+                    .trusted_ca
+                    .clone()
+                    .unwrap_or_else(|| files.cert.clone()),
+                cert: files.cert.clone(),
+                key: files.key.clone(),
+            });
+            ClientPort {
+                served: given,
+                dialer,
+            }
+        };
+        Ok((listen, advertise, port))
+    }
+
+    fn into_config(self) -> anyhow::Result<(NodeConfig, ClientPort)> {
+        let (listen_client_urls, advertise_client_urls, client_port) = self.client_port()?;
+        let client_tls = client_port.served.clone();
         let peer_tls = tls_files(
             "peer-",
             &self.peer_cert_file,
@@ -249,15 +353,14 @@ impl ServerArgs {
                 self.heartbeat_interval
             );
         }
-        Ok(NodeConfig {
+        let config = NodeConfig {
             name: self.name,
             data_dir: self.data_dir,
-            listen_client: self
-                .listen_client_urls
+            listen_client: listen_client_urls
                 .iter()
                 .map(|u| socket_addr(u))
                 .collect::<Result<_, _>>()?,
-            advertise_client_urls: self.advertise_client_urls,
+            advertise_client_urls,
             listen_peer: self
                 .listen_peer_urls
                 .iter()
@@ -292,7 +395,8 @@ impl ServerArgs {
             client_tls,
             peer_tls,
             unsafe_stale_reads,
-        })
+        };
+        Ok((config, client_port))
     }
 }
 
@@ -319,7 +423,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         listen: SocketAddr::new(args.bind_address, args.secure_port),
         data_dir: args.data_dir.clone(),
     };
-    let config = args.into_config()?;
+    let (config, client_port) = args.into_config()?;
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(crate::signals::cancel_on_signal(shutdown.clone()));
     let (routes, background) = if store_only {
@@ -329,10 +433,22 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let rest_listener = tokio::net::TcpListener::bind(rest_config.listen)
             .await
             .with_context(|| format!("binding the REST API on {}", rest_config.listen))?;
-        let api = api_server(&config, auth, transformer, auditor)?;
+        let api = api_server(&config, &client_port, auth, transformer, auditor)?;
         // Control loops in this master reach the API as any client does: over gRPC, here on
         // this member's own client port.
-        let loopback_url = format!("http://{}", loopback(&config)?);
+        let scheme = if client_port.dialer.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let loopback_url = format!("{scheme}://{}", loopback(&config)?);
+        let loopback_client = move |token: &str| match &client_port.dialer {
+            Some(dialer) => dialer.api_client(&loopback_url, token),
+            None => Ok(keel_client::Client::with_token(
+                std::slice::from_ref(&loopback_url),
+                token,
+            )?),
+        };
         // The in-master scheduler and controller manager authenticate as
         // system:kube-scheduler and system:kube-controller-manager with tokens only this
         // process knows, so they work whatever --authorization-mode and --anonymous-auth say
@@ -368,6 +484,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                         keel_api::bootstrap::ensure_namespaces(&api).await;
                         keel_api::bootstrap::ensure_rbac(&api).await;
                         keel_api::bootstrap::ensure_priority_classes(&api).await;
+                        keel_api::bootstrap::wait_for_cache(&api).await;
                         bootstrapped_tx.send_replace(true);
                     } => {}
                 }
@@ -402,10 +519,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 let Some(config) = scheduler else {
                     return;
                 };
-                match keel_client::Client::with_token(
-                    std::slice::from_ref(&loopback_url),
-                    &scheduler_token,
-                ) {
+                match loopback_client(&scheduler_token) {
                     Ok(client) => {
                         let stats =
                             keel_scheduler::run::run(client, config, bootstrap_stop.clone()).await;
@@ -426,10 +540,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                     },
                 };
                 config.set_root_ca(root_ca);
-                match keel_client::Client::with_token(
-                    std::slice::from_ref(&loopback_url),
-                    &controller_manager_token,
-                ) {
+                match loopback_client(&controller_manager_token) {
                     Ok(client) => {
                         keel_controllers::run(client, config, bootstrap_stop.clone()).await;
                         tracing::info!("controller manager stopped");
@@ -549,23 +660,18 @@ fn auditor(args: &ServerArgs) -> anyhow::Result<Option<keel_api::audit::Auditor>
 
 fn api_server(
     config: &keel_store::config::NodeConfig,
+    client_port: &ClientPort,
     auth: keel_api::auth::AuthConfig,
     transformer: keel_api::encryption::Transformer,
     auditor: Option<keel_api::audit::Auditor>,
 ) -> anyhow::Result<std::sync::Arc<keel_api::ApiServer<keel_api::storage::etcd::EtcdStorage>>> {
     let host = loopback(config)?;
-    // Over TLS when the client port uses it, presenting this member's own certificate.
-    let (scheme, tls) = match &config.client_tls {
-        Some(files) => {
-            let files = TlsFiles {
-                trusted_ca: files
-                    .trusted_ca
-                    .clone()
-                    .or_else(|| Some(files.cert.clone())),
-                ..files.clone()
-            };
-            ("https", Some(keel_store::tls::client_config(&files)?))
-        }
+    // Over TLS when the client port uses it, presenting this master's client certificate.
+    let (scheme, tls) = match &client_port.dialer {
+        Some(dialer) => (
+            "https",
+            Some(keel_store::tls::client_config(&dialer.tls_files())?),
+        ),
         None => ("http", None),
     };
     let channel = keel_store::tls::channel(&format!("{scheme}://{host}"), tls)?;
@@ -597,15 +703,83 @@ mod tests {
         assert!(parse_initial_cluster("a").is_err());
     }
 
+    fn args(data_dir: &std::path::Path, flags: &[&str]) -> ServerArgs {
+        use clap::FromArgMatches;
+        let mut argv = vec![
+            "server".to_string(),
+            format!("--data-dir={}", data_dir.display()),
+        ];
+        argv.extend(flags.iter().map(|f| f.to_string()));
+        let matches = <ServerArgs as clap::Args>::augment_args(clap::Command::new("server"))
+            .get_matches_from(argv);
+        ServerArgs::from_arg_matches(&matches).expect("arguments parse")
+    }
+
     #[test]
-    fn defaults_are_a_single_member_on_etcds_ports() {
-        let cfg = ServerArgs::default().into_config().expect("config");
+    fn defaults_are_a_single_member_on_etcds_ports() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (cfg, port) = args(dir.path(), &[]).into_config()?;
         assert_eq!(
             cfg.listen_client,
             vec![SocketAddr::from(([127, 0, 0, 1], 2379))]
         );
-        assert_eq!(cfg.data_dir, PathBuf::from("./keel-data"));
+        assert_eq!(cfg.advertise_client_urls, ["https://127.0.0.1:2379"]);
         assert_eq!(cfg.initial_cluster.len(), 1);
+        assert_eq!(ServerArgs::default().data_dir, PathBuf::from("./keel-data"));
+        // A control plane's client port takes TLS clients with certificates only.
+        let served = port.served.expect("TLS");
+        assert!(served.client_cert_auth);
+        assert_eq!(
+            served.trusted_ca.as_deref(),
+            Some(crate::store_pki::dir(dir.path()).join("ca.crt").as_path())
+        );
+        assert!(port.dialer.is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn a_plain_client_port_is_an_explicit_choice() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let refused = args(dir.path(), &["--listen-client-urls=http://127.0.0.1:2379"])
+            .into_config()
+            .expect_err("plain URL on a control plane");
+        assert!(
+            refused.to_string().contains("--store-insecure"),
+            "{refused}"
+        );
+        for flag in ["--store-insecure", "--store-only"] {
+            let (cfg, port) = args(dir.path(), &[flag]).into_config()?;
+            assert_eq!(
+                cfg.advertise_client_urls,
+                ["http://127.0.0.1:2379"],
+                "{flag}"
+            );
+            assert!(port.served.is_none() && port.dialer.is_none(), "{flag}");
+        }
+        let refused = args(
+            dir.path(),
+            &[
+                "--store-only",
+                "--listen-client-urls=https://127.0.0.1:2379",
+            ],
+        )
+        .into_config()
+        .expect_err("TLS URL without certificates");
+        assert!(refused.to_string().contains("--cert-file"), "{refused}");
+        Ok(())
+    }
+
+    #[test]
+    fn hosts_come_out_of_urls() {
+        assert_eq!(
+            url_host("https://10.0.0.1:2379").as_deref(),
+            Some("10.0.0.1")
+        );
+        assert_eq!(url_host("https://[::1]:2379/").as_deref(), Some("::1"));
+        assert_eq!(
+            url_host("https://m1.example:2379").as_deref(),
+            Some("m1.example")
+        );
     }
 }
 

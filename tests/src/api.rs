@@ -11,7 +11,6 @@ use tonic::codegen::InterceptedService;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
-use crate::cluster::connect;
 use crate::Cluster;
 
 /// Sends the cluster's admin token with every call (the API refuses anonymous callers).
@@ -37,9 +36,8 @@ pub type Api = ApiClient<InterceptedService<Channel, AdminToken>>;
 /// API is serving).
 pub async fn ready_client(cluster: &Cluster, i: usize) -> Result<Api> {
     let token = AdminToken(format!("Bearer {}", cluster.admin_token()?).parse()?);
-    let mut api =
-        ApiClient::with_interceptor(connect(&cluster.members[i].client_url()).await?, token)
-            .max_encoding_message_size(8 << 20);
+    let mut api = ApiClient::with_interceptor(cluster.channel(i).await?, token)
+        .max_encoding_message_size(8 << 20);
     for _ in 0..300 {
         let ns = api
             .get(GetRequest {

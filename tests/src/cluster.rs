@@ -39,11 +39,41 @@ pub struct MemberSpec {
     pub joined: bool,
     /// Removed from the cluster: no longer named in `--initial-cluster`.
     pub removed: bool,
+    /// The client port requires TLS with client certificates (a keel control plane without
+    /// `--store-insecure`): the member makes its store CA and a client certificate on its first
+    /// start, in its data dir.
+    pub tls: bool,
 }
 
 impl MemberSpec {
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The HTTPS port's URL (REST, and gRPC beside it), for a keel control plane.
+    pub fn rest_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.rest_port)
+    }
+
+    /// The store CA, client certificate and key for this member's client port, as the member
+    /// writes them (see `keel server --store-insecure`).
+    pub fn store_credentials(&self) -> [PathBuf; 3] {
+        let dir = self.data_dir.join("pki").join("store");
+        ["ca.crt", "client.crt", "client.key"].map(|f| dir.join(f))
+    }
+
+    /// etcdctl's flags for this member's client port: none for a plain port.
+    pub fn etcdctl_flags(&self) -> Vec<String> {
+        if !self.tls {
+            return Vec::new();
+        }
+        let [ca, cert, key] = self.store_credentials();
+        vec![
+            format!("--cacert={}", ca.display()),
+            format!("--cert={}", cert.display()),
+            format!("--key={}", key.display()),
+        ]
     }
 
     pub fn peer_url(&self) -> String {
@@ -119,6 +149,7 @@ impl Cluster {
     ) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let ports = free_ports(3 * n)?;
+        let tls = flavor == Flavor::Keel && !extra_args.iter().any(|a| a == "--store-insecure");
         let members: Vec<MemberSpec> = (0..n)
             .map(|i| MemberSpec {
                 name: format!("m{i}"),
@@ -129,6 +160,7 @@ impl Cluster {
                 log: dir.path().join(format!("m{i}.log")),
                 joined: false,
                 removed: false,
+                tls,
             })
             .collect();
         let mut cluster = Cluster {
@@ -146,32 +178,92 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// The cluster's admin token, from the kubeconfig a member writes once it serves the API
-    /// (waiting up to a minute for one to). Every master accepts it.
+    /// The cluster's admin token, from the kubeconfig a master writes once it serves the API
+    /// and accepts the token. Waits (up to a minute) until every running master has written
+    /// its own, so any of them accepts the token.
     pub fn admin_token(&self) -> Result<String> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            for m in &self.members {
-                let Ok(text) = std::fs::read_to_string(m.kubeconfig()) else {
-                    continue;
-                };
-                if let Some(token) = text.lines().find_map(|l| l.trim().strip_prefix("token:")) {
-                    return Ok(token.trim().to_string());
+            let tokens: Vec<Option<String>> = self
+                .members
+                .iter()
+                .zip(&self.procs)
+                .filter(|(_, p)| p.is_some())
+                .map(|(m, _)| {
+                    let text = std::fs::read_to_string(m.kubeconfig()).ok()?;
+                    text.lines()
+                        .find_map(|l| l.trim().strip_prefix("token:"))
+                        .map(|t| t.trim().to_string())
+                })
+                .collect();
+            if let Some(Some(token)) = tokens.first() {
+                if tokens.iter().all(Option::is_some) {
+                    return Ok(token.clone());
                 }
             }
-            if std::time::Instant::now() > deadline {
-                bail!("no member wrote an admin kubeconfig within a minute");
+            if Instant::now() > deadline {
+                bail!("the running masters did not all write an admin kubeconfig within a minute");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
-    /// An SDK client for every master's client port, as the cluster's admin.
+    /// An SDK client for every master (their HTTPS ports, with the cluster CA), as the
+    /// cluster's admin.
     pub fn client(&self) -> Result<keel_client::Client> {
-        Ok(keel_client::Client::with_token(
-            &self.endpoints(),
-            &self.admin_token()?,
-        )?)
+        self.client_for(&(0..self.members.len()).collect::<Vec<_>>())
+    }
+
+    /// As [`Cluster::client`], for the masters `members` only.
+    pub fn client_for(&self, members: &[usize]) -> Result<keel_client::Client> {
+        self.admin_token()?;
+        let admin = self
+            .members
+            .iter()
+            .map(MemberSpec::kubeconfig)
+            .find(|k| k.exists())
+            .context("no admin kubeconfig")?;
+        let config = keel_client::Kubeconfig::read(admin)?;
+        let servers: Vec<String> = members
+            .iter()
+            .map(|&i| self.members[i].rest_url())
+            .collect();
+        Ok(keel_client::Client::from_config_for(&config, &servers)?)
+    }
+
+    /// The cluster CA, as the masters write it into their data dirs (PEM file).
+    pub fn ca_file(&self) -> Result<PathBuf> {
+        self.admin_token()?;
+        self.members
+            .iter()
+            .map(|m| m.data_dir.join("pki").join("ca.crt"))
+            .find(|p| p.exists())
+            .context("no master wrote the cluster CA")
+    }
+
+    /// A gRPC channel to member `i`'s client port: over TLS with the member's client
+    /// certificate where the port asks for one (waiting for the member to write it).
+    pub async fn channel(&self, i: usize) -> Result<Channel> {
+        let m = &self.members[i];
+        if !m.tls {
+            return connect(&m.client_url()).await;
+        }
+        let [ca, cert, key] = m.store_credentials();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !key.exists() {
+            if Instant::now() > deadline {
+                bail!("member {i} wrote no store credentials");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let files = keel_store::config::TlsFiles {
+            cert,
+            key,
+            trusted_ca: Some(ca),
+            client_cert_auth: false,
+        };
+        let tls = keel_store::tls::client_config(&files)?;
+        Ok(keel_store::tls::channel(&m.client_url(), Some(tls))?)
     }
 
     fn initial_cluster(&self) -> String {
@@ -277,6 +369,7 @@ impl Cluster {
             log: self.dir.path().join(format!("m{i}.log")),
             joined: true,
             removed: false,
+            tls: self.members.first().is_some_and(|m| m.tls),
         };
         let added = self
             .cluster_api(via)
@@ -360,9 +453,7 @@ impl Cluster {
     }
 
     pub async fn cluster_api(&self, i: usize) -> Result<ClusterClient<Channel>> {
-        Ok(ClusterClient::new(
-            connect(&self.members[i].client_url()).await?,
-        ))
+        Ok(ClusterClient::new(self.channel(i).await?))
     }
 
     /// Waits for member `i`'s process to exit by itself; returns its exit status.
@@ -418,13 +509,11 @@ impl Cluster {
     }
 
     pub async fn kv(&self, i: usize) -> Result<KvClient<Channel>> {
-        Ok(KvClient::new(connect(&self.members[i].client_url()).await?))
+        Ok(KvClient::new(self.channel(i).await?))
     }
 
     pub async fn maintenance(&self, i: usize) -> Result<MaintenanceClient<Channel>> {
-        Ok(MaintenanceClient::new(
-            connect(&self.members[i].client_url()).await?,
-        ))
+        Ok(MaintenanceClient::new(self.channel(i).await?))
     }
 
     /// Index of the member the running members agree is leader.

@@ -21,6 +21,17 @@ pub struct Sim {
     _dir: tempfile::TempDir,
 }
 
+/// The flags that point `keel sim-nodes` (or any command taking the masters' flags) at every
+/// master of `cluster`: their HTTPS ports, the cluster CA, the admin token.
+pub fn sim_masters(cluster: &Cluster) -> anyhow::Result<Vec<String>> {
+    let servers: Vec<String> = cluster.members.iter().map(|m| m.rest_url()).collect();
+    Ok(vec![
+        format!("--server={}", servers.join(",")),
+        format!("--certificate-authority={}", cluster.ca_file()?.display()),
+        format!("--token={}", cluster.admin_token()?),
+    ])
+}
+
 impl Sim {
     /// Starts `keel sim-nodes` with `flags` against every master of `cluster`.
     pub fn start(cluster: &Cluster, flags: &[&str]) -> anyhow::Result<Sim> {
@@ -30,10 +41,7 @@ impl Sim {
         let child = Command::new(keel_bin()?)
             .arg("sim-nodes")
             .args(flags)
-            .arg("--server")
-            .arg(cluster.endpoints().join(","))
-            .arg("--token")
-            .arg(cluster.admin_token()?)
+            .args(sim_masters(cluster)?)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

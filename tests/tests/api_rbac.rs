@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use keel_proto::keelapi::api_client::ApiClient;
 use keel_proto::keelapi::{CreateRequest, GetRequest, ListRequest, ResourceRef};
-use keel_tests::{cluster::connect, Cluster, Flavor};
+use keel_tests::{Cluster, Flavor};
 use serde_json::{json, Value};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -27,7 +27,7 @@ impl tonic::service::Interceptor for Bearer {
 type Authed = ApiClient<InterceptedService<Channel, Bearer>>;
 
 async fn as_user(cluster: &Cluster, token: Option<&str>) -> anyhow::Result<Authed> {
-    let channel = connect(&cluster.members[0].client_url()).await?;
+    let channel = cluster.channel(0).await?;
     let header = token.map(|t| format!("Bearer {t}").parse()).transpose()?;
     Ok(ApiClient::with_interceptor(channel, Bearer(header)))
 }

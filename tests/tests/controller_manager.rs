@@ -59,11 +59,8 @@ async fn a_paused_controller_manager_is_replaced_and_fenced() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     // Talk only to the masters that stay up.
-    let others: Vec<String> = (0..3)
-        .filter(|&i| i != first)
-        .map(|i| cluster.members[i].client_url())
-        .collect();
-    let client = Client::with_token(&others, &cluster.admin_token()?)?;
+    let others: Vec<usize> = (0..3).filter(|&i| i != first).collect();
+    let client = cluster.client_for(&others)?;
     let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let rs = sets
@@ -224,11 +221,8 @@ async fn a_rollout_completes_under_the_next_controller_manager_when_the_active_o
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let others: Vec<String> = (0..3)
-        .filter(|&i| i != first)
-        .map(|i| cluster.members[i].client_url())
-        .collect();
-    let client = Client::with_token(&others, &cluster.admin_token()?)?;
+    let others: Vec<usize> = (0..3).filter(|&i| i != first).collect();
+    let client = cluster.client_for(&others)?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let replicas = 40;
     deployments

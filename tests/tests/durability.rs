@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken as CancelFlag;
 
 /// Writes unique keys through `endpoint` until stopped, recording each acknowledged one.
 async fn writer(
-    endpoint: String,
+    channel: tonic::transport::Channel,
     prefix: String,
     acked: Arc<Mutex<BTreeSet<String>>>,
     stop: CancelFlag,
@@ -19,10 +19,10 @@ async fn writer(
     let mut client = None;
     while !stop.is_cancelled() {
         if client.is_none() {
-            client = keel_tests::cluster::connect(&endpoint)
-                .await
-                .ok()
-                .map(keel_proto::etcdserverpb::kv_client::KvClient::new);
+            // The channel connects lazily, again after its member restarts.
+            client = Some(keel_proto::etcdserverpb::kv_client::KvClient::new(
+                channel.clone(),
+            ));
             if client.is_none() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -54,10 +54,11 @@ async fn acknowledged_puts_survive_kill_9_of_every_member_under_load() -> anyhow
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let stop = CancelFlag::default();
     let mut writers = Vec::new();
-    for (w, endpoint) in cluster.endpoints().into_iter().enumerate() {
+    for w in 0..cluster.members.len() {
+        let channel = cluster.channel(w).await?;
         for t in 0..2 {
             writers.push(tokio::spawn(writer(
-                endpoint.clone(),
+                channel.clone(),
                 format!("load/w{w}t{t}"),
                 acked.clone(),
                 stop.clone(),
@@ -104,7 +105,7 @@ async fn killing_the_leader_elects_a_new_one_and_writes_resume_within_two_second
     let mut writers = Vec::new();
     for (n, s) in survivors.iter().enumerate() {
         writers.push(tokio::spawn(writer(
-            cluster.members[*s].client_url(),
+            cluster.channel(*s).await?,
             format!("gap/{n}"),
             acked.clone(),
             stop.clone(),

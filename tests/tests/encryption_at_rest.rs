@@ -28,11 +28,10 @@ fn config(keys: &[(&str, &str)]) -> String {
 
 /// The raw bytes the store holds for a key, through the real etcdctl.
 fn raw(cluster: &Cluster, key: &str) -> Result<String> {
-    let out = etcdctl(
-        &cluster.endpoints(),
-        &["get", key, "--print-value-only"],
-        None,
-    )?;
+    let mut args = cluster.members[0].etcdctl_flags();
+    args.extend(["get", key, "--print-value-only"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = etcdctl(&cluster.endpoints()[..1], &args, None)?;
     anyhow::ensure!(out.status == 0, "etcdctl get {key}: {}", out.stderr);
     Ok(out.stdout)
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keel_client::leader::{LeaseLock, Timing};
-use keel_client::{Api, Client};
+use keel_client::Api;
 use keel_tests::sim::ready;
 use keel_tests::{Cluster, Flavor};
 use keel_types::k8s_openapi;
@@ -28,10 +28,9 @@ fn cm(name: &str, value: &str) -> ConfigMap {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_leader_cannot_write() -> anyhow::Result<()> {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
-    let endpoints = cluster.endpoints();
     // Each candidate talks to a different master.
-    let client_a = Client::with_token(&endpoints[0..1], &cluster.admin_token()?)?;
-    let client_b = Client::with_token(&endpoints[1..2], &cluster.admin_token()?)?;
+    let client_a = cluster.client_for(&[0])?;
+    let client_b = cluster.client_for(&[1])?;
     ready(&client_a).await?;
     let duration = Duration::from_secs(2);
     let mut a = LeaseLock::new(client_a.clone(), "kube-system", "ctl", "a", duration);
@@ -121,9 +120,8 @@ async fn a_replaced_leader_cannot_write() -> anyhow::Result<()> {
 async fn one_of_three_campaigners_leads_and_a_successor_follows_its_release() -> anyhow::Result<()>
 {
     let cluster = Cluster::start(Flavor::Keel, 3).await?;
-    let endpoints = cluster.endpoints();
-    let token = cluster.admin_token()?;
-    ready(&Client::with_token(&endpoints, &token)?).await?;
+
+    ready(&cluster.client()?).await?;
     let timing = Timing {
         lease_duration: Duration::from_secs(3),
         renew_deadline: Duration::from_secs(2),
@@ -132,9 +130,9 @@ async fn one_of_three_campaigners_leads_and_a_successor_follows_its_release() ->
     let mut stops = Vec::new();
     let mut views = Vec::new();
     let mut tasks = Vec::new();
-    for (i, ep) in endpoints.iter().enumerate() {
+    for i in 0..cluster.members.len() {
         let lock = LeaseLock::new(
-            Client::with_token(std::slice::from_ref(ep), &token)?,
+            cluster.client_for(&[i])?,
             "kube-system",
             "campaign",
             &format!("m{i}"),

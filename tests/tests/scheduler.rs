@@ -24,11 +24,9 @@ struct SimNodes(Child);
 
 impl SimNodes {
     fn start(cluster: &Cluster, args: &[&str]) -> Result<SimNodes> {
-        let servers = cluster.endpoints().join(",");
         let child = Command::new(keel_bin()?)
             .arg("sim-nodes")
-            .arg(format!("--server={servers}"))
-            .arg(format!("--token={}", cluster.admin_token()?))
+            .args(keel_tests::sim::sim_masters(cluster)?)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -461,11 +459,8 @@ async fn a_scheduler_paused_past_its_lease_is_fenced_and_no_pod_is_bound_twice()
     let _sim = SimNodes::start(&cluster, &["--count=20", "--pods=200"])?;
     wait_nodes(&nodes, 20).await?;
     let leader = scheduler_leader(&client).await?;
-    let others: Vec<String> = (0..3)
-        .filter(|&i| i != leader)
-        .map(|i| cluster.members[i].client_url())
-        .collect();
-    let client = Client::with_token(&others, &cluster.admin_token()?)?;
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let client = cluster.client_for(&others)?;
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), "default");
 
     // Every binding the API ever reports: a pod's node may be set once and never changed.

@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use anyhow::ensure;
 use keel_proto::keelapi::api_client::ApiClient;
 use keel_proto::keelapi::{ListRequest, ResourceRef};
-use keel_tests::cluster::{connect, keel_bin};
+use keel_tests::cluster::keel_bin;
+use keel_tests::etcdctl::etcdctl;
 use keel_tests::kubectl::Kubectl;
 use keel_tests::{Cluster, Flavor};
 use serde_json::json;
@@ -77,8 +78,9 @@ async fn requests_without_credentials_reach_only_public_information() -> anyhow:
     let (code, _) = anonymous(&server, "GET", "/api")?;
     assert_eq!(code, 403);
 
-    // The gRPC API on the client port: no token, no secrets.
-    let mut grpc = ApiClient::new(connect(&cluster.members[0].client_url()).await?);
+    // The gRPC API on the client port, even with the port's client certificate: no token,
+    // no secrets.
+    let mut grpc = ApiClient::new(cluster.channel(0).await?);
     let refused = grpc
         .list(ListRequest {
             r#ref: Some(ResourceRef {
@@ -92,6 +94,94 @@ async fn requests_without_credentials_reach_only_public_information() -> anyhow:
         .await
         .expect_err("anonymous gRPC list");
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_port_takes_only_clients_with_the_masters_certificates() -> anyhow::Result<()> {
+    let cluster = Cluster::start(Flavor::Keel, 1).await?;
+    cluster.admin_token()?;
+    let member = &cluster.members[0];
+    let url = member.client_url();
+    assert!(url.starts_with("https://"), "{url}");
+    let key = "/keel/pki/admin-token";
+    // No certificate, or the port taken for a plain one: nothing comes back.
+    let plain = url.replace("https://", "http://");
+    for (endpoint, flags) in [
+        (
+            &url,
+            vec![format!(
+                "--cacert={}",
+                member.store_credentials()[0].display()
+            )],
+        ),
+        (&url, vec!["--insecure-skip-tls-verify".to_string()]),
+        (&plain, vec![]),
+    ] {
+        let mut args = flags.clone();
+        args.extend(["--command-timeout=3s", "get", key].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = etcdctl(std::slice::from_ref(endpoint), &args, None)?;
+        assert_ne!(out.status, 0, "{endpoint} {flags:?}: {}", out.stdout);
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+    }
+    // A certificate from another CA is refused too.
+    let stranger = Cluster::start(Flavor::Keel, 1).await?;
+    stranger.admin_token()?;
+    let [_, cert, key_file] = stranger.members[0].store_credentials();
+    let out = etcdctl(
+        std::slice::from_ref(&url),
+        &[
+            &format!("--cacert={}", member.store_credentials()[0].display()),
+            &format!("--cert={}", cert.display()),
+            &format!("--key={}", key_file.display()),
+            "--command-timeout=3s",
+            "get",
+            key,
+        ],
+        None,
+    )?;
+    assert_ne!(out.status, 0, "{}", out.stdout);
+    // The operator's client certificate in the data dir works, as etcdctl's flags say.
+    let mut args = member.etcdctl_flags();
+    args.extend(["get", key, "--print-value-only"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = etcdctl(std::slice::from_ref(&url), &args, None)?;
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), cluster.admin_token()?);
+    // Its files are the owner's only.
+    use std::os::unix::fs::PermissionsExt;
+    for file in member.store_credentials() {
+        let mode = std::fs::metadata(&file)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_store_port_is_an_explicit_choice() -> anyhow::Result<()> {
+    let refused = std::process::Command::new(keel_bin()?)
+        .args(["server", "--listen-client-urls=http://127.0.0.1:1"])
+        .arg(format!(
+            "--data-dir={}",
+            tempfile::tempdir()?.path().join("d").display()
+        ))
+        .output()?;
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("requires TLS with client certificates") && said.contains("--store-insecure"),
+        "{said}"
+    );
+    let cluster = Cluster::start_with(Flavor::Keel, 1, &["--store-insecure".to_string()]).await?;
+    let url = cluster.members[0].client_url();
+    assert!(url.starts_with("http://"), "{url}");
+    let out = etcdctl(
+        std::slice::from_ref(&url),
+        &["get", "/registry/namespaces/default"],
+        None,
+    )?;
+    assert_eq!(out.status, 0, "{}", out.stderr);
     Ok(())
 }
 
