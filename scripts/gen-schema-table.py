@@ -84,7 +84,7 @@ GO_FIELD = re.compile(r'^\s*(?:\w+\s+)?(\S+)\s+`([^`]*)`')
 
 
 def read_go(directory):
-    """(struct, proto field number) -> (pointer, omitempty) from the Go types."""
+    """(struct, proto field number) -> (pointer, omitempty, inline, JSON name) from the Go types."""
     out = {}
     for name in sorted(os.listdir(directory)):
         if not name.endswith(".go") or name.endswith("_test.go") or name.startswith("zz_"):
@@ -111,7 +111,8 @@ def read_go(directory):
                     continue
                 omit = bool(j and "omitempty" in j.group(1))
                 inline = bool(j and j.group(1).startswith(",") and "inline" in j.group(1))
-                out[(struct, int(p.group(1)))] = (gotype.startswith("*"), omit, inline)
+                json_name = j.group(1).split(",")[0] if j else ""
+                out[(struct, int(p.group(1)))] = (gotype.startswith("*"), omit, inline, json_name)
     return out
 
 
@@ -137,7 +138,11 @@ def main():
                     card = "rep" if label == "repeated" else "one"
                     t = qualify(typ, package, known)
                 flags = []
-                pointer, omit, inline = go.get((name, number), (False, True, False))
+                pointer, omit, inline, json_name = go.get((name, number), (False, True, False, ""))
+                # The JSON name is the Go tag's; the proto name differs for initialisms
+                # (proto `uID`, JSON `uid`).
+                if json_name and json_name != "-":
+                    fname = json_name
                 if inline:
                     flags.append("inline")
                 if pointer:

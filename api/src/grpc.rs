@@ -341,6 +341,7 @@ mod tests {
         let auth = AuthConfig {
             authenticator: Authenticator::new(tokens, false),
             mode: AuthorizationMode::RBAC,
+            ..Default::default()
         };
         let core = Arc::new(ApiServer::new(MemoryStorage::new()).with_auth(auth));
         crate::bootstrap::ensure_namespaces(&core).await;

@@ -19,7 +19,9 @@ use crate::pki::{self, Ca};
 const CA_CERT: &[u8] = b"/keel/pki/ca.crt";
 const CA_KEY: &[u8] = b"/keel/pki/ca.key";
 const ADMIN_TOKEN: &[u8] = b"/keel/pki/admin-token";
-const SA_KEY: &[u8] = b"/keel/pki/service-account-key";
+/// The P-256 key (PKCS#8 DER) ServiceAccount tokens are signed with. (Clusters from before
+/// ES256 also hold `/keel/pki/service-account-key`, an HMAC secret no longer used.)
+const SA_SIGNING_KEY: &[u8] = b"/keel/pki/service-account-signing-key";
 const ADMIN_USER: &str = "kubernetes-admin";
 /// The identity the masters present to node agents (kube-apiserver's
 /// `--kubelet-client-certificate`): agents serve `system:masters`.
@@ -32,7 +34,7 @@ pub struct RestConfig {
     pub data_dir: PathBuf,
 }
 
-/// The cluster's shared secrets: the CA, the admin token, the ServiceAccount token key.
+/// The cluster's shared secrets: the CA, the admin token, the ServiceAccount signing key.
 struct Shared {
     ca: Ca,
     admin_token: String,
@@ -44,15 +46,70 @@ fn random_hex() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Reads the cluster's CA and admin token, creating them first if this is the first master.
-async fn shared(storage: &EtcdStorage) -> anyhow::Result<Shared> {
-    loop {
-        let mut values = Vec::new();
-        for key in [CA_CERT, CA_KEY, ADMIN_TOKEN, SA_KEY] {
-            values.push(storage.get(key).await);
+/// One group of secrets created together (a CA's certificate and key must never be split).
+type Group = Vec<(&'static [u8], Vec<u8>)>;
+
+/// The groups of shared secrets, each made fresh for a first master.
+fn fresh(group: usize) -> anyhow::Result<Group> {
+    Ok(match group {
+        0 => {
+            let ca = pki::new_ca()?;
+            vec![
+                (CA_CERT, ca.cert_pem.into_bytes()),
+                (CA_KEY, ca.key_pem.into_bytes()),
+            ]
         }
-        if values.iter().all(|v| matches!(v, Ok(Some(_)))) {
-            let mut v = values.into_iter().flatten().flatten().map(|s| s.value);
+        1 => vec![(ADMIN_TOKEN, random_hex().into_bytes())],
+        _ => vec![(
+            SA_SIGNING_KEY,
+            keel_api::auth::service_accounts::TokenSigner::generate_key()
+                .map_err(|e| anyhow::anyhow!(e))?,
+        )],
+    })
+}
+
+/// Reads the cluster's CA, admin token and signing key, creating whichever is missing first
+/// (a first master creates them all; a master of an older cluster adds what is new).
+async fn shared(storage: &EtcdStorage) -> anyhow::Result<Shared> {
+    let groups: [&[&[u8]]; 3] = [&[CA_CERT, CA_KEY], &[ADMIN_TOKEN], &[SA_SIGNING_KEY]];
+    loop {
+        let mut values: Vec<Vec<Option<Vec<u8>>>> = Vec::new();
+        let mut unavailable = false;
+        for keys in groups {
+            let mut group = Vec::new();
+            for key in keys {
+                match storage.get(key).await {
+                    Ok(v) => group.push(v.map(|s| s.value)),
+                    Err(_) => unavailable = true,
+                }
+            }
+            values.push(group);
+        }
+        if unavailable {
+            // The store is not serving yet.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            continue;
+        }
+        if let Some(torn) = values
+            .iter()
+            .position(|g| g.iter().any(Option::is_some) && g.iter().any(Option::is_none))
+        {
+            anyhow::bail!(
+                "the store holds part of a secret group ({:?}): restore the missing key from a backup",
+                groups[torn]
+                    .iter()
+                    .map(|k| String::from_utf8_lossy(k))
+                    .collect::<Vec<_>>()
+            );
+        }
+        let missing: Vec<usize> = values
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.iter().any(Option::is_none))
+            .map(|(i, _)| i)
+            .collect();
+        if missing.is_empty() {
+            let mut v = values.into_iter().flatten().flatten();
             let mut next = || v.next().unwrap_or_default();
             return Ok(Shared {
                 ca: Ca {
@@ -63,15 +120,8 @@ async fn shared(storage: &EtcdStorage) -> anyhow::Result<Shared> {
                 sa_key: next(),
             });
         }
-        match values.iter().any(|v| v.is_err()) {
-            false => {
-                let ca = pki::new_ca()?;
-                let ops = [
-                    (CA_CERT, ca.cert_pem.into_bytes()),
-                    (CA_KEY, ca.key_pem.into_bytes()),
-                    (ADMIN_TOKEN, random_hex().into_bytes()),
-                    (SA_KEY, random_hex().into_bytes()),
-                ]
+        for group in missing {
+            let ops = fresh(group)?
                 .into_iter()
                 .map(|(key, value)| WriteOp {
                     key: key.to_vec(),
@@ -79,15 +129,10 @@ async fn shared(storage: &EtcdStorage) -> anyhow::Result<Shared> {
                     expect: Expect::Absent,
                 })
                 .collect();
-                // Another master may win the race; either way the next round reads the winner's.
-                match storage.write(ops, vec![]).await {
-                    Ok(_) | Err(StorageError::AlreadyExists { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            true => {
-                // The store is not serving yet.
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            // Another master may win the race; either way the next round reads the winner's.
+            match storage.write(ops, vec![]).await {
+                Ok(_) | Err(StorageError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -215,7 +260,8 @@ pub async fn prepare(
     })
     .map_err(|e| anyhow::anyhow!("the kubelet client certificate: {e}"))?;
     write_ca(&config.data_dir, &shared.ca)?;
-    api.set_service_account_key(&shared.sa_key);
+    api.set_service_account_key(&shared.sa_key)
+        .map_err(|e| anyhow::anyhow!(e))?;
     api.add_token(
         &shared.admin_token,
         UserInfo {

@@ -129,6 +129,11 @@ pub struct ServerArgs {
     /// what `system:public-info-viewer` grants (/healthz, /livez, /readyz, /version).
     #[arg(long, default_value = "Node,RBAC")]
     authorization_mode: String,
+    /// The audiences ServiceAccount tokens must be issued for to authenticate here, and what
+    /// a TokenRequest without audiences gets [default: the issuer,
+    /// https://kubernetes.default.svc.cluster.local], as kube-apiserver's flag.
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
     /// Whether requests without credentials are served as system:anonymous (in the group
     /// system:unauthenticated, which RBAC grants only the public information above).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -623,6 +628,7 @@ fn auth_config(args: &ServerArgs) -> anyhow::Result<keel_api::auth::AuthConfig> 
     Ok(keel_api::auth::AuthConfig {
         authenticator: keel_api::auth::authn::Authenticator::new(tokens, args.anonymous_auth),
         mode,
+        api_audiences: args.api_audiences.clone(),
     })
 }
 

@@ -34,36 +34,76 @@ impl<S: Storage> ApiServer<S> {
         self.auth.authenticator.authenticate(authorization)
     }
 
-    /// The ServiceAccount a token names, if it is genuine, unexpired, and the account still
-    /// exists with the uid the token was issued for.
+    /// The audiences this API server accepts tokens for (`--api-audiences`, default the
+    /// issuer).
+    fn api_audiences(&self) -> Vec<String> {
+        service_accounts::audiences_or_default(Vec::new(), &self.auth.api_audiences)
+    }
+
+    /// The ServiceAccount a token names, if it is genuine, unexpired, for this API server, and
+    /// the account (and the pod or secret it is bound to, if any) still exists with the uid
+    /// the token was issued for.
     fn service_account_user(&self, token: &str) -> Option<UserInfo> {
         let signer = self
             .sa_signer
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()?;
-        let claims = signer.verify(token, chrono::Utc::now().timestamp())?;
-        let info = keel_types::kinds::by_kind("v1", "ServiceAccount")?;
-        let stored = self.cache.as_ref()?.get(&crate::keys::object(
-            info,
-            Some(&claims.namespace),
-            &claims.name,
-        ))?;
-        let account: serde_json::Value = serde_json::from_slice(&stored.value).ok()?;
-        (account.pointer("/metadata/uid").and_then(|u| u.as_str()) == Some(claims.uid.as_str()))
-            .then(|| service_accounts::user_of(&claims))
+        let claims = signer.verify(token, chrono::Utc::now().timestamp(), &self.api_audiences())?;
+        let live = |kind: &str, name: &str, uid: &str| {
+            let Some(info) = keel_types::kinds::by_kind("v1", kind) else {
+                return false;
+            };
+            let key = crate::keys::object(info, Some(&claims.namespace), name);
+            let Some(stored) = self.cache.as_ref().and_then(|c| c.get(&key)) else {
+                return false;
+            };
+            let Ok(object) = serde_json::from_slice::<serde_json::Value>(&stored.value) else {
+                return false;
+            };
+            // An object being deleted ends the tokens bound to it at once, as Kubernetes
+            // rejects them once the deletion is due.
+            let deleting = object
+                .pointer("/metadata/deletionTimestamp")
+                .and_then(|t| t.as_str())
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| t <= chrono::Utc::now());
+            object.pointer("/metadata/uid").and_then(|u| u.as_str()) == Some(uid) && !deleting
+        };
+        if !live("ServiceAccount", &claims.name, &claims.uid) {
+            return None;
+        }
+        if let Some(bound) = &claims.bound {
+            if !live(&bound.kind, &bound.name, &bound.uid) {
+                return None;
+            }
+        }
+        Some(service_accounts::user_of(&claims))
     }
 
-    /// Sets the cluster's key for ServiceAccount tokens (shared by every master).
-    pub fn set_service_account_key(&self, secret: &[u8]) {
+    /// Sets the cluster's key for ServiceAccount tokens (a P-256 key in PKCS#8 DER, shared by
+    /// every master).
+    pub fn set_service_account_key(&self, pkcs8: &[u8]) -> Result<(), String> {
+        let signer = service_accounts::TokenSigner::from_pkcs8(pkcs8)?;
         *self
             .sa_signer
             .write()
-            .unwrap_or_else(PoisonError::into_inner) =
-            Some(service_accounts::TokenSigner::new(secret));
+            .unwrap_or_else(PoisonError::into_inner) = Some(signer);
+        Ok(())
     }
 
-    /// A TokenRequest for the ServiceAccount `namespace/name`: a token and its expiry.
+    /// The public keys ServiceAccount tokens are verified with, as a JSON Web Key Set (None
+    /// until the cluster's key is known).
+    pub fn service_account_jwks(&self) -> Option<serde_json::Value> {
+        self.sa_signer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(service_accounts::TokenSigner::jwks)
+    }
+
+    /// A TokenRequest for the ServiceAccount `namespace/name`: a token and its expiry, bound
+    /// to the pod or secret `spec.boundObjectRef` names (which must exist, with the uid given).
     pub async fn create_token(
         &self,
         namespace: &str,
@@ -77,6 +117,33 @@ impl<S: Storage> ApiServer<S> {
             .unwrap_or("")
             .to_string();
         let ttl = service_accounts::requested_ttl(request)?;
+        let bound = match service_accounts::requested_binding(request)? {
+            None => None,
+            Some((kind, object_name, want_uid)) => {
+                let info =
+                    keel_types::kinds::by_kind("v1", &kind).ok_or(ApiError::UnknownResource)?;
+                let object = self.get(info, Some(namespace), &object_name).await?;
+                let have = crate::meta::str_field(&object, &["metadata", "uid"])
+                    .unwrap_or("")
+                    .to_string();
+                if want_uid.as_ref().is_some_and(|w| *w != have) {
+                    return Err(ApiError::Conflict {
+                        group: String::new(),
+                        resource: kind.clone(),
+                        name: object_name.clone(),
+                        detail: format!(
+                            "the UID in the bound object reference ({}) does not match the UID in record. The object might have been deleted and then recreated",
+                            want_uid.unwrap_or_default()
+                        ),
+                    });
+                }
+                Some(service_accounts::BoundObject {
+                    kind,
+                    name: object_name,
+                    uid: have,
+                })
+            }
+        };
         let signer = self
             .sa_signer
             .read()
@@ -90,6 +157,7 @@ impl<S: Storage> ApiServer<S> {
                 .pointer("/spec/audiences")
                 .and_then(|a| serde_json::from_value(a.clone()).ok())
                 .unwrap_or_default(),
+            &self.auth.api_audiences,
         );
         let token = signer.issue(
             &service_accounts::Claims {
@@ -97,15 +165,19 @@ impl<S: Storage> ApiServer<S> {
                 name: name.to_string(),
                 uid,
                 expires: expires.timestamp(),
+                bound: bound.clone(),
             },
             now.timestamp(),
             &audiences,
-        );
+        )?;
+        let bound_ref = bound.map(|b| {
+            serde_json::json!({"kind": b.kind, "apiVersion": "v1", "name": b.name, "uid": b.uid})
+        });
         Ok(serde_json::json!({
             "kind": "TokenRequest",
             "apiVersion": "authentication.k8s.io/v1",
             "metadata": {"name": name, "namespace": namespace, "creationTimestamp": null},
-            "spec": {"audiences": audiences, "expirationSeconds": ttl, "boundObjectRef": null},
+            "spec": {"audiences": audiences, "expirationSeconds": ttl, "boundObjectRef": bound_ref},
             "status": {
                 "token": token,
                 "expirationTimestamp": expires.format("%Y-%m-%dT%H:%M:%SZ").to_string(),

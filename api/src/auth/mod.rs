@@ -136,4 +136,7 @@ pub const MASTERS: &str = "system:masters";
 pub struct AuthConfig {
     pub authenticator: authn::Authenticator,
     pub mode: AuthorizationMode,
+    /// The audiences ServiceAccount tokens must name to authenticate here, and the default
+    /// of a TokenRequest (kube-apiserver's `--api-audiences`); empty means the issuer.
+    pub api_audiences: Vec<String>,
 }

@@ -199,6 +199,7 @@ async fn only_those_granted_pods_binding_may_bind() {
     let auth = AuthConfig {
         authenticator: Authenticator::new(tokens, false),
         mode: AuthorizationMode::RBAC,
+        ..Default::default()
     };
     let core = Arc::new(ApiServer::new(MemoryStorage::new()).with_auth(auth));
     crate::bootstrap::ensure_namespaces(&core).await;

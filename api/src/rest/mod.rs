@@ -9,6 +9,7 @@ mod columns;
 mod columns_pod;
 mod discovery;
 mod handlers;
+mod oidc;
 pub(crate) mod openapi;
 mod openapi_schema;
 mod path;
@@ -48,6 +49,11 @@ pub fn router<S: Storage>(core: Arc<ApiServer<S>>) -> Router {
         .route("/version", get(discovery::version::<S>))
         .route("/version/", get(discovery::version::<S>))
         .route("/healthz", get(discovery::health::<S>))
+        .route(
+            "/.well-known/openid-configuration",
+            get(oidc::configuration::<S>),
+        )
+        .route("/openid/v1/jwks", get(oidc::jwks::<S>))
         .route("/livez", get(discovery::health::<S>))
         .route("/readyz", get(discovery::health::<S>))
         .route("/api", get(discovery::api_versions::<S>))

@@ -39,6 +39,7 @@ async fn rbac_server() -> Router {
     let auth = AuthConfig {
         authenticator: Authenticator::new(tokens, false),
         mode: AuthorizationMode::RBAC,
+        ..Default::default()
     };
     let core = Arc::new(ApiServer::new(MemoryStorage::new()).with_auth(auth));
     crate::bootstrap::ensure_namespaces(&core).await;
