@@ -281,4 +281,6 @@ mod output_tests;
 #[cfg(test)]
 mod priority_tests;
 #[cfg(test)]
+mod query_props_tests;
+#[cfg(test)]
 mod tests;
