@@ -186,6 +186,29 @@ pub(crate) fn guards(fence: Option<&Fence>) -> Vec<Guard> {
 }
 
 /// The part of an object a main-resource update may change: everything but status.
+/// Sets `next`'s `metadata.generation`: none for kinds that keep none, else the current one,
+/// plus one when anything outside metadata and status changed.
+fn next_generation(info: &ResourceInfo, current: &Value, next: &mut Value) {
+    let current_generation = current
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64);
+    let bumped = spec_of(current) != spec_of(next);
+    let Some(m) = meta::metadata_mut(next) else {
+        return;
+    };
+    match (info.tracks_generation, bumped, current_generation) {
+        (false, _, _) | (true, false, None) => {
+            m.remove("generation");
+        }
+        (true, true, g) => {
+            m.insert("generation".into(), json!(g.unwrap_or(0) + 1));
+        }
+        (true, false, Some(g)) => {
+            m.insert("generation".into(), json!(g));
+        }
+    }
+}
+
 fn spec_of(obj: &Value) -> Value {
     let mut o = obj.clone();
     if let Some(m) = o.as_object_mut() {
@@ -355,7 +378,11 @@ impl<S: Storage> ApiServer<S> {
         // Fields the server owns.
         m.insert("uid".into(), Value::String(meta::new_uid()));
         m.insert("creationTimestamp".into(), Value::String(meta::now()));
-        m.insert("generation".into(), json!(1));
+        if info.tracks_generation {
+            m.insert("generation".into(), json!(1));
+        } else {
+            m.remove("generation");
+        }
         for owned in [
             "resourceVersion",
             "deletionTimestamp",
@@ -558,15 +585,6 @@ impl<S: Storage> ApiServer<S> {
                 m.insert("managedFields".into(), managed.clone());
             }
         }
-        if spec_of(current) != spec_of(&next) {
-            let generation = current
-                .pointer("/metadata/generation")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            if let Some(m) = meta::metadata_mut(&mut next) {
-                m.insert("generation".into(), json!(generation + 1));
-            }
-        }
         Ok(next)
     }
 
@@ -584,6 +602,9 @@ impl<S: Storage> ApiServer<S> {
     ) -> Result<Written, ApiError> {
         let (mut next, warnings) =
             admission::admit(info, next, Some(current), opts.field_validation)?;
+        // After admission, which writes the object as it is stored (defaults, canonical
+        // quantities): a change of form alone is no new generation.
+        next_generation(info, current, &mut next);
         self.check_escalation(info, namespace, &next, opts.requester.as_ref())
             .await?;
         self.admit_priority_class(info, &next, Some(current))

@@ -65,7 +65,7 @@ fn path_prefix(path: &str) -> String {
 
 /// Decodes `value` as an object of `info`'s kind. `apiVersion` and `kind`, when given, must
 /// be the kind's own; when absent they are filled in.
-pub fn decode(info: &ResourceInfo, value: Value) -> Result<Decoded, DecodeError> {
+pub fn decode(info: &ResourceInfo, mut value: Value) -> Result<Decoded, DecodeError> {
     let Value::Object(map) = &value else {
         return Err(DecodeError::NotAnObject {
             kind: info.kind,
@@ -73,6 +73,9 @@ pub fn decode(info: &ResourceInfo, value: Value) -> Result<Decoded, DecodeError>
         });
     };
     check_type_meta(info, map)?;
+    if let Some(message) = crate::schema::schema().kind(info.api_version, info.kind) {
+        canonical_quantities(message, &mut value);
+    }
     let object = match info.round_trip(value.clone()) {
         Ok(object) => object,
         Err(err) => {
@@ -91,6 +94,52 @@ pub fn decode(info: &ResourceInfo, value: Value) -> Result<Decoded, DecodeError>
         object,
         unknown_fields,
     })
+}
+
+/// The schema's name for resource quantities.
+const QUANTITY: &str = "k8s.io.apimachinery.pkg.api.resource.Quantity";
+
+/// Rewrites every resource quantity in `value` (an object of `message`) as Kubernetes stores
+/// it: a JSON number (`cpu: 0.5`) becomes a string, and a quantity its canonical form
+/// (`2000m` is `2`, `0.1` is `100m`). Text that is no quantity is left for validation to
+/// name.
+pub fn canonical_quantities(message: &crate::schema::Message, value: &mut Value) {
+    use crate::schema::Cardinality;
+    let Value::Object(map) = value else {
+        return;
+    };
+    for field in message.json_fields() {
+        let Some(v) = map.get_mut(field.json) else {
+            continue;
+        };
+        let each: Vec<&mut Value> = match (&field.cardinality, v) {
+            (Cardinality::One, v) => vec![v],
+            (Cardinality::Repeated, Value::Array(items)) => items.iter_mut().collect(),
+            (Cardinality::Map { .. }, Value::Object(entries)) => entries.values_mut().collect(),
+            _ => continue,
+        };
+        if field.ty == QUANTITY {
+            each.into_iter().for_each(canonical_quantity);
+        } else if let Some(inner) = crate::schema::schema().message(field.ty) {
+            for v in each {
+                canonical_quantities(inner, v);
+            }
+        }
+    }
+}
+
+fn canonical_quantity(v: &mut Value) {
+    let text = match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => return,
+    };
+    match crate::quantity::Quantity::parse(&text) {
+        Ok(q) => *v = Value::String(q.to_canonical_string()),
+        // Validation reports it, under the field's name, as a quantity it cannot read.
+        Err(_) if v.is_number() => *v = Value::String(text),
+        Err(_) => {}
+    }
 }
 
 fn check_type_meta(info: &ResourceInfo, map: &Map<String, Value>) -> Result<(), DecodeError> {

@@ -264,3 +264,40 @@ fn type_errors_name_the_field() {
         "{err:?}"
     );
 }
+
+#[test]
+fn quantities_are_read_from_numbers_and_stored_in_canonical_form() {
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "q"},
+        "spec": {
+            "containers": [{"name": "c", "image": "busybox", "resources": {
+                "requests": {"cpu": 0.5, "memory": "2000Mi", "example.com/gpu": 2},
+                "limits": {"cpu": "2000m", "memory": "1Gi"}}}],
+            "overhead": {"cpu": "0.1"},
+            "volumes": [{"name": "v", "emptyDir": {"sizeLimit": 1e3}}]}});
+    let decoded = decode(info("v1", "Pod"), pod).expect("decodes");
+    let resources = &decoded.object["spec"]["containers"][0]["resources"];
+    assert_eq!(resources["requests"]["cpu"], "500m");
+    assert_eq!(resources["requests"]["memory"], "2000Mi");
+    assert_eq!(resources["requests"]["example.com/gpu"], "2");
+    assert_eq!(resources["limits"]["cpu"], "2");
+    assert_eq!(resources["limits"]["memory"], "1Gi");
+    assert_eq!(decoded.object["spec"]["overhead"]["cpu"], "100m");
+    assert_eq!(
+        decoded.object["spec"]["volumes"][0]["emptyDir"]["sizeLimit"],
+        "1k"
+    );
+    assert!(
+        decoded.unknown_fields.is_empty(),
+        "{:?}",
+        decoded.unknown_fields
+    );
+    // Text that is no quantity stays for validation to name.
+    let bad = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "q"},
+        "spec": {"containers": [{"name": "c", "image": "busybox",
+            "resources": {"requests": {"cpu": "lots"}}}]}});
+    let decoded = decode(info("v1", "Pod"), bad).expect("decodes");
+    assert_eq!(
+        decoded.object["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+        "lots"
+    );
+}

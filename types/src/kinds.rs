@@ -34,6 +34,10 @@ pub struct ResourceInfo {
     pub categories: &'static [&'static str],
     /// Subresources served besides the object itself ("status", "scale", a pod's "binding").
     pub subresources: &'static [&'static str],
+    /// The server sets `metadata.generation` (1 on create, one more on every change outside
+    /// metadata and status), as Kubernetes does for kinds whose controllers report an
+    /// observedGeneration; other kinds carry none.
+    pub tracks_generation: bool,
     round_trip: fn(Value) -> Result<Value, serde_json::Error>,
     /// Adds the kind's JSON schema (and those it references) to a generator.
     describe: fn(&mut k8s_openapi::schemars::gen::SchemaGenerator),
@@ -84,7 +88,7 @@ fn round_trip<K: DeserializeOwned + Serialize>(value: Value) -> Result<Value, se
 }
 
 macro_rules! kinds {
-    ($( $ty:ty => { short: [$($short:literal),*], categories: [$($cat:literal),*], sub: [$($sub:literal),*] } ),* $(,)?) => {
+    ($( $ty:ty => { short: [$($short:literal),*], categories: [$($cat:literal),*], sub: [$($sub:literal),*], generation: $gen:literal } ),* $(,)?) => {
         static KINDS: &[ResourceInfo] = &[
             $(ResourceInfo {
                 group: <$ty as Resource>::GROUP,
@@ -97,6 +101,7 @@ macro_rules! kinds {
                 short_names: &[$($short),*],
                 categories: &[$($cat),*],
                 subresources: &[$($sub),*],
+                tracks_generation: $gen,
                 round_trip: round_trip::<$ty>,
                 describe: |g| {
                     g.subschema_for::<$ty>();
@@ -107,36 +112,36 @@ macro_rules! kinds {
 }
 
 kinds! {
-    core::v1::Namespace => { short: ["ns"], categories: [], sub: ["status"] },
-    core::v1::Node => { short: ["no"], categories: [], sub: ["status"] },
-    core::v1::Pod => { short: ["po"], categories: ["all"], sub: ["binding", "eviction", "status"] },
-    core::v1::Service => { short: ["svc"], categories: ["all"], sub: ["status"] },
-    core::v1::Endpoints => { short: ["ep"], categories: [], sub: [] },
-    core::v1::ConfigMap => { short: ["cm"], categories: [], sub: [] },
-    core::v1::Secret => { short: [], categories: [], sub: [] },
-    core::v1::ServiceAccount => { short: ["sa"], categories: [], sub: [] },
-    core::v1::Event => { short: ["ev"], categories: [], sub: [] },
-    core::v1::ResourceQuota => { short: ["quota"], categories: [], sub: ["status"] },
-    core::v1::LimitRange => { short: ["limits"], categories: [], sub: [] },
-    core::v1::PersistentVolumeClaim => { short: ["pvc"], categories: [], sub: ["status"] },
-    core::v1::PersistentVolume => { short: ["pv"], categories: [], sub: ["status"] },
-    discovery::v1::EndpointSlice => { short: [], categories: [], sub: [] },
-    apps::v1::Deployment => { short: ["deploy"], categories: ["all"], sub: ["status", "scale"] },
-    apps::v1::ReplicaSet => { short: ["rs"], categories: ["all"], sub: ["status", "scale"] },
-    apps::v1::StatefulSet => { short: ["sts"], categories: ["all"], sub: ["status", "scale"] },
-    apps::v1::DaemonSet => { short: ["ds"], categories: ["all"], sub: ["status"] },
-    apps::v1::ControllerRevision => { short: [], categories: [], sub: [] },
-    batch::v1::Job => { short: [], categories: ["all"], sub: ["status"] },
-    batch::v1::CronJob => { short: ["cj"], categories: ["all"], sub: ["status"] },
-    coordination::v1::Lease => { short: [], categories: [], sub: [] },
-    rbac::v1::Role => { short: [], categories: [], sub: [] },
-    rbac::v1::ClusterRole => { short: [], categories: [], sub: [] },
-    rbac::v1::RoleBinding => { short: [], categories: [], sub: [] },
-    rbac::v1::ClusterRoleBinding => { short: [], categories: [], sub: [] },
-    networking::v1::NetworkPolicy => { short: ["netpol"], categories: [], sub: [] },
-    networking::v1::Ingress => { short: ["ing"], categories: [], sub: ["status"] },
-    scheduling::v1::PriorityClass => { short: ["pc"], categories: [], sub: [] },
-    policy::v1::PodDisruptionBudget => { short: ["pdb"], categories: [], sub: ["status"] },
+    core::v1::Namespace => { short: ["ns"], categories: [], sub: ["status"], generation: false },
+    core::v1::Node => { short: ["no"], categories: [], sub: ["status"], generation: false },
+    core::v1::Pod => { short: ["po"], categories: ["all"], sub: ["binding", "eviction", "status"], generation: false },
+    core::v1::Service => { short: ["svc"], categories: ["all"], sub: ["status"], generation: false },
+    core::v1::Endpoints => { short: ["ep"], categories: [], sub: [], generation: false },
+    core::v1::ConfigMap => { short: ["cm"], categories: [], sub: [], generation: false },
+    core::v1::Secret => { short: [], categories: [], sub: [], generation: false },
+    core::v1::ServiceAccount => { short: ["sa"], categories: [], sub: [], generation: false },
+    core::v1::Event => { short: ["ev"], categories: [], sub: [], generation: false },
+    core::v1::ResourceQuota => { short: ["quota"], categories: [], sub: ["status"], generation: false },
+    core::v1::LimitRange => { short: ["limits"], categories: [], sub: [], generation: false },
+    core::v1::PersistentVolumeClaim => { short: ["pvc"], categories: [], sub: ["status"], generation: false },
+    core::v1::PersistentVolume => { short: ["pv"], categories: [], sub: ["status"], generation: false },
+    discovery::v1::EndpointSlice => { short: [], categories: [], sub: [], generation: true },
+    apps::v1::Deployment => { short: ["deploy"], categories: ["all"], sub: ["status", "scale"], generation: true },
+    apps::v1::ReplicaSet => { short: ["rs"], categories: ["all"], sub: ["status", "scale"], generation: true },
+    apps::v1::StatefulSet => { short: ["sts"], categories: ["all"], sub: ["status", "scale"], generation: true },
+    apps::v1::DaemonSet => { short: ["ds"], categories: ["all"], sub: ["status"], generation: true },
+    apps::v1::ControllerRevision => { short: [], categories: [], sub: [], generation: false },
+    batch::v1::Job => { short: [], categories: ["all"], sub: ["status"], generation: true },
+    batch::v1::CronJob => { short: ["cj"], categories: ["all"], sub: ["status"], generation: true },
+    coordination::v1::Lease => { short: [], categories: [], sub: [], generation: false },
+    rbac::v1::Role => { short: [], categories: [], sub: [], generation: false },
+    rbac::v1::ClusterRole => { short: [], categories: [], sub: [], generation: false },
+    rbac::v1::RoleBinding => { short: [], categories: [], sub: [], generation: false },
+    rbac::v1::ClusterRoleBinding => { short: [], categories: [], sub: [], generation: false },
+    networking::v1::NetworkPolicy => { short: ["netpol"], categories: [], sub: [], generation: true },
+    networking::v1::Ingress => { short: ["ing"], categories: [], sub: ["status"], generation: true },
+    scheduling::v1::PriorityClass => { short: ["pc"], categories: [], sub: [], generation: false },
+    policy::v1::PodDisruptionBudget => { short: ["pdb"], categories: [], sub: ["status"], generation: true },
 }
 
 /// Every kind keel serves.

@@ -180,15 +180,15 @@ pub fn default_limit_range(lr: &mut LimitRange) {
     }
 }
 
-/// Users and groups are RBAC subjects; service accounts are core ones.
+/// Users and groups are RBAC subjects; service accounts are core ones, whose empty group
+/// Kubernetes leaves out of the object (`omitempty`), so a re-applied manifest matches.
 pub fn default_subjects(subjects: Option<&mut Vec<Subject>>, role_ref: &mut RoleRef) {
     for s in subjects.into_iter().flatten() {
         if s.api_group.as_deref().unwrap_or("").is_empty() {
-            match s.kind.as_str() {
-                "ServiceAccount" => s.api_group = Some(String::new()),
-                "User" | "Group" => s.api_group = Some(RBAC_GROUP.into()),
-                _ => {}
-            }
+            s.api_group = match s.kind.as_str() {
+                "User" | "Group" => Some(RBAC_GROUP.into()),
+                _ => None,
+            };
         }
     }
     if role_ref.api_group.is_empty() {

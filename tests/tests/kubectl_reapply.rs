@@ -1,0 +1,153 @@
+//! Manifests as public repositories write them, through the real kubectl on a default keel:
+//! quantities written as YAML numbers are accepted and kept in Kubernetes' canonical form (a
+//! re-apply of them writes nothing), a RoleBinding to a ServiceAccount re-applies as
+//! `unchanged` (no empty `apiGroup` appears), and only kinds Kubernetes tracks carry
+//! `metadata.generation`. Each check is what kubectl shows against Kubernetes 1.32.
+
+use keel_tests::kubectl::Kubectl;
+use keel_tests::{Cluster, Flavor};
+
+const APP: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  mode: fast
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: readers
+subjects:
+- kind: ServiceAccount
+  name: default
+  namespace: default
+- kind: User
+  name: alice
+  apiGroup: rbac.authorization.k8s.io
+roleRef:
+  kind: ClusterRole
+  name: view
+  apiGroup: rbac.authorization.k8s.io
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: busybox
+        resources:
+          requests:
+            cpu: 500m
+            memory: 64Mi
+";
+
+/// The same Deployment's resources as many manifests write them: numbers, and quantities in a
+/// form other than Kubernetes' canonical one.
+const NUMBERS: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: sized
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: sized}
+  template:
+    metadata:
+      labels: {app: sized}
+    spec:
+      containers:
+      - name: web
+        image: busybox
+        resources:
+          requests:
+            cpu: 0.5
+            memory: 64Mi
+          limits:
+            cpu: 2000m
+            memory: 1024Mi
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_manifests_apply_and_reapply_as_on_kubernetes() -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(
+        Flavor::Keel,
+        1,
+        &[
+            "--scheduler=false".to_string(),
+            "--controller-manager=false".to_string(),
+        ],
+    )
+    .await?;
+    let k = Kubectl::for_cluster(&cluster).await?;
+    let file = k.manifest("app.yaml", APP);
+    let created = k.ok(&["apply", "-f", &file]);
+    assert!(created.contains("deployment.apps/web created"), "{created}");
+
+    // Numbers read as quantities, stored canonical. kubectl keeps sending the manifest's form,
+    // so it prints `configured` on every apply, as against Kubernetes, but nothing is written.
+    let numbers = k.manifest("numbers.yaml", NUMBERS);
+    k.ok(&["apply", "-f", &numbers]);
+    let sized = k.json(&["get", "deployment", "sized"]);
+    let resources = &sized["spec"]["template"]["spec"]["containers"][0]["resources"];
+    assert_eq!(resources["requests"]["cpu"], "500m");
+    assert_eq!(resources["limits"]["cpu"], "2");
+    assert_eq!(resources["limits"]["memory"], "1Gi");
+    k.ok(&["apply", "-f", &numbers]);
+    let again = k.json(&["get", "deployment", "sized"]);
+    assert_eq!(
+        again["metadata"]["resourceVersion"], sized["metadata"]["resourceVersion"],
+        "a patch that changes nothing writes nothing"
+    );
+    assert_eq!(again["metadata"]["generation"], 1);
+
+    // The ServiceAccount subject keeps no empty group; the user gets RBAC's.
+    let binding = k.json(&["get", "rolebinding", "readers"]);
+    assert_eq!(binding["subjects"][0].get("apiGroup"), None, "{binding}");
+    assert_eq!(
+        binding["subjects"][1]["apiGroup"],
+        "rbac.authorization.k8s.io"
+    );
+
+    // Generation only where Kubernetes keeps one.
+    assert_eq!(binding["metadata"].get("generation"), None, "{binding}");
+    let config = k.json(&["get", "configmap", "settings"]);
+    assert_eq!(config["metadata"].get("generation"), None, "{config}");
+    let deployment = k.json(&["get", "deployment", "web"]);
+    assert_eq!(deployment["metadata"]["generation"], 1);
+
+    // Applying the same file again changes nothing, and kubectl diff agrees.
+    let versions = |k: &Kubectl| {
+        [
+            "configmap/settings",
+            "rolebinding/readers",
+            "deployment/web",
+        ]
+        .map(|o| k.ok(&["get", o, "-o", "jsonpath={.metadata.resourceVersion}"]))
+    };
+    let before = versions(&k);
+    let again = k.ok(&["apply", "-f", &file]);
+    for line in again.lines() {
+        assert!(line.ends_with(" unchanged"), "{again}");
+    }
+    assert_eq!(versions(&k), before, "a no-op apply writes nothing");
+    let diff = k.run(&["diff", "-f", &file]);
+    assert!(
+        diff.ok,
+        "kubectl diff exits 0: {}{}",
+        diff.stdout, diff.stderr
+    );
+    // Server-side apply over the client-side applied objects takes over without conflicts.
+    let ssa = k.run(&["apply", "--server-side", "-f", &file]);
+    assert!(ssa.ok, "{}{}", ssa.stdout, ssa.stderr);
+    Ok(())
+}
