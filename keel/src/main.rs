@@ -2,6 +2,7 @@
 
 mod agent;
 mod bench;
+mod client_port;
 mod connect;
 mod controller_manager;
 mod duration;

@@ -73,11 +73,21 @@ fn issue(ca: &Ca, params: CertificateParams) -> anyhow::Result<Issued> {
     })
 }
 
-/// A serving certificate for `hosts` (IP addresses and DNS names).
-pub fn issue_serving(ca: &Ca, hosts: &[String]) -> anyhow::Result<Issued> {
+/// A leaf certificate named `common_name` in `organizations`, valid for `hosts` (IP addresses
+/// and DNS names), for the one use `usage` says (serving or client).
+fn issue_leaf(
+    ca: &Ca,
+    common_name: &str,
+    organizations: &[&str],
+    hosts: &[String],
+    usage: ExtendedKeyUsagePurpose,
+) -> anyhow::Result<Issued> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "keel-apiserver");
+    dn.push(DnType::CommonName, common_name);
+    for organization in organizations {
+        dn.push(DnType::OrganizationName, *organization);
+    }
     params.distinguished_name = dn;
     for host in hosts {
         params.subject_alt_names.push(match host.parse::<IpAddr>() {
@@ -89,52 +99,40 @@ pub fn issue_serving(ca: &Ca, hosts: &[String]) -> anyhow::Result<Issued> {
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.extended_key_usages = vec![usage];
     validity(&mut params, LEAF_DAYS);
     issue(ca, params)
 }
 
+/// A serving certificate for `hosts` (IP addresses and DNS names).
+pub fn issue_serving(ca: &Ca, hosts: &[String]) -> anyhow::Result<Issued> {
+    issue_leaf(
+        ca,
+        "keel-apiserver",
+        &[],
+        hosts,
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )
+}
+
 /// A client certificate for user `name` in `groups` (CN and O, as Kubernetes reads them).
 pub fn issue_client(ca: &Ca, name: &str, groups: &[&str]) -> anyhow::Result<Issued> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, name);
-    for group in groups {
-        dn.push(DnType::OrganizationName, *group);
-    }
-    params.distinguished_name = dn;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    validity(&mut params, LEAF_DAYS);
-    issue(ca, params)
+    issue_leaf(ca, name, groups, &[], ExtendedKeyUsagePurpose::ClientAuth)
 }
 
 /// A node agent's serving certificate, as kubelet's serving certificates are named
 /// (`system:node:<name>` in `system:nodes`), valid for the node's name and `addresses`.
 pub fn issue_node_serving(ca: &Ca, node: &str, addresses: &[String]) -> anyhow::Result<Issued> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, format!("system:node:{node}"));
-    dn.push(DnType::OrganizationName, "system:nodes");
-    params.distinguished_name = dn;
+    use keel_api::auth::node::{NODES_GROUP, NODE_USER_PREFIX};
     let mut hosts = vec![node.to_owned()];
     hosts.extend(addresses.iter().filter(|a| *a != node).cloned());
-    for host in &hosts {
-        params.subject_alt_names.push(match host.parse::<IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(host.as_str().try_into()?),
-        });
-    }
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    validity(&mut params, LEAF_DAYS);
-    issue(ca, params)
+    issue_leaf(
+        ca,
+        &format!("{NODE_USER_PREFIX}{node}"),
+        &[NODES_GROUP],
+        &hosts,
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )
 }
 
 /// A kubeconfig for `server` trusting `ca_pem`, authenticating with a bearer token.

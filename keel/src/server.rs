@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Args;
 use keel_store::config::{ClusterState, NodeConfig, TlsFiles};
+
+use crate::client_port::ClientPort;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Args, Debug, Clone)]
@@ -176,9 +178,7 @@ impl Default for ServerArgs {
 
 /// `http://host:port` -> socket address (the scheme is not used: keel serves plain gRPC).
 fn socket_addr(url: &str) -> anyhow::Result<SocketAddr> {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let hostport = rest.trim_end_matches('/');
-    hostport
+    crate::client_port::host_port(url)
         .to_socket_addrs()
         .with_context(|| format!("bad URL {url}"))?
         .next()
@@ -219,105 +219,22 @@ fn tls_files(
     }
 }
 
-/// The host of `scheme://host:port` (without brackets for IPv6).
-fn url_host(url: &str) -> Option<String> {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let hostport = rest.trim_end_matches('/');
-    let host = match hostport.strip_prefix('[') {
-        Some(v6) => v6.split_once(']')?.0,
-        None => hostport.rsplit_once(':').map_or(hostport, |(h, _)| h),
-    };
-    (!host.is_empty()).then(|| host.to_string())
-}
-
-/// How a control plane's client port is secured, and how this master's own API server,
-/// scheduler and controller manager reach it.
-#[derive(Debug, Clone)]
-struct ClientPort {
-    /// The port's TLS (None: in the clear).
-    served: Option<TlsFiles>,
-    /// What this process presents when it dials the port (None: in the clear).
-    dialer: Option<crate::store_pki::StoreClient>,
-}
-
 impl ServerArgs {
-    /// The client port's URLs (given, or the defaults for how the port is secured) and its
-    /// security: for a control plane, TLS with client certificates unless --store-insecure.
+    /// The client port's URLs and security (see `client_port`).
     fn client_port(&self) -> anyhow::Result<(Vec<String>, Vec<String>, ClientPort)> {
-        let given = tls_files(
-            "",
-            &self.cert_file,
-            &self.key_file,
-            &self.trusted_ca_file,
-            self.client_cert_auth,
-        )?;
-        let secured = !self.store_only && !self.store_insecure;
-        let automatic = secured && given.is_none();
-        let default_url = if automatic || given.is_some() {
-            "https://127.0.0.1:2379"
-        } else {
-            "http://127.0.0.1:2379"
-        };
-        let or_default = |urls: &Vec<String>, fallback: &Vec<String>| {
-            if !urls.is_empty() {
-                urls.clone()
-            } else if !fallback.is_empty() {
-                fallback.clone()
-            } else {
-                vec![default_url.to_string()]
-            }
-        };
-        let listen = or_default(&self.listen_client_urls, &Vec::new());
-        let advertise = or_default(&self.advertise_client_urls, &listen);
-        let all = listen.iter().chain(&advertise);
-        if secured {
-            if let Some(plain) = all.clone().find(|u| u.starts_with("http://")) {
-                bail!(
-                    "client URL {plain}: a control plane's client port serves the whole keyspace (every Secret, the cluster's keys) and requires TLS with client certificates; use https:// URLs (keel issues the certificates into {}) or --store-insecure",
-                    crate::store_pki::dir(&self.data_dir).display()
-                );
-            }
-            if given.as_ref().is_some_and(|t| !t.client_cert_auth) {
-                bail!("a control plane's client port requires client certificates: add --client-cert-auth and --trusted-ca-file, or --store-insecure");
-            }
-        }
-        if given.is_none() && !automatic {
-            if let Some(tls) = all.clone().find(|u| u.starts_with("https://")) {
-                bail!("client URL {tls} asks for TLS: give --cert-file and --key-file");
-            }
-        }
-        let port = if automatic {
-            let mut hosts = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-            for host in all.filter_map(|u| url_host(u)) {
-                let unspecified = host
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_unspecified());
-                if !unspecified && !hosts.contains(&host) {
-                    hosts.push(host);
-                }
-            }
-            let (served, dialer) = crate::store_pki::ensure(&self.data_dir, &hosts)?;
-            ClientPort {
-                served: Some(served),
-                dialer: Some(dialer),
-            }
-        } else {
-            // With the operator's files, this master dials its own port with the port's
-            // certificate, as etcd deployments do.
-            let dialer = given.as_ref().map(|files| crate::store_pki::StoreClient {
-                ca: files
-                    .trusted_ca
-                    .clone()
-                    .unwrap_or_else(|| files.cert.clone()),
-                cert: files.cert.clone(),
-                key: files.key.clone(),
-            });
-            ClientPort {
-                served: given,
-                dialer,
-            }
-        };
-        Ok((listen, advertise, port))
+        crate::client_port::resolve(crate::client_port::Wanted {
+            given: tls_files(
+                "",
+                &self.cert_file,
+                &self.key_file,
+                &self.trusted_ca_file,
+                self.client_cert_auth,
+            )?,
+            secured: !self.store_only && !self.store_insecure,
+            data_dir: &self.data_dir,
+            listen: &self.listen_client_urls,
+            advertise: &self.advertise_client_urls,
+        })
     }
 
     fn into_config(self) -> anyhow::Result<(NodeConfig, ClientPort)> {
@@ -773,19 +690,6 @@ mod tests {
         .expect_err("TLS URL without certificates");
         assert!(refused.to_string().contains("--cert-file"), "{refused}");
         Ok(())
-    }
-
-    #[test]
-    fn hosts_come_out_of_urls() {
-        assert_eq!(
-            url_host("https://10.0.0.1:2379").as_deref(),
-            Some("10.0.0.1")
-        );
-        assert_eq!(url_host("https://[::1]:2379/").as_deref(), Some("::1"));
-        assert_eq!(
-            url_host("https://m1.example:2379").as_deref(),
-            Some("m1.example")
-        );
     }
 }
 
