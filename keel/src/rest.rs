@@ -205,8 +205,11 @@ pub fn write_node_certificate(
     };
     let server = match server {
         Some(url) => url.to_string(),
-        None => kubeconfig_server(&read(&kubeconfig_path(data_dir))?)
-            .context("the admin kubeconfig names no server")?,
+        None => {
+            keel_client::Kubeconfig::read(kubeconfig_path(data_dir))
+                .context("the admin kubeconfig (a master writes it when it first serves the API)")?
+                .server
+        }
     };
     let user = format!("{}{node}", keel_api::auth::node::NODE_USER_PREFIX);
     let client = pki::issue_client(&ca, &user, &[keel_api::auth::node::NODES_GROUP])?;
@@ -219,13 +222,6 @@ pub fn write_node_certificate(
         &out.join("kubelet.kubeconfig"),
         &pki::client_certificate_kubeconfig(&server, &ca.cert_pem, &user, &client),
     )
-}
-
-/// The `server:` of a kubeconfig keel wrote (one cluster, one line per field).
-fn kubeconfig_server(text: &str) -> Option<String> {
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("server:"))
-        .map(|s| s.trim().to_string())
 }
 
 /// The path of the admin kubeconfig in a data dir.

@@ -189,12 +189,7 @@ impl Cluster {
                 .iter()
                 .zip(&self.procs)
                 .filter(|(_, p)| p.is_some())
-                .map(|(m, _)| {
-                    let text = std::fs::read_to_string(m.kubeconfig()).ok()?;
-                    text.lines()
-                        .find_map(|l| l.trim().strip_prefix("token:"))
-                        .map(|t| t.trim().to_string())
-                })
+                .map(|(m, _)| keel_client::Kubeconfig::read(m.kubeconfig()).ok()?.token)
                 .collect();
             if let Some(Some(token)) = tokens.first() {
                 if tokens.iter().all(Option::is_some) {
