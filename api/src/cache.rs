@@ -292,6 +292,20 @@ impl WatchCache {
         })
     }
 
+    /// How many cached objects have keys in `[start, end)`, and their stored bytes: what a
+    /// list of them costs. None until the cache is filled.
+    pub fn size(&self, start: &[u8], end: &[u8]) -> Option<(usize, usize)> {
+        let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        if !st.ready {
+            return None;
+        }
+        Some(
+            st.objects
+                .range(start.to_vec()..end.to_vec())
+                .fold((0, 0), |(n, bytes), (_, v)| (n + 1, bytes + v.value.len())),
+        )
+    }
+
     /// The changes after `after` still in memory plus a live feed, or None if the cache no
     /// longer holds all of them (the caller watches the store instead).
     pub fn replay(&self, after: i64) -> Option<Replay> {

@@ -81,10 +81,15 @@ pub enum ApiError {
     /// The lease that fenced this write no longer names the writer as holder.
     #[error("fenced write refused: lease {lease} no longer names the writer as its holder")]
     FenceLost { lease: String },
-    /// The request may succeed later (an eviction that would break a disruption budget);
-    /// `causes` say why, each with a reason and message and no field.
+    /// The request may succeed later (an eviction that would break a disruption budget, a
+    /// server too busy to queue it); `causes` say why, each with a reason and message and no
+    /// field, and `retry_after_seconds` (when not 0) how long to wait.
     #[error("{message}")]
-    TooManyRequests { message: String, causes: Vec<Cause> },
+    TooManyRequests {
+        message: String,
+        causes: Vec<Cause>,
+        retry_after_seconds: u64,
+    },
     #[error("{0}")]
     Timeout(String),
     #[error("{0}")]
@@ -212,15 +217,29 @@ impl ApiError {
                     "field": c.field,
                 })).collect::<Vec<_>>(),
             })),
-            ApiError::TooManyRequests { causes, .. } => Some(json!({
-                "causes": causes.iter().map(|c| {
-                    let mut cause = json!({"reason": c.reason, "message": c.message});
-                    if !c.field.is_empty() {
-                        cause["field"] = json!(c.field);
-                    }
-                    cause
-                }).collect::<Vec<_>>(),
-            })),
+            ApiError::TooManyRequests {
+                causes,
+                retry_after_seconds,
+                ..
+            } => {
+                let mut details = json!({});
+                if !causes.is_empty() {
+                    details["causes"] = causes
+                        .iter()
+                        .map(|c| {
+                            let mut cause = json!({"reason": c.reason, "message": c.message});
+                            if !c.field.is_empty() {
+                                cause["field"] = json!(c.field);
+                            }
+                            cause
+                        })
+                        .collect();
+                }
+                if *retry_after_seconds > 0 {
+                    details["retryAfterSeconds"] = json!(retry_after_seconds);
+                }
+                Some(details)
+            }
             _ => None,
         };
         if let Some(mut d) = details {

@@ -281,6 +281,7 @@ fn too_many(message: String) -> ApiError {
             reason: DISRUPTION_BUDGET_CAUSE.into(),
             message,
         }],
+        retry_after_seconds: 0,
     }
 }
 

@@ -16,6 +16,7 @@ mod delete;
 pub mod encryption;
 pub mod error;
 pub mod eviction;
+pub mod fairness;
 pub mod filter;
 pub mod grpc;
 pub mod keys;

@@ -69,6 +69,17 @@ fn parse_rv(rv: &str) -> Result<i64, ApiError> {
 }
 
 impl<S: Storage> ApiServer<S> {
+    /// The number of stored objects of `info` in `namespace` (all namespaces if None) and
+    /// their bytes, from the watch cache; None without a filled cache.
+    pub fn collection_size(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+    ) -> Option<(usize, usize)> {
+        let prefix = keys::collection(info, namespace);
+        self.cache.as_ref()?.size(&prefix, &prefix_end(&prefix))
+    }
+
     pub async fn list(
         &self,
         info: &'static ResourceInfo,

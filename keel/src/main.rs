@@ -8,6 +8,7 @@ mod controller_manager;
 mod duration;
 mod election;
 mod https;
+mod limits;
 mod multiplex;
 mod ops;
 mod pki;

@@ -146,6 +146,8 @@ pub struct ServerArgs {
     /// Address the REST API listens on, as kube-apiserver's flag.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: std::net::IpAddr,
+    #[command(flatten)]
+    fairness: crate::limits::FairnessArgs,
     /// Run the scheduler in this master (one active across all masters, elected through the
     /// Lease kube-system/kube-scheduler).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -341,6 +343,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => keel_api::encryption::Transformer::default(),
     };
     let auditor = auditor(&args)?;
+    let fairness = args.fairness.fairness()?;
     let rest_config = crate::rest::RestConfig {
         listen: SocketAddr::new(args.bind_address, args.secure_port),
         data_dir: args.data_dir.clone(),
@@ -425,7 +428,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                         let _ = root_ca_tx.send(Some(ca_pem));
                         tracing::info!(listen = %rest_config.listen, "serving the Kubernetes API and keelapi.Api");
                         let app = crate::multiplex::Multiplex::new(
-                            keel_api::rest::router(api.clone()),
+                            match fairness.clone() {
+                                Some(fairness) => {
+                                    keel_api::rest::router_with_fairness(api.clone(), fairness)
+                                }
+                                None => keel_api::rest::router(api.clone()),
+                            },
                             tonic::service::Routes::new(grpc),
                         );
                         crate::https::serve(rest_listener, tls, app, bootstrap_stop.clone()).await;

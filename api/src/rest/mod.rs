@@ -8,6 +8,7 @@ mod aggregated;
 mod columns;
 mod columns_pod;
 mod discovery;
+mod flow;
 mod handlers;
 mod oidc;
 pub(crate) mod openapi;
@@ -43,9 +44,25 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// The shared state of every handler.
 type Core<S> = Arc<ApiServer<S>>;
 
-/// Every route of the REST API, served from `core`.
+/// Every route of the REST API, served from `core`, every request served at once.
 pub fn router<S: Storage>(core: Arc<ApiServer<S>>) -> Router {
-    Router::new()
+    build(core, None)
+}
+
+/// Every route of the REST API, served from `core`, each authenticated request waiting its
+/// turn in `fairness`' queues.
+pub fn router_with_fairness<S: Storage>(
+    core: Arc<ApiServer<S>>,
+    fairness: Arc<crate::fairness::Fairness>,
+) -> Router {
+    build(core, Some(fairness))
+}
+
+fn build<S: Storage>(
+    core: Arc<ApiServer<S>>,
+    fairness: Option<Arc<crate::fairness::Fairness>>,
+) -> Router {
+    let routes = Router::new()
         .route("/version", get(discovery::version::<S>))
         .route("/version/", get(discovery::version::<S>))
         .route("/healthz", get(discovery::health::<S>))
@@ -89,8 +106,17 @@ pub fn router<S: Storage>(core: Arc<ApiServer<S>>) -> Router {
             "/api/v1/namespaces/{namespace}/pods/{name}/portforward",
             get(pod_proxy::port_forward::<S>).post(pod_proxy::port_forward::<S>),
         )
-        .fallback(handlers::resource::<S>)
-        // Layers run outside in: authentication first, then the audit of what it found.
+        .fallback(handlers::resource::<S>);
+    // Layers run outside in: authentication first, then the audit of what it found, then the
+    // wait for a seat (so a refusal is audited too).
+    let routes = match fairness {
+        Some(fairness) => routes.layer(axum::middleware::from_fn_with_state(
+            (core.clone(), fairness),
+            flow::limited::<S>,
+        )),
+        None => routes,
+    };
+    routes
         .layer(axum::middleware::from_fn_with_state(
             core.clone(),
             audited::<S>,
