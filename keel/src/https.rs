@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use keel_api::audit::PeerAddress;
@@ -31,10 +31,9 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// How long a client has to finish its TLS handshake: a connection that opens and stalls must
 /// not hold a socket (and a file descriptor) for ever.
 const HANDSHAKE: Duration = Duration::from_secs(10);
-/// The pause after a failed accept. Running out of file descriptors fails every accept at
-/// once; retrying without a pause would spin a core and flood the log while nothing can be
-/// served anyway.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a client has to send a request's headers, as kube-apiserver's read-header
+/// timeout: a connection that sends half a request must not hold its socket for ever.
+const HEADER_READ: Duration = Duration::from_secs(32);
 
 /// The TLS configuration of one master's API endpoint.
 pub fn tls_config(ca: &Ca, serving: &Issued) -> anyhow::Result<Arc<rustls::ServerConfig>> {
@@ -82,25 +81,48 @@ fn peer_user(conn: &rustls::ServerConnection) -> Option<UserInfo> {
     })
 }
 
-/// Serves `app` on `listener` until `shutdown`; returns after every connection has ended.
+/// Serves `app` on `listener` until `shutdown`, at most `max_connections` connections at once
+/// (past that, new ones wait in the listen backlog until one closes); returns after every
+/// connection has ended.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: Multiplex,
+    max_connections: usize,
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let connections = TaskTracker::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    let mut backoff = crate::accept::Backoff::default();
     loop {
+        let slot = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                // The semaphore is never closed.
+                Err(_) => break,
+            },
+        };
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
+                Ok(a) => {
+                    backoff.succeeded();
+                    a
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accepting an API connection; pausing");
+                    let next = backoff.failed(std::time::Instant::now());
+                    if let Some(failures) = next.log {
+                        tracing::warn!(
+                            error = %e,
+                            failures,
+                            "accepting API connections fails; pausing between attempts"
+                        );
+                    }
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                        _ = tokio::time::sleep(next.pause) => {}
                     }
                     continue;
                 }
@@ -111,6 +133,7 @@ pub async fn serve(
         let app = app.clone();
         let stop = shutdown.clone();
         connections.spawn(async move {
+            let _slot = slot;
             let tls = match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
@@ -126,7 +149,11 @@ pub async fn serve(
                 PeerCertificate(peer_user(tls.get_ref().1)),
                 PeerAddress(Some(peer)),
             );
-            let builder = Builder::new(TokioExecutor::new());
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ);
             let conn = builder.serve_connection_with_upgrades(
                 TokioIo::new(tls),
                 TowerToHyperService::new(service),

@@ -1,5 +1,6 @@
 //! The `keel` binary: every role of the control plane behind one CLI.
 
+mod accept;
 mod agent;
 mod bench;
 mod client_port;

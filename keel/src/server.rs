@@ -147,7 +147,7 @@ pub struct ServerArgs {
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: std::net::IpAddr,
     #[command(flatten)]
-    fairness: crate::limits::FairnessArgs,
+    limits: crate::limits::LimitArgs,
     /// Run the scheduler in this master (one active across all masters, elected through the
     /// Lease kube-system/kube-scheduler).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -343,7 +343,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => keel_api::encryption::Transformer::default(),
     };
     let auditor = auditor(&args)?;
-    let fairness = args.fairness.fairness()?;
+    let fairness = args.limits.fairness()?;
+    let max_connections = args
+        .limits
+        .max_connections(crate::accept::raise_open_file_limit());
     let rest_config = crate::rest::RestConfig {
         listen: SocketAddr::new(args.bind_address, args.secure_port),
         data_dir: args.data_dir.clone(),
@@ -436,7 +439,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                             },
                             tonic::service::Routes::new(grpc),
                         );
-                        crate::https::serve(rest_listener, tls, app, bootstrap_stop.clone()).await;
+                        crate::https::serve(
+                            rest_listener,
+                            tls,
+                            app,
+                            max_connections,
+                            bootstrap_stop.clone(),
+                        )
+                        .await;
                         api.close_node_streams().await;
                     }
                     Err(e) => {
