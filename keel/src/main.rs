@@ -13,6 +13,7 @@ mod limits;
 mod multiplex;
 mod ops;
 mod pki;
+mod private;
 mod rest;
 mod scheduler;
 mod server;

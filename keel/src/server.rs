@@ -335,7 +335,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if controller_manager.is_some() {
         keel_store::metrics::add_source(std::sync::Arc::new(keel_controllers::metrics::render));
     }
-    private_dir(&args.data_dir)?;
+    crate::private::restrict_new_files();
+    crate::private::private_dir(&args.data_dir)?;
     let auth = auth_config(&args)?;
     let transformer = match &args.encryption_provider_config {
         Some(path) => keel_api::encryption::Transformer::from_file(path)
@@ -510,22 +511,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 /// Creates the data dir readable by its owner only, or makes an existing one so (as etcd wants
 /// its data dir): it holds the store's files, keys and the admin credential.
-fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("creating the data dir {}", dir.display()))?;
-    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
-    if mode != 0o700 {
-        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "the data dir was open to others; making it private (700)");
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("making {} private", dir.display()))?;
-    }
-    Ok(())
-}
-
 /// A fresh random token authenticating `user` (in the authenticated group) to `api`, for a
 /// control loop inside this process.
 fn component_token<S: keel_api::storage::Storage>(
@@ -707,31 +692,6 @@ mod tests {
         .into_config()
         .expect_err("TLS URL without certificates");
         assert!(refused.to_string().contains("--cert-file"), "{refused}");
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod private_dir_tests {
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn the_data_dir_is_created_private_and_an_open_one_is_made_private() -> anyhow::Result<()> {
-        let root = tempfile::tempdir()?;
-        let fresh = root.path().join("fresh");
-        super::private_dir(&fresh)?;
-        assert_eq!(
-            std::fs::metadata(&fresh)?.permissions().mode() & 0o777,
-            0o700
-        );
-        let open = root.path().join("open");
-        std::fs::create_dir(&open)?;
-        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755))?;
-        super::private_dir(&open)?;
-        assert_eq!(
-            std::fs::metadata(&open)?.permissions().mode() & 0o777,
-            0o700
-        );
         Ok(())
     }
 }

@@ -1,7 +1,8 @@
 //! A `keel server` started with no security flags, tried as an attacker and a careless user
 //! would: requests without credentials reach only the public information Kubernetes gives
 //! anonymous users (REST and gRPC alike), and a node agent's credential reaches only its own
-//! node's objects (the Node authorizer), with kube-apiserver's messages.
+//! node's objects (the Node authorizer), with kube-apiserver's messages; and nothing in a
+//! master's data dir is readable by anyone but its owner.
 
 use std::process::{Command, Stdio};
 
@@ -338,5 +339,35 @@ async fn a_node_credential_reaches_only_its_own_nodes_objects() -> anyhow::Resul
     );
     let refused = n1.fails(&["get", "clusterroles"]);
     assert!(refused.contains("forbidden"), "{refused}");
+    Ok(())
+}
+
+/// Every entry under `dir` whose mode lets group or others in.
+fn open_entries(dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut open = Vec::new();
+    let meta = std::fs::symlink_metadata(dir)?;
+    if meta.permissions().mode() & 0o077 != 0 && !meta.file_type().is_symlink() {
+        open.push(format!(
+            "{} {:o}",
+            dir.display(),
+            meta.permissions().mode() & 0o777
+        ));
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(dir)? {
+            open.extend(open_entries(&entry?.path())?);
+        }
+    }
+    Ok(open)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_masters_data_dir_is_readable_by_its_owner_only() -> anyhow::Result<()> {
+    let cluster = Cluster::start(Flavor::Keel, 1).await?;
+    let admin = Kubectl::for_cluster(&cluster).await?;
+    admin.ok(&["create", "secret", "generic", "db", "--from-literal=k=v"]);
+    let open = open_entries(&cluster.members[0].data_dir)?;
+    assert!(open.is_empty(), "open to others: {open:#?}");
     Ok(())
 }
