@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 use crate::admission::FieldValidation;
 use crate::auth::{Attributes, PeerCertificate, UserInfo};
 use crate::error::ApiError;
+use crate::fairness::{self, Class, Fairness, Kind, Seat};
 use crate::list::ListOptions;
 use crate::patch::PatchType;
 use crate::server::{ApiServer, DeleteOptions, Fence, WriteOptions, Written};
@@ -24,11 +25,24 @@ use crate::watch::WatchOptions;
 
 pub struct GrpcApi<S> {
     core: Arc<ApiServer<S>>,
+    /// Where calls wait for their seats, if anywhere (see [`crate::fairness`]).
+    fairness: Option<Arc<Fairness>>,
 }
 
 impl<S> GrpcApi<S> {
     pub fn new(core: Arc<ApiServer<S>>) -> Self {
-        Self { core }
+        Self {
+            core,
+            fairness: None,
+        }
+    }
+
+    /// Every call waits for a seat of its class in its user's turn, as REST requests do.
+    pub fn with_fairness(self, fairness: Arc<Fairness>) -> Self {
+        Self {
+            fairness: Some(fairness),
+            ..self
+        }
     }
 }
 
@@ -102,6 +116,43 @@ impl<S: Storage> GrpcApi<S> {
     }
 }
 
+impl<S: Storage> GrpcApi<S> {
+    /// What a list (or a watch that lists first) of `r` will send, as the classes see it.
+    fn list_kind(
+        &self,
+        info: &'static ResourceInfo,
+        r: &ResourceRef,
+        watch: bool,
+        limit: i64,
+    ) -> Kind {
+        let (count, bytes) = self
+            .core
+            .collection_size(info, namespace(r))
+            .unwrap_or_default();
+        Kind::List {
+            watch,
+            estimate: fairness::estimate(bytes, count, limit),
+        }
+    }
+
+    /// Waits for the call's seat; a refusal is the 429 REST gives, as ResourceExhausted.
+    async fn admit(&self, user: &UserInfo, kind: Kind) -> Result<(Class, Option<Seat>), Status> {
+        let class = fairness::classify(kind);
+        let Some(fairness) = &self.fairness else {
+            return Ok((class, None));
+        };
+        match fairness.admit(class, &user.name).await {
+            Ok(seat) => Ok((class, seat)),
+            Err(_) => Err(ApiError::TooManyRequests {
+                message: "Too many requests, please try again later.".into(),
+                causes: Vec::new(),
+                retry_after_seconds: fairness::RETRY_AFTER_SECONDS,
+            }
+            .to_grpc()),
+        }
+    }
+}
+
 fn namespace(r: &ResourceRef) -> Option<&str> {
     Some(r.namespace.as_str()).filter(|n| !n.is_empty())
 }
@@ -172,7 +223,8 @@ impl<S: Storage> Api for GrpcApi<S> {
         let credentials = credentials(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
-        self.check(credentials, "get", info, r).await?;
+        let user = self.check(credentials, "get", info, r).await?;
+        let _seat = self.admit(&user, Kind::Read).await?;
         let obj = self
             .core
             .get(info, namespace(r), &r.name)
@@ -185,7 +237,10 @@ impl<S: Storage> Api for GrpcApi<S> {
         let credentials = credentials(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
-        self.check(credentials, "list", info, r).await?;
+        let user = self.check(credentials, "list", info, r).await?;
+        let (class, _seat) = self
+            .admit(&user, self.list_kind(info, r, false, req.limit))
+            .await?;
         let opts = ListOptions {
             label_selector: req.label_selector,
             field_selector: req.field_selector,
@@ -194,12 +249,22 @@ impl<S: Storage> Api for GrpcApi<S> {
             resource_version: req.resource_version,
             resource_version_match: req.resource_version_match,
         };
-        let list = self
-            .core
-            .list(info, namespace(r), &opts)
-            .await
-            .map_err(|e| e.to_grpc())?;
-        reply(&list, vec![])
+        let core = self.core.clone();
+        let ns = namespace(r).map(str::to_string);
+        let work = async move {
+            let list = core
+                .list(info, ns.as_deref(), &opts)
+                .await
+                .map_err(|e| e.to_grpc())?;
+            reply(&list, vec![])
+        };
+        match (&self.fairness, class) {
+            (Some(fairness), Class::LargeRead) => fairness
+                .run_large(work)
+                .await
+                .unwrap_or_else(|| Err(Status::internal("the list failed"))),
+            _ => work.await,
+        }
     }
 
     async fn create(&self, req: Request<CreateRequest>) -> Result<Response<ObjectReply>, Status> {
@@ -207,6 +272,7 @@ impl<S: Storage> Api for GrpcApi<S> {
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
         let user = self.check(credentials, "create", info, r).await?;
+        let _seat = self.admit(&user, Kind::Write).await?;
         if r.subresource == "token" && info.plural == "serviceaccounts" {
             let review = self
                 .core
@@ -247,6 +313,7 @@ impl<S: Storage> Api for GrpcApi<S> {
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
         let user = self.check(credentials, "update", info, r).await?;
+        let _seat = self.admit(&user, Kind::Write).await?;
         let mut opts = write_options(req.options)?;
         opts.requester = Some(user);
         written(
@@ -268,6 +335,7 @@ impl<S: Storage> Api for GrpcApi<S> {
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
         let user = self.check(credentials, "patch", info, r).await?;
+        let _seat = self.admit(&user, Kind::Write).await?;
         let mut opts = write_options(req.options)?;
         opts.requester = Some(user);
         let patch_type = PatchType::from_content_type(&req.patch_type).map_err(|e| e.to_grpc())?;
@@ -290,7 +358,8 @@ impl<S: Storage> Api for GrpcApi<S> {
         let credentials = credentials(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
-        self.check(credentials, "delete", info, r).await?;
+        let user = self.check(credentials, "delete", info, r).await?;
+        let _seat = self.admit(&user, Kind::Write).await?;
         let opts = delete_options(&req.options, req.fence)?;
         written(self.core.delete(info, namespace(r), &r.name, &opts).await)
     }
@@ -305,7 +374,12 @@ impl<S: Storage> Api for GrpcApi<S> {
         let credentials = credentials(&req);
         let req = req.into_inner();
         let (info, r) = resolve(&req.r#ref)?;
-        self.check(credentials, "watch", info, r).await?;
+        let user = self.check(credentials, "watch", info, r).await?;
+        let kind = match req.resource_version.as_str() {
+            "" | "0" => self.list_kind(info, r, true, 0),
+            _ => Kind::Watch,
+        };
+        let (_, seat) = self.admit(&user, kind).await?;
         let opts = WatchOptions {
             label_selector: req.label_selector,
             field_selector: req.field_selector,
@@ -324,7 +398,9 @@ impl<S: Storage> Api for GrpcApi<S> {
                 object: serde_json::to_vec(&ev.object).unwrap_or_default(),
             })
         });
-        Ok(Response::new(Box::pin(out)))
+        Ok(Response::new(Box::pin(fairness::hold_until_idle(
+            out, seat,
+        ))))
     }
 }
 
@@ -405,5 +481,36 @@ mod tests {
             .metadata_mut()
             .insert("authorization", "Bearer admin".parse().expect("ascii"));
         assert!(api.list(admin).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_call_finding_its_class_full_is_refused_as_resource_exhausted() {
+        let fairness = Arc::new(
+            Fairness::new(crate::fairness::Limits {
+                read_only: 1,
+                queue_length: 0,
+                ..Default::default()
+            })
+            .expect("runtime"),
+        );
+        let api = rbac_api().await.with_fairness(fairness.clone());
+        let held = fairness
+            .admit(Class::ReadOnly, "root")
+            .await
+            .expect("free seat");
+        let refused = api
+            .list(with_certificate(list_pods(), "root", "system:masters"))
+            .await
+            .expect_err("no seat");
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            refused.message(),
+            "Too many requests, please try again later."
+        );
+        drop(held);
+        let served = api
+            .list(with_certificate(list_pods(), "root", "system:masters"))
+            .await;
+        assert!(served.is_ok(), "{served:?}");
     }
 }

@@ -390,10 +390,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         );
         // One service, served twice: on the store's plain client port (loopback and in-process
         // users) and on the HTTPS port beside REST (the SDK with a kubeconfig).
-        let grpc = keel_proto::keelapi::api_server::ApiServer::new(keel_api::grpc::GrpcApi::new(
-            api.clone(),
-        ))
-        .max_decoding_message_size(API_MAX_REQUEST);
+        let service = match fairness.clone() {
+            Some(fairness) => keel_api::grpc::GrpcApi::new(api.clone()).with_fairness(fairness),
+            None => keel_api::grpc::GrpcApi::new(api.clone()),
+        };
+        let grpc = keel_proto::keelapi::api_server::ApiServer::new(service)
+            .max_decoding_message_size(API_MAX_REQUEST);
         let routes = tonic::service::Routes::new(grpc.clone());
         let bootstrap_stop = shutdown.clone();
         // The cluster's CA, once the REST endpoint has read (or made) it: the controller

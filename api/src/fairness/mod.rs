@@ -158,6 +158,26 @@ impl Fairness {
     }
 }
 
+/// `stream` holding `seat` until it first has nothing ready (a watch that has sent its initial
+/// events and waits for changes) or ends.
+pub fn hold_until_idle<St: futures::Stream + Unpin>(
+    stream: St,
+    seat: Option<Seat>,
+) -> impl futures::Stream<Item = St::Item> {
+    let mut stream = stream;
+    let mut seat = seat;
+    futures::stream::poll_fn(move |cx| {
+        let polled = std::pin::Pin::new(&mut stream).poll_next(cx);
+        if matches!(
+            polled,
+            std::task::Poll::Pending | std::task::Poll::Ready(None)
+        ) {
+            drop(seat.take());
+        }
+        polled
+    })
+}
+
 /// What is known of a request when it is classified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -238,6 +258,32 @@ mod tests {
         assert_eq!(estimate(3_000_000, 300, 500), 3_000_000);
         assert_eq!(estimate(3_000_000, 300, -1), 3_000_000);
         assert_eq!(estimate(0, 0, 10), 0);
+    }
+
+    #[tokio::test]
+    async fn a_stream_gives_its_seat_back_once_it_has_nothing_ready() {
+        use futures::StreamExt;
+        let f = Fairness::new(Limits {
+            watch: 1,
+            ..Limits::default()
+        })
+        .expect("runtime");
+        let seat = f.admit(Class::Watch, "alice").await.expect("free");
+        let (tx, rx) = futures::channel::mpsc::unbounded::<u32>();
+        for i in 0..3 {
+            tx.unbounded_send(i).expect("open");
+        }
+        let mut stream = Box::pin(hold_until_idle(rx, seat));
+        let in_use = |f: &Fairness| f.queue(Class::Watch).map(|q| q.stats().in_use);
+        assert_eq!(stream.next().await, Some(0));
+        assert_eq!(in_use(&f), Some(1), "still sending what was ready");
+        assert_eq!(stream.next().await, Some(1));
+        assert_eq!(stream.next().await, Some(2));
+        let idle = futures::poll!(stream.next());
+        assert!(idle.is_pending());
+        assert_eq!(in_use(&f), Some(0), "waiting for changes holds no seat");
+        tx.unbounded_send(3).expect("open");
+        assert_eq!(stream.next().await, Some(3));
     }
 
     #[tokio::test]
