@@ -19,12 +19,15 @@ declare -A member_pids # "<flavor>-<i>" -> pid
 
 start_cluster() { # flavor base-port
   local flavor="$1" base="$2" cluster="" i
+  [ "$flavor" = keel ] && [ ! -f "$work/certificate.key" ] && "$keel" certificate-key >"$work/certificate.key"
   for i in 0 1 2; do cluster+="m$i=http://127.0.0.1:$((base + 10 * i + 1)),"; done
   for i in 0 1 2; do
     local bin=(etcd)
     # Each keel master also serves the Kubernetes REST API, on a port of its own here. The
     # client port runs in the clear, as etcd's does beside it, so both are measured alike.
-    [ "$flavor" = keel ] && bin=("$keel" server --secure-port "$((base + 10 * i + 2))" --store-insecure)
+    # The masters seal the cluster's keys with one certificate key.
+    [ "$flavor" = keel ] && bin=("$keel" server --secure-port "$((base + 10 * i + 2))" --store-insecure
+      --certificate-key-file "$work/certificate.key")
     "${bin[@]}" --name "m$i" --data-dir "$work/$flavor-m$i" \
       --listen-client-urls "http://127.0.0.1:$((base + 10 * i))" --advertise-client-urls "http://127.0.0.1:$((base + 10 * i))" \
       --listen-peer-urls "http://127.0.0.1:$((base + 10 * i + 1))" --initial-advertise-peer-urls "http://127.0.0.1:$((base + 10 * i + 1))" \

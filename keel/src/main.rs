@@ -16,6 +16,7 @@ mod pki;
 mod private;
 mod rest;
 mod scheduler;
+mod sealing;
 mod server;
 mod signals;
 mod sim;
@@ -78,6 +79,9 @@ enum Command {
         #[arg(long)]
         out_dir: std::path::PathBuf,
     },
+    /// Print a new certificate key (64 hexadecimal digits), as `kubeadm certs certificate-key`:
+    /// save it to a file and start every master of a new cluster with --certificate-key-file.
+    CertificateKey,
     /// Print the admin kubeconfig a master wrote into its data dir.
     Kubeconfig {
         #[arg(long, default_value = "./keel-data")]
@@ -119,6 +123,10 @@ fn main() -> anyhow::Result<()> {
             server.as_deref(),
             &out_dir,
         ),
+        Command::CertificateKey => {
+            println!("{}", sealing::new_key_hex());
+            Ok(())
+        }
         Command::Kubeconfig { data_dir } => {
             let path = rest::kubeconfig_path(&data_dir);
             let text = std::fs::read_to_string(&path).map_err(|e| {

@@ -1,7 +1,8 @@
-//! The Kubernetes REST endpoint of a master: the cluster's CA and admin token (created by the
-//! first master to start and kept in the store, so every master serves the same CA and
-//! accepts the same admin), this master's serving certificate, `<data-dir>/admin.kubeconfig`,
-//! and the HTTPS listener serving the REST router.
+//! The Kubernetes REST endpoint of a master: the cluster's CA, admin token and ServiceAccount
+//! signing key (created by the first master to start and kept in the store, the private ones
+//! sealed with the certificate key, so every master serves the same CA and accepts the same
+//! admin), this master's serving certificate, `<data-dir>/admin.kubeconfig`, and the HTTPS
+//! listener serving the REST router.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use keel_api::ApiServer;
 use rand::Rng;
 
 use crate::pki::{self, Ca};
+use crate::sealing::{CertificateKey, Opened};
 
 const CA_CERT: &[u8] = b"/keel/pki/ca.crt";
 const CA_KEY: &[u8] = b"/keel/pki/ca.key";
@@ -32,6 +34,8 @@ const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 pub struct RestConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// The certificate key sealing the cluster's private keys (default: the data dir's).
+    pub certificate_key_file: Option<PathBuf>,
 }
 
 /// The cluster's shared secrets: the CA, the admin token, the ServiceAccount signing key.
@@ -48,6 +52,11 @@ fn random_hex() -> String {
 
 /// One group of secrets created together (a CA's certificate and key must never be split).
 type Group = Vec<(&'static [u8], Vec<u8>)>;
+
+/// Whether the store keeps `key` sealed: everything but the CA's certificate, which is public.
+fn is_private(key: &[u8]) -> bool {
+    key != CA_CERT
+}
 
 /// The groups of shared secrets, each made fresh for a first master.
 fn fresh(group: usize) -> anyhow::Result<Group> {
@@ -68,18 +77,41 @@ fn fresh(group: usize) -> anyhow::Result<Group> {
     })
 }
 
+/// A value read for [`shared`]: opened if private, and whether it still needs sealing (it
+/// was stored in the clear by a version before sealing), with the revision it was read at.
+struct Read {
+    value: Vec<u8>,
+    unsealed_at: Option<i64>,
+}
+
 /// Reads the cluster's CA, admin token and signing key, creating whichever is missing first
-/// (a first master creates them all; a master of an older cluster adds what is new).
-async fn shared(storage: &EtcdStorage) -> anyhow::Result<Shared> {
+/// (a first master creates them all; a master of an older cluster adds what is new, and seals
+/// what an older version left in the clear). Private values are sealed with `sealing`.
+async fn shared(storage: &EtcdStorage, sealing: &CertificateKey) -> anyhow::Result<Shared> {
     let groups: [&[&[u8]]; 3] = [&[CA_CERT, CA_KEY], &[ADMIN_TOKEN], &[SA_SIGNING_KEY]];
     loop {
-        let mut values: Vec<Vec<Option<Vec<u8>>>> = Vec::new();
+        let mut values: Vec<Vec<Option<Read>>> = Vec::new();
         let mut unavailable = false;
         for keys in groups {
             let mut group = Vec::new();
             for key in keys {
                 match storage.get(key).await {
-                    Ok(v) => group.push(v.map(|s| s.value)),
+                    Ok(Some(stored)) if is_private(key) => {
+                        group.push(Some(match sealing.open(key, &stored.value)? {
+                            Opened::Sealed(value) => Read {
+                                value,
+                                unsealed_at: None,
+                            },
+                            Opened::Plain(value) => Read {
+                                value,
+                                unsealed_at: Some(stored.mod_revision),
+                            },
+                        }));
+                    }
+                    Ok(stored) => group.push(stored.map(|s| Read {
+                        value: s.value,
+                        unsealed_at: None,
+                    })),
                     Err(_) => unavailable = true,
                 }
             }
@@ -109,7 +141,8 @@ async fn shared(storage: &EtcdStorage) -> anyhow::Result<Shared> {
             .map(|(i, _)| i)
             .collect();
         if missing.is_empty() {
-            let mut v = values.into_iter().flatten().flatten();
+            seal_in_place(storage, sealing, &groups, &values).await?;
+            let mut v = values.into_iter().flatten().flatten().map(|r| r.value);
             let mut next = || v.next().unwrap_or_default();
             return Ok(Shared {
                 ca: Ca {
@@ -121,14 +154,19 @@ async fn shared(storage: &EtcdStorage) -> anyhow::Result<Shared> {
             });
         }
         for group in missing {
-            let ops = fresh(group)?
-                .into_iter()
-                .map(|(key, value)| WriteOp {
+            let mut ops = Vec::new();
+            for (key, value) in fresh(group)? {
+                let value = if is_private(key) {
+                    sealing.seal(key, &value)?
+                } else {
+                    value
+                };
+                ops.push(WriteOp {
                     key: key.to_vec(),
                     change: Change::Put(value),
                     expect: Expect::Absent,
-                })
-                .collect();
+                });
+            }
             // Another master may win the race; either way the next round reads the winner's.
             match storage.write(ops, vec![]).await {
                 Ok(_) | Err(StorageError::AlreadyExists { .. }) => {}
@@ -136,6 +174,39 @@ async fn shared(storage: &EtcdStorage) -> anyhow::Result<Shared> {
             }
         }
     }
+}
+
+/// Seals every private value an older version stored in the clear, each only if it is still
+/// the value read (another master may be doing the same).
+async fn seal_in_place(
+    storage: &EtcdStorage,
+    sealing: &CertificateKey,
+    groups: &[&[&[u8]]],
+    values: &[Vec<Option<Read>>],
+) -> anyhow::Result<()> {
+    let keys = groups.iter().flat_map(|g| g.iter());
+    for (key, read) in keys.zip(values.iter().flatten()) {
+        let Some(Read {
+            value,
+            unsealed_at: Some(revision),
+        }) = read
+        else {
+            continue;
+        };
+        let op = WriteOp {
+            key: key.to_vec(),
+            change: Change::Put(sealing.seal(key, value)?),
+            expect: Expect::Revision(*revision),
+        };
+        match storage.write(vec![op], vec![]).await {
+            Ok(_) => {
+                tracing::info!(key = %String::from_utf8_lossy(key), "sealed a key an older version stored in the clear")
+            }
+            Err(StorageError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
@@ -236,7 +307,14 @@ pub async fn prepare(
     api: &ApiServer<EtcdStorage>,
     config: &RestConfig,
 ) -> anyhow::Result<(Arc<rustls::ServerConfig>, String)> {
-    let shared = shared(api.storage()).await?;
+    let sealing = CertificateKey::load(&config.data_dir, config.certificate_key_file.as_deref())?;
+    if sealing.created {
+        tracing::info!(
+            path = %sealing.path.display(),
+            "made the certificate key sealing the cluster's private keys in the store; every other master needs a copy (--certificate-key-file)"
+        );
+    }
+    let shared = shared(api.storage(), &sealing).await?;
     let ip = config.listen.ip();
     let host = if ip.is_unspecified() {
         "127.0.0.1".to_string()

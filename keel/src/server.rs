@@ -148,6 +148,12 @@ pub struct ServerArgs {
     bind_address: std::net::IpAddr,
     #[command(flatten)]
     limits: crate::limits::LimitArgs,
+    /// The certificate key (64 hexadecimal digits) sealing the cluster's private keys in the
+    /// store, as kubeadm's --certificate-key [default: <data-dir>/pki/certificate.key, made
+    /// by the first master]. Every master of a cluster needs the same: give the others a copy
+    /// of the first one's, or `keel certificate-key` one to all before they first start.
+    #[arg(long, value_name = "FILE")]
+    certificate_key_file: Option<PathBuf>,
     /// Run the scheduler in this master (one active across all masters, elected through the
     /// Lease kube-system/kube-scheduler).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -351,6 +357,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let rest_config = crate::rest::RestConfig {
         listen: SocketAddr::new(args.bind_address, args.secure_port),
         data_dir: args.data_dir.clone(),
+        certificate_key_file: args.certificate_key_file.clone(),
     };
     let (config, client_port) = args.into_config()?;
     let shutdown = CancellationToken::new();
@@ -423,7 +430,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             let finalizer = api.run_namespace_finalizer(bootstrap_stop.clone());
             let rest = async {
                 let tls = tokio::select! {
-                    _ = bootstrap_stop.cancelled() => return,
+                    _ = bootstrap_stop.cancelled() => return Ok(()),
                     tls = async {
                         let _ = bootstrapped.wait_for(|done| *done).await;
                         crate::rest::prepare(&api, &rest_config).await
@@ -451,10 +458,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                         )
                         .await;
                         api.close_node_streams().await;
+                        Ok(())
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "the Kubernetes API cannot start");
                         bootstrap_stop.cancel();
+                        Err(e.context("the Kubernetes API cannot start"))
                     }
                 }
             };
@@ -491,7 +500,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                     Err(e) => tracing::error!(error = %e, "the controller manager cannot start"),
                 }
             };
-            tokio::join!(
+            let (_, _, _, rest, _, _) = tokio::join!(
                 cache,
                 namespaces,
                 finalizer,
@@ -499,20 +508,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 scheduler,
                 controller_manager
             );
+            rest
         });
         (routes, Some(background))
     };
     let result = keel_store::server::run(config, routes, shutdown.clone()).await;
     shutdown.cancel();
     signals.abort();
-    if let Some(background) = background {
-        let _ = background.await;
-    }
-    result.map_err(Into::into)
+    // The API failing to start fails the master (after the store has shut down cleanly).
+    let api = match background {
+        Some(background) => background
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the API tasks failed: {e}"))),
+        None => Ok(()),
+    };
+    result?;
+    api
 }
 
-/// Creates the data dir readable by its owner only, or makes an existing one so (as etcd wants
-/// its data dir): it holds the store's files, keys and the admin credential.
 /// A fresh random token authenticating `user` (in the authenticated group) to `api`, for a
 /// control loop inside this process.
 fn component_token<S: keel_api::storage::Storage>(

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use keel_proto::etcdserverpb::cluster_client::ClusterClient;
 use keel_proto::etcdserverpb::kv_client::KvClient;
 use keel_proto::etcdserverpb::maintenance_client::MaintenanceClient;
@@ -300,6 +300,19 @@ impl Cluster {
             ),
             "--initial-cluster-token=keel-test".to_string(),
         ]);
+        // Every master of a cluster seals the cluster's keys with the same certificate key,
+        // unless the test brings its own.
+        if self.flavor == Flavor::Keel
+            && !self
+                .extra_args
+                .iter()
+                .any(|a| a.starts_with("--certificate-key-file"))
+        {
+            args.push(format!(
+                "--certificate-key-file={}",
+                self.certificate_key_file()?.display()
+            ));
+        }
         args.extend(self.extra_args.iter().cloned());
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -318,6 +331,17 @@ impl Cluster {
 
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(MemberSpec::client_url).collect()
+    }
+
+    /// The certificate key file every master of this cluster is given, made on first use.
+    pub fn certificate_key_file(&self) -> Result<PathBuf> {
+        let path = self.dir.path().join("certificate.key");
+        if !path.exists() {
+            let out = Command::new(keel_bin()?).arg("certificate-key").output()?;
+            ensure!(out.status.success(), "keel certificate-key failed");
+            std::fs::write(&path, &out.stdout)?;
+        }
+        Ok(path)
     }
 
     /// Endpoints of members that are running.

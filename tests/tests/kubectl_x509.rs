@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use keel_proto::etcdserverpb::RangeRequest;
 use keel_tests::{Cluster, Flavor};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -97,25 +96,14 @@ async fn client_certificates_authenticate_as_their_subject() -> anyhow::Result<(
         anyhow::ensure!(Instant::now() < deadline, "no kubeconfig written");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut kv = cluster.kv(0).await?;
-    let mut values = Vec::new();
-    for key in ["/keel/pki/ca.crt", "/keel/pki/ca.key"] {
-        let resp = kv
-            .range(RangeRequest {
-                key: key.as_bytes().to_vec(),
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        values.push(String::from_utf8(
-            resp.kvs
-                .first()
-                .map(|k| k.value.clone())
-                .unwrap_or_default(),
-        )?);
-    }
-    let (ca_cert, ca_key) = (values[0].clone(), values[1].clone());
-    anyhow::ensure!(ca_cert.contains("BEGIN CERTIFICATE"), "no CA in the store");
+    // The CA as the master keeps it in its data dir (the store holds its key sealed).
+    let pki = cluster.members[0].data_dir.join("pki");
+    let ca_cert = std::fs::read_to_string(pki.join("ca.crt"))?;
+    let ca_key = std::fs::read_to_string(pki.join("ca.key"))?;
+    anyhow::ensure!(
+        ca_cert.contains("BEGIN CERTIFICATE"),
+        "no CA in the data dir"
+    );
     let server = format!("https://127.0.0.1:{}", cluster.members[0].rest_port);
     let dir = tempfile::tempdir()?;
 

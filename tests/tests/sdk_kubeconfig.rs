@@ -13,7 +13,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keel_client::api::WatchEvent;
 use keel_client::kubeconfig::ClientCertificate;
 use keel_client::{Api, Client, Error, Kubeconfig, ListParams, WatchParams};
-use keel_proto::etcdserverpb::RangeRequest;
 use keel_tests::kubectl::Kubectl;
 use keel_tests::{Cluster, Flavor};
 use keel_types::k8s_openapi;
@@ -47,26 +46,15 @@ async fn admin_kubeconfig(cluster: &Cluster) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// The cluster's CA certificate and key, as the masters keep them in the store.
+/// The cluster's CA certificate and key, as a master keeps them in its data dir (the store
+/// holds the key sealed).
 async fn cluster_ca(cluster: &Cluster) -> anyhow::Result<(String, String)> {
-    let mut kv = cluster.kv(0).await?;
-    let mut values = Vec::new();
-    for key in ["/keel/pki/ca.crt", "/keel/pki/ca.key"] {
-        let resp = kv
-            .range(RangeRequest {
-                key: key.as_bytes().to_vec(),
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        let value = resp
-            .kvs
-            .first()
-            .map(|k| k.value.clone())
-            .unwrap_or_default();
-        values.push(String::from_utf8(value)?);
-    }
-    Ok((values[0].clone(), values[1].clone()))
+    let cert = cluster.ca_file()?;
+    let key = cert.with_file_name("ca.key");
+    Ok((
+        std::fs::read_to_string(&cert)?,
+        std::fs::read_to_string(&key)?,
+    ))
 }
 
 /// A client certificate for `user` in `group`, signed by the cluster's CA.

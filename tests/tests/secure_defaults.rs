@@ -15,6 +15,20 @@ use keel_tests::kubectl::Kubectl;
 use keel_tests::{Cluster, Flavor};
 use serde_json::json;
 
+/// What the store holds for each of the cluster's private keys.
+const SEALED: &str = "keel:sealed:aes256gcm:v1:";
+
+/// The value at `key` as the store's root client reads it with etcdctl.
+fn stored(cluster: &Cluster, key: &str) -> anyhow::Result<String> {
+    let member = &cluster.members[0];
+    let mut args = member.etcdctl_flags();
+    args.extend(["get", key, "--print-value-only"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = etcdctl(&[member.client_url()], &args, None)?;
+    ensure!(out.status == 0, "etcdctl get {key}: {}", out.stderr);
+    Ok(out.stdout)
+}
+
 /// An anonymous HTTPS request: the status code and body.
 fn anonymous(server: &str, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
     let mut curl = Command::new("curl");
@@ -149,7 +163,9 @@ async fn the_store_port_takes_only_clients_with_the_masters_certificates() -> an
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = etcdctl(std::slice::from_ref(&url), &args, None)?;
     assert_eq!(out.status, 0, "{}", out.stderr);
-    assert_eq!(out.stdout.trim(), cluster.admin_token()?);
+    // What it reads there is sealed.
+    assert!(out.stdout.starts_with(SEALED), "{}", out.stdout);
+    assert!(!out.stdout.contains(&cluster.admin_token()?));
     // Its files are the owner's only.
     use std::os::unix::fs::PermissionsExt;
     for file in member.store_credentials() {
@@ -369,5 +385,65 @@ async fn a_masters_data_dir_is_readable_by_its_owner_only() -> anyhow::Result<()
     admin.ok(&["create", "secret", "generic", "db", "--from-literal=k=v"]);
     let open = open_entries(&cluster.members[0].data_dir)?;
     assert!(open.is_empty(), "open to others: {open:#?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clusters_private_keys_are_sealed_in_the_store() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(Flavor::Keel, 1).await?;
+    let token = cluster.admin_token()?;
+    let ca_key = stored(&cluster, "/keel/pki/ca.key")?;
+    assert!(ca_key.starts_with(SEALED), "{ca_key}");
+    assert!(!ca_key.contains("PRIVATE KEY"), "{ca_key}");
+    let admin = stored(&cluster, "/keel/pki/admin-token")?;
+    assert!(
+        admin.starts_with(SEALED) && !admin.contains(&token),
+        "{admin}"
+    );
+    let signing = stored(&cluster, "/keel/pki/service-account-signing-key")?;
+    assert!(signing.starts_with(SEALED), "{signing}");
+    // The CA's certificate is public.
+    assert!(stored(&cluster, "/keel/pki/ca.crt")?.contains("BEGIN CERTIFICATE"));
+
+    // A token an older version stored in the clear still works, and is sealed at start.
+    let member = &cluster.members[0];
+    let mut args = member.etcdctl_flags();
+    args.extend(["put", "/keel/pki/admin-token", "token-from-before"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = etcdctl(&[member.client_url()], &args, None)?;
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    std::fs::remove_file(member.kubeconfig())?;
+    cluster.terminate(0)?;
+    cluster
+        .wait_exit(0, std::time::Duration::from_secs(30))
+        .await?;
+    cluster.restart(0)?;
+    assert_eq!(cluster.admin_token()?, "token-from-before");
+    let resealed = stored(&cluster, "/keel/pki/admin-token")?;
+    assert!(
+        resealed.starts_with(SEALED) && !resealed.contains("token-from-before"),
+        "{resealed}"
+    );
+
+    // A master with another certificate key cannot open them, and says what it needs.
+    cluster.terminate(0)?;
+    cluster
+        .wait_exit(0, std::time::Duration::from_secs(30))
+        .await?;
+    let key_file = cluster.certificate_key_file()?;
+    let other = Command::new(keel_bin()?).arg("certificate-key").output()?;
+    std::fs::write(&key_file, &other.stdout)?;
+    cluster.restart(0)?;
+    let status = cluster
+        .wait_exit(0, std::time::Duration::from_secs(60))
+        .await?;
+    assert!(!status.success());
+    let log = cluster.log_of(0);
+    assert!(
+        log.contains("sealed with another certificate key")
+            && log.contains("--certificate-key-file"),
+        "{}",
+        &log[log.len().saturating_sub(2000)..]
+    );
     Ok(())
 }
