@@ -58,6 +58,10 @@ pub enum StoreError {
     /// This member was removed from the cluster; it serves nothing more.
     #[error("etcdserver: the member has been permanently removed from the cluster")]
     Removed,
+    /// Refused by auth: a bad token or password, a missing permission, or an auth change
+    /// etcd's rules forbid.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
     #[error("etcdserver: {0}")]
     Internal(String),
 }

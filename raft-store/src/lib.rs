@@ -4,6 +4,7 @@
 //! the raft log in one RocksDB; [`raft`] is the peer transport; [`node`] is a running member and the
 //! operations clients use; [`server`] exposes them as the etcd v3 gRPC API.
 
+pub mod auth;
 pub mod backup;
 pub mod codec;
 pub mod compactor;

@@ -141,11 +141,40 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>, TlsE
 /// A server-side TLS connection as tonic serves it.
 pub struct TlsConn(tokio_rustls::server::TlsStream<TcpStream>);
 
+/// What a client-port connection tells about its client: its address, and the common name of
+/// the verified certificate it presented, if any (etcd's user for a call without a token once
+/// auth is on).
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    pub tcp: TcpConnectInfo,
+    pub common_name: Option<String>,
+}
+
+/// The subject common name of a DER certificate.
+fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let name = parsed
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    Some(name)
+}
+
 impl Connected for TlsConn {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = ClientIdentity;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.0.get_ref().0.connect_info()
+        let (tcp, tls) = self.0.get_ref();
+        ClientIdentity {
+            tcp: tcp.connect_info(),
+            common_name: tls
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(common_name),
+        }
     }
 }
 
@@ -255,11 +284,14 @@ pub enum MaybeTls {
 }
 
 impl Connected for MaybeTls {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = ClientIdentity;
 
     fn connect_info(&self) -> Self::ConnectInfo {
         match self {
-            MaybeTls::Plain(s) => s.connect_info(),
+            MaybeTls::Plain(s) => ClientIdentity {
+                tcp: s.connect_info(),
+                common_name: None,
+            },
             MaybeTls::Tls(t) => t.connect_info(),
         }
     }

@@ -48,6 +48,8 @@ pub enum Command {
     },
     /// Raise or clear an alarm (an etcd `AlarmRequest`, protobuf-encoded).
     Alarm(Vec<u8>),
+    /// Change the auth state (an [`crate::auth::AuthOp`] in the store's codec).
+    Auth(Vec<u8>),
 }
 
 impl fmt::Display for Command {
@@ -61,6 +63,7 @@ impl fmt::Display for Command {
             Command::LeaseRevoke(_) => "lease_revoke",
             Command::PublishMember { .. } => "publish_member",
             Command::Alarm(_) => "alarm",
+            Command::Auth(_) => "auth",
         };
         f.write_str(name)
     }
@@ -93,7 +96,9 @@ impl Command {
             Command::LeaseRevoke(b) => {
                 WriteRequest::LeaseRevoke(LeaseRevokeRequest::decode(b.as_slice())?)
             }
-            Command::PublishMember { .. } | Command::Alarm(_) => return Ok(None),
+            Command::PublishMember { .. } | Command::Alarm(_) | Command::Auth(_) => {
+                return Ok(None)
+            }
         }))
     }
 
@@ -105,7 +110,8 @@ impl Command {
             | Command::Compact(b)
             | Command::LeaseGrant(b)
             | Command::LeaseRevoke(b)
-            | Command::Alarm(b) => b.len(),
+            | Command::Alarm(b)
+            | Command::Auth(b) => b.len(),
             Command::PublishMember {
                 name, client_urls, ..
             } => name.len() + client_urls.iter().map(String::len).sum::<usize>(),

@@ -12,14 +12,16 @@ use tonic::{Request, Response, Status};
 
 use crate::membership::MemberChange;
 use crate::node::Node;
+use crate::server::guard::Guard;
 
 pub struct ClusterService {
     node: Arc<Node>,
+    guard: Arc<Guard>,
 }
 
 impl ClusterService {
-    pub fn new(node: Arc<Node>) -> Self {
-        Self { node }
+    pub fn new(node: Arc<Node>, guard: Arc<Guard>) -> Self {
+        Self { node, guard }
     }
 }
 
@@ -50,6 +52,8 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        let caller = self.guard.caller(&req)?;
+        self.guard.check_admin(&caller)?;
         let req = req.into_inner();
         let outcome = self
             .node
@@ -75,6 +79,8 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        let caller = self.guard.caller(&req)?;
+        self.guard.check_admin(&caller)?;
         let id = req.into_inner().id;
         self.node
             .change_members(MemberChange::Remove { id })
@@ -89,6 +95,8 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        let caller = self.guard.caller(&req)?;
+        self.guard.check_admin(&caller)?;
         let req = req.into_inner();
         self.node
             .change_members(MemberChange::Update {
@@ -118,6 +126,8 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        let caller = self.guard.caller(&req)?;
+        self.guard.check_admin(&caller)?;
         let id = req.into_inner().id;
         self.node
             .change_members(MemberChange::Promote { id })

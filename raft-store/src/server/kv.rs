@@ -13,15 +13,17 @@ use tonic::{Request, Response, Status};
 use crate::error::StoreError;
 use crate::mvcc::WriteRequest;
 use crate::node::Node;
+use crate::server::guard::Guard;
 use crate::validate;
 
 pub struct KvService {
     node: Arc<Node>,
+    guard: Arc<Guard>,
 }
 
 impl KvService {
-    pub fn new(node: Arc<Node>) -> Self {
-        Self { node }
+    pub fn new(node: Arc<Node>, guard: Arc<Guard>) -> Self {
+        Self { node, guard }
     }
 
     /// Proposes a write and decodes the response type that matches it.
@@ -37,8 +39,10 @@ impl KvService {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let caller = self.guard.caller(&req)?;
         let req = req.into_inner();
         validate::check_range(&req)?;
+        self.guard.check(&caller, &req.key, &req.range_end, false)?;
         if !req.serializable {
             self.node.linearize().await?;
         }
@@ -48,8 +52,10 @@ impl Kv for KvService {
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let caller = self.guard.caller(&req)?;
         let req = req.into_inner();
         validate::check_put(&req)?;
+        self.guard.check(&caller, &req.key, &[], true)?;
         let (mut resp, rev): (PutResponse, i64) = self.write(WriteRequest::Put(req)).await?;
         resp.header = Some(self.node.header(rev));
         Ok(Response::new(resp))
@@ -59,8 +65,10 @@ impl Kv for KvService {
         &self,
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let caller = self.guard.caller(&req)?;
         let req = req.into_inner();
         validate::check_delete(&req)?;
+        self.guard.check(&caller, &req.key, &req.range_end, true)?;
         let (mut resp, rev): (DeleteRangeResponse, i64) =
             self.write(WriteRequest::DeleteRange(req)).await?;
         resp.header = Some(self.node.header(rev));
@@ -68,8 +76,10 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let caller = self.guard.caller(&req)?;
         let req = req.into_inner();
         validate::check_txn(&req)?;
+        self.guard.check_txn(&caller, &req)?;
         let (mut resp, rev): (TxnResponse, i64) = self.write(WriteRequest::Txn(req)).await?;
         resp.header = Some(self.node.header(rev));
         Ok(Response::new(resp))
@@ -79,6 +89,8 @@ impl Kv for KvService {
         &self,
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
+        let caller = self.guard.caller(&req)?;
+        self.guard.check_admin(&caller)?;
         let (mut resp, rev): (CompactionResponse, i64) =
             self.write(WriteRequest::Compact(req.into_inner())).await?;
         resp.header = Some(self.node.header(rev));

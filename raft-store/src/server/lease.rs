@@ -20,17 +20,25 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::error::StoreError;
 use crate::mvcc::WriteRequest;
 use crate::node::Node;
+use crate::server::guard::Guard;
 
 pub struct LeaseService {
     node: Arc<Node>,
+    guard: Arc<Guard>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
 
 impl LeaseService {
-    pub fn new(node: Arc<Node>, tasks: TaskTracker, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        node: Arc<Node>,
+        guard: Arc<Guard>,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             node,
+            guard,
             tasks,
             shutdown,
         }
@@ -57,6 +65,8 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
+        // Any authenticated caller, as etcd (leases hold no keys of their own).
+        self.guard.caller(&req)?;
         let mut req = req.into_inner();
         if req.id == 0 {
             req.id = new_lease_id();
@@ -71,6 +81,8 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        // Any authenticated caller, as etcd (leases hold no keys of their own).
+        self.guard.caller(&req)?;
         let (mut resp, rev): (LeaseRevokeResponse, i64) = self
             .write(WriteRequest::LeaseRevoke(req.into_inner()))
             .await?;
@@ -85,6 +97,8 @@ impl Lease for LeaseService {
         &self,
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        // Any authenticated caller, as etcd (leases hold no keys of their own).
+        self.guard.caller(&req)?;
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let node = self.node.clone();
@@ -117,6 +131,8 @@ impl Lease for LeaseService {
         &self,
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        // Any authenticated caller, as etcd (leases hold no keys of their own).
+        self.guard.caller(&req)?;
         let req = req.into_inner();
         self.node.linearize().await?;
         let remaining = self.node.lease_remaining(req.id).await?;
@@ -149,8 +165,10 @@ impl Lease for LeaseService {
 
     async fn lease_leases(
         &self,
-        _req: Request<LeaseLeasesRequest>,
+        req: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        // Any authenticated caller, as etcd (leases hold no keys of their own).
+        self.guard.caller(&req)?;
         self.node.linearize().await?;
         let state = self.node.state();
         let mvcc = state.mvcc().map_err(StoreError::Mvcc)?;

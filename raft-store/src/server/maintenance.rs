@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::StoreError;
 use crate::node::Node;
+use crate::server::guard::Guard;
 use crate::storage::alarm_members;
 
 /// The etcd API level keel speaks; clients read it to decide which features they may use.
@@ -28,17 +29,20 @@ const LEADER_TRANSFER_WAIT: std::time::Duration = std::time::Duration::from_secs
 
 pub struct MaintenanceService {
     node: Arc<Node>,
+    guard: Arc<Guard>,
 }
 
 impl MaintenanceService {
-    pub fn new(node: Arc<Node>) -> Self {
-        Self { node }
+    pub fn new(node: Arc<Node>, guard: Arc<Guard>) -> Self {
+        Self { node, guard }
     }
 }
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        let caller = self.guard.caller(&req)?;
+        self.guard.check_admin(&caller)?;
         let req = req.into_inner();
         let header = Some(self.node.header(self.node.state().current_revision()));
         let alarms = match AlarmAction::try_from(req.action) {
@@ -93,8 +97,10 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _req: Request<DefragmentRequest>,
+        req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        let caller = self.guard.caller(&req)?;
+        self.guard.check_admin(&caller)?;
         let node = self.node.clone();
         tokio::task::spawn_blocking(move || {
             let db = node.state().db();
@@ -110,7 +116,9 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let caller = self.guard.caller(&req)?;
+        self.guard.check_admin(&caller)?;
         let current = self.node.state().current_revision();
         let hash = self
             .node
@@ -127,6 +135,8 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
+        let caller = self.guard.caller(&req)?;
+        self.guard.check_admin(&caller)?;
         let state = self.node.state();
         let (current, compacted) = {
             let m = state.mvcc().map_err(StoreError::Mvcc)?;
@@ -155,8 +165,10 @@ impl Maintenance for MaintenanceService {
 
     async fn snapshot(
         &self,
-        _req: Request<SnapshotRequest>,
+        req: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        let caller = self.guard.caller(&req)?;
+        self.guard.check_admin(&caller)?;
         let node = self.node.clone();
         let bytes = tokio::task::spawn_blocking(move || crate::backup::save(node.state()))
             .await
@@ -183,6 +195,8 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
+        let caller = self.guard.caller(&req)?;
+        self.guard.check_admin(&caller)?;
         let target = req.into_inner().target_id;
         self.node
             .transfer_leadership(target, LEADER_TRANSFER_WAIT)

@@ -5,8 +5,10 @@
 //! and keep-alive sessions end, background loops end; then raft stops. `run` returns after all of
 //! that is joined.
 
+pub mod auth;
 pub mod authority;
 pub mod cluster;
+pub mod guard;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use keel_proto::etcdserverpb::auth_server::AuthServer;
 use keel_proto::etcdserverpb::cluster_server::ClusterServer;
 use keel_proto::etcdserverpb::kv_server::KvServer;
 use keel_proto::etcdserverpb::lease_server::LeaseServer;
@@ -145,6 +148,8 @@ pub async fn run(
     }
     tracing::info!("state machine recovered; serving clients");
     let max = MAX_REQUEST_BYTES + GRPC_OVERHEAD;
+    // One guard per member: the simple tokens it issues are good on any of its listeners.
+    let guard = std::sync::Arc::new(guard::Guard::new(node.clone()));
     for listener in client_listeners {
         let incoming = incoming(listener, client_tls.as_ref(), &shutdown)
             .map(|conn| conn.map(authority::AuthorityFix::new));
@@ -152,11 +157,13 @@ pub async fn run(
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .add_routes(extra.clone())
             .add_service(
-                KvServer::new(kv::KvService::new(node.clone())).max_decoding_message_size(max),
+                KvServer::new(kv::KvService::new(node.clone(), guard.clone()))
+                    .max_decoding_message_size(max),
             )
             .add_service(
                 WatchServer::new(watch::WatchService::new(
                     node.clone(),
+                    guard.clone(),
                     tasks.clone(),
                     shutdown.clone(),
                 ))
@@ -165,6 +172,7 @@ pub async fn run(
             .add_service(
                 LeaseServer::new(lease::LeaseService::new(
                     node.clone(),
+                    guard.clone(),
                     tasks.clone(),
                     shutdown.clone(),
                 ))
@@ -172,10 +180,15 @@ pub async fn run(
             )
             .add_service(ClusterServer::new(cluster::ClusterService::new(
                 node.clone(),
+                guard.clone(),
             )))
             .add_service(MaintenanceServer::new(
-                maintenance::MaintenanceService::new(node.clone()),
-            ));
+                maintenance::MaintenanceService::new(node.clone(), guard.clone()),
+            ))
+            .add_service(AuthServer::new(auth::AuthService::new(
+                node.clone(),
+                guard.clone(),
+            )));
         let stop = shutdown.clone();
         servers.push(tasks.spawn(async move {
             router

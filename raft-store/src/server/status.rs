@@ -3,6 +3,7 @@
 
 use tonic::{Code, Status};
 
+use crate::auth::AuthError;
 use crate::error::StoreError;
 use crate::mvcc::MvccError;
 
@@ -39,6 +40,24 @@ pub fn to_status(err: StoreError) -> Status {
         | StoreError::NotLeader => Code::FailedPrecondition,
         StoreError::Removed => Code::Unavailable,
         StoreError::NoSpace => Code::ResourceExhausted,
+        StoreError::Auth(a) => match a {
+            AuthError::UserEmpty
+            | AuthError::RoleEmpty
+            | AuthError::AuthFailed
+            | AuthError::PasswordEmpty
+            | AuthError::InvalidAuthMgmt => Code::InvalidArgument,
+            AuthError::PermissionDenied => Code::PermissionDenied,
+            AuthError::InvalidAuthToken => Code::Unauthenticated,
+            AuthError::RootUserNotExist
+            | AuthError::RootRoleNotExist
+            | AuthError::UserAlreadyExist
+            | AuthError::UserNotFound
+            | AuthError::RoleAlreadyExist
+            | AuthError::RoleNotFound
+            | AuthError::RoleNotGranted
+            | AuthError::PermissionNotGranted
+            | AuthError::AuthNotEnabled => Code::FailedPrecondition,
+        },
         StoreError::Internal(_) => Code::Internal,
     };
     let message = match &err {

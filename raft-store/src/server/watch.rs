@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::node::Node;
+use crate::server::guard::Guard;
 use crate::watch::session;
 
 /// Responses buffered per stream before the session waits for the client to read.
@@ -20,14 +21,21 @@ const OUT_BUFFER: usize = 256;
 
 pub struct WatchService {
     node: Arc<Node>,
+    guard: Arc<Guard>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
 
 impl WatchService {
-    pub fn new(node: Arc<Node>, tasks: TaskTracker, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        node: Arc<Node>,
+        guard: Arc<Guard>,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             node,
+            guard,
             tasks,
             shutdown,
         }
@@ -42,9 +50,12 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        // The stream's caller, checked for read access to each range it asks to watch.
+        let caller = self.guard.caller(&req)?;
         let (tx, rx) = mpsc::channel(OUT_BUFFER);
         self.tasks.spawn(session::run(
             self.node.clone(),
+            caller,
             req.into_inner(),
             tx,
             self.shutdown.child_token(),

@@ -25,6 +25,8 @@ use tokio::sync::broadcast;
 use super::db::{Db, StorageError, CF_KV, CF_LEASE, CF_META};
 use super::rocks_backend::{decode_change, DbReader, RocksBackend};
 use super::snapshot;
+use crate::auth::tokens::Tokens;
+use crate::auth::{AuthOp, AuthState};
 use crate::codec;
 use crate::mvcc::{Mvcc, MvccError, Revision, WriteResponse};
 use crate::types::{
@@ -39,6 +41,7 @@ pub(super) const KEY_COMPACTED: &[u8] = b"compacted";
 pub(super) const KEY_MEMBERS: &[u8] = b"members";
 pub(super) const KEY_REMOVED: &[u8] = b"removed";
 pub(super) const KEY_ALARMS: &[u8] = b"alarms";
+pub(super) const KEY_AUTH: &[u8] = b"auth";
 
 /// Raised alarms: (member ID, etcd alarm type).
 pub type Alarms = BTreeSet<(NodeId, i32)>;
@@ -59,6 +62,10 @@ pub struct StoreState {
     /// member that comes back asking for votes is told to stop.
     removed: RwLock<BTreeSet<NodeId>>,
     alarms: RwLock<Alarms>,
+    /// Users, roles and whether auth is on (etcd's auth store).
+    auth: RwLock<AuthState>,
+    /// The simple tokens issued through the log, in memory only (as etcd's).
+    tokens: Tokens,
     applied: RwLock<(Option<LogId>, StoredMembership)>,
     events: broadcast::Sender<Arc<EventBatch>>,
     min_lease_ttl: i64,
@@ -89,6 +96,7 @@ impl StoreState {
         let (mvcc, members, applied) = Self::read_all(&db, min_lease_ttl)?;
         let removed = Self::read_removed(&db)?;
         let alarms = Self::read_alarms(&db)?;
+        let auth = Self::read_auth(&db)?;
         let (events, _) = broadcast::channel(4096);
         Ok(Arc::new(Self {
             db,
@@ -96,6 +104,8 @@ impl StoreState {
             members: RwLock::new(members),
             removed: RwLock::new(removed),
             alarms: RwLock::new(alarms),
+            auth: RwLock::new(auth),
+            tokens: Tokens::default(),
             applied: RwLock::new(applied),
             events,
             min_lease_ttl,
@@ -184,6 +194,26 @@ impl StoreState {
             .unwrap_or_default())
     }
 
+    fn read_auth(db: &Db) -> Result<AuthState, StorageError> {
+        Ok(db
+            .raw()
+            .get_cf(db.cf(CF_META), KEY_AUTH)?
+            .map(|b| codec::decode(&b))
+            .transpose()
+            .map_err(corrupt("auth"))?
+            .unwrap_or_default())
+    }
+
+    /// The simple tokens this member knows.
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    /// Reads the auth state (users, roles, whether auth is on) as of the last applied entry.
+    pub fn with_auth<R>(&self, f: impl FnOnce(&AuthState) -> R) -> R {
+        f(&self.auth.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// The alarms raised and not yet cleared.
     pub fn alarms(&self) -> Alarms {
         self.alarms
@@ -199,6 +229,7 @@ impl StoreState {
         let poisoned = || StorageError::Io(lock_poisoned());
         *self.removed.write().map_err(|_| poisoned())? = removed;
         *self.alarms.write().map_err(|_| poisoned())? = Self::read_alarms(&self.db)?;
+        *self.auth.write().map_err(|_| poisoned())? = Self::read_auth(&self.db)?;
         *self.mvcc.write().map_err(|_| poisoned())? = mvcc;
         *self.members.write().map_err(|_| poisoned())? = members;
         *self.applied.write().map_err(|_| poisoned())? = applied;
@@ -324,6 +355,8 @@ impl StoreState {
             let mut removed = self.removed.write().map_err(|_| lock_poisoned())?;
             let mut alarms = self.alarms.write().map_err(|_| lock_poisoned())?;
             let mut alarms_changed = false;
+            let mut auth = self.auth.write().map_err(|_| lock_poisoned())?;
+            let mut auth_changed = false;
             let mut backend = RocksBackend::new(&self.db);
             let mut members_changed = false;
             let mut removed_changed = false;
@@ -379,6 +412,26 @@ impl StoreState {
                             alarms: alarm_members(&concerned),
                         }
                         .encode_to_vec())
+                    }
+                    EntryPayload::Normal(Command::Auth(bytes)) => {
+                        let op: AuthOp = codec::decode(bytes).map_err(|e| {
+                            io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                format!("undecodable auth entry {}: {e}", entry.log_id),
+                            )
+                        })?;
+                        let applied = auth.apply(&op);
+                        match (&op, &applied) {
+                            (AuthOp::IssueToken { user, token }, Ok(())) => {
+                                self.tokens.insert(token, user, std::time::Instant::now());
+                            }
+                            (AuthOp::UserDelete { name }, Ok(())) => {
+                                self.tokens.revoke_user(name);
+                                auth_changed = true;
+                            }
+                            (_, result) => auth_changed |= result.is_ok(),
+                        }
+                        Ok(codec::encode(&applied).map_err(|e| io::Error::other(e.to_string()))?)
                     }
                     // A removed member's late announcement changes nothing.
                     EntryPayload::Normal(Command::PublishMember { .. }) => Ok(Vec::new()),
@@ -437,6 +490,9 @@ impl StoreState {
             }
             if alarms_changed {
                 backend.batch.put_cf(meta, KEY_ALARMS, enc(&*alarms)?);
+            }
+            if auth_changed {
+                backend.batch.put_cf(meta, KEY_AUTH, enc(&*auth)?);
             }
             // No fsync here: see the module docs of `storage` for why the log's fsync covers this.
             let started = std::time::Instant::now();

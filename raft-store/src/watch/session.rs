@@ -29,12 +29,18 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(600);
 pub type Outbound = mpsc::Sender<Result<WatchResponse, Status>>;
 
 /// Runs one watch stream until the client closes it, the output is dropped, or shutdown.
-pub async fn run<S>(node: Arc<Node>, mut inbound: S, out: Outbound, shutdown: CancellationToken)
-where
+pub async fn run<S>(
+    node: Arc<Node>,
+    caller: Option<String>,
+    mut inbound: S,
+    out: Outbound,
+    shutdown: CancellationToken,
+) where
     S: Stream<Item = Result<WatchRequest, Status>> + Unpin,
 {
     let mut session = Session {
         node: node.clone(),
+        caller,
         events: node.state().subscribe(),
         watchers: BTreeMap::new(),
         next_id: 0,
@@ -76,6 +82,8 @@ struct Closed;
 
 struct Session {
     node: Arc<Node>,
+    /// Who opened the stream, when auth is on: each watch needs read access to its range.
+    caller: Option<String>,
     events: broadcast::Receiver<Arc<EventBatch>>,
     watchers: BTreeMap<i64, Watcher>,
     next_id: i64,
@@ -136,6 +144,23 @@ impl Session {
         }
         if req.watch_id == 0 {
             self.next_id += 1;
+        }
+        if let Some(user) = &self.caller {
+            let allowed = self.node.state().with_auth(|a| {
+                !a.enabled || a.check(user, &req.key, &req.range_end, false).is_ok()
+            });
+            if !allowed {
+                return self
+                    .send(WatchResponse {
+                        header: self.header(),
+                        watch_id: id,
+                        created: true,
+                        canceled: true,
+                        cancel_reason: crate::auth::AuthError::PermissionDenied.to_string(),
+                        ..Default::default()
+                    })
+                    .await;
+            }
         }
         let (current, compacted) = match self.node.state().mvcc() {
             Ok(m) => (m.current_revision(), m.compacted_revision()),
