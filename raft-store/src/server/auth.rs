@@ -15,7 +15,7 @@ use crate::auth::{password, Access, AuthError, AuthOp, Permission};
 use crate::codec;
 use crate::error::StoreError;
 use crate::node::Node;
-use crate::server::guard::Guard;
+use crate::server::guard::{Guard, Identity};
 use crate::types::Command;
 
 pub struct AuthService {
@@ -36,9 +36,9 @@ impl AuthService {
         Self { node, guard }
     }
 
-    /// Refuses `req` unless auth is off or its caller holds the root role.
-    fn admin<T>(&self, req: &Request<T>) -> Result<(), Status> {
-        let caller = self.guard.caller(req)?;
+    /// Refuses a request unless auth is off or its caller holds the root role.
+    async fn admin(&self, who: Identity) -> Result<(), Status> {
+        let caller = self.guard.caller(who).await?;
         self.guard.check_admin(&caller)
     }
 
@@ -79,7 +79,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthEnableRequest>,
     ) -> Result<Response<AuthEnableResponse>, Status> {
-        self.admin(&req)?;
+        self.admin(Identity::of(&req)).await?;
         let header = self.change(AuthOp::Enable).await?;
         Ok(Response::new(AuthEnableResponse {
             header: Some(header),
@@ -90,7 +90,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthDisableRequest>,
     ) -> Result<Response<AuthDisableResponse>, Status> {
-        self.admin(&req)?;
+        self.admin(Identity::of(&req)).await?;
         let header = self.change(AuthOp::Disable).await?;
         Ok(Response::new(AuthDisableResponse {
             header: Some(header),
@@ -132,7 +132,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserAddRequest>,
     ) -> Result<Response<AuthUserAddResponse>, Status> {
-        self.admin(&req)?;
+        self.admin(Identity::of(&req)).await?;
         let req = req.into_inner();
         let no_password = req.options.as_ref().is_some_and(|o| o.no_password);
         let password = password_of(&req.password, no_password)?;
@@ -151,7 +151,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserGetRequest>,
     ) -> Result<Response<AuthUserGetResponse>, Status> {
-        self.admin(&req)?;
+        self.admin(Identity::of(&req)).await?;
         let name = req.into_inner().name;
         let roles = self
             .current(|a| {
@@ -171,7 +171,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserListRequest>,
     ) -> Result<Response<AuthUserListResponse>, Status> {
-        self.admin(&req)?;
+        self.admin(Identity::of(&req)).await?;
         let users = self.current(|a| a.users.keys().cloned().collect()).await?;
         Ok(Response::new(AuthUserListResponse {
             header: self.header(),
@@ -183,7 +183,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserDeleteRequest>,
     ) -> Result<Response<AuthUserDeleteResponse>, Status> {
-        self.admin(&req)?;
+        self.admin(Identity::of(&req)).await?;
         let name = req.into_inner().name;
         let header = self.change(AuthOp::UserDelete { name }).await?;
         Ok(Response::new(AuthUserDeleteResponse {
@@ -195,7 +195,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
-        self.admin(&req)?;
+        self.admin(Identity::of(&req)).await?;
         let req = req.into_inner();
         let password = password_of(&req.password, false)?;
         let header = self
@@ -213,7 +213,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserGrantRoleRequest>,
     ) -> Result<Response<AuthUserGrantRoleResponse>, Status> {
-        self.admin(&req)?;
+        self.admin(Identity::of(&req)).await?;
         let req = req.into_inner();
         let header = self
             .change(AuthOp::UserGrantRole {
@@ -230,7 +230,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthUserRevokeRoleRequest>,
     ) -> Result<Response<AuthUserRevokeRoleResponse>, Status> {
-        self.admin(&req)?;
+        self.admin(Identity::of(&req)).await?;
         let req = req.into_inner();
         let header = self
             .change(AuthOp::UserRevokeRole {
@@ -247,7 +247,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthRoleAddRequest>,
     ) -> Result<Response<AuthRoleAddResponse>, Status> {
-        self.admin(&req)?;
+        self.admin(Identity::of(&req)).await?;
         let name = req.into_inner().name;
         let header = self.change(AuthOp::RoleAdd { name }).await?;
         Ok(Response::new(AuthRoleAddResponse {
@@ -259,7 +259,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthRoleGetRequest>,
     ) -> Result<Response<AuthRoleGetResponse>, Status> {
-        self.admin(&req)?;
+        self.admin(Identity::of(&req)).await?;
         let role = req.into_inner().role;
         let perm = self
             .current(|a| {
@@ -286,7 +286,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthRoleListRequest>,
     ) -> Result<Response<AuthRoleListResponse>, Status> {
-        self.admin(&req)?;
+        self.admin(Identity::of(&req)).await?;
         let roles = self.current(|a| a.roles.keys().cloned().collect()).await?;
         Ok(Response::new(AuthRoleListResponse {
             header: self.header(),
@@ -298,7 +298,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthRoleDeleteRequest>,
     ) -> Result<Response<AuthRoleDeleteResponse>, Status> {
-        self.admin(&req)?;
+        self.admin(Identity::of(&req)).await?;
         let name = req.into_inner().role;
         let header = self.change(AuthOp::RoleDelete { name }).await?;
         Ok(Response::new(AuthRoleDeleteResponse {
@@ -310,7 +310,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthRoleGrantPermissionRequest>,
     ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
-        self.admin(&req)?;
+        self.admin(Identity::of(&req)).await?;
         let req = req.into_inner();
         let perm = req
             .perm
@@ -336,7 +336,7 @@ impl Auth for AuthService {
         &self,
         req: Request<AuthRoleRevokePermissionRequest>,
     ) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
-        self.admin(&req)?;
+        self.admin(Identity::of(&req)).await?;
         let req = req.into_inner();
         let header = self
             .change(AuthOp::RoleRevokePermission {

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::membership::MemberChange;
 use crate::node::Node;
-use crate::server::guard::Guard;
+use crate::server::guard::{Guard, Identity};
 
 pub struct ClusterService {
     node: Arc<Node>,
@@ -52,7 +52,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        let caller = self.guard.caller(&req)?;
+        let caller = self.guard.caller(Identity::of(&req)).await?;
         self.guard.check_admin(&caller)?;
         let req = req.into_inner();
         let outcome = self
@@ -79,7 +79,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        let caller = self.guard.caller(&req)?;
+        let caller = self.guard.caller(Identity::of(&req)).await?;
         self.guard.check_admin(&caller)?;
         let id = req.into_inner().id;
         self.node
@@ -95,7 +95,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        let caller = self.guard.caller(&req)?;
+        let caller = self.guard.caller(Identity::of(&req)).await?;
         self.guard.check_admin(&caller)?;
         let req = req.into_inner();
         self.node
@@ -126,7 +126,7 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        let caller = self.guard.caller(&req)?;
+        let caller = self.guard.caller(Identity::of(&req)).await?;
         self.guard.check_admin(&caller)?;
         let id = req.into_inner().id;
         self.node

@@ -22,6 +22,30 @@ use crate::tls::ClientIdentity;
 /// The caller of a request: a user when auth is enabled, `None` when it is not.
 pub type Caller = Option<String>;
 
+/// What a request offers to say who sent it, taken from it before any await (a streaming
+/// request cannot be held across one).
+#[derive(Debug, Clone, Default)]
+pub struct Identity {
+    token: Option<String>,
+    common_name: Option<String>,
+}
+
+impl Identity {
+    pub fn of<T>(req: &Request<T>) -> Self {
+        Self {
+            // A token that is not text is no token anyone was given: it fails as unknown.
+            token: req
+                .metadata()
+                .get("token")
+                .map(|t| t.to_str().map(str::to_string).unwrap_or_default()),
+            common_name: req
+                .extensions()
+                .get::<ClientIdentity>()
+                .and_then(|c| c.common_name.clone()),
+        }
+    }
+}
+
 fn refused(e: AuthError) -> Status {
     StoreError::Auth(e).into()
 }
@@ -36,25 +60,25 @@ impl Guard {
         Self { node }
     }
 
-    /// Who `req` comes from, if auth is enabled.
-    pub fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+    /// Who a request comes from, if auth is enabled.
+    pub async fn caller(&self, who: Identity) -> Result<Caller, Status> {
         if !self.node.state().with_auth(|a| a.enabled) {
             return Ok(None);
         }
-        if let Some(token) = req.metadata().get("token") {
-            let token = token
-                .to_str()
-                .map_err(|_| refused(AuthError::InvalidAuthToken))?;
-            return match self.node.state().tokens().user(token, Instant::now()) {
+        if let Some(token) = who.token {
+            let tokens = self.node.state().tokens();
+            if let Some(user) = tokens.user(&token, Instant::now()) {
+                return Ok(Some(user));
+            }
+            // Tokens are issued through the log: one handed out a moment ago by another
+            // member may not be applied here yet. Catch up once before refusing it.
+            self.node.linearize().await?;
+            return match tokens.user(&token, Instant::now()) {
                 Some(user) => Ok(Some(user)),
                 None => Err(refused(AuthError::InvalidAuthToken)),
             };
         }
-        match req
-            .extensions()
-            .get::<ClientIdentity>()
-            .and_then(|c| c.common_name.clone())
-        {
+        match who.common_name {
             Some(name) => Ok(Some(name)),
             None => Err(refused(AuthError::UserEmpty)),
         }

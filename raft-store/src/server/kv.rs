@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::error::StoreError;
 use crate::mvcc::WriteRequest;
 use crate::node::Node;
-use crate::server::guard::Guard;
+use crate::server::guard::{Guard, Identity};
 use crate::validate;
 
 pub struct KvService {
@@ -39,7 +39,7 @@ impl KvService {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
-        let caller = self.guard.caller(&req)?;
+        let caller = self.guard.caller(Identity::of(&req)).await?;
         let req = req.into_inner();
         validate::check_range(&req)?;
         self.guard.check(&caller, &req.key, &req.range_end, false)?;
@@ -52,7 +52,7 @@ impl Kv for KvService {
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let caller = self.guard.caller(&req)?;
+        let caller = self.guard.caller(Identity::of(&req)).await?;
         let req = req.into_inner();
         validate::check_put(&req)?;
         self.guard.check(&caller, &req.key, &[], true)?;
@@ -65,7 +65,7 @@ impl Kv for KvService {
         &self,
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        let caller = self.guard.caller(&req)?;
+        let caller = self.guard.caller(Identity::of(&req)).await?;
         let req = req.into_inner();
         validate::check_delete(&req)?;
         self.guard.check(&caller, &req.key, &req.range_end, true)?;
@@ -76,7 +76,7 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let caller = self.guard.caller(&req)?;
+        let caller = self.guard.caller(Identity::of(&req)).await?;
         let req = req.into_inner();
         validate::check_txn(&req)?;
         self.guard.check_txn(&caller, &req)?;
@@ -89,7 +89,7 @@ impl Kv for KvService {
         &self,
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        let caller = self.guard.caller(&req)?;
+        let caller = self.guard.caller(Identity::of(&req)).await?;
         self.guard.check_admin(&caller)?;
         let (mut resp, rev): (CompactionResponse, i64) =
             self.write(WriteRequest::Compact(req.into_inner())).await?;

@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::error::StoreError;
 use crate::mvcc::WriteRequest;
 use crate::node::Node;
-use crate::server::guard::Guard;
+use crate::server::guard::{Guard, Identity};
 
 pub struct LeaseService {
     node: Arc<Node>,
@@ -66,7 +66,7 @@ impl Lease for LeaseService {
         req: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         // Any authenticated caller, as etcd (leases hold no keys of their own).
-        self.guard.caller(&req)?;
+        self.guard.caller(Identity::of(&req)).await?;
         let mut req = req.into_inner();
         if req.id == 0 {
             req.id = new_lease_id();
@@ -82,7 +82,7 @@ impl Lease for LeaseService {
         req: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         // Any authenticated caller, as etcd (leases hold no keys of their own).
-        self.guard.caller(&req)?;
+        self.guard.caller(Identity::of(&req)).await?;
         let (mut resp, rev): (LeaseRevokeResponse, i64) = self
             .write(WriteRequest::LeaseRevoke(req.into_inner()))
             .await?;
@@ -98,7 +98,7 @@ impl Lease for LeaseService {
         req: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         // Any authenticated caller, as etcd (leases hold no keys of their own).
-        self.guard.caller(&req)?;
+        self.guard.caller(Identity::of(&req)).await?;
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(64);
         let node = self.node.clone();
@@ -132,7 +132,7 @@ impl Lease for LeaseService {
         req: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         // Any authenticated caller, as etcd (leases hold no keys of their own).
-        self.guard.caller(&req)?;
+        self.guard.caller(Identity::of(&req)).await?;
         let req = req.into_inner();
         self.node.linearize().await?;
         let remaining = self.node.lease_remaining(req.id).await?;
@@ -168,7 +168,7 @@ impl Lease for LeaseService {
         req: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
         // Any authenticated caller, as etcd (leases hold no keys of their own).
-        self.guard.caller(&req)?;
+        self.guard.caller(Identity::of(&req)).await?;
         self.node.linearize().await?;
         let state = self.node.state();
         let mvcc = state.mvcc().map_err(StoreError::Mvcc)?;

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::StoreError;
 use crate::node::Node;
-use crate::server::guard::Guard;
+use crate::server::guard::{Guard, Identity};
 use crate::storage::alarm_members;
 
 /// The etcd API level keel speaks; clients read it to decide which features they may use.
@@ -41,7 +41,7 @@ impl MaintenanceService {
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        let caller = self.guard.caller(&req)?;
+        let caller = self.guard.caller(Identity::of(&req)).await?;
         self.guard.check_admin(&caller)?;
         let req = req.into_inner();
         let header = Some(self.node.header(self.node.state().current_revision()));
@@ -99,7 +99,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        let caller = self.guard.caller(&req)?;
+        let caller = self.guard.caller(Identity::of(&req)).await?;
         self.guard.check_admin(&caller)?;
         let node = self.node.clone();
         tokio::task::spawn_blocking(move || {
@@ -117,7 +117,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        let caller = self.guard.caller(&req)?;
+        let caller = self.guard.caller(Identity::of(&req)).await?;
         self.guard.check_admin(&caller)?;
         let current = self.node.state().current_revision();
         let hash = self
@@ -135,7 +135,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
-        let caller = self.guard.caller(&req)?;
+        let caller = self.guard.caller(Identity::of(&req)).await?;
         self.guard.check_admin(&caller)?;
         let state = self.node.state();
         let (current, compacted) = {
@@ -167,7 +167,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        let caller = self.guard.caller(&req)?;
+        let caller = self.guard.caller(Identity::of(&req)).await?;
         self.guard.check_admin(&caller)?;
         let node = self.node.clone();
         let bytes = tokio::task::spawn_blocking(move || crate::backup::save(node.state()))
@@ -195,7 +195,7 @@ impl Maintenance for MaintenanceService {
         &self,
         req: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        let caller = self.guard.caller(&req)?;
+        let caller = self.guard.caller(Identity::of(&req)).await?;
         self.guard.check_admin(&caller)?;
         let target = req.into_inner().target_id;
         self.node

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::node::Node;
-use crate::server::guard::Guard;
+use crate::server::guard::{Guard, Identity};
 use crate::watch::session;
 
 /// Responses buffered per stream before the session waits for the client to read.
@@ -51,7 +51,7 @@ impl Watch for WatchService {
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         // The stream's caller, checked for read access to each range it asks to watch.
-        let caller = self.guard.caller(&req)?;
+        let caller = self.guard.caller(Identity::of(&req)).await?;
         let (tx, rx) = mpsc::channel(OUT_BUFFER);
         self.tasks.spawn(session::run(
             self.node.clone(),
