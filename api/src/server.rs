@@ -284,6 +284,23 @@ impl<S: Storage> ApiServer<S> {
         Ok(self.current(info, namespace, name).await?.0)
     }
 
+    /// The object as the watch cache holds it, else as the store does: for admission that may
+    /// read a moment behind (as kube-apiserver's admission plugins read their informers'
+    /// listers). The cache not holding it means nothing: it may be newer than the cache, so
+    /// the store answers then.
+    pub(crate) async fn get_cached(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        let key = keys::object(info, namespace, name);
+        match self.cache.as_ref().and_then(|c| c.get(&key)) {
+            Some(stored) => decode_stored(&stored),
+            None => self.get(info, namespace, name).await,
+        }
+    }
+
     pub(crate) async fn current(
         &self,
         info: &'static ResourceInfo,

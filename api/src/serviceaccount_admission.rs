@@ -158,7 +158,7 @@ impl<S: Storage> ApiServer<S> {
         let name = default_service_account_name(pod);
         let namespace = meta::namespace(pod).to_string();
         let account = match keel_types::kinds::by_kind("v1", "ServiceAccount") {
-            Some(sa_info) => match self.get(sa_info, Some(&namespace), &name).await {
+            Some(sa_info) => match self.get_cached(sa_info, Some(&namespace), &name).await {
                 Ok(sa) => Some(sa),
                 Err(ApiError::NotFound { .. }) if !named || name == DEFAULT_SERVICE_ACCOUNT => None,
                 Err(ApiError::NotFound { .. }) => {
