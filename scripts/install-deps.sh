@@ -8,6 +8,7 @@ packages=(
   iproute2 iptables           # network namespaces and partitions for the fault harness
   faketime                    # libfaketime: clock skew of one member in the fault harness
   procps psmisc               # ps/pkill/fuser used by tests
+  util-linux                  # prlimit: the descriptor-exhaustion test lowers a master's limit
   curl                        # raw REST requests whose status codes tests check
   python3 python3-venv        # the Python kubernetes client tests run in a venv
   containerd runc             # the container runtime the node agent drives over CRI (and ctr)
