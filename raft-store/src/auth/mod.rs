@@ -377,6 +377,24 @@ impl AuthState {
         }
     }
 
+    /// Checks that a call may read (or write) `[key, range_end)`: any call while auth is off
+    /// or for a call that carried no auth (`caller` None), else `caller`'s roles decide, and an
+    /// unknown user is simply denied, as etcd answers.
+    pub fn permits(
+        &self,
+        caller: Option<&str>,
+        key: &[u8],
+        range_end: &[u8],
+        write: bool,
+    ) -> Result<(), AuthError> {
+        match caller {
+            Some(user) if self.enabled => self
+                .check(user, key, range_end, write)
+                .map_err(|_| AuthError::PermissionDenied),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks `user`'s password against its hash.
     pub fn authenticate(&self, user: &str, given: &str) -> Result<(), AuthError> {
         match self.users.get(user).and_then(|u| u.password.as_deref()) {

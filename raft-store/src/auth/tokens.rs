@@ -39,13 +39,6 @@ impl Tokens {
         )
     }
 
-    /// A new token for `user`.
-    pub fn issue(&self, user: &str, revision: u64, now: Instant) -> String {
-        let token = Self::fresh(revision);
-        self.insert(&token, user, now);
-        token
-    }
-
     /// Makes `token` name `user` from `now` for [`TTL`].
     pub fn insert(&self, token: &str, user: &str, now: Instant) {
         let mut issued = self.issued();
@@ -85,8 +78,9 @@ mod tests {
     fn a_token_names_its_user_until_it_expires_unused() {
         let tokens = Tokens::default();
         let t0 = Instant::now();
-        let token = tokens.issue("alice", 3, t0);
+        let token = Tokens::fresh(3);
         assert!(token.ends_with(".3"));
+        tokens.insert(&token, "alice", t0);
         assert_eq!(tokens.user(&token, t0), Some("alice".into()));
         // Used within its lifetime, it lives on.
         assert_eq!(tokens.user(&token, t0 + TTL / 2), Some("alice".into()));
@@ -99,8 +93,9 @@ mod tests {
     fn revoking_a_user_forgets_its_tokens_only() {
         let tokens = Tokens::default();
         let now = Instant::now();
-        let a = tokens.issue("alice", 1, now);
-        let b = tokens.issue("bob", 1, now);
+        let (a, b) = (Tokens::fresh(1), Tokens::fresh(1));
+        tokens.insert(&a, "alice", now);
+        tokens.insert(&b, "bob", now);
         tokens.revoke_user("alice");
         assert_eq!(tokens.user(&a, now), None);
         assert_eq!(tokens.user(&b, now), Some("bob".into()));

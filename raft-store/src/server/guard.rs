@@ -92,18 +92,9 @@ impl Guard {
         range_end: &[u8],
         write: bool,
     ) -> Result<(), Status> {
-        let Some(user) = caller else {
-            return Ok(());
-        };
         self.node
             .state()
-            .with_auth(|a| {
-                if !a.enabled {
-                    return Ok(());
-                }
-                a.check(user, key, range_end, write)
-                    .map_err(|_| AuthError::PermissionDenied)
-            })
+            .with_auth(|a| a.permits(caller.as_deref(), key, range_end, write))
             .map_err(refused)
     }
 

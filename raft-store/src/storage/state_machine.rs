@@ -174,34 +174,31 @@ impl StoreState {
         Ok((mvcc, members, (last_applied, membership)))
     }
 
-    fn read_removed(db: &Db) -> Result<BTreeSet<NodeId>, StorageError> {
+    /// The value kept at `key` in the metadata column, or its default if there is none.
+    fn read_meta<T: serde::de::DeserializeOwned + Default>(
+        db: &Db,
+        key: &[u8],
+        what: &'static str,
+    ) -> Result<T, StorageError> {
         Ok(db
             .raw()
-            .get_cf(db.cf(CF_META), KEY_REMOVED)?
+            .get_cf(db.cf(CF_META), key)?
             .map(|b| codec::decode(&b))
             .transpose()
-            .map_err(corrupt("removed members"))?
+            .map_err(corrupt(what))?
             .unwrap_or_default())
+    }
+
+    fn read_removed(db: &Db) -> Result<BTreeSet<NodeId>, StorageError> {
+        Self::read_meta(db, KEY_REMOVED, "removed members")
     }
 
     fn read_alarms(db: &Db) -> Result<Alarms, StorageError> {
-        Ok(db
-            .raw()
-            .get_cf(db.cf(CF_META), KEY_ALARMS)?
-            .map(|b| codec::decode(&b))
-            .transpose()
-            .map_err(corrupt("alarms"))?
-            .unwrap_or_default())
+        Self::read_meta(db, KEY_ALARMS, "alarms")
     }
 
     fn read_auth(db: &Db) -> Result<AuthState, StorageError> {
-        Ok(db
-            .raw()
-            .get_cf(db.cf(CF_META), KEY_AUTH)?
-            .map(|b| codec::decode(&b))
-            .transpose()
-            .map_err(corrupt("auth"))?
-            .unwrap_or_default())
+        Self::read_meta(db, KEY_AUTH, "auth")
     }
 
     /// The simple tokens this member knows.
@@ -355,7 +352,9 @@ impl StoreState {
             let mut removed = self.removed.write().map_err(|_| lock_poisoned())?;
             let mut alarms = self.alarms.write().map_err(|_| lock_poisoned())?;
             let mut alarms_changed = false;
-            let mut auth = self.auth.write().map_err(|_| lock_poisoned())?;
+            // Taken at the first auth entry only: every client call reads the auth state, and
+            // a batch without auth changes must not hold them up while it is written.
+            let mut auth: Option<std::sync::RwLockWriteGuard<'_, AuthState>> = None;
             let mut auth_changed = false;
             let mut backend = RocksBackend::new(&self.db);
             let mut members_changed = false;
@@ -420,7 +419,11 @@ impl StoreState {
                                 format!("undecodable auth entry {}: {e}", entry.log_id),
                             )
                         })?;
-                        let applied = auth.apply(&op);
+                        let state = match &mut auth {
+                            Some(state) => state,
+                            empty => empty.insert(self.auth.write().map_err(|_| lock_poisoned())?),
+                        };
+                        let applied = state.apply(&op);
                         match (&op, &applied) {
                             (AuthOp::IssueToken { user, token }, Ok(())) => {
                                 self.tokens.insert(token, user, std::time::Instant::now());
@@ -491,8 +494,8 @@ impl StoreState {
             if alarms_changed {
                 backend.batch.put_cf(meta, KEY_ALARMS, enc(&*alarms)?);
             }
-            if auth_changed {
-                backend.batch.put_cf(meta, KEY_AUTH, enc(&*auth)?);
+            if let Some(state) = auth.as_deref().filter(|_| auth_changed) {
+                backend.batch.put_cf(meta, KEY_AUTH, enc(state)?);
             }
             // No fsync here: see the module docs of `storage` for why the log's fsync covers this.
             let started = std::time::Instant::now();

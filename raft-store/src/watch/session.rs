@@ -132,35 +132,18 @@ impl Session {
         };
         if self.watchers.contains_key(&id) {
             return self
-                .send(WatchResponse {
-                    header: self.header(),
-                    watch_id: id,
-                    created: true,
-                    canceled: true,
-                    cancel_reason: "etcdserver: duplicate watch ID".into(),
-                    ..Default::default()
-                })
+                .refuse_create(id, "etcdserver: duplicate watch ID")
                 .await;
         }
         if req.watch_id == 0 {
             self.next_id += 1;
         }
-        if let Some(user) = &self.caller {
-            let allowed = self.node.state().with_auth(|a| {
-                !a.enabled || a.check(user, &req.key, &req.range_end, false).is_ok()
-            });
-            if !allowed {
-                return self
-                    .send(WatchResponse {
-                        header: self.header(),
-                        watch_id: id,
-                        created: true,
-                        canceled: true,
-                        cancel_reason: crate::auth::AuthError::PermissionDenied.to_string(),
-                        ..Default::default()
-                    })
-                    .await;
-            }
+        let permitted = self
+            .node
+            .state()
+            .with_auth(|a| a.permits(self.caller.as_deref(), &req.key, &req.range_end, false));
+        if let Err(denied) = permitted {
+            return self.refuse_create(id, &denied.to_string()).await;
         }
         let (current, compacted) = match self.node.state().mvcc() {
             Ok(m) => (m.current_revision(), m.compacted_revision()),
@@ -253,6 +236,19 @@ impl Session {
             .await?;
         }
         Ok(true)
+    }
+
+    /// Answers a create request that makes no watch: created and canceled at once, as etcd.
+    async fn refuse_create(&self, id: i64, reason: &str) -> Result<(), Closed> {
+        self.send(WatchResponse {
+            header: self.header(),
+            watch_id: id,
+            created: true,
+            canceled: true,
+            cancel_reason: reason.to_string(),
+            ..Default::default()
+        })
+        .await
     }
 
     async fn cancel_broken(&self, id: i64, reason: &str) -> Result<(), Closed> {
