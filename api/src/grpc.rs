@@ -117,24 +117,6 @@ impl<S: Storage> GrpcApi<S> {
 }
 
 impl<S: Storage> GrpcApi<S> {
-    /// What a list (or a watch that lists first) of `r` will send, as the classes see it.
-    fn list_kind(
-        &self,
-        info: &'static ResourceInfo,
-        r: &ResourceRef,
-        watch: bool,
-        limit: i64,
-    ) -> Kind {
-        let (count, bytes) = self
-            .core
-            .collection_size(info, namespace(r))
-            .unwrap_or_default();
-        Kind::List {
-            watch,
-            estimate: fairness::estimate(bytes, count, limit),
-        }
-    }
-
     /// Waits for the call's seat; a refusal is the 429 REST gives, as ResourceExhausted.
     async fn admit(&self, user: &UserInfo, kind: Kind) -> Result<(Class, Option<Seat>), Status> {
         let class = fairness::classify(kind);
@@ -143,12 +125,7 @@ impl<S: Storage> GrpcApi<S> {
         };
         match fairness.admit(class, &user.name).await {
             Ok(seat) => Ok((class, seat)),
-            Err(_) => Err(ApiError::TooManyRequests {
-                message: "Too many requests, please try again later.".into(),
-                causes: Vec::new(),
-                retry_after_seconds: fairness::RETRY_AFTER_SECONDS,
-            }
-            .to_grpc()),
+            Err(_) => Err(fairness::refusal().to_grpc()),
         }
     }
 }
@@ -239,7 +216,10 @@ impl<S: Storage> Api for GrpcApi<S> {
         let (info, r) = resolve(&req.r#ref)?;
         let user = self.check(credentials, "list", info, r).await?;
         let (class, _seat) = self
-            .admit(&user, self.list_kind(info, r, false, req.limit))
+            .admit(
+                &user,
+                self.core.list_kind(info, namespace(r), false, req.limit),
+            )
             .await?;
         let opts = ListOptions {
             label_selector: req.label_selector,
@@ -376,7 +356,7 @@ impl<S: Storage> Api for GrpcApi<S> {
         let (info, r) = resolve(&req.r#ref)?;
         let user = self.check(credentials, "watch", info, r).await?;
         let kind = match req.resource_version.as_str() {
-            "" | "0" => self.list_kind(info, r, true, 0),
+            "" | "0" => self.core.list_kind(info, namespace(r), true, 0),
             _ => Kind::Watch,
         };
         let (_, seat) = self.admit(&user, kind).await?;

@@ -69,15 +69,26 @@ fn parse_rv(rv: &str) -> Result<i64, ApiError> {
 }
 
 impl<S: Storage> ApiServer<S> {
-    /// The number of stored objects of `info` in `namespace` (all namespaces if None) and
-    /// their bytes, from the watch cache; None without a filled cache.
-    pub fn collection_size(
+    /// A list of `info` in `namespace` (all namespaces if None) of at most `limit` objects (0:
+    /// all), or a watch that lists first, as the fairness classes see it: its response's size
+    /// estimated from the watch cache (nothing without a filled cache).
+    pub fn list_kind(
         &self,
         info: &'static ResourceInfo,
         namespace: Option<&str>,
-    ) -> Option<(usize, usize)> {
+        watch: bool,
+        limit: i64,
+    ) -> crate::fairness::Kind {
         let prefix = keys::collection(info, namespace);
-        self.cache.as_ref()?.size(&prefix, &prefix_end(&prefix))
+        let (count, bytes) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.size(&prefix, &prefix_end(&prefix)))
+            .unwrap_or_default();
+        crate::fairness::Kind::List {
+            watch,
+            estimate: crate::fairness::estimate(bytes, count, limit),
+        }
     }
 
     pub async fn list(

@@ -53,6 +53,16 @@ pub const QUEUE_WAIT: Duration = Duration::from_secs(15);
 /// What a refused client is told to wait, in seconds (APF's).
 pub const RETRY_AFTER_SECONDS: u64 = 1;
 
+/// kube-apiserver's answer to a request it would not queue, for either transport: 429 with
+/// `details.retryAfterSeconds` (the REST response adds the `Retry-After` header).
+pub fn refusal() -> crate::error::ApiError {
+    crate::error::ApiError::TooManyRequests {
+        message: "Too many requests, please try again later.".into(),
+        causes: Vec::new(),
+        retry_after_seconds: RETRY_AFTER_SECONDS,
+    }
+}
+
 /// The seats of each class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

@@ -66,9 +66,6 @@ fn kind<S: Storage>(core: &Core<S>, method: &Method, uri: &axum::http::Uri) -> K
         Verb::Get => Kind::Read,
         Verb::Watch if !lists_first => Kind::Watch,
         Verb::List | Verb::Watch => {
-            let (count, bytes) = core
-                .collection_size(target.info, target.namespace.as_deref())
-                .unwrap_or_default();
             let limit = match verb {
                 Verb::List => query
                     .get("limit")
@@ -76,10 +73,12 @@ fn kind<S: Storage>(core: &Core<S>, method: &Method, uri: &axum::http::Uri) -> K
                     .unwrap_or(0),
                 _ => 0,
             };
-            Kind::List {
-                watch: verb == Verb::Watch,
-                estimate: fairness::estimate(bytes, count, limit),
-            }
+            core.list_kind(
+                target.info,
+                target.namespace.as_deref(),
+                verb == Verb::Watch,
+                limit,
+            )
         }
         Verb::Create | Verb::Update | Verb::Patch | Verb::Delete | Verb::DeleteCollection => {
             Kind::Write
@@ -91,11 +90,7 @@ fn kind<S: Storage>(core: &Core<S>, method: &Method, uri: &axum::http::Uri) -> K
 fn refused(reason: Refused) -> Response {
     // One message for both reasons, as kube-apiserver's.
     let (Refused::QueueFull | Refused::TimedOut) = reason;
-    let mut response = response::error(&ApiError::TooManyRequests {
-        message: "Too many requests, please try again later.".into(),
-        causes: Vec::new(),
-        retry_after_seconds: fairness::RETRY_AFTER_SECONDS,
-    });
+    let mut response = response::error(&fairness::refusal());
     response.headers_mut().insert(
         "retry-after",
         HeaderValue::from(fairness::RETRY_AFTER_SECONDS),
