@@ -45,7 +45,9 @@ struct Shared {
     sa_key: Vec<u8>,
 }
 
-fn random_hex() -> String {
+/// 32 random bytes as 64 hexadecimal digits: the admin token, the masters' own components'
+/// tokens, a certificate key.
+pub(crate) fn random_hex() -> String {
     let bytes: [u8; 32] = rand::rng().random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

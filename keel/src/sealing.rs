@@ -46,12 +46,7 @@ pub enum Opened {
 
 /// A new key, as the 64 hexadecimal digits its file holds.
 pub fn new_key_hex() -> String {
-    let key: [u8; 32] = rand::rng().random();
-    hex(&key)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::rest::random_hex()
 }
 
 fn parse_hex(text: &str) -> Option<[u8; 32]> {

@@ -532,9 +532,7 @@ fn component_token<S: keel_api::storage::Storage>(
     api: &keel_api::ApiServer<S>,
     user: &str,
 ) -> String {
-    use rand::Rng;
-    let bytes: [u8; 32] = rand::rng().random();
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = crate::rest::random_hex();
     api.add_token(
         &token,
         keel_api::auth::UserInfo {
