@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 
 use crate::etcdctl::{self, Output};
-use crate::Cluster;
+use crate::{Cluster, Flavor};
 
 /// How a step's stdout is turned into something comparable across clusters.
 #[derive(Debug, Clone, Copy)]
@@ -731,4 +731,20 @@ pub fn differences(etcd: &[Outcome], keel: &[Outcome]) -> Vec<String> {
         diffs.push(format!("step {:?} only ran on keel", k.step));
     }
     diffs
+}
+
+/// Runs `script` on a fresh 3-member cluster of `flavor` and returns its outcomes, printing
+/// them when `KEEL_DIFF_DUMP` is set.
+pub async fn run_on(
+    flavor: Flavor,
+    script: fn(&Cluster) -> Result<Vec<Outcome>>,
+) -> Result<Vec<Outcome>> {
+    let cluster = Cluster::start(flavor, 3).await?;
+    let outcomes = tokio::task::block_in_place(|| script(&cluster))
+        .with_context(|| format!("{flavor:?} run"))?;
+    drop(cluster);
+    if std::env::var_os("KEEL_DIFF_DUMP").is_some() {
+        dump(&format!("{flavor:?}"), &outcomes);
+    }
+    Ok(outcomes)
 }

@@ -3,8 +3,8 @@
 //! etcd cluster and a 3-member keel store, compared step by step — exit status, output and
 //! error text.
 
-use anyhow::{Context, Result};
-use keel_tests::differential::{differences, dump, Norm, Outcome, Run};
+use anyhow::Result;
+use keel_tests::differential::{differences, run_on, Norm, Outcome, Run};
 use keel_tests::{Cluster, Flavor};
 
 const ROOT: &str = "--user=root:rootpw";
@@ -178,20 +178,9 @@ fn run_script(cluster: &Cluster) -> Result<Vec<Outcome>> {
     Ok(r.outcomes)
 }
 
-async fn run_on(flavor: Flavor) -> Result<Vec<Outcome>> {
-    let cluster = Cluster::start(flavor, 3).await?;
-    let outcomes = tokio::task::block_in_place(|| run_script(&cluster))
-        .with_context(|| format!("{flavor:?} run"))?;
-    drop(cluster);
-    Ok(outcomes)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_auth_script_gives_the_same_results_on_keel_as_on_etcd() -> Result<()> {
-    let etcd = run_on(Flavor::Etcd).await?;
-    if std::env::var_os("KEEL_DIFF_DUMP").is_some() {
-        dump("etcd", &etcd);
-    }
+    let etcd = run_on(Flavor::Etcd, run_script).await?;
     // The control run shows the script tests what it means to.
     let status = |step: &str| {
         etcd.iter()
@@ -204,10 +193,7 @@ async fn etcdctl_auth_script_gives_the_same_results_on_keel_as_on_etcd() -> Resu
     assert_ne!(status("alice may not write there"), "0");
     assert_eq!(status("alice may write her one key"), "0");
     assert_eq!(status("get without a user again"), "0");
-    let keel = run_on(Flavor::KeelStore).await?;
-    if std::env::var_os("KEEL_DIFF_DUMP").is_some() {
-        dump("keel", &keel);
-    }
+    let keel = run_on(Flavor::KeelStore, run_script).await?;
     let diffs = differences(&etcd, &keel);
     assert!(
         diffs.is_empty(),

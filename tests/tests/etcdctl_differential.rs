@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use keel_tests::differential::{differences, dump, Norm, Outcome, Run};
+use anyhow::Result;
+use keel_tests::differential::{differences, run_on, Norm, Outcome, Run};
 use keel_tests::{Cluster, Flavor};
 use serde_json::json;
 
@@ -703,25 +703,11 @@ fn ok_or_killed<'o>(outcomes: &'o [Outcome], step: &str) -> &'o Outcome {
     o
 }
 
-async fn run_on(flavor: Flavor) -> Result<Vec<Outcome>> {
-    let cluster = Cluster::start(flavor, 3).await?;
-    let outcomes = tokio::task::block_in_place(|| run_script(&cluster))
-        .with_context(|| format!("{flavor:?} run"))?;
-    drop(cluster);
-    Ok(outcomes)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_script_gives_the_same_results_on_keel_as_on_etcd() -> Result<()> {
-    let etcd = run_on(Flavor::Etcd).await?;
-    if std::env::var_os("KEEL_DIFF_DUMP").is_some() {
-        dump("etcd", &etcd);
-    }
+    let etcd = run_on(Flavor::Etcd, run_script).await?;
     check_control(&etcd);
-    let keel = run_on(Flavor::KeelStore).await?;
-    if std::env::var_os("KEEL_DIFF_DUMP").is_some() {
-        dump("keel", &keel);
-    }
+    let keel = run_on(Flavor::KeelStore, run_script).await?;
     let diffs = differences(&etcd, &keel);
     assert!(
         diffs.is_empty(),

@@ -97,9 +97,9 @@ async fn client_certificates_authenticate_as_their_subject() -> anyhow::Result<(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The CA as the master keeps it in its data dir (the store holds its key sealed).
-    let pki = cluster.members[0].data_dir.join("pki");
-    let ca_cert = std::fs::read_to_string(pki.join("ca.crt"))?;
-    let ca_key = std::fs::read_to_string(pki.join("ca.key"))?;
+    let ca_file = cluster.ca_file()?;
+    let ca_cert = std::fs::read_to_string(&ca_file)?;
+    let ca_key = std::fs::read_to_string(ca_file.with_file_name("ca.key"))?;
     anyhow::ensure!(
         ca_cert.contains("BEGIN CERTIFICATE"),
         "no CA in the data dir"
