@@ -351,6 +351,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let auditor = auditor(&args)?;
     let fairness = args.limits.fairness()?;
+    if let Some(fairness) = fairness.clone() {
+        keel_store::metrics::add_source(std::sync::Arc::new(move |out: &mut String| {
+            fairness.render(out)
+        }));
+    }
     let max_connections = args
         .limits
         .max_connections(crate::accept::raise_open_file_limit());

@@ -63,6 +63,14 @@ pub fn refusal() -> crate::error::ApiError {
     }
 }
 
+/// A metric family: name, type, help text, and its value in a queue's numbers.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&QueueStats) -> u64,
+);
+
 /// The seats of each class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -151,6 +159,46 @@ impl Fairness {
         match self.queue(class) {
             None => Ok(None),
             Some(q) => q.acquire(user, 1).await.map(Some),
+        }
+    }
+
+    /// Every queue's numbers in Prometheus' text format, under the names API Priority and
+    /// Fairness gives them (a class is a `priority_level`).
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let stats = self.stats();
+        let families: [Family; 4] = [
+            (
+                "apiserver_flowcontrol_current_executing_seats",
+                "gauge",
+                "Seats in use",
+                |s| s.in_use as u64,
+            ),
+            (
+                "apiserver_flowcontrol_current_inqueue_requests",
+                "gauge",
+                "Requests waiting for seats",
+                |s| s.waiting as u64,
+            ),
+            (
+                "apiserver_flowcontrol_dispatched_requests_total",
+                "counter",
+                "Requests given seats",
+                |s| s.admitted,
+            ),
+            (
+                "apiserver_flowcontrol_rejected_requests_total",
+                "counter",
+                "Requests refused with 429",
+                |s| s.refused,
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (class, s) in &stats {
+                let _ = writeln!(out, "{name}{{priority_level=\"{class}\"}} {}", value(s));
+            }
         }
     }
 
@@ -294,6 +342,23 @@ mod tests {
         assert_eq!(in_use(&f), Some(0), "waiting for changes holds no seat");
         tx.unbounded_send(3).expect("open");
         assert_eq!(stream.next().await, Some(3));
+    }
+
+    #[tokio::test]
+    async fn the_queues_numbers_render_as_apf_metrics() {
+        let f = Fairness::new(Limits::default()).expect("runtime");
+        let _seat = f.admit(Class::Mutating, "alice").await.expect("free");
+        let mut out = String::new();
+        f.render(&mut out);
+        assert!(out.contains(
+            "apiserver_flowcontrol_current_executing_seats{priority_level=\"mutating\"} 1\n"
+        ));
+        assert!(out.contains(
+            "apiserver_flowcontrol_dispatched_requests_total{priority_level=\"mutating\"} 1\n"
+        ));
+        assert!(out.contains(
+            "apiserver_flowcontrol_rejected_requests_total{priority_level=\"large-read\"} 0\n"
+        ));
     }
 
     #[tokio::test]
