@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod error;
 pub mod history;
 pub mod nemesis;
+pub mod ports;
 pub mod report;
 pub mod run;
 pub mod workload;

@@ -1,7 +1,6 @@
 //! A cluster of real member processes (keel or etcd) on 127.0.0.1 with ports picked at start.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -96,15 +95,17 @@ pub struct Cluster {
     dir: tempfile::TempDir,
 }
 
-/// Ports that were free a moment ago. Held listeners are dropped just before the servers bind.
+/// Loopback ports that were free a moment ago, outside the kernel's ephemeral range so no
+/// outgoing connection takes one before its server binds it.
 pub fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
+    Ok(keel_jepsen::ports::free_ports(n)?)
+}
+
+/// The last `lines` lines of a log file (empty if it cannot be read).
+fn tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Path of the keel binary built alongside the test executables.
@@ -197,7 +198,18 @@ impl Cluster {
                 }
             }
             if Instant::now() > deadline {
-                bail!("the running masters did not all write an admin kubeconfig within a minute");
+                let missing: Vec<String> = self
+                    .members
+                    .iter()
+                    .zip(&self.procs)
+                    .zip(&tokens)
+                    .filter(|((_, p), t)| p.is_some() && t.is_none())
+                    .map(|((m, _), _)| format!("{}:\n{}", m.name, tail(&m.log, 20)))
+                    .collect();
+                bail!(
+                    "the running masters did not all write an admin kubeconfig within a minute; the last lines of those that did not:\n{}",
+                    missing.join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -4,7 +4,6 @@
 
 pub mod net;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -90,13 +89,6 @@ pub struct Cluster {
     pub clients: Vec<Client>,
 }
 
-fn free_port() -> Result<u16, Error> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("127.0.0.1:0", e))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| Error::io("127.0.0.1:0", e))
-}
-
 impl Cluster {
     /// Builds the network, starts every member and waits until each serves writes.
     pub async fn start(cfg: ClusterConfig) -> Result<Cluster, Error> {
@@ -106,10 +98,15 @@ impl Cluster {
             None
         };
         let mut members = Vec::new();
+        let ports = match &net {
+            Some(_) => Vec::new(),
+            None => crate::ports::free_ports(2 * cfg.nodes)
+                .map_err(|e| Error::NotReady(format!("choosing loopback ports: {e}")))?,
+        };
         for i in 0..cfg.nodes {
             let (ip, client_port, peer_port) = match &net {
                 Some(n) => (n.ip(i), 2379, 2380),
-                None => ("127.0.0.1".to_string(), free_port()?, free_port()?),
+                None => ("127.0.0.1".to_string(), ports[2 * i], ports[2 * i + 1]),
             };
             members.push(Member {
                 name: format!("m{i}"),
