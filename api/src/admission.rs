@@ -137,8 +137,13 @@ pub fn admit(
     let mut object = decoded.object;
     keel_types::default_object(info, &mut object)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if let (Some(old), ("", "Pod")) = (old, (info.group, info.kind)) {
-        crate::priority_admission::keep_on_update(&mut object, old);
+    if let Some(old) = old {
+        // What an update may leave out and keep: a pod's priority, a Service's cluster IP
+        // and node ports.
+        if let ("", "Pod") = (info.group, info.kind) {
+            crate::priority_admission::keep_on_update(&mut object, old);
+        }
+        crate::services::carry_over(info, &mut object, old);
     }
     let errors = keel_types::validate(info, &object, old);
     if !errors.is_empty() {

@@ -167,6 +167,7 @@ impl<S: Storage> ApiServer<S> {
         }];
         ops.extend(self.quota_releases(info, &current).await?);
         ops.extend(crate::server::lease_fence_delete(info, &current));
+        ops.extend(self.release(info, &current));
         Ok(DeletePlan {
             ops,
             object: current,

@@ -33,6 +33,7 @@ mod quota_admission;
 pub mod rest;
 pub mod server;
 mod serviceaccount_admission;
+pub mod services;
 pub mod storage;
 mod toleration_admission;
 pub mod watch;

@@ -29,6 +29,13 @@ pub fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// The current time as a MicroTime (Lease renewals, Events): microseconds, UTC.
+pub fn now_micro() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
 /// `now` plus `seconds`.
 pub fn now_plus(seconds: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::seconds(seconds))

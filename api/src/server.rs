@@ -95,6 +95,8 @@ pub struct ApiServer<S> {
     pub(crate) auditor: Option<std::sync::Arc<crate::audit::Auditor>>,
     /// The TLS client for node agents (logs, exec, attach, port-forward), once configured.
     pub(crate) kubelet: std::sync::RwLock<Option<crate::kubelet::KubeletClient>>,
+    /// The ranges Services' cluster IPs and node ports come from.
+    pub(crate) service_network: crate::services::ServiceNetwork,
 }
 
 /// Maps a storage failure on `name` of kind `info` to the Kubernetes error.
@@ -229,6 +231,7 @@ impl<S: Storage> ApiServer<S> {
             sa_signer: Default::default(),
             auditor: None,
             kubelet: Default::default(),
+            service_network: Default::default(),
         }
     }
 
@@ -244,6 +247,12 @@ impl<S: Storage> ApiServer<S> {
     }
 
     /// The same server, authenticating and authorizing as `auth` says.
+    /// The same server, giving Services numbers from `network`.
+    pub fn with_service_network(mut self, network: crate::services::ServiceNetwork) -> Self {
+        self.service_network = network;
+        self
+    }
+
     pub fn with_auth(mut self, auth: crate::auth::AuthConfig) -> Self {
         self.auth = auth;
         self
@@ -260,6 +269,7 @@ impl<S: Storage> ApiServer<S> {
             sa_signer: Default::default(),
             auditor: None,
             kubelet: Default::default(),
+            service_network: Default::default(),
         }
     }
 
@@ -425,6 +435,9 @@ impl<S: Storage> ApiServer<S> {
             }
         }
         if opts.dry_run {
+            // A dry run shows the numbers a Service would get, as Kubernetes' does.
+            let mut obj = obj;
+            self.allocate(info, &mut obj, None).await?;
             return Ok(Written {
                 object: obj,
                 warnings,
@@ -437,11 +450,14 @@ impl<S: Storage> ApiServer<S> {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let mut obj = obj.clone();
+            let allocations = self.allocate(info, &mut obj, None).await?;
             let mut ops = vec![WriteOp {
                 key: key.clone(),
                 change: Change::Put(encode_for_store(&obj)?),
                 expect: Expect::Absent,
             }];
+            ops.extend(allocations);
             ops.extend(lease_fence_op(info, &json!({}), &obj));
             ops.extend(self.quota_charges(info, &obj, None).await?);
             match self.storage.write(ops, guards(opts.fence.as_ref())).await {
@@ -453,6 +469,13 @@ impl<S: Storage> ApiServer<S> {
                 }
                 // A quota changed under us: charge it again from its new state.
                 Err(StorageError::Conflict { key: k, .. }) if k != key && attempt < RETRIES => {
+                    continue
+                }
+                // Another write took the cluster IP or node port picked: pick again (a number
+                // the user chose is then found taken, with Kubernetes' error).
+                Err(StorageError::AlreadyExists { key: k })
+                    if crate::services::is_allocation_key(&k) && attempt < RETRIES =>
+                {
                     continue
                 }
                 Err(e) => return Err(storage_error(info, &name, e)),
@@ -630,6 +653,11 @@ impl<S: Storage> ApiServer<S> {
         if info.kind == "ResourceQuota" {
             self.quota_status(&mut next).await?;
         }
+        let allocations = if meta::has_deletion_timestamp(&next) {
+            Vec::new()
+        } else {
+            self.allocate(info, &mut next, Some(current)).await?
+        };
         if opts.dry_run {
             return Ok(Written {
                 object: with_revision(next, current_rev),
@@ -665,8 +693,10 @@ impl<S: Storage> ApiServer<S> {
         }];
         if finished {
             ops.extend(lease_fence_delete(info, current));
-        } else if let Some(fence_op) = lease_fence_op(info, current, &next) {
-            ops.push(fence_op);
+            ops.extend(self.release(info, current));
+        } else {
+            ops.extend(lease_fence_op(info, current, &next));
+            ops.extend(allocations);
         }
         if finished {
             ops.extend(self.quota_releases(info, current).await?);
@@ -677,7 +707,22 @@ impl<S: Storage> ApiServer<S> {
             .storage
             .write(ops, guards(opts.fence.as_ref()))
             .await
-            .map_err(|e| storage_error(info, name, e))?;
+            .map_err(|e| match e {
+                // Another write took a number picked here: a conflict, which an update
+                // without a resourceVersion retries.
+                StorageError::AlreadyExists { key } if crate::services::is_allocation_key(&key) => {
+                    storage_error(
+                        info,
+                        name,
+                        StorageError::Conflict {
+                            key,
+                            expected: current_rev,
+                            found: current_rev,
+                        },
+                    )
+                }
+                e => storage_error(info, name, e),
+            })?;
         Ok(Written {
             object: with_revision(next, revision),
             warnings,

@@ -18,6 +18,7 @@ mod rest;
 mod scheduler;
 mod sealing;
 mod server;
+mod service_network;
 mod signals;
 mod sim;
 mod store_pki;

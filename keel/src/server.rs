@@ -148,6 +148,8 @@ pub struct ServerArgs {
     bind_address: std::net::IpAddr,
     #[command(flatten)]
     limits: crate::limits::LimitArgs,
+    #[command(flatten)]
+    service_network: crate::service_network::ServiceNetworkArgs,
     /// The certificate key (64 hexadecimal digits) sealing the cluster's private keys in the
     /// store, as kubeadm's --certificate-key [default: <data-dir>/pki/certificate.key, made
     /// by the first master]. Every master of a cluster needs the same: give the others a copy
@@ -359,6 +361,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let max_connections = args
         .limits
         .max_connections(crate::accept::raise_open_file_limit());
+    let service_network = args.service_network.network()?;
+    let kubernetes_service = args.service_network.kubernetes_service(
+        &args.name,
+        SocketAddr::new(args.bind_address, args.secure_port),
+    );
     let rest_config = crate::rest::RestConfig {
         listen: SocketAddr::new(args.bind_address, args.secure_port),
         data_dir: args.data_dir.clone(),
@@ -374,7 +381,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let rest_listener = tokio::net::TcpListener::bind(rest_config.listen)
             .await
             .with_context(|| format!("binding the REST API on {}", rest_config.listen))?;
-        let api = api_server(&config, &client_port, auth, transformer, auditor)?;
+        let api = api_server(
+            &config,
+            &client_port,
+            auth,
+            transformer,
+            auditor,
+            service_network,
+        )?;
         // Control loops in this master reach the API as any client does: over gRPC, here on
         // this member's own client port.
         let scheme = if client_port.dialer.is_some() {
@@ -433,6 +447,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 }
             };
             let finalizer = api.run_namespace_finalizer(bootstrap_stop.clone());
+            // The `kubernetes` Service and this master's place in its endpoints, once the
+            // namespaces exist.
+            let mut service_ready = bootstrapped_tx.subscribe();
+            let kubernetes_service = async {
+                if service_ready.wait_for(|done| *done).await.is_ok() {
+                    keel_api::services::ensure_kubernetes_service(
+                        &api,
+                        kubernetes_service,
+                        bootstrap_stop.clone(),
+                    )
+                    .await;
+                }
+            };
             let rest = async {
                 let tls = tokio::select! {
                     _ = bootstrap_stop.cancelled() => return Ok(()),
@@ -505,13 +532,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                     Err(e) => tracing::error!(error = %e, "the controller manager cannot start"),
                 }
             };
-            let (_, _, _, rest, _, _) = tokio::join!(
+            let (_, _, _, rest, _, _, _) = tokio::join!(
                 cache,
                 namespaces,
                 finalizer,
                 rest,
                 scheduler,
-                controller_manager
+                controller_manager,
+                kubernetes_service
             );
             rest
         });
@@ -608,6 +636,7 @@ fn api_server(
     auth: keel_api::auth::AuthConfig,
     transformer: keel_api::encryption::Transformer,
     auditor: Option<keel_api::audit::Auditor>,
+    service_network: keel_api::services::ServiceNetwork,
 ) -> anyhow::Result<std::sync::Arc<keel_api::ApiServer<keel_api::storage::etcd::EtcdStorage>>> {
     let host = loopback(config)?;
     // Over TLS when the client port uses it, presenting this master's client certificate.
@@ -622,7 +651,8 @@ fn api_server(
     let mut api = keel_api::ApiServer::with_cache(
         keel_api::storage::etcd::EtcdStorage::new(channel).with_transformer(transformer),
     )
-    .with_auth(auth);
+    .with_auth(auth)
+    .with_service_network(service_network);
     if let Some(auditor) = auditor {
         api = api.with_auditor(auditor);
     }

@@ -1,0 +1,50 @@
+//! The master's Service networking flags, with kube-apiserver's names: the ranges cluster IPs
+//! and node ports are allocated from, and the address the `kubernetes` Service sends pods to.
+
+use std::net::{IpAddr, SocketAddr};
+
+use clap::Args;
+use keel_api::services::range::{IpRange, PortRange, DEFAULT_NODE_PORTS, DEFAULT_SERVICE_CIDR};
+use keel_api::services::{KubernetesServiceConfig, ServiceNetwork};
+
+#[derive(Args, Debug, Clone)]
+pub struct ServiceNetworkArgs {
+    /// The IPv4 range Services' cluster IPs come from; its first address is the `kubernetes`
+    /// Service's. Every master of a cluster needs the same.
+    #[arg(long, default_value = DEFAULT_SERVICE_CIDR)]
+    service_cluster_ip_range: String,
+    /// The ports NodePort Services are given, `first-last`.
+    #[arg(long, default_value = DEFAULT_NODE_PORTS)]
+    service_node_port_range: String,
+    /// The address pods reach this master at, listed in the `kubernetes` Service's endpoints
+    /// [default: --bind-address, or 127.0.0.1 when that is unspecified].
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
+}
+
+impl ServiceNetworkArgs {
+    /// The ranges, or why a flag does not parse.
+    pub fn network(&self) -> anyhow::Result<ServiceNetwork> {
+        Ok(ServiceNetwork {
+            ips: IpRange::parse(&self.service_cluster_ip_range)
+                .map_err(|e| anyhow::anyhow!("--service-cluster-ip-range: {e}"))?,
+            node_ports: PortRange::parse(&self.service_node_port_range)
+                .map_err(|e| anyhow::anyhow!("--service-node-port-range: {e}"))?,
+        })
+    }
+
+    /// Who this master is in the `kubernetes` Service's endpoints.
+    pub fn kubernetes_service(&self, member: &str, listen: SocketAddr) -> KubernetesServiceConfig {
+        let ip = self
+            .advertise_address
+            .unwrap_or(if listen.ip().is_unspecified() {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                listen.ip()
+            });
+        KubernetesServiceConfig {
+            member: member.to_string(),
+            advertise: SocketAddr::new(ip, listen.port()),
+        }
+    }
+}
