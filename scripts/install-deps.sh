@@ -6,6 +6,7 @@ packages=(
   clang libclang-dev          # rocksdb's bindgen and C++ build
   etcd-client etcd-server     # etcdctl 3.4 for tests, etcd for differential runs and benchmarks
   iproute2 iptables           # network namespaces and partitions for the fault harness
+  nftables                    # nft: the agent's Service proxy applies its rules with it
   faketime                    # libfaketime: clock skew of one member in the fault harness
   procps psmisc               # ps/pkill/fuser used by tests
   util-linux                  # prlimit: the descriptor-exhaustion test lowers a master's limit

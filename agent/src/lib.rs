@@ -24,6 +24,7 @@ pub mod node;
 pub mod podfiles;
 pub mod pods;
 pub mod prober;
+pub mod proxy;
 pub mod runtime;
 pub mod runtime_exec;
 pub mod runtime_streaming;

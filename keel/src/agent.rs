@@ -90,6 +90,11 @@ pub struct AgentArgs {
     /// Pods synced at once.
     #[arg(long, default_value_t = 32)]
     pod_workers: usize,
+    /// How Services are proxied on this node, as kube-proxy's --proxy-mode: `nftables`
+    /// (rules in the table `ip keel-proxy`, applied with `nft`) or `none` (another proxy
+    /// runs here).
+    #[arg(long, default_value = "nftables", value_parser = ["nftables", "none"])]
+    proxy_mode: String,
 }
 
 /// This process's oom_score_adj: without CAP_SYS_RESOURCE nothing it starts can go lower.
@@ -218,6 +223,16 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         host_ip.clone(),
     ));
     tasks.spawn(node_agent.run(shutdown.clone()));
+    if args.proxy_mode == "nftables" {
+        let nft = keel_agent::proxy::nft::Nft::default();
+        if nft.available().await {
+            let proxy =
+                keel_agent::proxy::ServiceProxy::new(client.clone(), node_name.clone(), nft);
+            tasks.spawn(proxy.run(shutdown.clone()));
+        } else {
+            tracing::warn!("nft is not installed: Services are not proxied on this node");
+        }
+    }
     match (&args.tls_cert_file, &args.tls_private_key_file, &args.client_ca_file) {
         (Some(cert), Some(key), Some(ca)) => {
             let config = AgentServerConfig::from_files(

@@ -168,5 +168,11 @@ impl Drop for AgentNode {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // The agent proxied Services in the host's own network namespace: its rules go with
+        // it, so no later test meets them (an agent stopping leaves them, as kube-proxy does).
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", keel_agent::proxy::rules::TABLE])
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
