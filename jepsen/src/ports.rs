@@ -17,6 +17,9 @@ const EPHEMERAL_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
 const DEFAULT_EPHEMERAL: (u16, u16) = (32768, 60999);
 /// The lowest port handed out: above the well-known and most registered service ports.
 const LOWEST: u16 = 10000;
+/// Kubernetes' default NodePort range, left alone: a node's Service proxy claims these ports
+/// on every local address.
+const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 
 /// Offset of the next candidate in the chosen range; starts at a random place so that two
 /// test processes running side by side rarely probe the same ports.
@@ -75,10 +78,10 @@ fn parse_range(text: &str) -> Option<(u16, u16)> {
 }
 
 /// The range ports are handed out from: below the ephemeral range when there is room there,
-/// else above it.
+/// else above it; below, the NodePort range is left out.
 fn range((first, last): (u16, u16)) -> (u16, u16) {
     if first > LOWEST + 1000 {
-        (LOWEST, first - 1)
+        (LOWEST, (first - 1).min(NODE_PORTS.start() - 1))
     } else if last < u16::MAX - 1000 {
         (last + 1, u16::MAX)
     } else {
@@ -93,7 +96,7 @@ mod tests {
 
     #[test]
     fn ports_come_from_below_the_ephemeral_range() {
-        assert_eq!(range((32768, 60999)), (10000, 32767));
+        assert_eq!(range((32768, 60999)), (10000, 29999));
         assert_eq!(range((10500, 60000)), (60001, 65535));
         assert_eq!(range((1024, 65535)), (10000, 65535));
     }
@@ -110,7 +113,9 @@ mod tests {
         let (first, last) = ephemeral();
         let mut ports = free_ports(50)?;
         ports.extend(free_ports(50)?);
-        assert!(ports.iter().all(|p| !(first..=last).contains(p)));
+        assert!(ports
+            .iter()
+            .all(|p| !(first..=last).contains(p) && !NODE_PORTS.contains(p)));
         ports.sort_unstable();
         ports.dedup();
         assert_eq!(ports.len(), 100);
