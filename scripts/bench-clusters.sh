@@ -26,7 +26,7 @@ start_cluster() { # flavor base-port
     # Each keel master also serves the Kubernetes REST API, on a port of its own here. The
     # client port runs in the clear, as etcd's does beside it, so both are measured alike.
     # The masters seal the cluster's keys with one certificate key.
-    [ "$flavor" = keel ] && bin=("$keel" server --secure-port "$((base + 10 * i + 2))" --store-insecure
+    [ "$flavor" = keel ] && bin=("$keel" server --secure-port "$((base + 10 * i + 2))" --dns-port "$((base + 10 * i + 3))" --store-insecure
       --certificate-key-file "$work/certificate.key")
     "${bin[@]}" --name "m$i" --data-dir "$work/$flavor-m$i" \
       --listen-client-urls "http://127.0.0.1:$((base + 10 * i))" --advertise-client-urls "http://127.0.0.1:$((base + 10 * i))" \

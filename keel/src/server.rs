@@ -362,6 +362,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .limits
         .max_connections(crate::accept::raise_open_file_limit());
     let service_network = args.service_network.network()?;
+    let dns = args.service_network.dns(args.bind_address);
     let kubernetes_service = args.service_network.kubernetes_service(
         &args.name,
         SocketAddr::new(args.bind_address, args.secure_port),
@@ -414,6 +415,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             &api,
             keel_api::auth::bootstrap_roles::KUBE_CONTROLLER_MANAGER_USER,
         );
+        let dns_token = component_token(&api, keel_api::auth::bootstrap_roles::KUBE_DNS_USER);
         // One service, served twice: on the store's plain client port (loopback and in-process
         // users) and on the HTTPS port beside REST (the SDK with a kubeconfig).
         let service = match fairness.clone() {
@@ -532,14 +534,37 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                     Err(e) => tracing::error!(error = %e, "the controller manager cannot start"),
                 }
             };
-            let (_, _, _, rest, _, _, _) = tokio::join!(
+            // The cluster DNS, from the API like any client, once the bootstrap policy
+            // lets it read.
+            let mut dns_ready = bootstrapped_tx.subscribe();
+            let dns = async {
+                let Some(config) = dns else {
+                    return;
+                };
+                if dns_ready.wait_for(|done| *done).await.is_err() {
+                    return;
+                }
+                let listen = config.listen;
+                match loopback_client(&dns_token) {
+                    Ok(client) => {
+                        tracing::info!(%listen, domain = %config.domain, "serving the cluster DNS");
+                        if let Err(e) = keel_dns::run(client, config, bootstrap_stop.clone()).await
+                        {
+                            tracing::error!(%listen, error = %e, "the cluster DNS cannot serve");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "the cluster DNS cannot start"),
+                }
+            };
+            let (_, _, _, rest, _, _, _, _) = tokio::join!(
                 cache,
                 namespaces,
                 finalizer,
                 rest,
                 scheduler,
                 controller_manager,
-                kubernetes_service
+                kubernetes_service,
+                dns
             );
             rest
         });

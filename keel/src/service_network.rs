@@ -1,5 +1,6 @@
-//! The master's Service networking flags, with kube-apiserver's names: the ranges cluster IPs
-//! and node ports are allocated from, and the address the `kubernetes` Service sends pods to.
+//! The master's Service networking flags, with kube-apiserver's names where it has them: the
+//! ranges cluster IPs and node ports are allocated from, the address the `kubernetes` Service
+//! sends pods to, and the cluster DNS each master serves.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -20,6 +21,13 @@ pub struct ServiceNetworkArgs {
     /// [default: --bind-address, or 127.0.0.1 when that is unspecified].
     #[arg(long)]
     advertise_address: Option<IpAddr>,
+    /// The cluster DNS's domain.
+    #[arg(long, default_value = keel_dns::DEFAULT_DOMAIN)]
+    cluster_domain: String,
+    /// The port this master serves the cluster DNS on (UDP and TCP, on --bind-address), behind
+    /// the kube-dns Service's port 53; 0 serves none.
+    #[arg(long, default_value_t = 10053)]
+    dns_port: u16,
 }
 
 impl ServiceNetworkArgs {
@@ -45,6 +53,22 @@ impl ServiceNetworkArgs {
         KubernetesServiceConfig {
             member: member.to_string(),
             advertise: SocketAddr::new(ip, listen.port()),
+            dns: (self.dns_port != 0).then(|| SocketAddr::new(ip, self.dns_port)),
         }
+    }
+
+    /// The cluster DNS this master serves, if any: on the REST API's address, forwarding
+    /// other names to the host's resolvers.
+    pub fn dns(&self, listen_ip: IpAddr) -> Option<keel_dns::DnsConfig> {
+        if self.dns_port == 0 {
+            return None;
+        }
+        let listen = SocketAddr::new(listen_ip, self.dns_port);
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        Some(keel_dns::DnsConfig {
+            listen,
+            domain: self.cluster_domain.clone(),
+            upstream: keel_dns::server::upstream_from_resolv_conf(&resolv, &[listen]),
+        })
     }
 }

@@ -10,7 +10,8 @@ use keel_proto::etcdserverpb::cluster_client::ClusterClient;
 use keel_proto::etcdserverpb::kv_client::KvClient;
 use keel_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use keel_proto::etcdserverpb::{
-    HashKvRequest, MemberAddRequest, MemberRemoveRequest, PutRequest, RangeRequest, StatusRequest,
+    compare, request_op, Compare, HashKvRequest, MemberAddRequest, MemberRemoveRequest, PutRequest,
+    RangeRequest, RequestOp, StatusRequest, TxnRequest,
 };
 use tonic::transport::Channel;
 
@@ -32,6 +33,8 @@ pub struct MemberSpec {
     pub peer_port: u16,
     /// The Kubernetes REST API's HTTPS port (keel control planes only).
     pub rest_port: u16,
+    /// The cluster DNS this member serves (UDP and TCP).
+    pub dns_port: u16,
     pub data_dir: PathBuf,
     pub log: PathBuf,
     /// Added to a running cluster (starts with `--initial-cluster-state=existing`).
@@ -149,14 +152,15 @@ impl Cluster {
         mut prepare: impl FnMut(usize, &Path) -> Result<()>,
     ) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
-        let ports = free_ports(3 * n)?;
+        let ports = free_ports(4 * n)?;
         let tls = flavor == Flavor::Keel && !extra_args.iter().any(|a| a == "--store-insecure");
         let members: Vec<MemberSpec> = (0..n)
             .map(|i| MemberSpec {
                 name: format!("m{i}"),
-                client_port: ports[3 * i],
-                peer_port: ports[3 * i + 1],
-                rest_port: ports[3 * i + 2],
+                client_port: ports[4 * i],
+                peer_port: ports[4 * i + 1],
+                rest_port: ports[4 * i + 2],
+                dns_port: ports[4 * i + 3],
                 data_dir: dir.path().join(format!("m{i}")),
                 log: dir.path().join(format!("m{i}.log")),
                 joined: false,
@@ -290,6 +294,7 @@ impl Cluster {
                 vec![
                     "server".to_string(),
                     format!("--secure-port={}", m.rest_port),
+                    format!("--dns-port={}", m.dns_port),
                 ],
             ),
             Flavor::KeelStore => (
@@ -389,13 +394,14 @@ impl Cluster {
     /// Adds a member through `via`'s Cluster API (etcd's MemberAdd), then starts it. Returns its
     /// index and member ID.
     pub async fn add_member(&mut self, via: usize, learner: bool) -> Result<(usize, u64)> {
-        let ports = free_ports(3)?;
+        let ports = free_ports(4)?;
         let i = self.members.len();
         let spec = MemberSpec {
             name: format!("m{i}"),
             client_port: ports[0],
             peer_port: ports[1],
             rest_port: ports[2],
+            dns_port: ports[3],
             data_dir: self.dir.path().join(format!("m{i}")),
             log: self.dir.path().join(format!("m{i}.log")),
             joined: true,
@@ -579,10 +585,27 @@ impl Cluster {
             loop {
                 let attempt = async {
                     let mut kv = self.kv(i).await?;
-                    kv.put(PutRequest {
-                        key: b"__ready".to_vec(),
-                        value: b"1".to_vec(),
-                        ..Default::default()
+                    // One write per member, however often this is retried: an attempt that
+                    // timed out here may still have been applied, and tests count revisions.
+                    let mark = format!("ready-{i}").into_bytes();
+                    // (A value compare on a missing key fails, as in etcd: the put is the
+                    // failure branch.)
+                    kv.txn(TxnRequest {
+                        compare: vec![Compare {
+                            result: compare::CompareResult::Equal as i32,
+                            target: compare::CompareTarget::Value as i32,
+                            key: b"__ready".to_vec(),
+                            target_union: Some(compare::TargetUnion::Value(mark.clone())),
+                            range_end: Vec::new(),
+                        }],
+                        success: vec![],
+                        failure: vec![RequestOp {
+                            request: Some(request_op::Request::RequestPut(PutRequest {
+                                key: b"__ready".to_vec(),
+                                value: mark,
+                                ..Default::default()
+                            })),
+                        }],
                     })
                     .await?;
                     kv.range(RangeRequest {

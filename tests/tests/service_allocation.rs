@@ -153,7 +153,21 @@ async fn services_get_unique_numbers_and_the_kubernetes_service_follows_the_mast
     assert_eq!(replaced["spec"]["clusterIP"], web_ip.as_str());
     assert_eq!(replaced["spec"]["ports"][0]["nodePort"], 30080);
 
-    // Deleting frees the port: another Service may take it.
+    // Applying the manifest with only the type changed to ClusterIP succeeds (the live node
+    // port the apply sends back is dropped with the type) and frees the port.
+    let as_cluster_ip = files.join("web-cluster-ip.yaml");
+    std::fs::write(
+        &as_cluster_ip,
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: ClusterIP\n  selector:\n    app: web\n  ports:\n  - port: 80\n",
+    )?;
+    k.ok(&["apply", "-f", &as_cluster_ip.display().to_string()]);
+    let changed = k.json(&["get", "service", "web"]);
+    assert!(
+        changed["spec"]["ports"][0].get("nodePort").is_none(),
+        "{changed}"
+    );
+    assert_eq!(changed["spec"]["clusterIP"], web_ip.as_str());
+    // Deleting frees the address; the port is free already: another Service may take it.
     k.ok(&["delete", "service", "web"]);
     let taker = files.join("taker.yaml");
     std::fs::write(

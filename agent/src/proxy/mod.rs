@@ -5,8 +5,10 @@
 //!
 //! - [`model`]: Service ports and their usable endpoints, from the API objects;
 //! - [`rules`]: the ruleset document;
-//! - [`nft`]: applying it.
+//! - [`nft`]: applying it;
+//! - [`bed`]: two network namespaces to try rules with real traffic (tests, benchmarks).
 
+pub mod bed;
 pub mod model;
 pub mod nft;
 pub mod rules;

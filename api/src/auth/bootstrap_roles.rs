@@ -24,6 +24,9 @@ pub const MONITORING_GROUP: &str = "system:monitoring";
 pub const KUBE_SCHEDULER_USER: &str = "system:kube-scheduler";
 /// The user the controller manager authenticates as.
 pub const KUBE_CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
+/// The cluster DNS inside each master (Kubernetes binds its role to the kube-dns service
+/// account; keel's DNS has a user of its own, like the scheduler).
+pub const KUBE_DNS_USER: &str = "system:kube-dns";
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 const BOOTSTRAPPING_LABEL: &str = "kubernetes.io/bootstrapping";
@@ -133,6 +136,18 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
             &[],
             kube_controller_manager_rules(),
         ),
+        role(
+            KUBE_DNS_USER,
+            &[],
+            vec![
+                rule(&["list", "watch"], &[""], &["endpoints", "services"]),
+                rule(
+                    &["list", "watch"],
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                ),
+            ],
+        ),
         role(KUBE_SCHEDULER_USER, &[], kube_scheduler_rules()),
         role(
             "system:monitoring",
@@ -178,6 +193,7 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
         binding("system:basic-user", &[AUTHENTICATED_GROUP]),
         binding("system:discovery", &[AUTHENTICATED_GROUP]),
         user_binding(KUBE_CONTROLLER_MANAGER_USER, KUBE_CONTROLLER_MANAGER_USER),
+        user_binding(KUBE_DNS_USER, KUBE_DNS_USER),
         user_binding(KUBE_SCHEDULER_USER, KUBE_SCHEDULER_USER),
         binding("system:monitoring", &[MONITORING_GROUP]),
         binding(

@@ -1,9 +1,11 @@
-//! The `kubernetes` Service in `default`, pointing at the masters, as every Kubernetes cluster
-//! has it: pods reach the API at its first cluster IP on port 443.
+//! The Services the masters serve themselves, as every Kubernetes cluster has them: the
+//! `kubernetes` Service in `default` (pods reach the API at the range's first cluster IP on port
+//! 443) and, when the masters run the cluster DNS, `kube-dns` in kube-system at the range's
+//! tenth address (kubeadm's 10.96.0.10) on port 53, UDP and TCP.
 //!
 //! Each master announces itself with a Lease in kube-system (`keel-apiserver-<member>`,
-//! labelled `apiserver.kubernetes.io/identity=kube-apiserver`, its address in an annotation) and
-//! renews it every [`RENEW`]. Every master then writes the Service's Endpoints and
+//! labelled `apiserver.kubernetes.io/identity=kube-apiserver`, its addresses in annotations) and
+//! renews it every [`RENEW`]. Every master then writes each Service's Endpoints and
 //! EndpointSlices from the Leases that have not expired, so a master that stops is dropped
 //! within a lease duration, as kube-apiserver's lease endpoint reconciler does.
 
@@ -26,8 +28,7 @@ const RENEW: Duration = Duration::from_secs(10);
 const LEASE_SECONDS: i64 = 15;
 const IDENTITY_LABEL: &str = "apiserver.kubernetes.io/identity";
 const ENDPOINT_ANNOTATION: &str = "keel.dev/apiserver-endpoint";
-const SERVICE: &str = "kubernetes";
-const NAMESPACE: &str = "default";
+const DNS_ANNOTATION: &str = "keel.dev/dns-endpoint";
 
 /// Who this master is and where pods reach it.
 #[derive(Debug, Clone)]
@@ -36,6 +37,41 @@ pub struct KubernetesServiceConfig {
     pub member: String,
     /// The address and port this master serves HTTPS on, as pods reach it.
     pub advertise: SocketAddr,
+    /// Where this master serves the cluster DNS, if it does.
+    pub dns: Option<SocketAddr>,
+}
+
+/// One of the masters' own Services: where it lives, its ports, and the Lease annotation
+/// giving each master's endpoint for it.
+struct MasterService {
+    namespace: &'static str,
+    name: &'static str,
+    labels: Value,
+    /// The cluster IP's index in the range.
+    ip_index: u32,
+    /// Name, port and protocol of each Service port; every one goes to the endpoint's port.
+    ports: &'static [(&'static str, u16, &'static str)],
+    annotation: &'static str,
+}
+
+const KUBERNETES: MasterService = MasterService {
+    namespace: "default",
+    name: "kubernetes",
+    labels: Value::Null,
+    ip_index: 0,
+    ports: &[("https", 443, "TCP")],
+    annotation: ENDPOINT_ANNOTATION,
+};
+
+fn kube_dns() -> MasterService {
+    MasterService {
+        namespace: "kube-system",
+        name: "kube-dns",
+        labels: json!({"k8s-app": "kube-dns", "kubernetes.io/name": "KubeDNS"}),
+        ip_index: 9,
+        ports: &[("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")],
+        annotation: DNS_ANNOTATION,
+    }
 }
 
 /// Keeps this master's Lease, the `kubernetes` Service and its endpoints until `stop`.
@@ -60,13 +96,24 @@ async fn reconcile<S: Storage>(
     config: &KubernetesServiceConfig,
 ) -> Result<(), ApiError> {
     renew_lease(api, config).await?;
-    ensure_service(api, config).await?;
-    let live = live_endpoints(api).await?;
-    if live.is_empty() {
-        return Ok(());
+    let kubernetes = MasterService {
+        labels: json!({"component": "apiserver", "provider": "kubernetes"}),
+        ..KUBERNETES
+    };
+    let mut services = vec![(kubernetes, config.advertise.port())];
+    if let Some(dns) = config.dns {
+        services.push((kube_dns(), dns.port()));
     }
-    write_endpoints(api, &live).await?;
-    write_slices(api, &live).await
+    for (service, target_port) in &services {
+        ensure_service(api, service, *target_port).await?;
+        let live = live_endpoints(api, service.annotation).await?;
+        if live.is_empty() {
+            continue;
+        }
+        write_endpoints(api, service, &live).await?;
+        write_slices(api, service, &live).await?;
+    }
+    Ok(())
 }
 
 fn info(api_version: &str, kind: &str) -> Result<&'static keel_types::ResourceInfo, ApiError> {
@@ -121,13 +168,17 @@ async fn renew_lease<S: Storage>(
     api: &ApiServer<S>,
     config: &KubernetesServiceConfig,
 ) -> Result<(), ApiError> {
+    let mut annotations = json!({ENDPOINT_ANNOTATION: config.advertise.to_string()});
+    if let Some(dns) = config.dns {
+        annotations[DNS_ANNOTATION] = json!(dns.to_string());
+    }
     let lease = json!({
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
         "metadata": {
             "name": format!("keel-apiserver-{}", config.member),
             "namespace": "kube-system",
             "labels": {IDENTITY_LABEL: "kube-apiserver"},
-            "annotations": {ENDPOINT_ANNOTATION: config.advertise.to_string()},
+            "annotations": annotations,
         },
         "spec": {
             "holderIdentity": config.member,
@@ -147,33 +198,48 @@ async fn renew_lease<S: Storage>(
 
 async fn ensure_service<S: Storage>(
     api: &ApiServer<S>,
-    config: &KubernetesServiceConfig,
+    service: &MasterService,
+    target_port: u16,
 ) -> Result<(), ApiError> {
     let info = info("v1", "Service")?;
-    match api.get(info, Some(NAMESPACE), SERVICE).await {
+    match api.get(info, Some(service.namespace), service.name).await {
         Ok(_) => return Ok(()),
         Err(ApiError::NotFound { .. }) => {}
         Err(e) => return Err(e),
     }
-    let ip = api.service_network.ips.kubernetes_service_ip().to_string();
-    let service = json!({
+    let Some(ip) = api.service_network.ips.nth(service.ip_index) else {
+        return Err(ApiError::Internal(format!(
+            "the service cluster IP range has no room for {}",
+            service.name
+        )));
+    };
+    let ports: Vec<Value> = service
+        .ports
+        .iter()
+        .map(|(name, port, protocol)| {
+            json!({"name": name, "port": port, "protocol": protocol, "targetPort": target_port})
+        })
+        .collect();
+    let object = json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {
-            "name": SERVICE, "namespace": NAMESPACE,
-            "labels": {"component": "apiserver", "provider": "kubernetes"},
+            "name": service.name, "namespace": service.namespace,
+            "labels": service.labels,
         },
         "spec": {
             "type": "ClusterIP",
-            "clusterIP": ip,
-            "ports": [{
-                "name": "https", "port": 443, "protocol": "TCP",
-                "targetPort": config.advertise.port(),
-            }],
+            "clusterIP": ip.to_string(),
+            "ports": ports,
             "sessionAffinity": "None",
         },
     });
     match api
-        .create(info, Some(NAMESPACE), service, &WriteOptions::default())
+        .create(
+            info,
+            Some(service.namespace),
+            object,
+            &WriteOptions::default(),
+        )
         .await
     {
         Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
@@ -182,7 +248,10 @@ async fn ensure_service<S: Storage>(
 }
 
 /// The endpoints of the masters whose Leases hold, sorted.
-async fn live_endpoints<S: Storage>(api: &ApiServer<S>) -> Result<Vec<SocketAddr>, ApiError> {
+async fn live_endpoints<S: Storage>(
+    api: &ApiServer<S>,
+    annotation: &str,
+) -> Result<Vec<SocketAddr>, ApiError> {
     let leases = api
         .list(
             info("coordination.k8s.io/v1", "Lease")?,
@@ -213,7 +282,7 @@ async fn live_endpoints<S: Storage>(api: &ApiServer<S>) -> Result<Vec<SocketAddr
             lease
                 .pointer(&format!(
                     "/metadata/annotations/{}",
-                    ENDPOINT_ANNOTATION.replace('/', "~1")
+                    annotation.replace('/', "~1")
                 ))
                 .and_then(Value::as_str)
                 .and_then(|a| a.parse().ok())
@@ -236,8 +305,17 @@ fn by_port(live: &[SocketAddr]) -> BTreeMap<u16, Vec<String>> {
     groups
 }
 
+fn endpoint_ports(service: &MasterService, port: u16) -> Vec<Value> {
+    service
+        .ports
+        .iter()
+        .map(|(name, _, protocol)| json!({"name": name, "port": port, "protocol": protocol}))
+        .collect()
+}
+
 async fn write_endpoints<S: Storage>(
     api: &ApiServer<S>,
+    service: &MasterService,
     live: &[SocketAddr],
 ) -> Result<(), ApiError> {
     let subsets: Vec<Value> = by_port(live)
@@ -245,14 +323,14 @@ async fn write_endpoints<S: Storage>(
         .map(|(port, ips)| {
             json!({
                 "addresses": ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>(),
-                "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+                "ports": endpoint_ports(service, port),
             })
         })
         .collect();
     let endpoints = json!({
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {
-            "name": SERVICE, "namespace": NAMESPACE,
+            "name": service.name, "namespace": service.namespace,
             "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
         },
         "subsets": subsets,
@@ -260,38 +338,42 @@ async fn write_endpoints<S: Storage>(
     upsert(
         api,
         info("v1", "Endpoints")?,
-        NAMESPACE,
+        service.namespace,
         endpoints,
         |current, wanted| current.get("subsets") == wanted.get("subsets"),
     )
     .await
 }
 
-/// One slice per port: `kubernetes` for the first, `kubernetes-<port>` for others (masters
-/// serving on different ports, as on one host); slices for ports no master serves go.
-async fn write_slices<S: Storage>(api: &ApiServer<S>, live: &[SocketAddr]) -> Result<(), ApiError> {
+/// One slice per port: `<name>` for the first, `<name>-<port>` for others (masters serving
+/// on different ports, as on one host); slices for ports no master serves go.
+async fn write_slices<S: Storage>(
+    api: &ApiServer<S>,
+    service: &MasterService,
+    live: &[SocketAddr],
+) -> Result<(), ApiError> {
     let info = info("discovery.k8s.io/v1", "EndpointSlice")?;
     let mut wanted = Vec::new();
     for (i, (port, ips)) in by_port(live).into_iter().enumerate() {
         let name = if i == 0 {
-            SERVICE.to_string()
+            service.name.to_string()
         } else {
-            format!("{SERVICE}-{port}")
+            format!("{}-{port}", service.name)
         };
         wanted.push(name.clone());
         let slice = json!({
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {
-                "name": name, "namespace": NAMESPACE,
-                "labels": {"kubernetes.io/service-name": SERVICE},
+                "name": name, "namespace": service.namespace,
+                "labels": {"kubernetes.io/service-name": service.name},
             },
             "addressType": "IPv4",
             "endpoints": ips.iter().map(|ip| json!({
                 "addresses": [ip], "conditions": {"ready": true},
             })).collect::<Vec<_>>(),
-            "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+            "ports": endpoint_ports(service, port),
         });
-        upsert(api, info, NAMESPACE, slice, |current, wanted| {
+        upsert(api, info, service.namespace, slice, |current, wanted| {
             current.get("endpoints") == wanted.get("endpoints")
                 && current.get("ports") == wanted.get("ports")
         })
@@ -300,9 +382,9 @@ async fn write_slices<S: Storage>(api: &ApiServer<S>, live: &[SocketAddr]) -> Re
     let existing = api
         .list(
             info,
-            Some(NAMESPACE),
+            Some(service.namespace),
             &ListOptions {
-                label_selector: format!("kubernetes.io/service-name={SERVICE}"),
+                label_selector: format!("kubernetes.io/service-name={}", service.name),
                 ..Default::default()
             },
         )
@@ -311,7 +393,7 @@ async fn write_slices<S: Storage>(api: &ApiServer<S>, live: &[SocketAddr]) -> Re
         let name = meta::name(slice);
         if !wanted.iter().any(|w| w == name) {
             match api
-                .delete(info, Some(NAMESPACE), name, &Default::default())
+                .delete(info, Some(service.namespace), name, &Default::default())
                 .await
             {
                 Ok(_) | Err(ApiError::NotFound { .. }) => {}

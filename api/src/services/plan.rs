@@ -122,14 +122,7 @@ pub fn carry_over(new: &mut Value, old: &Value) {
             }
         }
     }
-    if service_type(new) == "ExternalName" && service_type(old) != "ExternalName" {
-        if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
-            if spec.get("clusterIP") == old.pointer("/spec/clusterIP") {
-                spec.remove("clusterIP");
-                spec.remove("clusterIPs");
-            }
-        }
-    }
+    drop_type_dependent_fields(new, old);
     if needs_node_ports(old) && needs_node_ports(new) {
         // A port keeps its node port if the request names the same port and protocol.
         let key = |p: &Value| {
@@ -152,6 +145,49 @@ pub fn carry_over(new: &mut Value, old: &Value) {
                 if let Some((_, held)) = old_ports.iter().find(|(ok, np)| *ok == k && *np != 0) {
                     port["nodePort"] = json!(held);
                 }
+            }
+        }
+    }
+}
+
+/// When an update changes the type, what only the old type had goes, unless the request
+/// changed it itself (then validation judges it), as Kubernetes' dropTypeDependentFields does:
+/// the cluster IP and IP families for an ExternalName Service, the node ports for a type that
+/// has none, and the external traffic policy for a Service no longer reachable from outside.
+/// A `kubectl apply` that changes only `type` therefore succeeds.
+fn drop_type_dependent_fields(new: &mut Value, old: &Value) {
+    let (new_type, old_type) = (service_type(new).to_string(), service_type(old));
+    if new_type == old_type {
+        return;
+    }
+    let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let unchanged = |spec: &serde_json::Map<String, Value>, field: &str| {
+        spec.get(field) == old.pointer(&format!("/spec/{field}"))
+    };
+    if new_type == "ExternalName" {
+        for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            if unchanged(spec, field) {
+                spec.remove(field);
+            }
+        }
+    }
+    if !matches!(new_type.as_str(), "NodePort" | "LoadBalancer") {
+        let old_ports = ports(old);
+        if let Some(list) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+            for (i, port) in list.iter_mut().enumerate() {
+                let held = old_ports.get(i).map(node_port).unwrap_or(0);
+                if held != 0 && node_port(port) == held {
+                    if let Some(p) = port.as_object_mut() {
+                        p.remove("nodePort");
+                    }
+                }
+            }
+        }
+        for field in ["externalTrafficPolicy", "healthCheckNodePort"] {
+            if unchanged(spec, field) {
+                spec.remove(field);
             }
         }
     }

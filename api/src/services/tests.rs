@@ -133,6 +133,27 @@ fn updates_keep_what_is_held_and_release_what_is_dropped() {
     assert_eq!(got.release_ports, vec![30080]);
 }
 
+#[test]
+fn a_type_change_drops_what_only_the_old_type_had() {
+    let old = svc(
+        json!({"type": "NodePort", "clusterIP": "10.96.0.20", "externalTrafficPolicy": "Cluster",
+        "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}),
+    );
+    // `kubectl apply` changing only the type sends the live node port and policy back.
+    let mut new = svc(
+        json!({"type": "ClusterIP", "clusterIP": "10.96.0.20", "externalTrafficPolicy": "Cluster",
+        "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}),
+    );
+    carry_over(&mut new, &old);
+    assert!(new["spec"]["ports"][0].get("nodePort").is_none());
+    assert!(new["spec"].get("externalTrafficPolicy").is_none());
+    assert_eq!(new["spec"]["clusterIP"], "10.96.0.20");
+    // A node port the request changed itself is left for validation to refuse.
+    let mut changed = svc(json!({"type": "ClusterIP", "ports": [{"port": 80, "nodePort": 30081}]}));
+    carry_over(&mut changed, &old);
+    assert_eq!(changed["spec"]["ports"][0]["nodePort"], 30081);
+}
+
 fn service_info() -> &'static keel_types::ResourceInfo {
     keel_types::kinds::by_kind("v1", "Service").expect("services")
 }

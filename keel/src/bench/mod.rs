@@ -28,8 +28,10 @@ use rand::Rng;
 use tonic::transport::{Channel, Endpoint};
 
 pub mod controllers;
+pub mod dns;
 mod load;
 pub mod pod_startup;
+pub mod proxy;
 mod report;
 pub mod scheduler;
 mod sim;
@@ -236,6 +238,12 @@ enum BenchTarget {
     /// A real node agent: pods created at once, create → Running and Ready latency (p50, p99)
     /// and the agent's memory, against running masters (`--local` brings its own node).
     PodStartup(pod_startup::PodStartupBenchArgs),
+    /// The Service proxy: nftables rule sync time and first-packet latency at 1,000 and 10,000
+    /// Services, beside kube-proxy's iptables layout (needs root).
+    Proxy(proxy::ProxyBenchArgs),
+    /// The cluster DNS: answers per second and latency against one server holding a zone of
+    /// many Services.
+    Dns(dns::DnsBenchArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -243,6 +251,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchTarget::Scheduler(a)) => return scheduler::run(a).await,
         Some(BenchTarget::Controllers(a)) => return controllers::run(a).await,
         Some(BenchTarget::PodStartup(a)) => return pod_startup::run(a).await,
+        Some(BenchTarget::Proxy(a)) => return proxy::run(a).await,
+        Some(BenchTarget::Dns(a)) => return dns::run(a).await,
         None => {}
     }
     let plan = Plan::from_args(args)?;
