@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use keel_agent::proxy::bed::{Bed, NODE_ADDRESS, SERVER_ADDRESS};
 use keel_agent::proxy::model::service_ports;
 use keel_agent::proxy::nft::Nft;
-use keel_agent::proxy::rules::render;
+use keel_agent::proxy::rules::{render, render_changes};
 use keel_client::k8s_openapi::api::core::v1::Service;
 use keel_client::k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
@@ -82,4 +82,55 @@ async fn cluster_ips_and_node_ports_reach_the_endpoint_and_empty_services_are_re
         net.curl(&net.node, "http://10.96.0.20/who").as_deref(),
         Ok("server-a")
     );
+
+    // Partial syncs: the empty Service gains the endpoint, then web gets a second endpoint
+    // (its chain now chooses) and loses it again, then web goes; each change is applied alone.
+    let before = service_ports(&services, &slices, "node-a");
+    let mut after = before.clone();
+    after[0].internal = after[1].internal.clone();
+    let change = render_changes(&before, &after).expect("a change");
+    nft.apply(&change).await.expect("the change applies");
+    assert_eq!(
+        net.curl(&net.node, "http://10.96.0.21/who").as_deref(),
+        Ok("server-a")
+    );
+    let mut two = after.clone();
+    let mut second = two[1].internal[0].clone();
+    second.port += 1;
+    two[1].internal.push(second);
+    nft.apply(&render_changes(&after, &two).expect("a change"))
+        .await
+        .expect("a second endpoint applies");
+    nft.apply(&render_changes(&two, &after).expect("a change"))
+        .await
+        .expect("removing it applies");
+    assert_eq!(
+        net.curl(&net.node, "http://10.96.0.20/who").as_deref(),
+        Ok("server-a")
+    );
+    let without_web: Vec<_> = after
+        .iter()
+        .filter(|p| !p.id.contains("/web/"))
+        .cloned()
+        .collect();
+    nft.apply(&render_changes(&after, &without_web).expect("a change"))
+        .await
+        .expect("removing a Service applies");
+    assert!(render_changes(&without_web, &without_web).is_none());
+    let listed = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.node,
+            "nft",
+            "list",
+            "table",
+            "ip",
+            "keel-proxy",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    assert!(!listed.contains("shop/web"), "{listed}");
+    assert!(listed.contains("svc-shop/empty/tcp/80"), "{listed}");
 }

@@ -94,7 +94,8 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KEEL_LOG")
-                .unwrap_or_else(|_| "info,openraft=warn".into()),
+                // hickory-server logs every DNS question at info.
+                .unwrap_or_else(|_| "info,openraft=warn,hickory_server=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

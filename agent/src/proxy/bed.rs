@@ -121,6 +121,40 @@ impl Bed {
         Ok(())
     }
 
+    /// Accepts and closes connections on the server's address at `port` from a thread in the
+    /// server namespace, for as long as the process runs: a listener that keeps up, so connect
+    /// times measure the path, not the server's accept queue.
+    pub fn accept_on(&self, port: u16) -> Result<(), String> {
+        let path = format!("/run/netns/{}", self.server);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let bound = (|| -> Result<std::net::TcpListener, String> {
+                let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+                rustix::thread::move_into_link_name_space(
+                    file.as_fd(),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .map_err(|e| format!("entering the server's network namespace: {e}"))?;
+                std::net::TcpListener::bind((SERVER_ADDRESS, port))
+                    .map_err(|e| format!("listening on {SERVER_ADDRESS}:{port}: {e}"))
+            })();
+            match bound {
+                Ok(listener) => {
+                    let _ = ready_tx.send(Ok(()));
+                    for stream in listener.incoming() {
+                        drop(stream);
+                    }
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        });
+        ready_rx
+            .recv()
+            .map_err(|_| "the listening thread ended".to_string())?
+    }
+
     /// `count` TCP connect times to `target` from inside the node namespace (a thread of its
     /// own moves there); the first failure ends it.
     pub fn connect_times(&self, target: SocketAddr, count: usize) -> Result<Vec<Duration>, String> {

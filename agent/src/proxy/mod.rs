@@ -1,7 +1,7 @@
 //! The Service proxy (kube-proxy's job, in its nftables mode): Services and EndpointSlices are
-//! watched into caches, and after each change (at most once per [`MIN_SYNC`], and every
-//! [`RESYNC`] regardless, to repair rules changed by hand) the whole ruleset is rendered and
-//! applied in one nftables transaction when it differs from the last one applied.
+//! watched into caches, and after each change (at most once per [`MIN_SYNC`]) the Service ports
+//! that changed are rewritten in one nftables transaction. The whole table is written anew at
+//! the first sync, after a failed one, and every [`RESYNC`] (to repair rules changed by hand).
 //!
 //! - [`model`]: Service ports and their usable endpoints, from the API objects;
 //! - [`rules`]: the ruleset document;
@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The shortest time between two syncs.
 pub const MIN_SYNC: Duration = Duration::from_secs(1);
-/// The longest time between two syncs.
-pub const RESYNC: Duration = Duration::from_secs(30);
+/// The longest time between two full syncs.
+pub const RESYNC: Duration = Duration::from_secs(3600);
 
 /// The proxy for one node.
 pub struct ServiceProxy {
@@ -79,7 +79,8 @@ impl ServiceProxy {
         stop: CancellationToken,
     ) {
         let mut changes = std::pin::pin!(changes);
-        let mut applied: Option<String> = None;
+        // The Service ports the table holds, when known.
+        let mut applied: Option<Vec<model::ServicePort>> = None;
         let mut next_resync = tokio::time::Instant::now() + RESYNC;
         loop {
             tokio::select! {
@@ -107,23 +108,30 @@ impl ServiceProxy {
                 continue;
             }
             let ports = model::service_ports(&services.state(), &slices.state(), &self.node);
-            let document = rules::render(&ports);
-            if applied.as_deref() == Some(document.as_str()) {
-                continue;
-            }
+            let (document, full) = match &applied {
+                Some(old) => match rules::render_changes(old, &ports) {
+                    Some(changes) => (changes, false),
+                    None => continue,
+                },
+                None => (rules::render(&ports), true),
+            };
             let started = std::time::Instant::now();
             match self.nft.apply(&document).await {
                 Ok(()) => {
                     tracing::debug!(
                         service_ports = ports.len(),
+                        full,
                         took = ?started.elapsed(),
                         "service rules synced"
                     );
-                    applied = Some(document);
-                    next_resync = tokio::time::Instant::now() + RESYNC;
+                    applied = Some(ports);
+                    if full {
+                        next_resync = tokio::time::Instant::now() + RESYNC;
+                    }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "syncing service rules failed; retrying");
+                    tracing::warn!(%error, full, "syncing service rules failed; writing the whole table again");
+                    applied = None;
                     next_resync = tokio::time::Instant::now() + MIN_SYNC;
                 }
             }

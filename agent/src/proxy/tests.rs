@@ -166,7 +166,7 @@ fn client_ip_affinity_remembers_each_clients_endpoint_for_its_timeout() {
     )];
     let rules = render(&service_ports(&[svc], &slices, "n1"));
     for expected in [
-        "set affinity-shop/web/tcp/80__10.244.1.5/8080 {\n\t\ttype ipv4_addr\n\t\tflags dynamic,timeout\n\t\ttimeout 60s",
+        "set affinity-shop/web/tcp/80__10.244.1.5/8080 {\n\t\ttype ipv4_addr; flags dynamic,timeout; timeout 60s;",
         "ip saddr @affinity-shop/web/tcp/80__10.244.1.5/8080 goto ep-shop/web/tcp/80__10.244.1.5/8080",
         "update @affinity-shop/web/tcp/80__10.244.1.5/8080 { ip saddr }",
     ] {
