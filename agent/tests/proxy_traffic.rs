@@ -134,3 +134,52 @@ async fn cluster_ips_and_node_ports_reach_the_endpoint_and_empty_services_are_re
     assert!(!listed.contains("shop/web"), "{listed}");
     assert!(listed.contains("svc-shop/empty/tcp/80"), "{listed}");
 }
+
+/// What an agent restart does to the rules (its first sync writes the whole table again) does
+/// not break a connection already open through a cluster IP: its translation lives in
+/// conntrack, not in the rules.
+#[tokio::test]
+async fn an_established_connection_survives_the_table_being_written_again() {
+    use std::io::{Read, Write};
+    let net = Bed::create("ke").expect("network namespaces");
+    net.echo_on(7007).expect("echo server");
+    let echo: Service = serde_json::from_value(json!({
+        "metadata": {"name": "echo", "namespace": "shop"},
+        "spec": {"clusterIP": "10.96.0.30",
+            "ports": [{"name": "echo", "port": 7, "protocol": "TCP"}]},
+    }))
+    .unwrap_or_default();
+    let slice: Option<EndpointSlice> = serde_json::from_value(json!({
+        "metadata": {"name": "echo-1", "namespace": "shop",
+            "labels": {"kubernetes.io/service-name": "echo"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [SERVER_ADDRESS.to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "echo", "port": 7007, "protocol": "TCP"}],
+    }))
+    .ok();
+    let services = vec![Arc::new(echo)];
+    let slices: Vec<_> = slice.into_iter().map(Arc::new).collect();
+    let nft = Nft::in_namespace(&net.node);
+    let document = render(&service_ports(&services, &slices, "node-a"));
+    nft.apply(&document).await.expect("ruleset applies");
+
+    let mut stream = net
+        .connect_from_node(([10, 96, 0, 30], 7).into())
+        .expect("a connection through the cluster IP");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut round_trip = |text: &[u8]| {
+        stream.write_all(text).expect("write");
+        let mut back = vec![0u8; text.len()];
+        stream.read_exact(&mut back).expect("the echo");
+        back
+    };
+    assert_eq!(round_trip(b"before"), b"before");
+    // The table goes and comes back, as at an agent's first sync after a restart.
+    nft.apply(&keel_agent::proxy::rules::remove())
+        .await
+        .expect("the table goes");
+    nft.apply(&document).await.expect("and comes back");
+    assert_eq!(round_trip(b"after"), b"after");
+}

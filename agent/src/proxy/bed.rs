@@ -125,34 +125,55 @@ impl Bed {
     /// server namespace, for as long as the process runs: a listener that keeps up, so connect
     /// times measure the path, not the server's accept queue.
     pub fn accept_on(&self, port: u16) -> Result<(), String> {
-        let path = format!("/run/netns/{}", self.server);
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let listener = self.listen_in_server(port)?;
         std::thread::spawn(move || {
-            let bound = (|| -> Result<std::net::TcpListener, String> {
-                let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-                rustix::thread::move_into_link_name_space(
-                    file.as_fd(),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )
-                .map_err(|e| format!("entering the server's network namespace: {e}"))?;
-                std::net::TcpListener::bind((SERVER_ADDRESS, port))
-                    .map_err(|e| format!("listening on {SERVER_ADDRESS}:{port}: {e}"))
-            })();
-            match bound {
-                Ok(listener) => {
-                    let _ = ready_tx.send(Ok(()));
-                    for stream in listener.incoming() {
-                        drop(stream);
-                    }
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
+            for stream in listener.incoming() {
+                drop(stream);
             }
         });
-        ready_rx
-            .recv()
-            .map_err(|_| "the listening thread ended".to_string())?
+        Ok(())
+    }
+
+    /// Echoes back what each connection on the server's address at `port` sends, from a
+    /// thread in the server namespace, for as long as the process runs.
+    pub fn echo_on(&self, port: u16) -> Result<(), String> {
+        let listener = self.listen_in_server(port)?;
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut stream = stream;
+                    let mut reader = match stream.try_clone() {
+                        Ok(r) => r,
+                        Err(_) => return,
+                    };
+                    let _ = std::io::copy(&mut reader, &mut stream);
+                });
+            }
+        });
+        Ok(())
+    }
+
+    /// A TCP connection to `target` opened from inside the node namespace, kept open.
+    pub fn connect_from_node(&self, target: SocketAddr) -> Result<TcpStream, String> {
+        let path = format!("/run/netns/{}", self.node);
+        std::thread::spawn(move || -> Result<TcpStream, String> {
+            enter(&path)?;
+            TcpStream::connect_timeout(&target, Duration::from_secs(2))
+                .map_err(|e| format!("connecting to {target}: {e}"))
+        })
+        .join()
+        .map_err(|_| "the connecting thread panicked".to_string())?
+    }
+
+    fn listen_in_server(&self, port: u16) -> Result<std::net::TcpListener, String> {
+        let path = format!("/run/netns/{}", self.server);
+        std::thread::spawn(move || -> Result<std::net::TcpListener, String> {
+            enter(&path)?;
+            std::net::TcpListener::bind((SERVER_ADDRESS, port))
+                .map_err(|e| format!("listening on {SERVER_ADDRESS}:{port}: {e}"))
+        })
+        .join()
+        .map_err(|_| "the listening thread panicked".to_string())?
     }
 
     /// `count` TCP connect times to `target` from inside the node namespace (a thread of its
@@ -160,12 +181,7 @@ impl Bed {
     pub fn connect_times(&self, target: SocketAddr, count: usize) -> Result<Vec<Duration>, String> {
         let path = format!("/run/netns/{}", self.node);
         std::thread::spawn(move || -> Result<Vec<Duration>, String> {
-            let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-            rustix::thread::move_into_link_name_space(
-                file.as_fd(),
-                Some(rustix::thread::LinkNameSpaceType::Network),
-            )
-            .map_err(|e| format!("entering the node's network namespace: {e}"))?;
+            enter(&path)?;
             let mut times = Vec::with_capacity(count);
             for _ in 0..count {
                 let started = Instant::now();
@@ -228,6 +244,17 @@ impl Bed {
         }
         Ok(started.elapsed())
     }
+}
+
+/// Moves the calling thread into the network namespace bound at `path`. A socket made there
+/// stays there, whichever thread uses it later.
+fn enter(path: &str) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    rustix::thread::move_into_link_name_space(
+        file.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .map_err(|e| format!("entering the network namespace {path}: {e}"))
 }
 
 impl Drop for Bed {
