@@ -156,12 +156,22 @@ async fn every_master_answers_for_services_by_name() -> Result<()> {
     for member in &cluster.members {
         let server: SocketAddr = ([127, 0, 0, 1], member.dns_port).into();
         until(
-            &format!("{} answers for web", member.name),
+            &format!("{} answers for everything applied", member.name),
             Duration::from_secs(30),
+            // Each object of the apply reaches the master's caches on its own: wait for the
+            // last kinds written (the Services and the EndpointSlice) before asking the rest.
             || async {
-                ask(server, "web.shop.svc.cluster.local.", RecordType::A)
-                    .await
-                    .is_ok_and(|m| rdata(&m) == ["10.96.5.5"])
+                let web = ask(server, "web.shop.svc.cluster.local.", RecordType::A).await;
+                let db = ask(server, "db-0.db.shop.svc.cluster.local.", RecordType::A).await;
+                let payments = ask(
+                    server,
+                    "payments.shop.svc.cluster.local.",
+                    RecordType::CNAME,
+                )
+                .await;
+                web.is_ok_and(|m| rdata(&m) == ["10.96.5.5"])
+                    && db.is_ok_and(|m| !rdata(&m).is_empty())
+                    && payments.is_ok_and(|m| !rdata(&m).is_empty())
             },
         )
         .await?;
