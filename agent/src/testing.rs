@@ -36,37 +36,7 @@ pub struct TestNode {
     pub dir: tempfile::TempDir,
 }
 
-/// Why this machine cannot run containers, if it cannot.
-pub fn cannot_run_containers() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().next().map(str::to_owned));
-    if uid.as_deref() != Some("0") {
-        return Some("containers need root".into());
-    }
-    let missing: Vec<&str> = ["containerd", "ctr", "runc"]
-        .into_iter()
-        .filter(|program| {
-            !std::env::var_os("PATH").is_some_and(|path| {
-                std::env::split_paths(&path).any(|dir| dir.join(program).exists())
-            })
-        })
-        .collect();
-    if !missing.is_empty() {
-        return Some(format!(
-            "{} not installed (scripts/install-deps.sh)",
-            missing.join(", ")
-        ));
-    }
-    for file in ["/usr/lib/cni/bridge", "/bin/busybox"] {
-        if !Path::new(file).exists() {
-            return Some(format!("{file} missing (scripts/install-deps.sh)"));
-        }
-    }
-    None
-}
+pub use crate::containerd::process::cannot_run_containers;
 
 impl TestNode {
     /// Starts a node, or returns `None` (having said why) where containers cannot run.

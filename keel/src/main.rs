@@ -22,6 +22,7 @@ mod service_network;
 mod signals;
 mod sim;
 mod store_pki;
+mod up;
 
 use clap::{Parser, Subcommand};
 
@@ -83,6 +84,12 @@ enum Command {
     /// Print a new certificate key (64 hexadecimal digits), as `kubeadm certs certificate-key`:
     /// save it to a file and start every master of a new cluster with --certificate-key-file.
     CertificateKey,
+    /// Bring a whole cluster up on this host (root): masters on a host bridge, each agent a
+    /// node in a network namespace of its own with its own containerd; writes a kubeconfig
+    /// and says how to use it. With no flags: 1 master and 1 agent.
+    Up(up::UpArgs),
+    /// Stop a cluster `keel up` started and remove everything it made.
+    Down(up::DownArgs),
     /// Print the admin kubeconfig a master wrote into its data dir.
     Kubeconfig {
         #[arg(long, default_value = "./keel-data")]
@@ -125,6 +132,8 @@ fn main() -> anyhow::Result<()> {
             server.as_deref(),
             &out_dir,
         ),
+        Command::Up(args) => runtime.block_on(up::up(args)),
+        Command::Down(args) => runtime.block_on(up::down(args)),
         Command::CertificateKey => {
             println!("{}", sealing::new_key_hex());
             Ok(())

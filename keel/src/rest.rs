@@ -36,6 +36,9 @@ pub struct RestConfig {
     pub data_dir: PathBuf,
     /// The certificate key sealing the cluster's private keys (default: the data dir's).
     pub certificate_key_file: Option<PathBuf>,
+    /// More names and addresses the serving certificate holds: those pods reach the masters
+    /// by (the `kubernetes` Service's address and DNS names, the advertised address).
+    pub extra_hosts: Vec<String>,
 }
 
 /// The cluster's shared secrets: the CA, the admin token, the ServiceAccount signing key.
@@ -324,8 +327,10 @@ pub async fn prepare(
         ip.to_string()
     };
     let mut hosts = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-    if !hosts.contains(&host) {
-        hosts.push(host.clone());
+    for extra in std::iter::once(&host).chain(&config.extra_hosts) {
+        if !hosts.contains(extra) {
+            hosts.push(extra.clone());
+        }
     }
     let serving = pki::issue_serving(&shared.ca, &hosts)?;
     let kubelet_client = pki::issue_client(&shared.ca, KUBELET_CLIENT_USER, &["system:masters"])?;

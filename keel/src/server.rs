@@ -371,6 +371,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         listen: SocketAddr::new(args.bind_address, args.secure_port),
         data_dir: args.data_dir.clone(),
         certificate_key_file: args.certificate_key_file.clone(),
+        extra_hosts: args
+            .service_network
+            .serving_names(&service_network, kubernetes_service.advertise.ip()),
     };
     let (config, client_port) = args.into_config()?;
     let shutdown = CancellationToken::new();

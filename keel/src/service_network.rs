@@ -57,6 +57,21 @@ impl ServiceNetworkArgs {
         }
     }
 
+    /// The names and addresses in-cluster clients reach a master by, which its serving
+    /// certificate must hold as kube-apiserver's does: the `kubernetes` Service's address,
+    /// `kubernetes`, `kubernetes.default`, `kubernetes.default.svc` and the name in the
+    /// cluster domain, and the advertised address.
+    pub fn serving_names(&self, network: &ServiceNetwork, advertise: IpAddr) -> Vec<String> {
+        vec![
+            network.ips.kubernetes_service_ip().to_string(),
+            advertise.to_string(),
+            "kubernetes".to_string(),
+            "kubernetes.default".to_string(),
+            "kubernetes.default.svc".to_string(),
+            format!("kubernetes.default.svc.{}", self.cluster_domain),
+        ]
+    }
+
     /// The cluster DNS this master serves, if any: on the REST API's address, forwarding
     /// other names to the host's resolvers.
     pub fn dns(&self, listen_ip: IpAddr) -> Option<keel_dns::DnsConfig> {

@@ -38,6 +38,14 @@ impl Kubectl {
         })
     }
 
+    /// kubectl with the kubeconfig at `path` (one `keel up` wrote, say).
+    pub fn for_kubeconfig(path: &Path) -> anyhow::Result<Kubectl> {
+        Ok(Kubectl {
+            kubeconfig: path.to_owned(),
+            dir: tempfile::tempdir()?,
+        })
+    }
+
     /// The command, ready to run, with the environment every run gets.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new("kubectl");

@@ -9,5 +9,6 @@ pub mod etcdctl;
 pub mod kubectl;
 pub mod rest;
 pub mod sim;
+pub mod up;
 
 pub use cluster::{Cluster, Flavor};

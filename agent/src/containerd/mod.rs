@@ -7,4 +7,4 @@ pub mod process;
 
 pub use cni::BridgeNetwork;
 pub use config::{ContainerdConfig, Snapshotter};
-pub use process::PrivateContainerd;
+pub use process::{Placement, PrivateContainerd};

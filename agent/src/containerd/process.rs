@@ -6,9 +6,11 @@
 //! their networks and unmounts their filesystems), then containerd gets SIGTERM, then any shim
 //! still serving our socket is killed with its containers, then whatever remains mounted
 //! under the directory is unmounted. Dropping without [`PrivateContainerd::stop`] does the
-//! last three, so a failed test leaves no processes behind.
+//! last three, so a failed test leaves no processes behind. A containerd meant to outlive its
+//! starter (`keel up`'s nodes) is detached, and later attached again by pid to be stopped.
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,7 +31,31 @@ pub struct PrivateContainerd {
     config: ContainerdConfig,
     dir: PathBuf,
     log: PathBuf,
-    child: Option<Child>,
+    process: Option<Owned>,
+    /// Let go of by [`PrivateContainerd::detach`]: nothing is stopped on drop.
+    detached: bool,
+}
+
+/// The containerd process, as we know it.
+#[derive(Debug)]
+enum Owned {
+    /// Started by this process.
+    Child(Child),
+    /// Started by another process (an earlier `keel up`), known by pid; it is ours only while
+    /// its command line still names our configuration file (pids are reused).
+    Pid(u32),
+}
+
+/// Where a containerd runs: the host's network namespace, or a named one (as each node of
+/// `keel up` does), entered with `nsenter` so that the CNI bridge its pods join is that
+/// namespace's.
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    /// A network namespace file (`/run/netns/<name>`).
+    pub netns: Option<PathBuf>,
+    /// In a process group of its own, so that a terminal's ^C to whoever started it does not
+    /// reach it: for a containerd that outlives its starter.
+    pub own_process_group: bool,
 }
 
 impl PrivateContainerd {
@@ -37,7 +63,16 @@ impl PrivateContainerd {
     /// `dir/containerd.log`; returns once its CRI service answers `Version`. If overlayfs
     /// cannot be mounted under `dir`, the native snapshotter is used instead. CNI network
     /// configurations may be written to `config.cni_conf_dir` before or after.
-    pub async fn start(dir: &Path, mut config: ContainerdConfig) -> Result<Self, Error> {
+    pub async fn start(dir: &Path, config: ContainerdConfig) -> Result<Self, Error> {
+        Self::start_placed(dir, config, &Placement::default()).await
+    }
+
+    /// As [`PrivateContainerd::start`], in `placement`.
+    pub async fn start_placed(
+        dir: &Path,
+        mut config: ContainerdConfig,
+        placement: &Placement,
+    ) -> Result<Self, Error> {
         for path in [
             &config.root,
             &config.state,
@@ -62,7 +97,23 @@ impl PrivateContainerd {
         let err = out
             .try_clone()
             .map_err(|e| Error::io(format!("opening {}", log.display()), e))?;
-        let child = Command::new("containerd")
+        let mut command = match &placement.netns {
+            Some(netns) => {
+                // nsenter executes containerd in place: the pid we get is containerd's.
+                let mut command = Command::new("nsenter");
+                command
+                    .arg(format!("--net={}", netns.display()))
+                    .arg("--")
+                    .arg("containerd");
+                command
+            }
+            None => Command::new("containerd"),
+        };
+        if placement.own_process_group {
+            use std::os::unix::process::CommandExt as _;
+            command.process_group(0);
+        }
+        let child = command
             .arg("--config")
             .arg(&config_file)
             .stdin(Stdio::null())
@@ -74,7 +125,8 @@ impl PrivateContainerd {
             config,
             dir: dir.to_owned(),
             log,
-            child: Some(child),
+            process: Some(Owned::Child(child)),
+            detached: false,
         };
         containerd.wait_until_serving().await?;
         Ok(containerd)
@@ -84,9 +136,9 @@ impl PrivateContainerd {
         let started = Instant::now();
         let mut last = String::from("no socket yet");
         loop {
-            if let Some(child) = self.child.as_mut() {
+            if let Some(Owned::Child(child)) = self.process.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
+                    self.process = None;
                     return Err(Error::ContainerdExited {
                         status: status.to_string(),
                         log_tail: self.log_tail(),
@@ -165,18 +217,67 @@ impl PrivateContainerd {
     /// error in removing sandboxes, after doing all the rest regardless.
     pub async fn stop(mut self) -> Result<(), Error> {
         let removed = self.remove_all_sandboxes().await;
-        if let Some(child) = self.child.as_mut() {
+        if let Some(pid) = self.pid() {
             let _ = Command::new("kill")
                 .arg("-TERM")
-                .arg(child.id().to_string())
+                .arg(pid.to_string())
                 .status();
             let asked = Instant::now();
-            while matches!(child.try_wait(), Ok(None)) && asked.elapsed() < EXIT_WITHIN {
+            while self.runs() && asked.elapsed() < EXIT_WITHIN {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
         self.kill_and_clean_up();
         removed
+    }
+
+    /// Lets containerd run on after this handle is gone (nothing is stopped or cleaned up
+    /// on drop); returns its pid, from which [`PrivateContainerd::attach`] finds it again.
+    pub fn detach(mut self) -> Option<u32> {
+        let pid = self.pid();
+        self.process = None;
+        self.detached = true;
+        pid
+    }
+
+    /// A handle on the containerd an earlier [`PrivateContainerd::start_placed`] started
+    /// under `dir` with [`ContainerdConfig::under`]'s paths and then detached, running as
+    /// `pid` (or gone), so that it can be stopped and cleaned up after.
+    pub fn attach(dir: &Path, sandbox_image: &str, pid: Option<u32>) -> Self {
+        let config = ContainerdConfig::under(dir, sandbox_image);
+        let config_file = dir.join("containerd.toml");
+        let ours = pid.filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                cmdline
+                    .split(|&b| b == 0)
+                    .any(|arg| Path::new(std::ffi::OsStr::from_bytes(arg)) == config_file)
+            })
+        });
+        Self {
+            config,
+            dir: dir.to_owned(),
+            log: dir.join("containerd.log"),
+            process: ours.map(Owned::Pid),
+            detached: false,
+        }
+    }
+
+    /// containerd's pid while we know it.
+    fn pid(&self) -> Option<u32> {
+        match &self.process {
+            Some(Owned::Child(child)) => Some(child.id()),
+            Some(Owned::Pid(pid)) => Some(*pid),
+            None => None,
+        }
+    }
+
+    /// Whether containerd still runs (a child is reaped here; another's is watched in /proc).
+    fn runs(&mut self) -> bool {
+        match &mut self.process {
+            Some(Owned::Child(child)) => matches!(child.try_wait(), Ok(None)),
+            Some(Owned::Pid(pid)) => Path::new(&format!("/proc/{pid}")).exists(),
+            None => false,
+        }
     }
 
     async fn remove_all_sandboxes(&self) -> Result<(), Error> {
@@ -198,9 +299,20 @@ impl PrivateContainerd {
     /// containers; then removes what those containers leave behind when killed rather than
     /// removed through CRI: cgroups, network namespaces, mounts under our directory.
     fn kill_and_clean_up(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        match self.process.take() {
+            Some(Owned::Child(mut child)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Some(Owned::Pid(pid)) => {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .stderr(Stdio::null())
+                    .status();
+                wait_until_gone(&[pid]);
+            }
+            None => {}
         }
         let table = processes();
         let shims: Vec<u32> = table
@@ -257,8 +369,43 @@ impl PrivateContainerd {
 
 impl Drop for PrivateContainerd {
     fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
         self.kill_and_clean_up();
     }
+}
+
+/// Why this machine cannot run containers, if it cannot.
+pub fn cannot_run_containers() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned));
+    if uid.as_deref() != Some("0") {
+        return Some("containers need root".into());
+    }
+    let missing: Vec<&str> = ["containerd", "ctr", "runc"]
+        .into_iter()
+        .filter(|program| {
+            !std::env::var_os("PATH").is_some_and(|path| {
+                std::env::split_paths(&path).any(|dir| dir.join(program).exists())
+            })
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Some(format!(
+            "{} not installed (scripts/install-deps.sh)",
+            missing.join(", ")
+        ));
+    }
+    for file in ["/usr/lib/cni/bridge", "/bin/busybox"] {
+        if !Path::new(file).exists() {
+            return Some(format!("{file} missing (scripts/install-deps.sh)"));
+        }
+    }
+    None
 }
 
 /// Whether an overlay filesystem can be mounted in `scratch` (created and removed here).
@@ -443,7 +590,7 @@ fn with_descendants(roots: &[u32], table: &[Process]) -> Vec<u32> {
 }
 
 /// Mount points under `dir`, deepest first, from /proc/self/mountinfo.
-fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut points: Vec<PathBuf> = info
         .lines()

@@ -68,7 +68,7 @@ fn kube_dns() -> MasterService {
         namespace: "kube-system",
         name: "kube-dns",
         labels: json!({"k8s-app": "kube-dns", "kubernetes.io/name": "KubeDNS"}),
-        ip_index: 9,
+        ip_index: super::range::DNS_SERVICE_INDEX,
         ports: &[("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")],
         annotation: DNS_ANNOTATION,
     }

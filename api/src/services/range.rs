@@ -9,6 +9,9 @@ pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/12";
 /// Kubernetes' default NodePort range.
 pub const DEFAULT_NODE_PORTS: &str = "30000-32767";
 
+/// The index in the range of the cluster DNS Service's address.
+pub const DNS_SERVICE_INDEX: u32 = 9;
+
 /// An IPv4 range for cluster IPs. Its network and broadcast addresses are never handed out;
 /// the first usable address belongs to the `kubernetes` Service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +64,12 @@ impl IpRange {
     /// The address of the `kubernetes` Service: the first usable one.
     pub fn kubernetes_service_ip(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.network + 1)
+    }
+
+    /// The address of the cluster DNS Service (`kube-dns`): the tenth usable one, as kubeadm
+    /// chooses (10.96.0.10 in the default range), which agents write into pods' resolv.conf.
+    pub fn dns_service_ip(&self) -> Option<Ipv4Addr> {
+        self.nth(DNS_SERVICE_INDEX)
     }
 
     /// The size of the lower band kept for addresses users choose (Kubernetes' static
