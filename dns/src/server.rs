@@ -125,11 +125,23 @@ impl RequestHandler for Handler {
         };
         let zone = self.zones.borrow().clone();
         let qname = query.name().to_string();
-        let answer = zone.lookup(&qname, query_type(query.query_type()));
-        let records: Vec<Record> = match answer {
+        let resolved = zone.resolve(&qname, query_type(query.query_type()));
+        let records: Vec<Record> = match resolved.answer {
             Answer::Records(records) => {
                 header.set_authoritative(true);
-                records.iter().filter_map(to_record).collect()
+                let mut records: Vec<Record> = records.iter().filter_map(to_record).collect();
+                // An ExternalName's target outside the zone: its addresses from upstream, so
+                // the client needs no second question (as CoreDNS answers).
+                if let Some(target) = resolved.external.as_deref().and_then(name) {
+                    let onward = Query::query(target, query.query_type());
+                    if let Some(reply) = self
+                        .forward(&onward, request.header().recursion_desired())
+                        .await
+                    {
+                        records.extend(reply.answers().iter().cloned());
+                    }
+                }
+                records
             }
             Answer::NoData => {
                 header.set_authoritative(true);

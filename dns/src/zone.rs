@@ -83,6 +83,25 @@ pub enum Answer {
     Elsewhere,
 }
 
+/// How many CNAMEs in a row an answer follows (a loop of ExternalName Services ends here).
+pub const MAX_CNAME_CHAIN: usize = 8;
+
+/// An answer with its CNAMEs followed as far as the zone goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub answer: Answer,
+    /// The CNAME target outside the zone the answer ends at, if it does.
+    pub external: Option<String>,
+}
+
+/// The target of the CNAME among `records`, if there is one.
+fn cname_target(records: &[Record]) -> Option<String> {
+    records.iter().find_map(|r| match r {
+        Record::Cname(_, target) => Some(target.clone()),
+        _ => None,
+    })
+}
+
 /// The zone at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct Zone {
@@ -325,6 +344,35 @@ impl Zone {
         } else {
             Answer::Records(matching)
         }
+    }
+
+    /// As [`Zone::lookup`], with a CNAME's target followed as CoreDNS's kubernetes plugin
+    /// follows an ExternalName Service's: within the zone, its records are added to the
+    /// answer (a chain of at most [`MAX_CNAME_CHAIN`] links); a target outside the zone is
+    /// returned for the server to ask its upstream servers about.
+    pub fn resolve(&self, qname: &str, qtype: QueryType) -> Resolved {
+        let mut answer = self.lookup(qname, qtype);
+        let mut external = None;
+        if let Answer::Records(records) = &mut answer {
+            if !matches!(qtype, QueryType::Cname | QueryType::Any) {
+                let mut target = cname_target(records);
+                for _ in 0..MAX_CNAME_CHAIN {
+                    let Some(next) = target.take() else { break };
+                    match self.lookup(&next, qtype) {
+                        Answer::Records(more) => {
+                            target = cname_target(&more);
+                            records.extend(more);
+                        }
+                        Answer::Elsewhere => {
+                            external = Some(next);
+                            break;
+                        }
+                        Answer::NoData | Answer::NxDomain => break,
+                    }
+                }
+            }
+        }
+        Resolved { answer, external }
     }
 
     /// `a-b-c-d.<ns>.pod.<zone>` → a.b.c.d.

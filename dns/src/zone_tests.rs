@@ -6,7 +6,7 @@ use keel_types::k8s_openapi::api::core::v1::Service;
 use keel_types::k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
 
-use super::zone::{Answer, QueryType, Record, Zone};
+use super::zone::{Answer, QueryType, Record, Resolved, Zone, MAX_CNAME_CHAIN};
 
 fn service(namespace: &str, name: &str, spec: serde_json::Value) -> Arc<Service> {
     Arc::new(
@@ -49,6 +49,21 @@ fn zone() -> Zone {
             "shop",
             "payments",
             json!({"type": "ExternalName", "externalName": "pay.example.com."}),
+        ),
+        service(
+            "shop",
+            "front",
+            json!({"type": "ExternalName", "externalName": "web.shop.svc.cluster.local"}),
+        ),
+        service(
+            "shop",
+            "loop-a",
+            json!({"type": "ExternalName", "externalName": "loop-b.shop.svc.cluster.local"}),
+        ),
+        service(
+            "shop",
+            "loop-b",
+            json!({"type": "ExternalName", "externalName": "loop-a.shop.svc.cluster.local"}),
         ),
     ];
     let slices: Vec<_> = slice(
@@ -190,4 +205,37 @@ fn external_names_are_cnames_and_the_rest_follows_the_specification() {
         z.lookup("1.0.0.10.in-addr.arpa", QueryType::Ptr),
         Answer::Elsewhere
     );
+}
+
+#[test]
+fn a_cname_into_the_zone_is_followed_and_one_out_of_it_is_left_to_the_upstream() {
+    let z = zone();
+    assert_eq!(
+        z.resolve("front.shop.svc.cluster.local", QueryType::A),
+        Resolved {
+            answer: Answer::Records(vec![
+                Record::Cname(
+                    "front.shop.svc.cluster.local".into(),
+                    "web.shop.svc.cluster.local".into()
+                ),
+                a("web.shop.svc.cluster.local", "10.96.0.20"),
+            ]),
+            external: None,
+        }
+    );
+    let outside = z.resolve("payments.shop.svc.cluster.local", QueryType::A);
+    assert_eq!(outside.external.as_deref(), Some("pay.example.com"));
+    assert_eq!(
+        z.resolve("front.shop.svc.cluster.local", QueryType::Cname)
+            .answer,
+        z.lookup("front.shop.svc.cluster.local", QueryType::Cname),
+        "a question for the CNAME itself gets only the CNAME"
+    );
+    let Answer::Records(looped) = z
+        .resolve("loop-a.shop.svc.cluster.local", QueryType::A)
+        .answer
+    else {
+        panic!("a looping CNAME still answers");
+    };
+    assert_eq!(looped.len(), 1 + MAX_CNAME_CHAIN, "{looped:?}");
 }

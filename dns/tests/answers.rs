@@ -1,7 +1,8 @@
 //! The DNS server on real sockets: a zone served on loopback answers A, SRV, PTR, TXT and
 //! NXDOMAIN over UDP and TCP as the specification says, a Service created after start is
-//! answered once the zone is rebuilt, and a name outside the zone is answered by the upstream
-//! server (a second instance serving another zone).
+//! answered once the zone is rebuilt, a name outside the zone is answered by the upstream
+//! server (a second instance serving another zone), and an ExternalName Service's answer
+//! carries its CNAME and the target's address from upstream.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -126,9 +127,18 @@ async fn start(
 
 #[tokio::test]
 async fn the_zone_is_served_over_udp_and_tcp_and_other_names_go_upstream() {
-    let upstream_zone = Zone::build("other.test", &[], &[]);
+    let upstream_zone = Zone::build("other.test", &[service("far", "10.0.0.9")], &[]);
     let (upstream, _keep, upstream_stop) = start("other.test", upstream_zone, Vec::new()).await;
-    let zone = Zone::build("cluster.local", &[service("web", "10.96.0.20")], &[]);
+    let external = Arc::new(
+        serde_json::from_value(json!({"metadata": {"name": "ext", "namespace": "shop"},
+            "spec": {"type": "ExternalName", "externalName": "far.shop.svc.other.test"}}))
+        .unwrap_or_default(),
+    );
+    let zone = Zone::build(
+        "cluster.local",
+        &[service("web", "10.96.0.20"), external],
+        &[],
+    );
     let (server, zones, stop) = start("cluster.local", zone, vec![upstream]).await;
 
     let web = ask_udp(server, "web.shop.svc.cluster.local.", RecordType::A).await;
@@ -159,6 +169,17 @@ async fn the_zone_is_served_over_udp_and_tcp_and_other_names_go_upstream() {
 
     let missing = ask_udp(server, "nope.shop.svc.cluster.local.", RecordType::A).await;
     assert_eq!(missing.response_code(), ResponseCode::NXDomain);
+
+    // An ExternalName Service: its CNAME, and the target's address from upstream.
+    let ext = ask_udp(server, "ext.shop.svc.cluster.local.", RecordType::A).await;
+    assert_eq!(ext.response_code(), ResponseCode::NoError);
+    match ext.answers().first().map(|r| r.data()) {
+        Some(RData::CNAME(target)) => {
+            assert_eq!(target.0.to_string(), "far.shop.svc.other.test.");
+        }
+        other => panic!("no CNAME first: {other:?}"),
+    }
+    assert_eq!(addresses(&ext), vec!["10.0.0.9"]);
 
     // A Service created later is answered once the zone is rebuilt.
     zones.send_replace(Arc::new(Zone::build(
