@@ -5,7 +5,9 @@
 //! node port on the node's address reaches the server (DNAT and masquerade on the way back);
 //! rendering again and re-applying replaces the rules without breaking anything.
 //!
-//! Needs root, `ip`, `nft`, `curl` and busybox, as the project's scripts install.
+//! The iptables mode gets the same traffic.
+//!
+//! Needs root, `ip`, `nft`, `iptables`, `curl` and busybox, as the project's scripts install.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -182,4 +184,63 @@ async fn an_established_connection_survives_the_table_being_written_again() {
         .expect("the table goes");
     nft.apply(&document).await.expect("and comes back");
     assert_eq!(round_trip(b"after"), b"after");
+}
+
+/// The iptables mode under the same traffic: the cluster IP reaches the endpoint, a Service
+/// without endpoints is refused at once, the node port reaches it from the server's side
+/// (masqueraded), a second sync changes nothing that works, and a Service that goes takes its
+/// chains with it while the jumps into ours stay single.
+#[tokio::test]
+async fn the_iptables_mode_proxies_the_same_traffic() {
+    use keel_agent::proxy::iptables::Iptables;
+    let mut net = Bed::create("ki").expect("network namespaces");
+    let files = tempfile::tempdir().expect("a directory to serve");
+    std::fs::write(files.path().join("who"), "server-a").expect("a file to serve");
+    net.serve(files.path()).expect("http server");
+    let (services, slices) = objects();
+    let tables = Iptables::in_namespace(&net.node);
+    assert!(
+        tables.available().await,
+        "iptables-restore runs in the node namespace"
+    );
+    let ports = service_ports(&services, &slices, "node-a");
+    tables.sync(&ports).await.expect("rules apply");
+
+    assert_eq!(
+        net.curl(&net.node, "http://10.96.0.20/who").as_deref(),
+        Ok("server-a")
+    );
+    let started = Instant::now();
+    assert_eq!(net.curl(&net.node, "http://10.96.0.21/who"), Err(7));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        net.curl(&net.server, &format!("http://{NODE_ADDRESS}:30080/who"))
+            .as_deref(),
+        Ok("server-a")
+    );
+
+    tables.sync(&ports).await.expect("rules apply again");
+    let without_web: Vec<_> = ports
+        .iter()
+        .filter(|p| !p.id.contains("/web/"))
+        .cloned()
+        .collect();
+    tables
+        .sync(&without_web)
+        .await
+        .expect("removing a Service applies");
+    let saved = std::process::Command::new("ip")
+        .args(["netns", "exec", &net.node, "iptables-save"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    assert!(!saved.contains("KEEL-SVC-"), "{saved}");
+    assert!(!saved.contains("KEEL-SEP-"), "{saved}");
+    assert_eq!(
+        saved.matches("-A PREROUTING -j KEEL-SERVICES").count(),
+        1,
+        "{saved}"
+    );
+    assert!(saved.contains("--dport 80 -j REJECT"), "{saved}");
+    assert_eq!(net.curl(&net.node, "http://10.96.0.20/who"), Err(7));
 }

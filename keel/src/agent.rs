@@ -91,9 +91,10 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = 32)]
     pod_workers: usize,
     /// How Services are proxied on this node, as kube-proxy's --proxy-mode: `nftables`
-    /// (rules in the table `ip keel-proxy`, applied with `nft`) or `none` (another proxy
-    /// runs here).
-    #[arg(long, default_value = "nftables", value_parser = ["nftables", "none"])]
+    /// (rules in the table `ip keel-proxy`, applied with `nft`; iptables where `nft` is
+    /// missing), `iptables` (kube-proxy's KEEL- chains, applied with `iptables-restore`) or
+    /// `none` (another proxy runs here).
+    #[arg(long, default_value = "nftables", value_parser = ["nftables", "iptables", "none"])]
     proxy_mode: String,
 }
 
@@ -146,6 +147,32 @@ fn ipv4_cidr(cidr: &str) -> Option<String> {
         "{}/{prefix}",
         std::net::Ipv4Addr::from(u32::from(address) & mask)
     ))
+}
+
+/// The Service proxy's rules for `--proxy-mode`: nftables where `nft` runs, else iptables
+/// (as kube-proxy falls back where its chosen mode cannot work), saying so; none if neither
+/// can be used or `none` was asked for.
+async fn proxy_backend(mode: &str) -> Option<keel_agent::proxy::Backend> {
+    use keel_agent::proxy::{iptables::Iptables, nft::Nft, Backend};
+    if mode == "none" {
+        return None;
+    }
+    let nft = Nft::default();
+    if mode == "nftables" && nft.available().await {
+        return Some(Backend::Nftables(nft));
+    }
+    let tables = Iptables::default();
+    if tables.available().await {
+        if mode == "nftables" {
+            tracing::warn!("nft is not installed: Services are proxied with iptables instead");
+        }
+        return Some(Backend::Iptables(tables));
+    }
+    tracing::warn!(
+        mode,
+        "neither nft nor iptables-restore can be run: Services are not proxied on this node"
+    );
+    None
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
@@ -223,15 +250,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         host_ip.clone(),
     ));
     tasks.spawn(node_agent.run(shutdown.clone()));
-    if args.proxy_mode == "nftables" {
-        let nft = keel_agent::proxy::nft::Nft::default();
-        if nft.available().await {
-            let proxy =
-                keel_agent::proxy::ServiceProxy::new(client.clone(), node_name.clone(), nft);
-            tasks.spawn(proxy.run(shutdown.clone()));
-        } else {
-            tracing::warn!("nft is not installed: Services are not proxied on this node");
-        }
+    if let Some(backend) = proxy_backend(&args.proxy_mode).await {
+        let proxy =
+            keel_agent::proxy::ServiceProxy::new(client.clone(), node_name.clone(), backend);
+        tasks.spawn(proxy.run(shutdown.clone()));
     }
     match (&args.tls_cert_file, &args.tls_private_key_file, &args.client_ca_file) {
         (Some(cert), Some(key), Some(ca)) => {

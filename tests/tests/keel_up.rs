@@ -2,9 +2,10 @@
 //! master and two agents (each agent a network namespace with its own containerd), a pod on
 //! one node reaches a Service whose only ready pod is on the other node, by cluster IP and by
 //! DNS name; the host reaches it through the node port of either node; a pod that never turns
-//! ready gets no traffic; a headless StatefulSet pod's name and an ExternalName Service
-//! resolve. And three masters with two agents come up and go down leaving no process,
-//! namespace, interface, mount, route or nftables table behind.
+//! ready gets no traffic; the ready pod reaches itself through its Service (hairpin); a
+//! headless StatefulSet pod's name and an ExternalName Service resolve. And three masters
+//! with two agents come up and go down leaving no process, namespace, interface, mount, route
+//! or nftables table behind.
 //!
 //! Needs root, containerd, runc, the CNI plugins, nft and nsenter (scripts/install-deps.sh);
 //! skips elsewhere, saying why.
@@ -224,6 +225,26 @@ async fn a_pod_reaches_a_service_on_the_other_node_by_ip_and_name_and_the_host_b
             );
         }
     }
+
+    // Hairpin: the web pod reaches itself through its own Service.
+    let hairpin = kubectl.run(&[
+        "-n",
+        "shop",
+        "exec",
+        &web_pod,
+        "--",
+        "timeout",
+        "5",
+        "wget",
+        "-qO-",
+        "http://web",
+    ]);
+    ensure!(
+        hairpin.ok && hairpin.stdout.trim() == web_pod,
+        "{web_pod} did not reach itself through its Service: {}{}",
+        hairpin.stdout,
+        hairpin.stderr
+    );
 
     // From the host, through either node's port: agent-1 forwards to agent-2.
     for agent in [1, 2] {

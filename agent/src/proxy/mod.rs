@@ -1,14 +1,17 @@
-//! The Service proxy (kube-proxy's job, in its nftables mode): Services and EndpointSlices are
-//! watched into caches, and after each change (at most once per [`MIN_SYNC`]) the Service ports
-//! that changed are rewritten in one nftables transaction. The whole table is written anew at
-//! the first sync, after a failed one, and every [`RESYNC`] (to repair rules changed by hand).
+//! The Service proxy (kube-proxy's job, in its nftables mode, or its iptables mode where
+//! nftables cannot be used): Services and EndpointSlices are watched into caches, and after
+//! each change (at most once per [`MIN_SYNC`]) the Service ports that changed are rewritten in
+//! one nftables transaction. The whole table is written anew at the first sync, after a failed
+//! one, and every [`RESYNC`] (to repair rules changed by hand). The iptables mode writes all its
+//! chains at every sync, one `iptables-restore` transaction per table.
 //!
 //! - [`model`]: Service ports and their usable endpoints, from the API objects;
-//! - [`rules`]: the ruleset document;
-//! - [`nft`]: applying it;
+//! - [`rules`]: the nftables ruleset document; [`nft`]: applying it;
+//! - [`iptables`]: the iptables layout and applying it;
 //! - [`bed`]: two network namespaces to try rules with real traffic (tests, benchmarks).
 
 pub mod bed;
+pub mod iptables;
 pub mod model;
 pub mod nft;
 pub mod rules;
@@ -30,19 +33,57 @@ pub const MIN_SYNC: Duration = Duration::from_secs(1);
 /// The longest time between two full syncs.
 pub const RESYNC: Duration = Duration::from_secs(3600);
 
+/// Which rules the proxy writes, and with what.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The table `ip keel-proxy`, through `nft`.
+    Nftables(nft::Nft),
+    /// kube-proxy's iptables chains, through `iptables-restore`.
+    Iptables(iptables::Iptables),
+}
+
+impl Backend {
+    /// Brings the rules from `applied` (what the last successful sync wrote, if known) to
+    /// `ports`; returns whether anything was written, and whether it was everything.
+    async fn sync(
+        &self,
+        applied: Option<&[model::ServicePort]>,
+        ports: &[model::ServicePort],
+    ) -> Result<Option<bool>, String> {
+        match self {
+            Backend::Nftables(nft) => {
+                let (document, full) = match applied {
+                    Some(old) => match rules::render_changes(old, ports) {
+                        Some(changes) => (changes, false),
+                        None => return Ok(None),
+                    },
+                    None => (rules::render(ports), true),
+                };
+                nft.apply(&document).await.map(|()| Some(full))
+            }
+            Backend::Iptables(tables) => {
+                if applied == Some(ports) {
+                    return Ok(None);
+                }
+                tables.sync(ports).await.map(|()| Some(true))
+            }
+        }
+    }
+}
+
 /// The proxy for one node.
 pub struct ServiceProxy {
     client: Client,
     node: String,
-    nft: nft::Nft,
+    backend: Backend,
 }
 
 impl ServiceProxy {
-    pub fn new(client: Client, node: impl Into<String>, nft: nft::Nft) -> Self {
+    pub fn new(client: Client, node: impl Into<String>, backend: Backend) -> Self {
         ServiceProxy {
             client,
             node: node.into(),
-            nft,
+            backend,
         }
     }
 
@@ -108,16 +149,11 @@ impl ServiceProxy {
                 continue;
             }
             let ports = model::service_ports(&services.state(), &slices.state(), &self.node);
-            let (document, full) = match &applied {
-                Some(old) => match rules::render_changes(old, &ports) {
-                    Some(changes) => (changes, false),
-                    None => continue,
-                },
-                None => (rules::render(&ports), true),
-            };
             let started = std::time::Instant::now();
-            match self.nft.apply(&document).await {
-                Ok(()) => {
+            let whole = applied.is_none();
+            match self.backend.sync(applied.as_deref(), &ports).await {
+                Ok(None) => {}
+                Ok(Some(full)) => {
                     tracing::debug!(
                         service_ports = ports.len(),
                         full,
@@ -130,7 +166,7 @@ impl ServiceProxy {
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, full, "syncing service rules failed; writing the whole table again");
+                    tracing::warn!(%error, full = whole, "syncing service rules failed; writing the whole table again");
                     applied = None;
                     next_resync = tokio::time::Instant::now() + MIN_SYNC;
                 }
