@@ -292,6 +292,24 @@ impl WatchCache {
         })
     }
 
+    /// At most `limit` cached objects with keys in `[start, end)`, and whether that was all of
+    /// them: for readers that must bound their work whatever the namespace holds. None until
+    /// the cache is filled.
+    pub fn list_at_most(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Option<(Vec<Stored>, bool)> {
+        let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        if !st.ready {
+            return None;
+        }
+        let mut range = st.objects.range(start.to_vec()..end.to_vec());
+        let items: Vec<Stored> = range.by_ref().take(limit).map(|(_, v)| v.clone()).collect();
+        Some((items, range.next().is_none()))
+    }
+
     /// How many cached objects have keys in `[start, end)`, and their stored bytes: what a
     /// list of them costs. None until the cache is filled.
     pub fn size(&self, start: &[u8], end: &[u8]) -> Option<(usize, usize)> {

@@ -31,6 +31,7 @@ mod priority_admission;
 pub mod quota;
 mod quota_admission;
 pub mod rest;
+mod selector_warnings;
 pub mod server;
 mod serviceaccount_admission;
 pub mod services;

@@ -434,6 +434,9 @@ impl<S: Storage> ApiServer<S> {
                 self.check_namespace_open(info, ns).await?;
             }
         }
+        // Dry runs are warned too, as Kubernetes warns them.
+        let mut warnings = warnings;
+        warnings.extend(self.selector_warnings(info, &obj, None).await);
         if opts.dry_run {
             // A dry run shows the numbers a Service would get, as Kubernetes' does.
             let mut obj = obj;
@@ -649,6 +652,10 @@ impl<S: Storage> ApiServer<S> {
             .await?;
         self.admit_priority_class(info, &next, Some(current))
             .await?;
+        let mut warnings = warnings;
+        if subresource.is_none() {
+            warnings.extend(self.selector_warnings(info, &next, Some(current)).await);
+        }
         opts.track(info, subresource, Some(current), &mut next);
         if info.kind == "ResourceQuota" {
             self.quota_status(&mut next).await?;

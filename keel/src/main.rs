@@ -10,6 +10,7 @@ mod duration;
 mod election;
 mod https;
 mod limits;
+mod lint;
 mod multiplex;
 mod ops;
 mod pki;
@@ -90,6 +91,10 @@ enum Command {
     Up(up::UpArgs),
     /// Stop a cluster `keel up` started and remove everything it made.
     Down(up::DownArgs),
+    /// Check a set of manifests for selectors that match nothing, disagree with their own
+    /// template or overlap, Service target ports no container exposes and Ingress backends
+    /// that do not exist; exit 1 on errors (see --help for the checks and their severities).
+    Lint(lint::LintArgs),
     /// Print the admin kubeconfig a master wrote into its data dir.
     Kubeconfig {
         #[arg(long, default_value = "./keel-data")]
@@ -138,6 +143,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", sealing::new_key_hex());
             Ok(())
         }
+        Command::Lint(args) => std::process::exit(lint::run(args)),
         Command::Kubeconfig { data_dir } => {
             let path = rest::kubeconfig_path(&data_dir);
             let text = std::fs::read_to_string(&path).map_err(|e| {
