@@ -8,4 +8,4 @@ bash scripts/python-env.sh
 # resolution would compile RocksDB a second time.
 cargo test --workspace --no-run
 # One test at a time: the end-to-end tests run clusters of real processes on 2 cores.
-cargo test --workspace -- --test-threads=1
+cargo test --workspace --no-fail-fast -- --test-threads=1

@@ -44,9 +44,26 @@ pub fn spawn_detached(
         .stdin(Stdio::null())
         .stdout(out.try_clone().context("duplicating the log file")?)
         .stderr(out);
-    command
+    let child = command
         .spawn()
-        .with_context(|| format!("starting {}", program.display()))
+        .with_context(|| format!("starting {}", program.display()))?;
+    await_command_line(child.id());
+    Ok(child)
+}
+
+/// Waits (briefly) until `pid`'s command line can be read. The parent of an exec resumes
+/// before the kernel has set up the new program's arguments, and until then
+/// `/proc/<pid>/cmdline` reads empty: a check of ownership made at once would call the
+/// process someone else's.
+fn await_command_line(pid: u32) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(2) {
+        match std::fs::read(format!("/proc/{pid}/cmdline")) {
+            Ok(cmdline) if cmdline.is_empty() => std::thread::sleep(Duration::from_millis(2)),
+            // Readable, or gone (an exit is for the caller to find).
+            _ => return,
+        }
+    }
 }
 
 /// Whether `pid` runs a command line naming a path under `dir` (not a zombie, not reused).
