@@ -15,13 +15,11 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
-use std::path::PathBuf;
 use std::process::Stdio;
 
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
-
 use super::model::{Endpoint, ServicePort};
+use super::tool::Tools;
+use sha2::{Digest, Sha256};
 
 /// Every chain of ours starts with this.
 pub const PREFIX: &str = "KEEL-";
@@ -239,52 +237,33 @@ pub fn chains_in(saved: &str) -> BTreeSet<(String, String)> {
 /// command that enters another (`ip netns exec <name> …`).
 #[derive(Debug, Clone, Default)]
 pub struct Iptables {
-    /// Arguments before the tool's name (empty: run it directly).
-    prefix: Vec<String>,
+    tools: Tools,
 }
 
 impl Iptables {
     /// The tools run inside the named network namespace.
     pub fn in_namespace(namespace: &str) -> Self {
         Iptables {
-            prefix: vec!["ip".into(), "netns".into(), "exec".into(), namespace.into()],
+            tools: Tools::in_namespace(namespace),
         }
-    }
-
-    fn command(&self, tool: &str) -> tokio::process::Command {
-        let (program, args): (PathBuf, &[String]) = match self.prefix.split_first() {
-            Some((first, rest)) => (PathBuf::from(first), rest),
-            None => (PathBuf::from(tool), &[]),
-        };
-        let mut command = tokio::process::Command::new(program);
-        command.args(args);
-        if !self.prefix.is_empty() {
-            command.arg(tool);
-        }
-        command.stdin(Stdio::null()).kill_on_drop(true);
-        command
     }
 
     /// Whether `iptables-restore` can be run here.
     pub async fn available(&self) -> bool {
-        self.command("iptables-restore")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await
-            .is_ok_and(|s| s.success())
+        self.tools.available("iptables-restore").await
     }
 
     /// Writes the rules for `ports`: each table in one `iptables-restore` transaction, then
     /// the jumps into our chains where they are missing.
     pub async fn sync(&self, ports: &[ServicePort]) -> Result<(), String> {
-        let saved = self.output("iptables-save", &[], None).await?;
+        let saved = self.tools.run("iptables-save", &[], None).await?;
         let document = render(ports, &chains_in(&saved));
-        self.output("iptables-restore", &["--noflush"], Some(&document))
+        self.tools
+            .run("iptables-restore", &["--noflush"], Some(&document))
             .await?;
         for (table, chain, rule) in JUMPS {
             let check = self
+                .tools
                 .command("iptables")
                 .args(["-w", "-t", table, "-C", chain])
                 .args(*rule)
@@ -296,51 +275,10 @@ impl Iptables {
             if !check.success() {
                 let mut args = vec!["-w", "-t", table, "-I", chain];
                 args.extend_from_slice(rule);
-                self.output("iptables", &args, None).await?;
+                self.tools.run("iptables", &args, None).await?;
             }
         }
         Ok(())
-    }
-
-    /// Runs `tool` with `args` (and `input` on its stdin); its stdout, or what it printed on
-    /// failure.
-    async fn output(
-        &self,
-        tool: &str,
-        args: &[&str],
-        input: Option<&str>,
-    ) -> Result<String, String> {
-        let mut child = self
-            .command(tool)
-            .args(args)
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("running {tool}: {e}"))?;
-        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-            stdin
-                .write_all(text.as_bytes())
-                .await
-                .map_err(|e| format!("writing to {tool}: {e}"))?;
-        }
-        let out = child
-            .wait_with_output()
-            .await
-            .map_err(|e| format!("waiting for {tool}: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "{tool} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
     }
 }
 

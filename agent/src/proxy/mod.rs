@@ -17,6 +17,7 @@ pub mod nft;
 pub mod rules;
 #[cfg(test)]
 mod tests;
+pub mod tool;
 
 use std::time::Duration;
 
