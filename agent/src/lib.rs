@@ -18,6 +18,7 @@ pub mod cri {
 
 pub mod containerd;
 mod error;
+pub mod host;
 pub mod image;
 pub mod labels;
 pub mod node;

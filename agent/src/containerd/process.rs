@@ -9,14 +9,14 @@
 //! last three, so a failed test leaves no processes behind. A containerd meant to outlive its
 //! starter (`keel up`'s nodes) is detached, and later attached again by pid to be stopped.
 
+use std::ffi::OsString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::config::{ContainerdConfig, Snapshotter};
-use crate::{Error, RuntimeClient};
+use crate::{host, Error, RuntimeClient};
 
 /// How long containerd may take to serve CRI after it starts.
 const READY_WITHIN: Duration = Duration::from_secs(60);
@@ -247,11 +247,8 @@ impl PrivateContainerd {
         let config = ContainerdConfig::under(dir, sandbox_image);
         let config_file = dir.join("containerd.toml");
         let ours = pid.filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                cmdline
-                    .split(|&b| b == 0)
-                    .any(|arg| Path::new(std::ffi::OsStr::from_bytes(arg)) == config_file)
-            })
+            host::command_line(*pid)
+                .is_some_and(|args| args.iter().any(|arg| Path::new(arg) == config_file))
         });
         Self {
             config,
@@ -314,7 +311,7 @@ impl PrivateContainerd {
             }
             None => {}
         }
-        let table = processes();
+        let table = host::processes();
         let shims: Vec<u32> = table
             .iter()
             .filter(|p| serves(&p.args, &self.config.address))
@@ -388,11 +385,7 @@ pub fn cannot_run_containers() -> Option<String> {
     }
     let missing: Vec<&str> = ["containerd", "ctr", "runc"]
         .into_iter()
-        .filter(|program| {
-            !std::env::var_os("PATH").is_some_and(|path| {
-                std::env::split_paths(&path).any(|dir| dir.join(program).exists())
-            })
-        })
+        .filter(|program| !host::on_path(program))
         .collect();
     if !missing.is_empty() {
         return Some(format!(
@@ -431,36 +424,6 @@ fn overlay_mounts(scratch: &Path) -> bool {
     }
     let _ = fs::remove_dir_all(scratch);
     mounted
-}
-
-struct Process {
-    pid: u32,
-    ppid: u32,
-    args: Vec<String>,
-}
-
-/// Every process visible in /proc with its parent and command line.
-fn processes() -> Vec<Process> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| {
-            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // The command name in parentheses may hold spaces; the parent pid is the second
-            // field after its closing parenthesis.
-            let after_name = &stat[stat.rfind(')')? + 1..];
-            let ppid = after_name.split_whitespace().nth(1)?.parse().ok()?;
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let args = cmdline
-                .split(|&b| b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            Some(Process { pid, ppid, args })
-        })
-        .collect()
 }
 
 /// The sockets of the shims running our tasks: each task's directory in the state directory
@@ -559,19 +522,18 @@ fn named_network_namespaces(namespaces: &[String]) -> Vec<PathBuf> {
 }
 
 /// Whether a command line is a containerd shim talking to the containerd at `address`.
-fn serves(args: &[String], address: &Path) -> bool {
+fn serves(args: &[OsString], address: &Path) -> bool {
     let is_shim = args
         .first()
-        .is_some_and(|program| program.contains("containerd-shim"));
-    let address = address.to_string_lossy();
+        .is_some_and(|program| program.to_string_lossy().contains("containerd-shim"));
     is_shim
         && args
             .windows(2)
-            .any(|w| w[0] == "-address" && w[1] == address)
+            .any(|w| w[0] == "-address" && Path::new(&w[1]) == address)
 }
 
 /// `roots` and every process below them, children before their parents.
-fn with_descendants(roots: &[u32], table: &[Process]) -> Vec<u32> {
+fn with_descendants(roots: &[u32], table: &[host::Process]) -> Vec<u32> {
     let mut found: Vec<u32> = roots.to_vec();
     let mut next = 0;
     while next < found.len() {
@@ -630,11 +592,11 @@ fn unescape_mount_path(field: &str) -> String {
 mod tests {
     use super::*;
 
-    fn process(pid: u32, ppid: u32, args: &[&str]) -> Process {
-        Process {
+    fn process(pid: u32, ppid: u32, args: &[&str]) -> host::Process {
+        host::Process {
             pid,
             ppid,
-            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            args: args.iter().map(OsString::from).collect(),
         }
     }
 
@@ -651,12 +613,12 @@ mod tests {
                 "-address",
                 address,
             ]
-            .map(str::to_owned)
+            .map(OsString::from)
         };
         assert!(serves(&shim("/tmp/k/containerd.sock"), ours));
         assert!(!serves(&shim("/run/containerd/containerd.sock"), ours));
         assert!(!serves(
-            &["containerd", "-address", "/tmp/k/containerd.sock"].map(str::to_owned),
+            &["containerd", "-address", "/tmp/k/containerd.sock"].map(OsString::from),
             ours
         ));
     }

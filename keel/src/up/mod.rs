@@ -151,13 +151,11 @@ fn preflight(plan: &Plan) -> anyhow::Result<()> {
     if !rustix::process::geteuid().is_root() {
         bail!("keel up needs root: it makes network namespaces, a bridge and routes");
     }
-    if let Some(reason) = keel_agent::testing::cannot_run_containers() {
+    if let Some(reason) = keel_agent::containerd::process::cannot_run_containers() {
         bail!("this host cannot run containers: {reason}");
     }
     for program in ["nsenter", "ip", "nft"] {
-        let found = std::env::var_os("PATH")
-            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).exists()));
-        if !found {
+        if !keel_agent::host::on_path(program) {
             bail!("{program} is not installed (scripts/install-deps.sh installs it)");
         }
     }

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use keel_agent::host;
 use rustix::process::{kill_process, Pid, Signal};
 
 /// Starts `program` with `args`, its output appended to `log`; inside the network namespace
@@ -58,8 +59,8 @@ pub fn spawn_detached(
 fn await_command_line(pid: u32) {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(2) {
-        match std::fs::read(format!("/proc/{pid}/cmdline")) {
-            Ok(cmdline) if cmdline.is_empty() => std::thread::sleep(Duration::from_millis(2)),
+        match host::command_line(pid) {
+            Some(args) if args.is_empty() => std::thread::sleep(Duration::from_millis(2)),
             // Readable, or gone (an exit is for the caller to find).
             _ => return,
         }
@@ -68,13 +69,7 @@ fn await_command_line(pid: u32) {
 
 /// Whether `pid` runs a command line naming a path under `dir` (not a zombie, not reused).
 pub fn is_ours(pid: u32, dir: &Path) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    cmdline
-        .split(|&b| b == 0)
-        .filter(|arg| !arg.is_empty())
-        .any(|arg| names_path_under(OsStr::from_bytes(arg), dir))
+    host::command_line(pid).is_some_and(|args| args.iter().any(|arg| names_path_under(arg, dir)))
 }
 
 /// An argument is a path under `dir`, or a flag whose value is (`--data-dir=<dir>/…`).
@@ -112,11 +107,8 @@ pub fn stop(pids: &[u32], dir: &Path, grace: Duration) -> Vec<u32> {
 /// Every process whose command line names a path under `dir`: what `keel down` must not
 /// leave behind.
 pub fn all_ours(dir: &Path) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    host::pids()
+        .into_iter()
         .filter(|&pid| pid != std::process::id() && is_ours(pid, dir))
         .collect()
 }
