@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod differential;
 pub mod etcdctl;
 pub mod kubectl;
+pub mod manifests;
 pub mod rest;
 pub mod sim;
 pub mod up;

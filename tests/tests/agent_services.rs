@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use k8s_openapi::api::core::v1::Service;
-use keel_agent::image::BUSYBOX_IMAGE;
 use keel_client::Api;
 use keel_tests::agent::AgentNode;
 use keel_tests::kubectl::Kubectl;
+use keel_tests::manifests::{self, Spot};
 use keel_tests::sim::{ready, until};
 use keel_tests::{Cluster, Flavor};
 use keel_types::k8s_openapi;
@@ -24,69 +24,18 @@ use keel_types::k8s_openapi;
 const WAIT: Duration = Duration::from_secs(120);
 
 fn manifest() -> String {
-    format!(
-        r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-        - name: web
-          image: {image}
-          command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
-          ports: [{{name: http, containerPort: 8080}}]
-          readinessProbe:
-            httpGet: {{path: /index.html, port: 8080}}
-            periodSeconds: 1
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: unready, labels: {{app: web}}}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-    - name: web
-      image: {image}
-      command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
-      readinessProbe:
-        exec: {{command: ['false']}}
-        periodSeconds: 1
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-    - name: client
-      image: {image}
-      command: [sleep, '3600']
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web}}
-spec:
-  type: NodePort
-  selector: {{app: web}}
-  ports: [{{name: http, port: 80, targetPort: http}}]
-"#,
-        image = BUSYBOX_IMAGE
-    )
+    let here = Spot::anywhere("default");
+    manifests::join(&[
+        manifests::web_deployment(here, 2),
+        manifests::unready_web_pod(here),
+        manifests::client_pod(here),
+        manifests::web_service("default"),
+    ])
 }
 
 /// `wget` of `url` from the client pod: the body, trimmed, or None if it failed.
 fn fetch_from_pod(kubectl: &Kubectl, url: &str) -> Option<String> {
-    // (Debian's static busybox wget crashes with -T: busybox timeout bounds it instead.)
-    let out = kubectl.run(&[
-        "exec", "client", "--", "timeout", "5", "wget", "-q", "-O", "-", url,
-    ]);
-    out.ok.then(|| out.stdout.trim().to_string())
+    manifests::fetch_from_pod(kubectl, "default", "client", url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

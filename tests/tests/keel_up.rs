@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Result};
 use keel_agent::image::BUSYBOX_IMAGE;
 use keel_tests::kubectl::Kubectl;
+use keel_tests::manifests::{self, Spot};
 use keel_tests::sim::until;
 use keel_tests::up::{HostState, UpCluster};
 
@@ -32,67 +33,8 @@ fn cannot_run() -> bool {
 }
 
 fn manifest() -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: Namespace
-metadata: {{name: shop}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web, namespace: shop}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      nodeSelector: {{kubernetes.io/hostname: agent-2}}
-      terminationGracePeriodSeconds: 1
-      containers:
-        - name: web
-          image: {image}
-          command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
-          ports: [{{name: http, containerPort: 8080}}]
-          readinessProbe:
-            httpGet: {{path: /index.html, port: 8080}}
-            periodSeconds: 1
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: unready, namespace: shop, labels: {{app: web}}}}
-spec:
-  nodeSelector: {{kubernetes.io/hostname: agent-1}}
-  terminationGracePeriodSeconds: 1
-  containers:
-    - name: web
-      image: {image}
-      command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
-      ports: [{{name: http, containerPort: 8080}}]
-      readinessProbe:
-        exec: {{command: ['false']}}
-        periodSeconds: 1
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: client, namespace: shop}}
-spec:
-  nodeSelector: {{kubernetes.io/hostname: agent-1}}
-  terminationGracePeriodSeconds: 1
-  containers:
-    - name: client
-      image: {image}
-      command: [sleep, '3600']
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web, namespace: shop}}
-spec:
-  type: NodePort
-  selector: {{app: web}}
-  ports: [{{name: http, port: 80, targetPort: http}}]
----
-apiVersion: v1
+    let rest = format!(
+        r#"apiVersion: v1
 kind: Service
 metadata: {{name: db, namespace: shop}}
 spec:
@@ -124,16 +66,20 @@ spec:
   externalName: web.shop.svc.cluster.local
 "#,
         image = BUSYBOX_IMAGE
-    )
+    );
+    manifests::join(&[
+        manifests::namespace("shop"),
+        manifests::web_deployment(Spot::on("shop", "agent-2"), 1),
+        manifests::unready_web_pod(Spot::on("shop", "agent-1")),
+        manifests::client_pod(Spot::on("shop", "agent-1")),
+        manifests::web_service("shop"),
+        rest,
+    ])
 }
 
 /// `wget` of `url` from the client pod: the body, trimmed, or None if it failed.
 fn fetch_from_client(kubectl: &Kubectl, url: &str) -> Option<String> {
-    // (Debian's static busybox wget crashes with -T: busybox timeout bounds it instead.)
-    let out = kubectl.run(&[
-        "-n", "shop", "exec", "client", "--", "timeout", "5", "wget", "-qO-", url,
-    ]);
-    out.ok.then(|| out.stdout.trim().to_string())
+    manifests::fetch_from_pod(kubectl, "shop", "client", url)
 }
 
 fn field(kubectl: &Kubectl, what: &str, path: &str) -> String {
