@@ -81,7 +81,8 @@ impl<S: Storage> ApiServer<S> {
         previous: Option<&Value>,
     ) -> Vec<String> {
         let namespace = meta::namespace(object);
-        if !info.namespaced()
+        if !self.selector_warnings
+            || !info.namespaced()
             || previous.is_some_and(|p| !selection_changed(p, object))
             || namespace.is_empty()
             || !is_selecting(object)
@@ -205,6 +206,21 @@ mod tests {
             "{:?}",
             written.warnings
         );
+    }
+
+    #[tokio::test]
+    async fn a_server_with_the_warnings_off_writes_without_them() {
+        let core = server().await.with_selector_warnings(false);
+        let written = core
+            .create(
+                kind("v1", "Service"),
+                Some("default"),
+                service(json!({"app": "web"})),
+                &WriteOptions::default(),
+            )
+            .await
+            .expect("written");
+        assert!(written.warnings.is_empty(), "{:?}", written.warnings);
     }
 
     #[tokio::test]

@@ -97,6 +97,8 @@ pub struct ApiServer<S> {
     pub(crate) kubelet: std::sync::RwLock<Option<crate::kubelet::KubeletClient>>,
     /// The ranges Services' cluster IPs and node ports come from.
     pub(crate) service_network: crate::services::ServiceNetwork,
+    /// Whether writes of selecting objects are answered with the selector lint's warnings.
+    pub(crate) selector_warnings: bool,
 }
 
 /// Maps a storage failure on `name` of kind `info` to the Kubernetes error.
@@ -232,6 +234,7 @@ impl<S: Storage> ApiServer<S> {
             auditor: None,
             kubelet: Default::default(),
             service_network: Default::default(),
+            selector_warnings: true,
         }
     }
 
@@ -246,13 +249,20 @@ impl<S: Storage> ApiServer<S> {
         self.auditor.clone()
     }
 
-    /// The same server, authenticating and authorizing as `auth` says.
     /// The same server, giving Services numbers from `network`.
     pub fn with_service_network(mut self, network: crate::services::ServiceNetwork) -> Self {
         self.service_network = network;
         self
     }
 
+    /// The same server, warning on writes whose selector matches nothing or overlaps
+    /// another's (`enabled`, the default) or not.
+    pub fn with_selector_warnings(mut self, enabled: bool) -> Self {
+        self.selector_warnings = enabled;
+        self
+    }
+
+    /// The same server, authenticating and authorizing as `auth` says.
     pub fn with_auth(mut self, auth: crate::auth::AuthConfig) -> Self {
         self.auth = auth;
         self
@@ -270,6 +280,7 @@ impl<S: Storage> ApiServer<S> {
             auditor: None,
             kubelet: Default::default(),
             service_network: Default::default(),
+            selector_warnings: true,
         }
     }
 

@@ -125,6 +125,10 @@ pub struct ServerArgs {
     /// Where audit events are appended as JSON lines (`-` for standard output).
     #[arg(long, value_name = "FILE")]
     audit_log_path: Option<PathBuf>,
+    /// Answer a write whose selector matches no pod or pod template of its namespace, or
+    /// overlaps another controller's, with a warning (as `keel lint` would report it).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    selector_warnings: bool,
     /// A comma-separated chain of `Node` (node agents reach their own node's objects),
     /// `RBAC` (Roles and bindings) and `AlwaysAllow` (anything authenticated), as
     /// kube-apiserver's flag. With the default, a request without credentials reaches only
@@ -334,6 +338,7 @@ impl ServerArgs {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let store_only = args.store_only;
+    let selector_warnings = args.selector_warnings;
     let scheduler = (args.scheduler && !store_only)
         .then(|| args.scheduler_election.config(&args.name))
         .transpose()?;
@@ -392,6 +397,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             transformer,
             auditor,
             service_network,
+            selector_warnings,
         )?;
         // Control loops in this master reach the API as any client does: over gRPC, here on
         // this member's own client port.
@@ -665,6 +671,7 @@ fn api_server(
     transformer: keel_api::encryption::Transformer,
     auditor: Option<keel_api::audit::Auditor>,
     service_network: keel_api::services::ServiceNetwork,
+    selector_warnings: bool,
 ) -> anyhow::Result<std::sync::Arc<keel_api::ApiServer<keel_api::storage::etcd::EtcdStorage>>> {
     let host = loopback(config)?;
     // Over TLS when the client port uses it, presenting this master's client certificate.
@@ -680,7 +687,8 @@ fn api_server(
         keel_api::storage::etcd::EtcdStorage::new(channel).with_transformer(transformer),
     )
     .with_auth(auth)
-    .with_service_network(service_network);
+    .with_service_network(service_network)
+    .with_selector_warnings(selector_warnings);
     if let Some(auditor) = auditor {
         api = api.with_auditor(auditor);
     }

@@ -27,6 +27,7 @@ use hdrhistogram::Histogram;
 use rand::Rng;
 use tonic::transport::{Channel, Endpoint};
 
+pub mod api;
 pub mod controllers;
 pub mod dns;
 mod load;
@@ -229,6 +230,9 @@ impl Plan {
 /// Benchmarks of components above the store.
 #[derive(clap::Subcommand, Debug)]
 enum BenchTarget {
+    /// Object creates on the API's write path: ConfigMaps, and Services and Deployments whose
+    /// selectors are linted on write, into a namespace of many pods, against running masters.
+    Api(api::ApiBenchArgs),
     /// Scheduler throughput and create → bound latency on simulated nodes, against running
     /// masters.
     Scheduler(scheduler::SchedulerBenchArgs),
@@ -248,6 +252,7 @@ enum BenchTarget {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
+        Some(BenchTarget::Api(a)) => return api::run(a).await,
         Some(BenchTarget::Scheduler(a)) => return scheduler::run(a).await,
         Some(BenchTarget::Controllers(a)) => return controllers::run(a).await,
         Some(BenchTarget::PodStartup(a)) => return pod_startup::run(a).await,
