@@ -292,21 +292,27 @@ impl WatchCache {
         })
     }
 
-    /// At most `limit` cached objects with keys in `[start, end)`, and whether that was all of
-    /// them: for readers that must bound their work whatever the namespace holds. None until
-    /// the cache is filled.
-    pub fn list_at_most(
+    /// `visit` of each of the first `limit` objects in `[start, end)`, in key order, without
+    /// copying them, and whether that was all of them. None until the cache is filled. The
+    /// cache is read-locked meanwhile: `visit` must be quick.
+    pub fn scan_at_most<T>(
         &self,
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Option<(Vec<Stored>, bool)> {
+        visit: impl FnMut(&Stored) -> T,
+    ) -> Option<(Vec<T>, bool)> {
         let st = self.state.read().unwrap_or_else(PoisonError::into_inner);
         if !st.ready {
             return None;
         }
         let mut range = st.objects.range(start.to_vec()..end.to_vec());
-        let items: Vec<Stored> = range.by_ref().take(limit).map(|(_, v)| v.clone()).collect();
+        let items: Vec<T> = range
+            .by_ref()
+            .take(limit)
+            .map(|(_, v)| v)
+            .map(visit)
+            .collect();
         Some((items, range.next().is_none()))
     }
 

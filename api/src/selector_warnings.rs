@@ -3,7 +3,11 @@
 //! and a controller whose selector overlaps another's. They go back to the client as
 //! `Warning:` headers; the write itself never depends on them.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
 use keel_lint::kinds::{rule_for, RULES};
+use keel_lint::projection::Projection;
 use keel_lint::{lint, Class, Manifest, Options, Source};
 use keel_types::ResourceInfo;
 use serde_json::Value;
@@ -21,6 +25,39 @@ const PER_KIND: usize = 2000;
 /// How long a write waits for the watch cache to hold everything written before it. Past it
 /// the lint still runs, but does not claim "matches nothing" on what may be stale.
 const CACHE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The namespace's objects are decoded with only what the selector checks read: a pod's
+/// containers, status and managed fields are skipped unparsed.
+static PROJECTION: LazyLock<Projection> = LazyLock::new(Projection::for_selectors);
+
+/// At most this many projected objects are remembered; past it the memo starts over.
+const MEMO_ENTRIES: usize = 50_000;
+
+/// Projected objects by key, each with the revision it was decoded at, so that a namespace's
+/// pods are decoded once rather than on every write linted against them. An entry is used
+/// only while the cache holds that same revision of the key.
+#[derive(Debug, Default)]
+pub(crate) struct ProjectionMemo {
+    entries: Mutex<HashMap<Vec<u8>, (i64, Arc<Value>)>>,
+}
+
+impl ProjectionMemo {
+    fn get(&self, stored: &Stored) -> Option<Arc<Value>> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(&stored.key)
+            .filter(|(revision, _)| *revision == stored.mod_revision)
+            .map(|(_, object)| object.clone())
+    }
+
+    fn put(&self, stored: Stored, object: Arc<Value>) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= MEMO_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(stored.key, (stored.mod_revision, object));
+    }
+}
 
 /// The lint's findings that concern a write: the rest are refused by validation (a template
 /// mismatch) or are about ports, which the API leaves to `keel lint`.
@@ -102,8 +139,7 @@ impl<S: Storage> ApiServer<S> {
             complete &= all;
             manifests.extend(
                 items
-                    .iter()
-                    .filter_map(|s| serde_json::from_slice::<Value>(&s.value).ok())
+                    .into_iter()
                     // The stored version of the object being written is replaced by the new one.
                     .filter(|o| !(kind_info.kind == kind && meta::name(o) == name))
                     .map(|object| Manifest {
@@ -113,7 +149,7 @@ impl<S: Storage> ApiServer<S> {
             );
         }
         manifests.push(Manifest {
-            object: object.clone(),
+            object: Arc::new(object.clone()),
             source: Source::default(),
         });
         let options = Options {
@@ -139,19 +175,40 @@ impl<S: Storage> ApiServer<S> {
         }
     }
 
-    /// Up to [`PER_KIND`] objects under `prefix`, from the watch cache when it is filled, and
-    /// whether that is all of them. A failed read gives nothing, which warns of nothing.
-    async fn read_at_most(&self, prefix: &[u8]) -> (Vec<Stored>, bool) {
+    /// Up to [`PER_KIND`] objects under `prefix`, projected, and whether that is all of them:
+    /// from the watch cache when it is filled (through the memo: only objects changed since
+    /// they were last read are decoded), else from the store. A failed read gives nothing,
+    /// which warns of nothing.
+    async fn read_at_most(&self, prefix: &[u8]) -> (Vec<Arc<Value>>, bool) {
         let end = prefix_end(prefix);
-        if let Some(read) = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.list_at_most(prefix, &end, PER_KIND))
-        {
-            return read;
+        let memo = &self.lint_memo;
+        if let Some((found, all)) = self.cache.as_ref().and_then(|c| {
+            c.scan_at_most(prefix, &end, PER_KIND, |stored| {
+                memo.get(stored).ok_or_else(|| stored.clone())
+            })
+        }) {
+            // Decoded outside the cache's lock.
+            let objects = found
+                .into_iter()
+                .filter_map(|read| match read {
+                    Ok(object) => Some(object),
+                    Err(stored) => {
+                        let object = Arc::new(PROJECTION.decode(&stored.value).ok()?);
+                        memo.put(stored, object.clone());
+                        Some(object)
+                    }
+                })
+                .collect();
+            return (objects, all);
         }
         match self.storage.list(prefix, &end, PER_KIND as i64, 0).await {
-            Ok(page) => (page.items, !page.more),
+            Ok(page) => (
+                page.items
+                    .iter()
+                    .filter_map(|s| PROJECTION.decode(&s.value).ok().map(Arc::new))
+                    .collect(),
+                !page.more,
+            ),
             Err(_) => (Vec::new(), false),
         }
     }
@@ -206,6 +263,16 @@ mod tests {
             "{:?}",
             written.warnings
         );
+    }
+
+    #[test]
+    fn every_warned_class_reads_only_what_the_projection_keeps() {
+        for class in super::WARNED {
+            assert!(
+                keel_lint::projection::SELECTOR_CLASSES.contains(class),
+                "{class:?}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -99,6 +99,8 @@ pub struct ApiServer<S> {
     pub(crate) service_network: crate::services::ServiceNetwork,
     /// Whether writes of selecting objects are answered with the selector lint's warnings.
     pub(crate) selector_warnings: bool,
+    /// The namespace objects the selector lint has decoded.
+    pub(crate) lint_memo: crate::selector_warnings::ProjectionMemo,
 }
 
 /// Maps a storage failure on `name` of kind `info` to the Kubernetes error.
@@ -235,6 +237,7 @@ impl<S: Storage> ApiServer<S> {
             kubelet: Default::default(),
             service_network: Default::default(),
             selector_warnings: true,
+            lint_memo: Default::default(),
         }
     }
 
@@ -281,6 +284,7 @@ impl<S: Storage> ApiServer<S> {
             kubelet: Default::default(),
             service_network: Default::default(),
             selector_warnings: true,
+            lint_memo: Default::default(),
         }
     }
 

@@ -217,7 +217,7 @@ fn expand(object: Value, source: &Source, at: &str, out: &mut Vec<Manifest>) -> 
         return Ok(());
     }
     out.push(Manifest {
-        object,
+        object: std::sync::Arc::new(object),
         source: source.clone(),
     });
     Ok(())

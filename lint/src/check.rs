@@ -2,6 +2,7 @@
 //! kind keeps its selector and template.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use keel_types::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use keel_types::Selector;
@@ -13,7 +14,8 @@ use crate::kinds::{rule_for, KindRule, SelectorForm, SelectorRule, WhenEmpty};
 /// One object and where it was read from.
 #[derive(Debug, Clone)]
 pub struct Manifest {
-    pub object: Value,
+    /// Shared: the API server lints the same stored objects on many writes.
+    pub object: Arc<Value>,
     pub source: Source,
 }
 
@@ -342,6 +344,12 @@ impl Lint<'_> {
     /// by another controller of the set (a Deployment's ReplicaSet) shares its owner's pods by
     /// design and is left out.
     fn overlaps(&mut self) {
+        let controller_ids: BTreeSet<(&str, &str, &str)> = self
+            .objects
+            .iter()
+            .filter(|c| c.rule.is_some_and(|r| r.controller))
+            .map(|c| (c.kind, c.namespace, c.name))
+            .collect();
         let controllers: Vec<&Obj> = self
             .objects
             .iter()
@@ -349,14 +357,20 @@ impl Lint<'_> {
                 o.rule.is_some_and(|r| r.controller) && self.selectors.contains_key(&o.index)
             })
             .filter(|o| {
-                o.controller_owner().is_none_or(|(kind, name)| {
-                    !self.objects.iter().any(|c| {
-                        c.kind == kind
-                            && c.name == name
-                            && c.namespace == o.namespace
-                            && c.rule.is_some_and(|r| r.controller)
-                    })
-                })
+                o.controller_owner()
+                    .is_none_or(|(kind, name)| !controller_ids.contains(&(kind, o.namespace, name)))
+            })
+            .collect();
+        // The templates each wanted controller's selector matches, found once: a pair is
+        // then checked over the wanted side's templates only (with a subject, one list of a
+        // few templates against every other controller, not every pair against every
+        // template of the namespace).
+        let matched: HashMap<usize, Vec<&Template>> = controllers
+            .iter()
+            .filter(|o| self.wanted(o.index))
+            .filter_map(|o| {
+                let selector = self.selectors.get(&o.index)?;
+                Some((o.index, self.matched(o.namespace, selector).collect()))
             })
             .collect();
         let mut found = Vec::new();
@@ -373,9 +387,16 @@ impl Lint<'_> {
                 ) else {
                     continue;
                 };
-                let mut common = self
-                    .matched(later.namespace, a)
-                    .filter(|t| b.matches(&t.labels))
+                let (candidates, other) =
+                    match (matched.get(&earlier.index), matched.get(&later.index)) {
+                        (Some(templates), _) => (templates, b),
+                        (None, Some(templates)) => (templates, a),
+                        (None, None) => continue,
+                    };
+                let mut common = candidates
+                    .iter()
+                    .copied()
+                    .filter(|t| other.matches(&t.labels))
                     .peekable();
                 let Some(&first) = common.peek() else {
                     continue;

@@ -3,13 +3,14 @@
 use serde_json::{json, Value};
 
 use super::*;
+use crate::projection::{Projection, SELECTOR_CLASSES};
 
 fn set(objects: Vec<Value>) -> Vec<Manifest> {
     objects
         .into_iter()
         .enumerate()
         .map(|(i, object)| Manifest {
-            object,
+            object: std::sync::Arc::new(object),
             source: Source {
                 file: "set.yaml".into(),
                 document: i + 1,
@@ -18,8 +19,31 @@ fn set(objects: Vec<Value>) -> Vec<Manifest> {
         .collect()
 }
 
+/// The set's findings; its selector findings are checked to be the same over the objects as
+/// the API server decodes them ([`Projection::for_selectors`]).
 fn run(objects: Vec<Value>) -> Vec<Finding> {
-    lint(&set(objects), &Options::default())
+    let whole = lint(&set(objects.clone()), &Options::default());
+    let projection = Projection::for_selectors();
+    let projected: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            projection
+                .decode(&serde_json::to_vec(o).expect("json"))
+                .expect("decoded")
+        })
+        .collect();
+    let selector_findings = |findings: Vec<Finding>| -> Vec<Finding> {
+        findings
+            .into_iter()
+            .filter(|f| SELECTOR_CLASSES.contains(&f.class))
+            .collect()
+    };
+    assert_eq!(
+        selector_findings(lint(&set(projected), &Options::default())),
+        selector_findings(whole.clone()),
+        "the projection changes the selector findings"
+    );
+    whole
 }
 
 fn classes(findings: &[Finding]) -> Vec<(Class, Severity, String)> {

@@ -7,6 +7,7 @@
 pub mod check;
 pub mod finding;
 pub mod kinds;
+pub mod projection;
 
 pub use check::{lint, Manifest, Options};
 pub use finding::{Class, Finding, Severity, Source};
