@@ -16,6 +16,7 @@ build_keel() {
 # sets `eps` and adds to `pids` and `member_pids`.
 
 declare -A member_pids # "<flavor>-<i>" -> pid
+keel_flags=()          # more flags for every keel master
 
 start_cluster() { # flavor base-port
   local flavor="$1" base="$2" cluster="" i
@@ -27,7 +28,7 @@ start_cluster() { # flavor base-port
     # client port runs in the clear, as etcd's does beside it, so both are measured alike.
     # The masters seal the cluster's keys with one certificate key.
     [ "$flavor" = keel ] && bin=("$keel" server --secure-port "$((base + 10 * i + 2))" --dns-port "$((base + 10 * i + 3))" --store-insecure
-      --certificate-key-file "$work/certificate.key")
+      --certificate-key-file "$work/certificate.key" ${keel_flags[@]+"${keel_flags[@]}"})
     "${bin[@]}" --name "m$i" --data-dir "$work/$flavor-m$i" \
       --listen-client-urls "http://127.0.0.1:$((base + 10 * i))" --advertise-client-urls "http://127.0.0.1:$((base + 10 * i))" \
       --listen-peer-urls "http://127.0.0.1:$((base + 10 * i + 1))" --initial-advertise-peer-urls "http://127.0.0.1:$((base + 10 * i + 1))" \

@@ -170,9 +170,7 @@ pub async fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
         .context("creating the namespace")?;
     let outcome = measure(&client, &namespace, &args).await;
     if !args.keep {
-        let _ = namespaces
-            .delete(&namespace, &DeleteParams::default())
-            .await;
+        remove(&namespaces, &namespace).await;
     }
     let rows = outcome?;
     println!(
@@ -260,6 +258,31 @@ async fn measure(
         });
     }
     Ok(rows)
+}
+
+/// Deletes the namespace and waits (up to 10 minutes) until it is gone, so that a next run
+/// does not share the masters with its clean-up.
+async fn remove(namespaces: &Api<Namespace>, namespace: &str) {
+    let started = Instant::now();
+    if let Err(e) = namespaces.delete(namespace, &DeleteParams::default()).await {
+        eprintln!("bench api: deleting {namespace}: {e}");
+        return;
+    }
+    while started.elapsed() < std::time::Duration::from_secs(600) {
+        if namespaces
+            .get(namespace)
+            .await
+            .is_err_and(|e| e.is_not_found())
+        {
+            eprintln!(
+                "bench api: {namespace} deleted in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    eprintln!("bench api: {namespace} is still being deleted after 10 minutes");
 }
 
 /// What `create_all` did.
