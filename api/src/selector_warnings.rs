@@ -38,7 +38,14 @@ const MEMO_ENTRIES: usize = 50_000;
 /// only while the cache holds that same revision of the key.
 #[derive(Debug, Default)]
 pub(crate) struct ProjectionMemo {
-    entries: Mutex<HashMap<Vec<u8>, (i64, Arc<Value>)>>,
+    entries: Mutex<HashMap<Vec<u8>, Memoized>>,
+}
+
+/// A projected object and the revision it was decoded at.
+#[derive(Debug)]
+struct Memoized {
+    revision: i64,
+    object: Arc<Value>,
 }
 
 impl ProjectionMemo {
@@ -46,8 +53,8 @@ impl ProjectionMemo {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries
             .get(&stored.key)
-            .filter(|(revision, _)| *revision == stored.mod_revision)
-            .map(|(_, object)| object.clone())
+            .filter(|m| m.revision == stored.mod_revision)
+            .map(|m| m.object.clone())
     }
 
     fn put(&self, stored: Stored, object: Arc<Value>) {
@@ -55,7 +62,13 @@ impl ProjectionMemo {
         if entries.len() >= MEMO_ENTRIES {
             entries.clear();
         }
-        entries.insert(stored.key, (stored.mod_revision, object));
+        entries.insert(
+            stored.key,
+            Memoized {
+                revision: stored.mod_revision,
+                object,
+            },
+        );
     }
 }
 
