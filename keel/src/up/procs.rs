@@ -48,20 +48,24 @@ pub fn spawn_detached(
     let child = command
         .spawn()
         .with_context(|| format!("starting {}", program.display()))?;
-    await_command_line(child.id());
+    await_program(child.id(), program);
     Ok(child)
 }
 
-/// Waits (briefly) until `pid`'s command line can be read. The parent of an exec resumes
-/// before the kernel has set up the new program's arguments, and until then
+/// Waits (briefly) until `pid` runs `program` with its arguments readable. The parent of an
+/// exec resumes before the kernel has set up the new program's arguments, and until then
 /// `/proc/<pid>/cmdline` reads empty: a check of ownership made at once would call the
-/// process someone else's.
-fn await_command_line(pid: u32) {
+/// process someone else's. Inside a namespace the child is nsenter first, which then executes
+/// the program in place: that exec has the same window, so the wait lasts until the program
+/// itself runs.
+fn await_program(pid: u32, program: &Path) {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(2) {
         match host::command_line(pid) {
-            Some(args) if args.is_empty() => std::thread::sleep(Duration::from_millis(2)),
-            // Readable, or gone (an exit is for the caller to find).
+            Some(args) if args.first().map(Path::new) != Some(program) => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            // Running it, or gone (an exit is for the caller to find).
             _ => return,
         }
     }
