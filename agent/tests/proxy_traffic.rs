@@ -48,6 +48,25 @@ fn objects() -> (Vec<Arc<Service>>, Vec<Arc<EndpointSlice>>) {
     )
 }
 
+/// What both modes' rules must do for `objects()`: the cluster IP reaches the server; a port
+/// without endpoints is refused at once (curl exit 7, could not connect), not a 5 s timeout
+/// (28); the node port, from the server's own namespace, is DNATed back to it and masqueraded
+/// so the reply comes back through the node.
+fn the_services_carry_traffic(net: &Bed) {
+    assert_eq!(
+        net.curl(&net.node, "http://10.96.0.20/who").as_deref(),
+        Ok("server-a")
+    );
+    let started = Instant::now();
+    assert_eq!(net.curl(&net.node, "http://10.96.0.21/who"), Err(7));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        net.curl(&net.server, &format!("http://{NODE_ADDRESS}:30080/who"))
+            .as_deref(),
+        Ok("server-a")
+    );
+}
+
 #[tokio::test]
 async fn cluster_ips_and_node_ports_reach_the_endpoint_and_empty_services_are_refused() {
     let mut net = Bed::create("kp").expect("network namespaces");
@@ -60,23 +79,7 @@ async fn cluster_ips_and_node_ports_reach_the_endpoint_and_empty_services_are_re
     let document = render(&service_ports(&services, &slices, "node-a"));
     nft.apply(&document).await.expect("ruleset applies");
 
-    assert_eq!(
-        net.curl(&net.node, "http://10.96.0.20/who").as_deref(),
-        Ok("server-a")
-    );
-
-    // No endpoint: refused at once (curl exit 7, could not connect), not a 5 s timeout (28).
-    let started = Instant::now();
-    assert_eq!(net.curl(&net.node, "http://10.96.0.21/who"), Err(7));
-    assert!(started.elapsed() < Duration::from_secs(3));
-
-    // The node port, from the server's own namespace: DNATed back to it, and masqueraded so
-    // the reply comes back through the node.
-    assert_eq!(
-        net.curl(&net.server, &format!("http://{NODE_ADDRESS}:30080/who"))
-            .as_deref(),
-        Ok("server-a")
-    );
+    the_services_carry_traffic(&net);
 
     // Applying the same document again replaces the table in one transaction.
     nft.apply(&document).await.expect("ruleset applies again");
@@ -206,18 +209,7 @@ async fn the_iptables_mode_proxies_the_same_traffic() {
     let ports = service_ports(&services, &slices, "node-a");
     tables.sync(&ports).await.expect("rules apply");
 
-    assert_eq!(
-        net.curl(&net.node, "http://10.96.0.20/who").as_deref(),
-        Ok("server-a")
-    );
-    let started = Instant::now();
-    assert_eq!(net.curl(&net.node, "http://10.96.0.21/who"), Err(7));
-    assert!(started.elapsed() < Duration::from_secs(3));
-    assert_eq!(
-        net.curl(&net.server, &format!("http://{NODE_ADDRESS}:30080/who"))
-            .as_deref(),
-        Ok("server-a")
-    );
+    the_services_carry_traffic(&net);
 
     tables.sync(&ports).await.expect("rules apply again");
     let without_web: Vec<_> = ports

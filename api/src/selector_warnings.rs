@@ -256,18 +256,22 @@ mod tests {
         keel_types::kinds::by_kind(api_version, kind).expect("a served kind")
     }
 
+    /// Service `web` in `default`, selecting app=web; the write succeeds whatever the lint
+    /// says.
+    async fn write_web_service(core: &ApiServer<MemoryStorage>) -> crate::server::Written {
+        core.create(
+            kind("v1", "Service"),
+            Some("default"),
+            service(json!({"app": "web"})),
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("the write succeeds whatever the lint says")
+    }
+
     #[tokio::test]
     async fn a_service_selecting_nothing_is_written_with_a_warning() {
-        let core = server().await;
-        let written = core
-            .create(
-                kind("v1", "Service"),
-                Some("default"),
-                service(json!({"app": "web"})),
-                &WriteOptions::default(),
-            )
-            .await
-            .expect("the write succeeds whatever the lint says");
+        let written = write_web_service(&server().await).await;
         assert_eq!(written.warnings.len(), 1, "{:?}", written.warnings);
         assert!(
             written.warnings[0].starts_with(
@@ -290,16 +294,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_server_with_the_warnings_off_writes_without_them() {
-        let core = server().await.with_selector_warnings(false);
-        let written = core
-            .create(
-                kind("v1", "Service"),
-                Some("default"),
-                service(json!({"app": "web"})),
-                &WriteOptions::default(),
-            )
-            .await
-            .expect("written");
+        let written = write_web_service(&server().await.with_selector_warnings(false)).await;
         assert!(written.warnings.is_empty(), "{:?}", written.warnings);
     }
 
