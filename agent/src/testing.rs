@@ -94,6 +94,25 @@ impl TestNode {
         })
     }
 
+    /// Reboots the node's containerd ([`PrivateContainerd::reboot`]). Its CNI bridge goes
+    /// too, as a reboot takes every network device with it.
+    pub async fn reboot(&mut self) -> Result<(), crate::Error> {
+        let containerd = self.containerd.take().ok_or_else(|| {
+            crate::Error::io(
+                "rebooting the test node",
+                std::io::Error::other("containerd was stopped"),
+            )
+        })?;
+        let _ = std::process::Command::new("ip")
+            .args(["link", "delete", &self.network.bridge])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let containerd = containerd.reboot().await?;
+        self.client = RuntimeClient::connect(&containerd.endpoint()).await?;
+        self.containerd = Some(containerd);
+        Ok(())
+    }
+
     pub fn logs(&self, pod: &str) -> PathBuf {
         self.dir.path().join("pods").join(pod)
     }

@@ -156,6 +156,15 @@ impl AgentNode {
         }
     }
 
+    /// The node's host reboots: the agent is killed with everything containerd ran, and
+    /// what a host keeps only in memory is lost ([`TestNode::reboot`]); containerd then
+    /// starts on what its disk kept, and the agent after it, as at boot.
+    pub async fn reboot(&mut self) -> anyhow::Result<()> {
+        self.kill_agent()?;
+        self.containerd.reboot().await?;
+        self.start_agent()
+    }
+
     /// What the agent printed so far (over all its starts).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -100,6 +100,24 @@ pub async fn ready(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Polls `check` until it yields a value, or fails after `timeout` saying what was awaited.
+pub async fn until_some<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Polls `check` every 100 ms until it returns true; fails after `timeout` naming `what`.
 pub async fn until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<()>
 where

@@ -9,9 +9,9 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, NodeCondition};
 use keel_agent::image::{BUSYBOX_IMAGE, PAUSE_IMAGE};
@@ -20,6 +20,7 @@ use keel_agent::testing::TestNode;
 use keel_client::events::Recorder;
 use keel_client::{Api, Client, DeleteParams, ListParams, Patch};
 use keel_tests::kubectl::Kubectl;
+use keel_tests::sim::until_some;
 use keel_tests::{Cluster, Flavor};
 use keel_types::k8s_openapi;
 use serde_json::json;
@@ -31,21 +32,12 @@ const NODE: &str = "keel-agent-node-e2e";
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Polls `check` until it yields a value, or fails saying what was awaited.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> Result<T>
+async fn eventually<T, F, Fut>(what: &str, check: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return Ok(value);
-        }
-        if Instant::now() > deadline {
-            bail!("gave up waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_some(what, WAIT, check).await
 }
 
 fn ready(node: &Node) -> Option<NodeCondition> {

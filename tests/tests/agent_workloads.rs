@@ -79,6 +79,24 @@ fn port_forward(kubectl: &Kubectl, pod: &str, port: u16) -> Result<(std::process
 }
 
 /// A plain HTTP/1.0 GET of `path` on a local port; the whole reply.
+/// The first line `child` writes that contains `text`, waiting at most a minute.
+fn first_line_with(child: &mut std::process::Child, text: &str) -> Result<String> {
+    let stdout = child.stdout.take().context("stdout")?;
+    let (send, receive) = std::sync::mpsc::channel();
+    let wanted = text.to_owned();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains(&wanted) {
+                let _ = send.send(line);
+                return;
+            }
+        }
+    });
+    receive
+        .recv_timeout(Duration::from_secs(60))
+        .with_context(|| format!("no line with {text:?}"))
+}
+
 fn http_get(port: u16, path: &str) -> Result<String> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -147,6 +165,18 @@ spec:
     - name: app
       image: {image}
       command: [sh, -c, 'echo attempt-$(cat /proc/sys/kernel/random/uuid); exit 1']
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: talker}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: app
+      image: {image}
+      stdin: true
+      command: [sh, -c, 'echo listening; while read line; do echo "got: $line"; done']
 ---
 apiVersion: v1
 kind: Pod
@@ -221,6 +251,34 @@ spec:
     let reply = reply.with_context(|| format!("port-forward: {forward_err}"))?;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains("hello from a configmap"), "{reply}");
+
+    // attach shows what a running container writes, and -i feeds its stdin.
+    let mut watching = kubectl
+        .command(&["attach", "web", "-c", "fetcher"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let seen = first_line_with(&mut watching, "me=web");
+    let _ = watching.kill();
+    let _ = watching.wait();
+    seen.context("kubectl attach showed the fetcher's output")?;
+    until_running_and_ready(&pods, "talker", &node).await?;
+    let mut talking = kubectl
+        .command(&["attach", "-i", "talker", "-c", "app"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut input = talking.stdin.take().context("stdin")?;
+    input.write_all(b"hello through attach\n")?;
+    input.flush()?;
+    let answer = first_line_with(&mut talking, "got: ");
+    let _ = talking.kill();
+    let _ = talking.wait();
+    assert_eq!(
+        answer.context("the attached container answered")?.trim(),
+        "got: hello through attach"
+    );
 
     // --previous shows the last instance of a restarted container.
     until("the crashing container has restarted", WAIT, || async {

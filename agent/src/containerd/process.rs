@@ -231,6 +231,21 @@ impl PrivateContainerd {
         removed
     }
 
+    /// What a host's power loss and reboot do to containerd, for tests of recovery: it and
+    /// everything it ran are killed without warning, and what a real host keeps in memory
+    /// only is gone (its state directory, which lives on tmpfs; network namespaces; cgroups;
+    /// mounts). Then it starts again, in the host's namespaces, on the same root, whose
+    /// metadata (images, and the sandboxes and containers it had) survived.
+    pub async fn reboot(mut self) -> Result<Self, Error> {
+        self.kill_and_clean_up();
+        let state = self.config.state.clone();
+        fs::remove_dir_all(&state)
+            .map_err(|e| Error::io(format!("removing {}", state.display()), e))?;
+        let (dir, config) = (self.dir.clone(), self.config.clone());
+        drop(self);
+        Self::start(&dir, config).await
+    }
+
     /// Lets containerd run on after this handle is gone (nothing is stopped or cleaned up
     /// on drop); returns its pid, from which [`PrivateContainerd::attach`] finds it again.
     pub fn detach(mut self) -> Option<u32> {

@@ -31,6 +31,25 @@ const BEST_EFFORT_OOM_SCORE_ADJ: i64 = 1000;
 /// Linux's longest host name.
 const MAX_HOSTNAME: usize = 63;
 
+/// Whether any of the pod's containers (init, app or ephemeral) asks to be privileged.
+fn has_privileged_container(pod: &Pod) -> bool {
+    let Some(spec) = pod.spec.as_ref() else {
+        return false;
+    };
+    let privileged =
+        |security: Option<&SecurityContext>| security.and_then(|s| s.privileged).unwrap_or(false);
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .any(|c| privileged(c.security_context.as_ref()))
+        || spec
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .any(|c| privileged(c.security_context.as_ref()))
+}
+
 /// What the node contributes to every pod's configuration.
 #[derive(Debug, Clone)]
 pub struct NodeSettings {
@@ -96,6 +115,9 @@ pub fn sandbox_config(pod: &Pod, node: &NodeSettings, attempt: u32) -> PodSandbo
                 run_as_user: security.run_as_user.map(|value| Int64Value { value }),
                 run_as_group: security.run_as_group.map(|value| Int64Value { value }),
                 supplemental_groups: supplemental_groups(&security),
+                // As kubelet: the runtime lets a container be privileged only in a sandbox
+                // that is.
+                privileged: has_privileged_container(pod),
                 ..Default::default()
             }),
             sysctls: security

@@ -174,3 +174,22 @@ fn the_hosts_search_domains_are_read_from_resolv_conf() {
         ["a.example", "b.example"]
     );
 }
+
+#[test]
+fn a_sandbox_is_privileged_when_any_of_its_containers_is() {
+    let privileged = |spec| {
+        sandbox_config(&pod(spec), &node(), 0)
+            .linux
+            .and_then(|l| l.security_context)
+            .is_some_and(|s| s.privileged)
+    };
+    let app = |security: serde_json::Value| json!({"name": "app", "image": "busybox", "securityContext": security});
+    assert!(!privileged(json!({"containers": [app(json!({}))]})));
+    assert!(privileged(
+        json!({"containers": [app(json!({})), app(json!({"privileged": true}))]})
+    ));
+    assert!(privileged(
+        json!({"initContainers": [app(json!({"privileged": true}))],
+                              "containers": [app(json!({"privileged": false}))]})
+    ));
+}

@@ -30,6 +30,7 @@ use super::pull_secrets;
 use super::status::{pod_status, Inputs, Waiting};
 use super::PodFiles;
 use crate::cri::Mount;
+use crate::prober::check::Target;
 use crate::prober::{ProbeKind, ProbeManager, ProbeResult};
 use crate::{labels, Error, RuntimeClient};
 
@@ -380,7 +381,10 @@ impl Syncer {
                 events,
                 &pod_name,
                 container,
-                &id,
+                Target {
+                    pod_ip: Some(sandbox_ip.as_str()).filter(|ip| !ip.is_empty()),
+                    container_id: &id,
+                },
                 Hook::PostStart,
                 grace_period(pod),
             )
@@ -534,7 +538,13 @@ impl Syncer {
                         events,
                         &pod_name,
                         container,
-                        &instance.id,
+                        Target {
+                            pod_ip: observed
+                                .sandbox()
+                                .map(|s| s.ip.as_str())
+                                .filter(|ip| !ip.is_empty()),
+                            container_id: &instance.id,
+                        },
                         Hook::PreStop,
                         grace,
                     )

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use keel_client::k8s_openapi::api::core::v1::{Container, Probe};
+use keel_client::k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe};
 use keel_client::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// kubelet's defaults for fields a probe leaves out (or sets to zero).
@@ -110,6 +110,28 @@ pub struct HttpGet {
     pub headers: Vec<(String, String)>,
 }
 
+impl HttpGet {
+    /// The request `http` of `container` makes (a probe's or a lifecycle hook's).
+    pub fn of(http: &HTTPGetAction, container: &Container) -> Self {
+        let scheme = match http.scheme.as_deref() {
+            Some(s) if s.eq_ignore_ascii_case("https") => Scheme::Https,
+            _ => Scheme::Http,
+        };
+        HttpGet {
+            scheme,
+            host: http.host.clone().filter(|h| !h.is_empty()),
+            port: resolve_port(&http.port, container),
+            path: http.path.clone().unwrap_or_default(),
+            headers: http
+                .http_headers
+                .iter()
+                .flatten()
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect(),
+        }
+    }
+}
+
 /// The check a probe runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeAction {
@@ -141,22 +163,7 @@ impl ProbeAction {
             };
         }
         if let Some(http) = &probe.http_get {
-            let scheme = match http.scheme.as_deref() {
-                Some(s) if s.eq_ignore_ascii_case("https") => Scheme::Https,
-                _ => Scheme::Http,
-            };
-            return Self::HttpGet(HttpGet {
-                scheme,
-                host: http.host.clone().filter(|h| !h.is_empty()),
-                port: resolve_port(&http.port, container),
-                path: http.path.clone().unwrap_or_default(),
-                headers: http
-                    .http_headers
-                    .iter()
-                    .flatten()
-                    .map(|h| (h.name.clone(), h.value.clone()))
-                    .collect(),
-            });
+            return Self::HttpGet(HttpGet::of(http, container));
         }
         if let Some(tcp) = &probe.tcp_socket {
             return Self::TcpSocket {

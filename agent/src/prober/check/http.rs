@@ -20,6 +20,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::net::{dial, join_host_port};
 use super::{output_text, CheckOutcome, MAX_OUTPUT, USER_AGENT as KUBE_PROBE};
+
+/// kubelet's `User-Agent` for lifecycle hooks.
+const KUBE_LIFECYCLE: &str = "kube-lifecycle/1.32";
 use crate::prober::spec::{HttpGet, Scheme};
 
 const MAX_REDIRECTS: usize = 10;
@@ -58,23 +61,9 @@ struct Reply {
 
 /// Requests `get` of `host` (the probe's own host, or the pod IP).
 pub async fn http_get(get: &HttpGet, host: &str, timeout: Duration) -> CheckOutcome {
-    let port = match &get.port {
-        Ok(port) => *port,
-        Err(error) => return CheckOutcome::Error(error.clone()),
-    };
-    let mut target = get.path.clone();
-    if !target.starts_with('/') {
-        target.insert(0, '/');
-    }
-    let url = Url {
-        scheme: get.scheme,
-        host: host.to_owned(),
-        port,
-        target,
-    };
-    let headers = match headers(&get.headers) {
-        Ok(headers) => headers,
-        Err(error) => return CheckOutcome::Failure(format!("Get {:?}: {error}", url.to_string())),
+    let (url, headers) = match request(get, host, KUBE_PROBE) {
+        Ok(request) => request,
+        Err(outcome) => return outcome,
     };
     // Go's client timeout covers the whole exchange, redirects and body included.
     match tokio::time::timeout(timeout, follow(url.clone(), &headers)).await {
@@ -86,9 +75,65 @@ pub async fn http_get(get: &HttpGet, host: &str, timeout: Duration) -> CheckOutc
     }
 }
 
-/// The request headers: the probe's, then kubelet's User-Agent and `Accept: */*` unless the
-/// probe sets them (an empty Accept removes it).
-fn headers(given: &[(String, String)]) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+/// Sends `get` to `host` once, as kubelet sends an httpGet lifecycle hook: any answer, of
+/// whatever status, is a success; only an exchange that fails (no connection, no answer
+/// within `timeout`) is an error, told as Go's client tells it.
+pub async fn lifecycle_get(get: &HttpGet, host: &str, timeout: Duration) -> Result<(), String> {
+    let (url, headers) = match request(get, host, KUBE_LIFECYCLE) {
+        Ok(request) => request,
+        Err(CheckOutcome::Failure(error) | CheckOutcome::Error(error)) => return Err(error),
+        Err(_) => return Err(format!("Get {:?}: no request", get.path)),
+    };
+    let host_header = headers
+        .iter()
+        .find(|(name, _)| name == HOST)
+        .map(|(_, v)| v.clone());
+    match tokio::time::timeout(timeout, fetch(&url, &headers, host_header)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(format!("Get {:?}: {error}", url.to_string())),
+        Err(_) => Err(format!(
+            "Get {:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+            url.to_string()
+        )),
+    }
+}
+
+/// The first URL of `get` aimed at `host`, and the headers to send with `user_agent`; or
+/// the outcome that ends the check before any request.
+fn request(
+    get: &HttpGet,
+    host: &str,
+    user_agent: &'static str,
+) -> Result<(Url, Vec<(HeaderName, HeaderValue)>), CheckOutcome> {
+    let port = match &get.port {
+        Ok(port) => *port,
+        Err(error) => return Err(CheckOutcome::Error(error.clone())),
+    };
+    let mut target = get.path.clone();
+    if !target.starts_with('/') {
+        target.insert(0, '/');
+    }
+    let url = Url {
+        scheme: get.scheme,
+        host: host.to_owned(),
+        port,
+        target,
+    };
+    match headers(&get.headers, user_agent) {
+        Ok(headers) => Ok((url, headers)),
+        Err(error) => Err(CheckOutcome::Failure(format!(
+            "Get {:?}: {error}",
+            url.to_string()
+        ))),
+    }
+}
+
+/// The request headers: the probe's, then `user_agent` and `Accept: */*` unless the probe
+/// sets them (an empty Accept removes it).
+fn headers(
+    given: &[(String, String)],
+    user_agent: &'static str,
+) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
     let mut headers = Vec::with_capacity(given.len() + 2);
     for (name, value) in given {
         let name = HeaderName::from_bytes(name.as_bytes())
@@ -101,7 +146,7 @@ fn headers(given: &[(String, String)]) -> Result<Vec<(HeaderName, HeaderValue)>,
         headers.iter().any(|(name, _)| name == wanted)
     };
     if !has(&headers, &USER_AGENT) {
-        headers.push((USER_AGENT, HeaderValue::from_static(KUBE_PROBE)));
+        headers.push((USER_AGENT, HeaderValue::from_static(user_agent)));
     }
     if !has(&headers, &ACCEPT) {
         headers.push((ACCEPT, HeaderValue::from_static("*/*")));
@@ -410,15 +455,18 @@ mod tests {
 
     #[test]
     fn kubelets_user_agent_and_accept_are_added_unless_given() {
-        let plain = headers(&[]).expect("headers");
+        let plain = headers(&[], KUBE_PROBE).expect("headers");
         assert!(plain.contains(&(USER_AGENT, HeaderValue::from_static("kube-probe/1.32"))));
         assert!(plain.contains(&(ACCEPT, HeaderValue::from_static("*/*"))));
-        let custom = headers(&[
-            ("user-agent".into(), "mine".into()),
-            ("Accept".into(), String::new()),
-        ])
+        let custom = headers(
+            &[
+                ("user-agent".into(), "mine".into()),
+                ("Accept".into(), String::new()),
+            ],
+            KUBE_PROBE,
+        )
         .expect("headers");
         assert_eq!(custom, vec![(USER_AGENT, HeaderValue::from_static("mine"))]);
-        assert!(headers(&[("bad name".into(), "x".into())]).is_err());
+        assert!(headers(&[("bad name".into(), "x".into())], KUBE_PROBE).is_err());
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 pub use exec::exec;
 pub use grpc::grpc;
-pub use http::http_get;
+pub use http::{http_get, lifecycle_get};
 pub use tcp::tcp_socket;
 
 use super::spec::{ProbeAction, ProbeKind};
