@@ -48,6 +48,12 @@ pub struct AgentArgs {
     /// Disk usage (percent) image garbage collection brings the image filesystem down to.
     #[arg(long, default_value_t = 80)]
     image_gc_low_threshold: u8,
+    /// How long an unused image is kept before image garbage collection may remove it.
+    #[arg(long, default_value = "2m", value_parser = crate::duration::flag)]
+    minimum_image_ttl_duration: std::time::Duration,
+    /// How often image garbage collection runs (kubelet's fixed ImageGCPeriod, 5 minutes).
+    #[arg(long, default_value = "5m", value_parser = crate::duration::flag)]
+    image_gc_period: std::time::Duration,
     /// The sandbox (pause) image the runtime uses, never removed by image garbage collection.
     #[arg(long, default_value = keel_agent::image::PAUSE_IMAGE)]
     pod_infra_container_image: String,
@@ -196,6 +202,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     node_config.status_update_frequency = args.node_status_update_frequency;
     node_config.image_gc_high_threshold = args.image_gc_high_threshold;
     node_config.image_gc_low_threshold = args.image_gc_low_threshold;
+    node_config.image_minimum_gc_age = args.minimum_image_ttl_duration;
+    node_config.image_gc_period = args.image_gc_period;
     node_config.sandbox_image = args.pod_infra_container_image.clone();
     node_config.validate()?;
     let runtime = RuntimeClient::connect(&args.container_runtime_endpoint)

@@ -91,6 +91,33 @@ pub fn archive(busybox: &[u8], applets: &[String]) -> Result<Vec<u8>, Error> {
 /// Builds the archive from the host's busybox-static binary and its applet list, and writes
 /// it to `path`.
 pub fn write_host_archive(path: &Path) -> Result<(), Error> {
+    let (busybox, applets) = host_busybox()?;
+    let bytes = archive(&busybox, &applets)?;
+    std::fs::write(path, bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// One busybox image named `name` (shell by default), built from the host's busybox-static:
+/// for serving from a registry, where the archive's fixed names would not do. Its name is in
+/// its environment (`KEEL_IMAGE`), so that it is an image of its own, not another name of
+/// [`BUSYBOX_IMAGE`].
+pub fn host_image(name: &str) -> Result<OciArchive, Error> {
+    let (busybox, applets) = host_busybox()?;
+    let mut archive = OciArchive::new();
+    archive.add_image(
+        name,
+        &RunConfig {
+            cmd: vec!["sh".to_owned()],
+            env: vec![PATH.to_owned(), format!("KEEL_IMAGE={name}")],
+            working_dir: "/".to_owned(),
+            ..RunConfig::default()
+        },
+        &[rootfs_layer(&busybox, &applets)?],
+    );
+    Ok(archive)
+}
+
+/// The host's busybox-static binary and the applets it lists.
+fn host_busybox() -> Result<(Vec<u8>, Vec<String>), Error> {
     let busybox = std::fs::read(HOST_BUSYBOX).map_err(|e| {
         Error::io(
             format!("reading {HOST_BUSYBOX} (install busybox-static)"),
@@ -113,8 +140,7 @@ pub fn write_host_archive(path: &Path) -> Result<(), Error> {
         .filter(|name| !name.is_empty())
         .map(str::to_owned)
         .collect();
-    let bytes = archive(&busybox, &applets)?;
-    std::fs::write(path, bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    Ok((busybox, applets))
 }
 
 #[cfg(test)]

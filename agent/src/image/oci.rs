@@ -106,6 +106,23 @@ impl OciArchive {
         digest
     }
 
+    /// Each image's name, as given to [`Self::add_image`], with its manifest's digest.
+    pub fn images(&self) -> Vec<(String, String)> {
+        self.manifests
+            .iter()
+            .filter_map(|m| {
+                let name = m["annotations"][ANNOTATION_CONTAINERD_NAME].as_str()?;
+                let digest = m["digest"].as_str()?;
+                Some((name.to_owned(), digest.to_owned()))
+            })
+            .collect()
+    }
+
+    /// The blob `digest` (`sha256:<hex>`): a manifest, a config or a layer.
+    pub fn blob(&self, digest: &str) -> Option<&[u8]> {
+        self.blobs.get(digest).map(Vec::as_slice)
+    }
+
     fn add_blob(&mut self, media_type: &str, data: Vec<u8>) -> Value {
         let digest = sha256_digest(&data);
         let descriptor = json!({ "mediaType": media_type, "digest": digest, "size": data.len() });

@@ -138,6 +138,13 @@ impl NodeConfig {
         if self.max_pods == 0 {
             return Err(FlagError::new("--max-pods", "0", "must be positive"));
         }
+        if self.image_gc_period.is_zero() {
+            return Err(FlagError::new(
+                "--image-gc-period",
+                "0s",
+                "must be positive",
+            ));
+        }
         if let Some(cidr) = &self.pod_cidr {
             parse_cidr(cidr)?;
         }
@@ -490,9 +497,14 @@ mod tests {
         assert_eq!(bad_name.validate().unwrap_err().flag, "--hostname-override");
         let bad_cidr = NodeConfig {
             pod_cidr: Some("10.0.0.0/40".into()),
-            ..ok
+            ..ok.clone()
         };
         assert!(bad_cidr.validate().is_err());
+        let spinning = NodeConfig {
+            image_gc_period: Duration::ZERO,
+            ..ok
+        };
+        assert_eq!(spinning.validate().unwrap_err().flag, "--image-gc-period");
     }
 
     #[test]

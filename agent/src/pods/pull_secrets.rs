@@ -66,7 +66,10 @@ pub fn credentials_for(image: &str, secrets: &[Secret]) -> Vec<AuthConfig> {
                 username: text("username"),
                 password: text("password"),
                 auth: text("auth"),
-                server_address: key.clone(),
+                // Left empty, as kubelet leaves it: the entry is already matched to the
+                // image's registry, and containerd refuses a key that is not a URL
+                // (`host:port`) where one is given.
+                server_address: String::new(),
                 identity_token: text("identitytoken"),
                 registry_token: text("registrytoken"),
             });
@@ -126,6 +129,7 @@ mod tests {
             (found[0].username.as_str(), found[0].password.as_str()),
             ("u", "p")
         );
+        assert!(found[0].server_address.is_empty());
         let hub = credentials_for("busybox:1", &secrets);
         assert_eq!(hub.len(), 1);
         assert_eq!(hub[0].auth, "aHViOmh1Yg==");
