@@ -251,6 +251,30 @@ async fn failing_containers_restart_by_policy_and_finished_pods_reach_their_phas
         "Running",
         "restartPolicy Always keeps it Running"
     );
+    // The back-off grows: 10 s before the first restart, 20 s before the second.
+    let backing_off = |p: Pod| {
+        let s = p
+            .status
+            .and_then(|s| s.container_statuses)
+            .and_then(|s| s.into_iter().next())?;
+        let message = s.state?.waiting?.message?;
+        Some((s.restart_count, message))
+    };
+    let (first, _) = until_some("a 10 s back-off", WAIT, || async {
+        pod_now(&pods, "crashing")
+            .await
+            .and_then(backing_off)
+            .filter(|(_, m)| m.starts_with("back-off 10s restarting failed container=app"))
+    })
+    .await?;
+    let (second, _) = until_some("a 20 s back-off", WAIT, || async {
+        pod_now(&pods, "crashing")
+            .await
+            .and_then(backing_off)
+            .filter(|(_, m)| m.starts_with("back-off 20s restarting failed container=app"))
+    })
+    .await?;
+    assert!(second > first, "restarts {first} then {second}");
 
     until("the pod with an init container succeeds", WAIT, || async {
         pod_now(&pods, "job-like")
