@@ -15,11 +15,12 @@ use crate::informer::Informers;
 use crate::manager::Options;
 
 /// One term's shared state. Built when this candidate becomes leader and dropped when it
-/// stops leading: a new term starts from fresh caches and a new fence.
+/// stops leading: a new term starts with a new fence and its controllers' own state anew; the
+/// informers' caches (what the API holds, as watched) are the manager's and carry over.
 pub struct Context {
     client: Client,
     fence: Fence,
-    pub informers: Informers,
+    pub informers: Arc<Informers>,
     pub recorder: Recorder,
     pub options: Arc<Options>,
 }
@@ -28,7 +29,7 @@ impl Context {
     pub fn new(
         client: Client,
         fence: Fence,
-        informers: Informers,
+        informers: Arc<Informers>,
         recorder: Recorder,
         options: Arc<Options>,
     ) -> Self {

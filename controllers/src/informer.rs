@@ -5,8 +5,8 @@
 //!
 //! A subscriber that falls too far behind (more than [`CAPACITY`] events) is not allowed to
 //! slow the others: it gets the whole cache as a restart instead of the events it missed.
-//! Informers start on first use, so a kind no running controller reads is never watched; all
-//! stop with the term's cancellation token.
+//! Informers start on first use (or when a candidate warms the ones its controllers read), so
+//! a kind no selected controller reads is never watched; all stop with the manager.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -127,7 +127,7 @@ fn snapshot<K: Clone>(store: &Store<K>) -> Vec<K> {
     store.state().iter().map(|o| K::clone(o)).collect()
 }
 
-/// The informers of one leadership term, started on first use.
+/// The controller manager's informers, started on first use and kept across terms.
 pub struct Informers {
     client: Client,
     tasks: TaskTracker,

@@ -1,7 +1,10 @@
 //! The controller manager: campaigns for the Lease `kube-system/kube-controller-manager` and,
 //! for as long as it holds it, runs the selected controllers with every write fenced by that
-//! term. Losing the Lease stops them all (their caches with them); winning it again starts a
-//! new term from scratch, so nothing a deposed term believed carries over.
+//! term. Losing the Lease stops them all; winning it again starts a new term from scratch
+//! (new fence, new expectations, every object queued again), so nothing a deposed term
+//! believed carries over. Only the shared informers outlive terms: they are watches of what
+//! the API holds, kept warm by every candidate, as kube-scheduler keeps its caches, so that a
+//! successor acts as soon as it holds the Lease.
 //!
 //! The table of controllers is [`CONTROLLERS`]: each entry names a controller (as
 //! kube-controller-manager's `--controllers` flag does), says whether it runs by default, and
@@ -22,15 +25,31 @@ use crate::context::Context;
 use crate::events::Recorder;
 use crate::informer::Informers;
 use crate::selection::{select, SelectionError};
+use keel_client::k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
+use keel_client::k8s_openapi::api::batch::v1::{CronJob, Job};
+use keel_client::k8s_openapi::api::coordination::v1::Lease;
+use keel_client::k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Namespace, Node, Pod, Service, ServiceAccount,
+};
+use keel_client::k8s_openapi::api::discovery::v1::EndpointSlice;
+use keel_client::k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
 /// How a controller starts: given the term's context, it runs until the token is cancelled.
 pub type Start = fn(Arc<Context>, CancellationToken) -> BoxFuture<'static, ()>;
+
+/// Starts the shared informers a controller reads. A candidate calls it for every selected
+/// controller before it first leads, so that its caches are full when it wins: a successor
+/// then reconciles at once instead of listing every kind first.
+pub type Reads = fn(&Informers);
 
 /// One entry of the table.
 pub struct ControllerDef {
     /// Its name in `--controllers`, as kube-controller-manager names it.
     pub name: &'static str,
     pub on_by_default: bool,
+    pub reads: Reads,
     pub start: Start,
 }
 
@@ -39,76 +58,144 @@ pub const CONTROLLERS: &[ControllerDef] = &[
     ControllerDef {
         name: "cronjob",
         on_by_default: true,
+        reads: |i| {
+            i.of::<CronJob>();
+            i.of::<Job>();
+        },
         start: crate::cronjob::start,
     },
     ControllerDef {
         name: "daemonset",
         on_by_default: true,
+        reads: |i| {
+            i.of::<DaemonSet>();
+            i.of::<Pod>();
+            i.of::<Node>();
+            i.of::<ControllerRevision>();
+        },
         start: crate::daemonset::start,
     },
     ControllerDef {
         name: "deployment",
         on_by_default: true,
+        reads: |i| {
+            i.of::<Deployment>();
+            i.of::<ReplicaSet>();
+            i.of::<Pod>();
+        },
         start: crate::deployment::start,
     },
     ControllerDef {
         name: "disruption",
         on_by_default: true,
+        reads: |i| {
+            i.of::<PodDisruptionBudget>();
+            i.of::<Pod>();
+            i.of::<ReplicaSet>();
+            i.of::<Deployment>();
+            i.of::<StatefulSet>();
+        },
         start: crate::disruption::start,
     },
     ControllerDef {
         name: "endpoint",
         on_by_default: true,
+        reads: |i| {
+            i.of::<Service>();
+            i.of::<Pod>();
+            i.of::<Endpoints>();
+        },
         start: crate::endpoints::start,
     },
     ControllerDef {
         name: "endpointslice",
         on_by_default: true,
+        reads: |i| {
+            i.of::<Service>();
+            i.of::<Pod>();
+            i.of::<EndpointSlice>();
+            i.of::<Node>();
+        },
         start: crate::endpointslices::start,
     },
     ControllerDef {
         name: "garbagecollector",
         on_by_default: true,
+        // Its graph is built from watches of its own, of every kind.
+        reads: |_| {},
         start: crate::garbagecollector::start,
     },
     ControllerDef {
         name: "job",
         on_by_default: true,
+        reads: |i| {
+            i.of::<Job>();
+            i.of::<Pod>();
+        },
         start: crate::job::start,
     },
     ControllerDef {
         name: "nodelifecycle",
         on_by_default: true,
+        reads: |i| {
+            i.of::<Node>();
+            i.of::<Lease>();
+            i.of::<Pod>();
+        },
         start: crate::nodelifecycle::start,
     },
     ControllerDef {
         name: "podgc",
         on_by_default: true,
+        reads: |i| {
+            i.of::<Pod>();
+            i.of::<Node>();
+        },
         start: crate::podgc::start,
     },
     ControllerDef {
         name: "replicaset",
         on_by_default: true,
+        reads: |i| {
+            i.of::<ReplicaSet>();
+            i.of::<Pod>();
+        },
         start: crate::replicaset::start,
     },
     ControllerDef {
         name: "root-ca-cert-publisher",
         on_by_default: true,
+        reads: |i| {
+            i.of::<Namespace>();
+            i.of::<ConfigMap>();
+        },
         start: crate::rootca::start,
     },
     ControllerDef {
         name: "serviceaccount",
         on_by_default: true,
+        reads: |i| {
+            i.of::<Namespace>();
+            i.of::<ServiceAccount>();
+        },
         start: crate::serviceaccounts::start,
     },
     ControllerDef {
         name: "statefulset",
         on_by_default: true,
+        reads: |i| {
+            i.of::<StatefulSet>();
+            i.of::<Pod>();
+            i.of::<ControllerRevision>();
+        },
         start: crate::statefulset::start,
     },
     ControllerDef {
         name: "ttl-after-finished",
         on_by_default: true,
+        reads: |i| {
+            i.of::<Job>();
+        },
         start: crate::ttl_after_finished::start,
     },
 ];
@@ -197,6 +284,17 @@ impl Config {
 /// writes finish or fail on the fence), then the election stops and a leader releases its
 /// Lease.
 pub async fn run(client: Client, config: Config, shutdown: CancellationToken) {
+    let watching = TaskTracker::new();
+    let informers = Arc::new(Informers::new(
+        client.clone(),
+        watching.clone(),
+        shutdown.clone(),
+    ));
+    for def in CONTROLLERS {
+        if config.controllers.contains(def.name) {
+            (def.reads)(&informers);
+        }
+    }
     let election = TaskTracker::new();
     let (leader_tx, mut leader_rx) = watch::channel(None);
     let lock = LeaseLock::new(
@@ -218,7 +316,7 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) {
         tracing::info!(identity = %config.identity, transitions = fence.transitions, "leading the controller manager");
         let term = shutdown.child_token();
         let tasks = TaskTracker::new();
-        start_term(&client, &config, fence.clone(), &tasks, &term);
+        start_term(&client, &config, &informers, fence.clone(), &tasks, &term);
         tasks.close();
         // The term lasts while the fence is unchanged.
         let election_over = tokio::select! {
@@ -234,6 +332,8 @@ pub async fn run(client: Client, config: Config, shutdown: CancellationToken) {
     }
     campaign.cancel();
     election.wait().await;
+    watching.close();
+    watching.wait().await;
 }
 
 /// Waits until this candidate leads; None when the election ended.
@@ -245,21 +345,22 @@ async fn next_term(leader_rx: &mut watch::Receiver<Option<Fence>>) -> Option<Fen
         .and_then(|fence| fence.clone())
 }
 
-/// Starts every selected controller on `tasks`, sharing one context.
+/// Starts every selected controller on `tasks`, sharing one context and the manager's
+/// informers.
 fn start_term(
     client: &Client,
     config: &Config,
+    informers: &Arc<Informers>,
     fence: Fence,
     tasks: &TaskTracker,
     term: &CancellationToken,
 ) {
-    let informers = Informers::new(client.clone(), tasks.clone(), term.clone());
     let recorder = Recorder::new(client.clone(), config.identity.clone(), tasks.clone())
         .with_fence(fence.clone());
     let context = Arc::new(Context::new(
         client.clone(),
         fence,
-        informers,
+        informers.clone(),
         recorder,
         config.options.clone(),
     ));
