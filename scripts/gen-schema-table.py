@@ -4,10 +4,11 @@
 Reads the Kubernetes API definitions of one release: the `generated.proto` files (message and
 field names, field numbers and types, list merge keys and list types from the `+` markers)
 and the Go types beside them (whether a field is a pointer, whether its JSON form omits the
-zero value). Run by hand when the served Kubernetes version changes:
+zero value). Run by hand when the served Kubernetes version changes (the same release tag of
+each repository):
 
     scripts/gen-schema-table.py <k8s.io/api checkout> <k8s.io/apimachinery checkout> \
-        > types/src/schema/table.txt
+        <k8s.io/kube-aggregator checkout> > types/src/schema/table.txt
 
 Output, one block per message:
     message <full proto name>
@@ -24,8 +25,9 @@ import sys
 API_GROUPS = [
     "core/v1", "apps/v1", "batch/v1", "coordination/v1", "rbac/v1", "networking/v1",
     "discovery/v1", "authentication/v1", "authorization/v1", "autoscaling/v1", "policy/v1",
-    "events/v1", "scheduling/v1",
+    "events/v1", "scheduling/v1", "autoscaling/v2", "storage/v1", "admissionregistration/v1",
 ]
+AGGREGATOR = ["pkg/apis/apiregistration/v1"]
 MACHINERY = ["pkg/apis/meta/v1", "pkg/api/resource", "pkg/util/intstr", "pkg/runtime"]
 
 FIELD = re.compile(
@@ -117,8 +119,12 @@ def read_go(directory):
 
 
 def main():
-    api, machinery = sys.argv[1], sys.argv[2]
-    dirs = [os.path.join(api, g) for g in API_GROUPS] + [os.path.join(machinery, d) for d in MACHINERY]
+    api, machinery, aggregator = sys.argv[1], sys.argv[2], sys.argv[3]
+    dirs = (
+        [os.path.join(api, g) for g in API_GROUPS]
+        + [os.path.join(machinery, d) for d in MACHINERY]
+        + [os.path.join(aggregator, d) for d in AGGREGATOR]
+    )
     parsed = []
     known = set()
     for d in dirs:

@@ -151,3 +151,151 @@ async fn public_manifests_apply_and_reapply_as_on_kubernetes() -> anyhow::Result
     assert!(ssa.ok, "{}{}", ssa.stdout, ssa.stderr);
     Ok(())
 }
+
+/// One object of each kind that installs and charts write and keel now serves (stored as
+/// Kubernetes stores them; what acts on them is noted in ARCHITECTURE.md).
+const INSTALLS: &str = "apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: fast
+provisioner: example.com/fast
+reclaimPolicy: Retain
+volumeBindingMode: WaitForFirstConsumer
+parameters: {tier: gold}
+---
+apiVersion: storage.k8s.io/v1
+kind: CSIDriver
+metadata:
+  name: fast.example.com
+spec:
+  attachRequired: false
+  podInfoOnMount: true
+---
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata:
+  name: edge
+spec:
+  controller: example.com/ingress-controller
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: web
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 5
+  metrics:
+  - type: Resource
+    resource:
+      name: cpu
+      target: {type: Utilization, averageUtilization: 80}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: policy
+webhooks:
+- name: check.example.com
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  clientConfig:
+    url: https://policy.example.com/check
+  rules:
+  - apiGroups: ['']
+    apiVersions: [v1]
+    operations: [CREATE]
+    resources: [configmaps]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata:
+  name: v1beta1.metrics.example.com
+spec:
+  group: metrics.example.com
+  version: v1beta1
+  groupPriorityMinimum: 100
+  versionPriority: 100
+  insecureSkipTLSVerify: true
+  service: {name: metrics, namespace: kube-system, port: 443}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_ingress_autoscaling_webhook_and_aggregation_kinds_apply_and_reapply(
+) -> anyhow::Result<()> {
+    let cluster = Cluster::start_with(
+        Flavor::Keel,
+        1,
+        &[
+            "--scheduler=false".to_string(),
+            "--controller-manager=false".to_string(),
+        ],
+    )
+    .await?;
+    let k = Kubectl::for_cluster(&cluster).await?;
+    let file = k.manifest("installs.yaml", INSTALLS);
+    let dry = k.ok(&["apply", "--dry-run=server", "-f", &file]);
+    assert_eq!(dry.lines().count(), 6, "{dry}");
+    let created = k.ok(&["apply", "-f", &file]);
+    for expected in [
+        "storageclass.storage.k8s.io/fast created",
+        "csidriver.storage.k8s.io/fast.example.com created",
+        "ingressclass.networking.k8s.io/edge created",
+        "horizontalpodautoscaler.autoscaling/web created",
+        "validatingwebhookconfiguration.admissionregistration.k8s.io/policy created",
+        "apiservice.apiregistration.k8s.io/v1beta1.metrics.example.com created",
+    ] {
+        assert!(created.contains(expected), "{created}");
+    }
+    let again = k.ok(&["apply", "-f", &file]);
+    for line in again.lines() {
+        assert!(line.ends_with(" unchanged"), "{again}");
+    }
+    let diff = k.run(&["diff", "-f", &file]);
+    assert!(diff.ok, "kubectl diff finds nothing: {}", diff.stdout);
+    let server_side = k.run(&["apply", "--server-side", "-f", &file]);
+    assert!(server_side.ok, "{}", server_side.stderr);
+
+    // Short names and what kubectl reads back.
+    let class = k.json(&["get", "sc", "fast"]);
+    assert_eq!(class["provisioner"], "example.com/fast");
+    assert_eq!(class["parameters"]["tier"], "gold");
+    let hpa = k.json(&["get", "hpa", "web"]);
+    assert_eq!(
+        hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        80
+    );
+    let webhook = k.json(&["get", "validatingwebhookconfiguration", "policy"]);
+    assert_eq!(webhook["metadata"]["generation"], 1, "{webhook}");
+    let explained = k.ok(&["explain", "storageclass.provisioner"]);
+    assert!(explained.contains("provisioner"), "{explained}");
+    let resources = k.ok(&["api-resources", "--api-group=storage.k8s.io", "-o", "name"]);
+    for name in [
+        "storageclasses",
+        "csidrivers",
+        "csinodes",
+        "volumeattachments",
+    ] {
+        assert!(
+            resources.lines().any(|l| l.starts_with(name)),
+            "{resources}"
+        );
+    }
+
+    // Invalid objects are refused as Kubernetes refuses them.
+    let bad = k.manifest(
+        "bad.yaml",
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: Bad_Name}\nprovisioner: x\n",
+    );
+    let refused = k.run(&["apply", "-f", &bad]);
+    assert!(
+        !refused.ok && refused.stderr.contains("Invalid"),
+        "{}",
+        refused.stderr
+    );
+
+    let deleted = k.ok(&["delete", "-f", &file]);
+    assert_eq!(deleted.lines().count(), 6, "{deleted}");
+    Ok(())
+}

@@ -3,8 +3,10 @@
 //! discovery and storage keys all come from this table.
 
 use k8s_openapi::api::{
-    apps, batch, coordination, core, discovery, networking, policy, rbac, scheduling,
+    admissionregistration, apps, autoscaling, batch, coordination, core, discovery, networking,
+    policy, rbac, scheduling, storage,
 };
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration;
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope, Resource};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -142,6 +144,15 @@ kinds! {
     networking::v1::Ingress => { short: ["ing"], categories: [], sub: ["status"], generation: true },
     scheduling::v1::PriorityClass => { short: ["pc"], categories: [], sub: [], generation: false },
     policy::v1::PodDisruptionBudget => { short: ["pdb"], categories: [], sub: ["status"], generation: true },
+    autoscaling::v2::HorizontalPodAutoscaler => { short: ["hpa"], categories: ["all"], sub: ["status"], generation: false },
+    networking::v1::IngressClass => { short: [], categories: [], sub: [], generation: false },
+    storage::v1::StorageClass => { short: ["sc"], categories: [], sub: [], generation: false },
+    storage::v1::CSIDriver => { short: [], categories: [], sub: [], generation: false },
+    storage::v1::CSINode => { short: [], categories: [], sub: [], generation: false },
+    storage::v1::VolumeAttachment => { short: [], categories: [], sub: ["status"], generation: false },
+    admissionregistration::v1::ValidatingWebhookConfiguration => { short: [], categories: ["api-extensions"], sub: [], generation: true },
+    admissionregistration::v1::MutatingWebhookConfiguration => { short: [], categories: ["api-extensions"], sub: [], generation: true },
+    apiregistration::v1::APIService => { short: [], categories: ["api-extensions"], sub: ["status"], generation: false },
 }
 
 /// Every kind keel serves.

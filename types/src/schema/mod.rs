@@ -187,6 +187,12 @@ impl Schema {
             g => g.split('.').next().unwrap_or(g),
         };
         self.message(&format!("k8s.io.api.{package}.{version}.{kind}"))
+            .or_else(|| {
+                // The aggregator's group is defined outside k8s.io/api.
+                self.message(&format!(
+                    "k8s.io.kube_aggregator.pkg.apis.{package}.{version}.{kind}"
+                ))
+            })
             .or_else(|| self.message(&format!("k8s.io.apimachinery.pkg.apis.meta.v1.{kind}")))
     }
 
