@@ -60,7 +60,12 @@ async fn until_running_and_ready(pods: &Api<Pod>, name: &str, node: &AgentNode) 
 /// kill it (SIGPIPE) at the first one.
 fn port_forward(kubectl: &Kubectl, pod: &str, port: u16) -> Result<(std::process::Child, u16)> {
     let mut child = kubectl
-        .command(&["port-forward", &format!("pod/{pod}"), &format!(":{port}")])
+        .command(&[
+            "port-forward",
+            "-v=7",
+            &format!("pod/{pod}"),
+            &format!(":{port}"),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -78,7 +83,24 @@ fn port_forward(kubectl: &Kubectl, pod: &str, port: u16) -> Result<(std::process
     Ok((child, local))
 }
 
-/// A plain HTTP/1.0 GET of `path` on a local port; the whole reply.
+/// `child`'s output once it exits, killing it if it runs longer than `limit`.
+fn wait_within(child: std::process::Child, limit: Duration) -> Result<std::process::Output> {
+    let id = child.id();
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = send.send(child.wait_with_output());
+    });
+    match receive.recv_timeout(limit) {
+        Ok(output) => Ok(output?),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &id.to_string()])
+                .status();
+            bail!("still running after {limit:?}")
+        }
+    }
+}
+
 /// The first line `child` writes that contains `text`, waiting at most a minute.
 fn first_line_with(child: &mut std::process::Child, text: &str) -> Result<String> {
     let stdout = child.stdout.take().context("stdout")?;
@@ -97,6 +119,7 @@ fn first_line_with(child: &mut std::process::Child, text: &str) -> Result<String
         .with_context(|| format!("no line with {text:?}"))
 }
 
+/// A plain HTTP/1.0 GET of `path` on a local port; the whole reply.
 fn http_get(port: u16, path: &str) -> Result<String> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -224,6 +247,39 @@ spec:
     let failed = kubectl.run(&["exec", "web", "-c", "server", "--", "sh", "-c", "exit 3"]);
     assert!(!failed.ok, "a failing command fails kubectl exec");
 
+    // kubectl 1.32 asks for WebSocket (v5.channel.k8s.io) first: stdin reaches the command,
+    // and its end (v5's close signal) ends the command's input. The same over SPDY, which
+    // kubectl falls back to (or is told to use).
+    for websockets in ["true", "false"] {
+        let mut counting = kubectl
+            .command(&[
+                "exec", "-i", "web", "-c", "server", "-v=7", "--", "wc", "-c",
+            ])
+            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut input = counting.stdin.take().context("stdin")?;
+        input.write_all(b"twelve bytes")?;
+        drop(input);
+        let done = wait_within(counting, Duration::from_secs(60))?;
+        let log = String::from_utf8_lossy(&done.stderr).into_owned();
+        assert_eq!(String::from_utf8_lossy(&done.stdout).trim(), "12", "{log}");
+        if websockets == "true" {
+            assert!(
+                log.contains("The subprotocol is v5.channel.k8s.io"),
+                "WebSocket was used: {log}"
+            );
+        } else {
+            assert!(
+                log.contains("X-Stream-Protocol-Version: v4.channel.k8s.io")
+                    && !log.contains("Sec-Websocket-Protocol"),
+                "SPDY was used: {log}"
+            );
+        }
+    }
+
     // logs -f follows the container.
     let mut follow = kubectl
         .command(&["logs", "-f", "web", "-c", "fetcher", "--tail", "0"])
@@ -251,6 +307,12 @@ spec:
     let reply = reply.with_context(|| format!("port-forward: {forward_err}"))?;
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains("hello from a configmap"), "{reply}");
+    // kubectl 1.32 tunnels port-forward's SPDY through WebSocket, and the server took it.
+    assert!(
+        forward_err.contains("SPDY/3.1+portforward.k8s.io")
+            && forward_err.contains("101 Switching Protocols"),
+        "{forward_err}"
+    );
 
     // attach shows what a running container writes, and -i feeds its stdin.
     let mut watching = kubectl

@@ -4,8 +4,10 @@
 //! agent writes them; upgrade requests are bridged byte for byte once both sides have
 //! switched to SPDY/3.1.
 //!
-//! Websocket upgrades (kubectl's first attempt) are refused with 400: client-go then falls
-//! back to SPDY, which the node's runtime speaks for every protocol version kubectl offers.
+//! WebSocket upgrades (kubectl's first attempt) are served by translating to SPDY towards
+//! the node (`pod_websocket.rs`); one offering no protocol served that way is refused with
+//! 400, and client-go then falls back to SPDY, which the node's runtime speaks for every
+//! protocol version kubectl offers.
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -14,6 +16,7 @@ use axum::response::Response;
 use hyper_util::rt::TokioIo;
 
 use super::pod_streams::{self, Stream};
+use super::pod_websocket::{self, Channels};
 use super::{response, Core};
 use crate::auth::{Attributes, Authenticated};
 use crate::error::ApiError;
@@ -136,12 +139,21 @@ async fn handle<S: Storage>(
     let nodes = keel_types::kinds::by_kind("v1", "Node").ok_or(ApiError::UnknownResource)?;
     let node = core.get(nodes, None, node_name).await?;
     let (host, port) = pod_streams::agent_endpoint(&node)?;
-    if stream != Stream::Log && is_websocket(request.headers()) {
-        return Err(ApiError::BadRequest(format!(
-            "pods/{} is served over SPDY/3.1 only; websocket upgrades are not supported",
-            stream.subresource()
-        )));
-    }
+    let websocket = if stream != Stream::Log && is_websocket(request.headers()) {
+        let offered = request
+            .headers()
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let protocol = pod_websocket::negotiate(offered, stream).map_err(ApiError::BadRequest)?;
+        let key = request
+            .headers()
+            .get(header::SEC_WEBSOCKET_KEY)
+            .ok_or_else(|| ApiError::BadRequest("a WebSocket upgrade without a key".into()))?;
+        Some((protocol, pod_websocket::accept_key(key.as_bytes())))
+    } else {
+        None
+    };
     let client = core.kubelet_client().ok_or_else(|| {
         ApiError::Unavailable("the API server has no credentials for node agents".into())
     })?;
@@ -163,7 +175,17 @@ async fn handle<S: Storage>(
     let mut onward = axum::http::Request::builder()
         .method(request.method().clone())
         .uri(path);
-    if stream != Stream::Log {
+    if websocket.is_some() {
+        // The node is asked for SPDY, whatever the caller speaks.
+        let version = match stream {
+            Stream::PortForward => pod_websocket::NODE_PORT_FORWARD,
+            _ => pod_websocket::NODE_REMOTE_COMMAND,
+        };
+        onward = onward
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, "SPDY/3.1")
+            .header("X-Stream-Protocol-Version", version);
+    } else if stream != Stream::Log {
         for (header_name, value) in request.headers() {
             if !HOP_BY_HOP.contains(&header_name.as_str()) {
                 onward = onward.header(header_name, value);
@@ -194,6 +216,50 @@ async fn handle<S: Storage>(
         return Err(agent_error(answer, name).await);
     }
     let agent_upgrade = hyper::upgrade::on(&mut answer);
+    if let Some((protocol, accept)) = websocket {
+        let channels = Channels::of(&query);
+        let stop = client.stop.clone();
+        client.tasks.spawn(async move {
+            let (caller, agent) = match tokio::join!(client_upgrade, agent_upgrade) {
+                (Ok(c), Ok(a)) => (c, a),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::debug!(error = %e, "a pod stream upgrade did not complete");
+                    return;
+                }
+            };
+            let caller = pod_websocket::caller(caller).await;
+            let agent = TokioIo::new(agent);
+            let bridged = async move {
+                match stream {
+                    Stream::PortForward => pod_websocket::tunnel(caller, agent).await,
+                    _ => pod_websocket::translate(caller, agent, channels).await,
+                }
+            };
+            tokio::select! {
+                _ = bridged => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+        let mut switching = Response::new(Body::empty());
+        *switching.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = switching.headers_mut();
+        headers.insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("Upgrade"),
+        );
+        headers.insert(
+            header::UPGRADE,
+            header::HeaderValue::from_static("websocket"),
+        );
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            header::HeaderValue::from_static(protocol),
+        );
+        if let Ok(accept) = header::HeaderValue::from_str(&accept) {
+            headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        }
+        return Ok(switching);
+    }
     let stop = client.stop.clone();
     client.tasks.spawn(async move {
         let (caller, agent) = match tokio::join!(client_upgrade, agent_upgrade) {

@@ -51,7 +51,8 @@ fn first<'a>(query: &'a QueryPairs, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-fn flag(query: &QueryPairs, name: &str) -> bool {
+/// Whether `name` is set true in the query, as Go's strconv.ParseBool reads it.
+pub fn flag(query: &QueryPairs, name: &str) -> bool {
     matches!(
         first(query, name),
         Some("1" | "t" | "T" | "true" | "TRUE" | "True")
