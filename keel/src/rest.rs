@@ -82,6 +82,9 @@ fn fresh(group: usize) -> anyhow::Result<Group> {
     })
 }
 
+/// Rounds in a row a secret group must read torn before a master refuses to start.
+const TORN_ROUNDS: usize = 3;
+
 /// A value read for [`shared`]: opened if private, and whether it still needs sealing (it
 /// was stored in the clear by a version before sealing), with the revision it was read at.
 struct Read {
@@ -94,6 +97,9 @@ struct Read {
 /// what an older version left in the clear). Private values are sealed with `sealing`.
 async fn shared(storage: &EtcdStorage, sealing: &CertificateKey) -> anyhow::Result<Shared> {
     let groups: [&[&[u8]]; 3] = [&[CA_CERT, CA_KEY], &[ADMIN_TOKEN], &[SA_SIGNING_KEY]];
+    // Keys are read one at a time, so a group another master creates in the meantime (in one
+    // transaction) can look torn for a round; only one that stays torn is.
+    let mut torn_rounds = 0;
     loop {
         let mut values: Vec<Vec<Option<Read>>> = Vec::new();
         let mut unavailable = false;
@@ -131,6 +137,11 @@ async fn shared(storage: &EtcdStorage, sealing: &CertificateKey) -> anyhow::Resu
             .iter()
             .position(|g| g.iter().any(Option::is_some) && g.iter().any(Option::is_none))
         {
+            torn_rounds += 1;
+            if torn_rounds < TORN_ROUNDS {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
             anyhow::bail!(
                 "the store holds part of a secret group ({:?}): restore the missing key from a backup",
                 groups[torn]
@@ -139,6 +150,7 @@ async fn shared(storage: &EtcdStorage, sealing: &CertificateKey) -> anyhow::Resu
                     .collect::<Vec<_>>()
             );
         }
+        torn_rounds = 0;
         let missing: Vec<usize> = values
             .iter()
             .enumerate()
