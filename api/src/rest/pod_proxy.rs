@@ -220,12 +220,8 @@ async fn handle<S: Storage>(
         let channels = Channels::of(&query);
         let stop = client.stop.clone();
         client.tasks.spawn(async move {
-            let (caller, agent) = match tokio::join!(client_upgrade, agent_upgrade) {
-                (Ok(c), Ok(a)) => (c, a),
-                (Err(e), _) | (_, Err(e)) => {
-                    tracing::debug!(error = %e, "a pod stream upgrade did not complete");
-                    return;
-                }
+            let Some((caller, agent)) = both_upgraded(client_upgrade, agent_upgrade).await else {
+                return;
             };
             let caller = pod_websocket::caller(caller).await;
             let agent = TokioIo::new(agent);
@@ -262,12 +258,8 @@ async fn handle<S: Storage>(
     }
     let stop = client.stop.clone();
     client.tasks.spawn(async move {
-        let (caller, agent) = match tokio::join!(client_upgrade, agent_upgrade) {
-            (Ok(c), Ok(a)) => (c, a),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::debug!(error = %e, "a pod stream upgrade did not complete");
-                return;
-            }
+        let Some((caller, agent)) = both_upgraded(client_upgrade, agent_upgrade).await else {
+            return;
         };
         let mut caller = TokioIo::new(caller);
         let mut agent = TokioIo::new(agent);
@@ -286,6 +278,21 @@ async fn handle<S: Storage>(
         switching.headers_mut().append(header_name, value.clone());
     }
     Ok(switching)
+}
+
+/// The caller's and the agent's connections once both have switched protocols; `None` (said
+/// at debug level) if either upgrade did not complete.
+async fn both_upgraded(
+    caller: hyper::upgrade::OnUpgrade,
+    agent: hyper::upgrade::OnUpgrade,
+) -> Option<(hyper::upgrade::Upgraded, hyper::upgrade::Upgraded)> {
+    match tokio::join!(caller, agent) {
+        (Ok(caller), Ok(agent)) => Some((caller, agent)),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::debug!(error = %e, "a pod stream upgrade did not complete");
+            None
+        }
+    }
 }
 
 /// An agent's refusal as the API error kube-apiserver makes of a kubelet's: its text as the
