@@ -8,6 +8,7 @@ pub mod differential;
 pub mod etcdctl;
 pub mod kubectl;
 pub mod manifests;
+pub mod pods;
 pub mod registry;
 pub mod rest;
 pub mod sim;

@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 use base64::Engine as _;
-use k8s_openapi::api::core::v1::{Event, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use keel_agent::image::{BUSYBOX_IMAGE, BUSYBOX_IMAGE_2, PAUSE_IMAGE};
-use keel_client::{Api, Client, ListParams};
+use keel_client::{Api, Client};
 use keel_tests::agent::AgentNode;
+use keel_tests::pods::events_about;
 use keel_tests::registry::Registry;
 use keel_tests::sim::{ready, until};
 use keel_tests::{Cluster, Flavor};
@@ -79,7 +80,7 @@ async fn until_state(client: &Client, name: &str, wanted: &str, node: &AgentNode
             .ok()
             .and_then(|p| p.status)
             .and_then(|s| s.container_statuses);
-        let told = events_of(client, name).await;
+        let told = events_about(client, name).await;
         anyhow::bail!("{e}: {now:?}\nevents: {told:?}\nagent log:\n{}", node.log());
     }
     Ok(())
@@ -102,22 +103,6 @@ async fn login_secret(client: &Client, registry: &Registry) -> Result<()> {
     Ok(())
 }
 
-/// The (reason, message) of every Event about pod `name`.
-async fn events_of(client: &Client, name: &str) -> Vec<(String, String)> {
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    events
-        .list(&ListParams::default())
-        .await
-        .map(|list| {
-            list.items
-                .into_iter()
-                .filter(|e| e.involved_object.name.as_deref() == Some(name))
-                .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_use_image_pull_secrets_and_follow_the_pull_policy() -> Result<()> {
     let Some((_cluster, client, node)) = start(41, &[]).await? else {
@@ -136,7 +121,7 @@ async fn pulls_use_image_pull_secrets_and_follow_the_pull_policy() -> Result<()>
     )?)
     .await?;
     until_state(&client, "no-creds", "ImagePullBackOff", &node).await?;
-    let told = events_of(&client, "no-creds").await;
+    let told = events_about(&client, "no-creds").await;
     assert!(
         told.iter()
             .any(|(reason, message)| reason == "Failed" && message.contains("401")),
@@ -158,7 +143,7 @@ async fn pulls_use_image_pull_secrets_and_follow_the_pull_policy() -> Result<()>
     )?)
     .await?;
     until_state(&client, "with-creds", "Running", &node).await?;
-    let told = events_of(&client, "with-creds").await;
+    let told = events_about(&client, "with-creds").await;
     assert!(
         told.iter()
             .any(|(reason, message)| reason == "Pulling" && message.contains(&image)),
