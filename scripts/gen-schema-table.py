@@ -8,7 +8,8 @@ zero value). Run by hand when the served Kubernetes version changes (the same re
 each repository):
 
     scripts/gen-schema-table.py <k8s.io/api checkout> <k8s.io/apimachinery checkout> \
-        <k8s.io/kube-aggregator checkout> > types/src/schema/table.txt
+        <k8s.io/kube-aggregator checkout> <k8s.io/apiextensions-apiserver checkout> \
+        > types/src/schema/table.txt
 
 Output, one block per message:
     message <full proto name>
@@ -28,6 +29,7 @@ API_GROUPS = [
     "events/v1", "scheduling/v1", "autoscaling/v2", "storage/v1", "admissionregistration/v1",
 ]
 AGGREGATOR = ["pkg/apis/apiregistration/v1"]
+APIEXTENSIONS = ["pkg/apis/apiextensions/v1"]
 MACHINERY = ["pkg/apis/meta/v1", "pkg/api/resource", "pkg/util/intstr", "pkg/runtime"]
 
 FIELD = re.compile(
@@ -119,11 +121,12 @@ def read_go(directory):
 
 
 def main():
-    api, machinery, aggregator = sys.argv[1], sys.argv[2], sys.argv[3]
+    api, machinery, aggregator, apiextensions = sys.argv[1:5]
     dirs = (
         [os.path.join(api, g) for g in API_GROUPS]
         + [os.path.join(machinery, d) for d in MACHINERY]
         + [os.path.join(aggregator, d) for d in AGGREGATOR]
+        + [os.path.join(apiextensions, d) for d in APIEXTENSIONS]
     )
     parsed = []
     known = set()

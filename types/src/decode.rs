@@ -73,7 +73,10 @@ pub fn decode(info: &ResourceInfo, mut value: Value) -> Result<Decoded, DecodeEr
         });
     };
     check_type_meta(info, map)?;
-    if let Some(message) = crate::schema::schema().kind(info.api_version, info.kind) {
+    if let Some(message) = crate::schema::schema()
+        .kind(info.api_version, info.kind)
+        .filter(|_| !info.custom)
+    {
         canonical_quantities(message, &mut value);
     }
     let object = match info.round_trip(value.clone()) {

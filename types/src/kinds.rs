@@ -6,6 +6,7 @@ use k8s_openapi::api::{
     admissionregistration, apps, autoscaling, batch, coordination, core, discovery, networking,
     policy, rbac, scheduling, storage,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration;
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope, Resource};
 use serde::de::DeserializeOwned;
@@ -13,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// Whether objects of a kind live in a namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     Namespaced,
     Cluster,
@@ -40,6 +41,10 @@ pub struct ResourceInfo {
     /// metadata and status), as Kubernetes does for kinds whose controllers report an
     /// observedGeneration; other kinds carry none.
     pub tracks_generation: bool,
+    /// Defined by a CustomResourceDefinition rather than compiled in: its objects are checked
+    /// against the definition's schema (kept by the API server), not a typed form, and are
+    /// stored under their group (`/registry/{group}/{plural}/…`), as Kubernetes keeps them.
+    pub custom: bool,
     round_trip: fn(Value) -> Result<Value, serde_json::Error>,
     /// Adds the kind's JSON schema (and those it references) to a generator.
     describe: fn(&mut k8s_openapi::schemars::gen::SchemaGenerator),
@@ -104,6 +109,7 @@ macro_rules! kinds {
                 categories: &[$($cat),*],
                 subresources: &[$($sub),*],
                 tracks_generation: $gen,
+                custom: false,
                 round_trip: round_trip::<$ty>,
                 describe: |g| {
                     g.subschema_for::<$ty>();
@@ -153,6 +159,7 @@ kinds! {
     admissionregistration::v1::ValidatingWebhookConfiguration => { short: [], categories: ["api-extensions"], sub: [], generation: true },
     admissionregistration::v1::MutatingWebhookConfiguration => { short: [], categories: ["api-extensions"], sub: [], generation: true },
     apiregistration::v1::APIService => { short: [], categories: ["api-extensions"], sub: ["status"], generation: false },
+    apiextensions::v1::CustomResourceDefinition => { short: ["crd", "crds"], categories: ["api-extensions"], sub: ["status"], generation: true },
 }
 
 /// Every kind keel serves.
@@ -172,6 +179,62 @@ pub fn by_resource(group: &str, resource: &str) -> Option<&'static ResourceInfo>
     KINDS
         .iter()
         .find(|k| k.group == group && k.plural == resource)
+}
+
+/// The names a CustomResourceDefinition gives one served version of its kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CustomNames {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub list_kind: String,
+    pub plural: String,
+    pub scope: Scope,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    pub subresources: Vec<String>,
+}
+
+/// The kind a CustomResourceDefinition defines, as the rest of the server holds kinds: by
+/// `&'static` reference. Each distinct set of names is made once and kept for the life of the
+/// process (the same names always give the same reference), so the memory this holds grows
+/// with the number of distinct definitions ever served, not with requests or updates.
+pub fn custom(names: CustomNames) -> &'static ResourceInfo {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    static INTERNED: OnceLock<Mutex<HashMap<CustomNames, &'static ResourceInfo>>> =
+        OnceLock::new();
+    let mut interned = INTERNED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(info) = interned.get(&names) {
+        return info;
+    }
+    let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+    let leak_all = |v: &[String]| -> &'static [&'static str] {
+        Box::leak(v.iter().map(|s| leak(s)).collect::<Vec<_>>().into_boxed_slice())
+    };
+    let api_version = format!("{}/{}", names.group, names.version);
+    let info: &'static ResourceInfo = Box::leak(Box::new(ResourceInfo {
+        group: leak(&names.group),
+        version: leak(&names.version),
+        api_version: leak(&api_version),
+        kind: leak(&names.kind),
+        list_kind: leak(&names.list_kind),
+        plural: leak(&names.plural),
+        scope: names.scope,
+        short_names: leak_all(&names.short_names),
+        categories: leak_all(&names.categories),
+        subresources: leak_all(&names.subresources),
+        // Kubernetes keeps a generation for every custom resource.
+        tracks_generation: true,
+        custom: true,
+        round_trip: Ok,
+        describe: |_| {},
+    }));
+    interned.insert(names, info);
+    info
 }
 
 /// Every group/version keel serves, core ("v1") first, each once.

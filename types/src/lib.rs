@@ -6,6 +6,7 @@
 //! each kind's typed form (from `k8s-openapi`, Kubernetes 1.32 field for field) is what decoding,
 //! defaulting and validation use.
 
+pub mod crd;
 pub mod decode;
 pub mod defaults;
 pub mod error;

@@ -188,9 +188,14 @@ impl Schema {
         };
         self.message(&format!("k8s.io.api.{package}.{version}.{kind}"))
             .or_else(|| {
-                // The aggregator's group is defined outside k8s.io/api.
+                // The aggregator's and apiextensions' groups are defined outside k8s.io/api.
                 self.message(&format!(
                     "k8s.io.kube_aggregator.pkg.apis.{package}.{version}.{kind}"
+                ))
+            })
+            .or_else(|| {
+                self.message(&format!(
+                    "k8s.io.apiextensions_apiserver.pkg.apis.{package}.{version}.{kind}"
                 ))
             })
             .or_else(|| self.message(&format!("k8s.io.apimachinery.pkg.apis.meta.v1.{kind}")))

@@ -444,6 +444,9 @@ impl<'a> Validator<'a> {
                     ));
                 }
             }
+            ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+                errs.extend(crate::crd::definition::validate(self.obj, self.old));
+            }
             ("networking.k8s.io", "Ingress") => {
                 errs.extend(core::validate_ingress(&typed::<networking::v1::Ingress>(
                     self.obj,
