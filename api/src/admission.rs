@@ -3,6 +3,7 @@
 //! request's fieldValidation says), defaulted, and validated. Admission that must read other
 //! objects (quotas, PriorityClasses) runs around this, in the server.
 
+use keel_types::crd::CustomVersion;
 use keel_types::ResourceInfo;
 use serde_json::{json, Value};
 
@@ -99,6 +100,13 @@ pub fn prepare_create(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiErr
     if !info.has_subresource("status") {
         return Ok(());
     }
+    if info.custom {
+        // A custom object's status is written through its status subresource only.
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("status");
+        }
+        return Ok(());
+    }
     let status = match (info.group, info.kind) {
         ("", "Namespace") => json!({"phase": "Active"}),
         ("", "Pod") => json!({"phase": "Pending"}),
@@ -120,20 +128,7 @@ pub fn admit(
 ) -> Result<(Value, Vec<String>), ApiError> {
     let name = meta::name(&obj).to_string();
     let decoded = keel_types::decode(info, obj).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let mut warnings = Vec::new();
-    if !decoded.unknown_fields.is_empty() {
-        let messages = decoded.unknown_field_messages();
-        match field_validation {
-            FieldValidation::Strict => {
-                return Err(ApiError::BadRequest(format!(
-                    "strict decoding error: {}",
-                    messages.join(", ")
-                )));
-            }
-            FieldValidation::Warn => warnings.extend(messages),
-            FieldValidation::Ignore => {}
-        }
-    }
+    let warnings = unknown_fields(&decoded.unknown_field_messages(), field_validation)?;
     let mut object = decoded.object;
     keel_types::default_object(info, &mut object)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -147,21 +142,72 @@ pub fn admit(
     }
     let errors = keel_types::validate(info, &object, old);
     if !errors.is_empty() {
-        return Err(ApiError::Invalid {
-            group: info.group.to_string(),
-            kind: info.kind.to_string(),
-            name,
-            causes: errors
-                .iter()
-                .map(|e| Cause {
-                    field: e.field.clone(),
-                    reason: e.reason().to_string(),
-                    message: e.message_without_field(),
-                })
-                .collect(),
-        });
+        return Err(invalid(info, name, &errors));
     }
     Ok((object, warnings))
+}
+
+/// [`admit`] for a custom kind: pruned, defaulted and validated against its definition's
+/// schema, its metadata checked as every object's.
+pub fn admit_custom(
+    version: &CustomVersion,
+    obj: Value,
+    old: Option<&Value>,
+    field_validation: FieldValidation,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let info = version.info;
+    let name = meta::name(&obj).to_string();
+    let (object, unknown, mut errors) = match keel_types::crd::admit(version, obj.clone()) {
+        Ok(admitted) => (admitted.object, admitted.unknown_fields, Vec::new()),
+        Err(errors) => (obj, Vec::new(), errors),
+    };
+    let messages: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    let mut warnings = unknown_fields(&messages, field_validation)?;
+    errors.extend(keel_types::validate(info, &object, old));
+    if !errors.is_empty() {
+        return Err(invalid(info, name, &errors));
+    }
+    warnings.extend(version.deprecation_warning.clone());
+    Ok((object, warnings))
+}
+
+/// What the request's fieldValidation makes of fields the kind does not have: an error
+/// (Strict), warnings (Warn) or nothing (Ignore).
+fn unknown_fields(
+    messages: &[String],
+    field_validation: FieldValidation,
+) -> Result<Vec<String>, ApiError> {
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
+    match field_validation {
+        FieldValidation::Strict => Err(ApiError::BadRequest(format!(
+            "strict decoding error: {}",
+            messages.join(", ")
+        ))),
+        FieldValidation::Warn => Ok(messages.to_vec()),
+        FieldValidation::Ignore => Ok(Vec::new()),
+    }
+}
+
+/// Kubernetes' 422 for `errors` in the object `name` of `info`'s kind.
+fn invalid(info: &ResourceInfo, name: String, errors: &[keel_types::FieldError]) -> ApiError {
+    ApiError::Invalid {
+        group: info.group.to_string(),
+        kind: info.kind.to_string(),
+        name,
+        causes: errors
+            .iter()
+            .map(|e| Cause {
+                field: e.field.clone(),
+                reason: e.reason().to_string(),
+                message: e.message_without_field(),
+            })
+            .collect(),
+    }
 }
 
 #[cfg(test)]

@@ -38,6 +38,28 @@ const RBAC_PREFIXES: [&[u8]; 4] = [
     b"/registry/rolebindings/",
     b"/registry/clusterrolebindings/",
 ];
+const CRD_PREFIXES: [&[u8]; 1] = [b"/registry/customresourcedefinitions/"];
+
+/// What the server builds from a few kinds and rebuilds when one of them changes; the cache
+/// counts changes to each so the builder knows when it is stale.
+#[derive(Debug, Clone, Copy)]
+pub enum Derived {
+    /// Authorizers, from RBAC objects.
+    Rbac,
+    /// The served custom kinds, from CustomResourceDefinitions.
+    CustomKinds,
+}
+
+impl Derived {
+    const ALL: [Derived; 2] = [Derived::Rbac, Derived::CustomKinds];
+
+    fn prefixes(self) -> &'static [&'static [u8]] {
+        match self {
+            Derived::Rbac => &RBAC_PREFIXES,
+            Derived::CustomKinds => &CRD_PREFIXES,
+        }
+    }
+}
 
 /// One applied change, as watches from the cache see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,9 +97,9 @@ pub struct Replay {
 #[derive(Clone)]
 pub struct WatchCache {
     state: Arc<RwLock<State>>,
-    /// Bumped whenever an RBAC object changes, so authorizers built from the cache know when
-    /// they are stale.
-    rbac_generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Bumped whenever an object of a [`Derived`]'s kinds changes (or the whole cache does),
+    /// one counter for each.
+    generations: Arc<[std::sync::atomic::AtomicU64; 2]>,
     changes: broadcast::Sender<Arc<Change>>,
     revision: watch::Sender<i64>,
     /// Asks the cache's store watch how far it has delivered.
@@ -105,7 +127,7 @@ impl WatchCache {
         let (revision, _) = watch::channel(0);
         Self {
             state: Arc::default(),
-            rbac_generation: Arc::default(),
+            generations: Arc::default(),
             changes,
             revision,
             progress: ProgressRequests::default(),
@@ -183,8 +205,9 @@ impl WatchCache {
             oldest: revision,
             ready: true,
         };
-        self.rbac_generation
-            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        for g in self.generations.iter() {
+            g.fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
         let _ = self.changes.send(Arc::new(Change::Reset));
         self.revision.send_replace(revision);
         Ok(revision)
@@ -193,9 +216,10 @@ impl WatchCache {
     fn apply(&self, ev: StoreEvent) {
         let rev = event_revision(&ev);
         if let StoreEvent::Put { key, .. } | StoreEvent::Delete { key, .. } = &ev {
-            if RBAC_PREFIXES.iter().any(|p| key.starts_with(p)) {
-                self.rbac_generation
-                    .fetch_add(1, std::sync::atomic::Ordering::Release);
+            for d in Derived::ALL {
+                if d.prefixes().iter().any(|p| key.starts_with(p)) {
+                    self.generations[d as usize].fetch_add(1, std::sync::atomic::Ordering::Release);
+                }
             }
         }
         let mut st = self.state.write().unwrap_or_else(PoisonError::into_inner);
@@ -237,10 +261,9 @@ impl WatchCache {
         self.revision.send_replace(revision);
     }
 
-    /// Changes whenever an RBAC object (or the whole cache) changes.
-    pub fn rbac_generation(&self) -> u64 {
-        self.rbac_generation
-            .load(std::sync::atomic::Ordering::Acquire)
+    /// Changes whenever an object `what` is built from (or the whole cache) changes.
+    pub fn generation(&self, what: Derived) -> u64 {
+        self.generations[what as usize].load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The revision up to which the cache has applied every change (0 before the first list).

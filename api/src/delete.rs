@@ -117,6 +117,12 @@ impl<S: Storage> ApiServer<S> {
                 })
             }
         }
+        let definition =
+            info.kind == "CustomResourceDefinition" && info.group == "apiextensions.k8s.io";
+        if definition {
+            // Its objects go first; the server's clean-up takes this finalizer off after.
+            push_unique(&mut finalizers, keel_types::crd::CLEANUP_FINALIZER);
+        }
         let namespace_content = info.kind == "Namespace"
             && current
                 .pointer("/spec/finalizers")
@@ -148,6 +154,9 @@ impl<S: Storage> ApiServer<S> {
             }
             if namespace_content {
                 next["status"]["phase"] = json!("Terminating");
+            }
+            if definition {
+                keel_types::crd::definition::mark_terminating(&mut next, &meta::now());
             }
             let ops = vec![WriteOp {
                 key,

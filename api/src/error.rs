@@ -66,6 +66,10 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
+    /// A method refused for a reason of the moment (a create while the kind's definition is
+    /// being deleted).
+    #[error("{0}")]
+    NotAllowedNow(String),
     /// A watch or list asked for history that compaction removed.
     #[error("{0}")]
     Expired(String),
@@ -127,7 +131,7 @@ impl ApiError {
             ApiError::BadRequest(_) => 400,
             ApiError::Unauthorized(_) => 401,
             ApiError::Forbidden(_) => 403,
-            ApiError::MethodNotAllowed => 405,
+            ApiError::MethodNotAllowed | ApiError::NotAllowedNow(_) => 405,
             ApiError::Expired(_) | ApiError::Gone(_) => 410,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::TooLarge(_) => 413,
@@ -150,7 +154,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized(_) => "Unauthorized",
             ApiError::Forbidden(_) => "Forbidden",
-            ApiError::MethodNotAllowed => "MethodNotAllowed",
+            ApiError::MethodNotAllowed | ApiError::NotAllowedNow(_) => "MethodNotAllowed",
             ApiError::Expired(_) => "Expired",
             ApiError::Gone(_) => "Gone",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",

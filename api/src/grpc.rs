@@ -46,14 +46,39 @@ impl<S> GrpcApi<S> {
     }
 }
 
-fn resolve(r: &Option<ResourceRef>) -> Result<(&'static ResourceInfo, &ResourceRef), Status> {
-    let r = r
-        .as_ref()
-        .ok_or_else(|| ApiError::BadRequest("ref is required".into()).to_grpc())?;
-    let info = keel_types::kinds::by_resource(&r.group, &r.resource)
-        .filter(|i| r.version.is_empty() || i.version == r.version)
-        .ok_or_else(|| ApiError::UnknownResource.to_grpc())?;
-    Ok((info, r))
+/// The served kind `r` names: a built-in one, or one a CustomResourceDefinition defines
+/// (at `r`'s version, or its definition's first served version when `r` names none).
+fn find(r: &ResourceRef, custom: &crate::crd::CustomKinds) -> Option<&'static ResourceInfo> {
+    if let Some(info) = keel_types::kinds::by_resource(&r.group, &r.resource) {
+        return (r.version.is_empty() || info.version == r.version).then_some(info);
+    }
+    custom
+        .all()
+        .iter()
+        .find(|v| {
+            v.info.group == r.group
+                && v.info.plural == r.resource
+                && (r.version.is_empty() || v.info.version == r.version)
+        })
+        .map(|v| v.info)
+}
+
+impl<S: Storage> GrpcApi<S> {
+    async fn resolve<'a>(
+        &self,
+        r: &'a Option<ResourceRef>,
+    ) -> Result<(&'static ResourceInfo, &'a ResourceRef), Status> {
+        let r = r
+            .as_ref()
+            .ok_or_else(|| ApiError::BadRequest("ref is required".into()).to_grpc())?;
+        if let Some(info) = find(r, &self.core.custom_kinds_now()) {
+            return Ok((info, r));
+        }
+        // A definition just stored (perhaps through another master) may define it.
+        let custom = self.core.custom_kinds().await.map_err(|e| e.to_grpc())?;
+        let info = find(r, &custom).ok_or_else(|| ApiError::UnknownResource.to_grpc())?;
+        Ok((info, r))
+    }
 }
 
 /// What a call offers to authenticate with, taken before the request is consumed.
@@ -199,7 +224,7 @@ impl<S: Storage> Api for GrpcApi<S> {
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<ObjectReply>, Status> {
         let credentials = credentials(&req);
         let req = req.into_inner();
-        let (info, r) = resolve(&req.r#ref)?;
+        let (info, r) = self.resolve(&req.r#ref).await?;
         let user = self.check(credentials, "get", info, r).await?;
         let _seat = self.admit(&user, Kind::Read).await?;
         let obj = self
@@ -213,7 +238,7 @@ impl<S: Storage> Api for GrpcApi<S> {
     async fn list(&self, req: Request<ListRequest>) -> Result<Response<ObjectReply>, Status> {
         let credentials = credentials(&req);
         let req = req.into_inner();
-        let (info, r) = resolve(&req.r#ref)?;
+        let (info, r) = self.resolve(&req.r#ref).await?;
         let user = self.check(credentials, "list", info, r).await?;
         let (class, _seat) = self
             .admit(
@@ -250,7 +275,7 @@ impl<S: Storage> Api for GrpcApi<S> {
     async fn create(&self, req: Request<CreateRequest>) -> Result<Response<ObjectReply>, Status> {
         let credentials = credentials(&req);
         let req = req.into_inner();
-        let (info, r) = resolve(&req.r#ref)?;
+        let (info, r) = self.resolve(&req.r#ref).await?;
         let user = self.check(credentials, "create", info, r).await?;
         let _seat = self.admit(&user, Kind::Write).await?;
         if r.subresource == "token" && info.plural == "serviceaccounts" {
@@ -291,7 +316,7 @@ impl<S: Storage> Api for GrpcApi<S> {
     async fn update(&self, req: Request<UpdateRequest>) -> Result<Response<ObjectReply>, Status> {
         let credentials = credentials(&req);
         let req = req.into_inner();
-        let (info, r) = resolve(&req.r#ref)?;
+        let (info, r) = self.resolve(&req.r#ref).await?;
         let user = self.check(credentials, "update", info, r).await?;
         let _seat = self.admit(&user, Kind::Write).await?;
         let mut opts = write_options(req.options)?;
@@ -313,7 +338,7 @@ impl<S: Storage> Api for GrpcApi<S> {
     async fn patch(&self, req: Request<PatchRequest>) -> Result<Response<ObjectReply>, Status> {
         let credentials = credentials(&req);
         let req = req.into_inner();
-        let (info, r) = resolve(&req.r#ref)?;
+        let (info, r) = self.resolve(&req.r#ref).await?;
         let user = self.check(credentials, "patch", info, r).await?;
         let _seat = self.admit(&user, Kind::Write).await?;
         let mut opts = write_options(req.options)?;
@@ -337,7 +362,7 @@ impl<S: Storage> Api for GrpcApi<S> {
     async fn delete(&self, req: Request<DeleteRequest>) -> Result<Response<ObjectReply>, Status> {
         let credentials = credentials(&req);
         let req = req.into_inner();
-        let (info, r) = resolve(&req.r#ref)?;
+        let (info, r) = self.resolve(&req.r#ref).await?;
         let user = self.check(credentials, "delete", info, r).await?;
         let _seat = self.admit(&user, Kind::Write).await?;
         let opts = delete_options(&req.options, req.fence)?;
@@ -353,7 +378,7 @@ impl<S: Storage> Api for GrpcApi<S> {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let credentials = credentials(&req);
         let req = req.into_inner();
-        let (info, r) = resolve(&req.r#ref)?;
+        let (info, r) = self.resolve(&req.r#ref).await?;
         let user = self.check(credentials, "watch", info, r).await?;
         let kind = match req.resource_version.as_str() {
             "" | "0" => self.core.list_kind(info, namespace(r), true, 0),

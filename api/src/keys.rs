@@ -1,26 +1,38 @@
 //! Where API objects live in the store: `/registry/<resource>/<namespace>/<name>`, or
 //! `/registry/<resource>/<name>` for cluster-scoped kinds, as a Kubernetes API server lays out
-//! etcd. Fencing tokens for leases live beside them under `/keel/fences/`.
+//! etcd; a custom kind's resource is `<group>/<plural>` there, as Kubernetes keeps custom
+//! objects. Fencing tokens for leases live beside them under `/keel/fences/`.
 
 use keel_types::ResourceInfo;
 
 const ROOT: &str = "/registry/";
 const FENCES: &str = "/keel/fences/";
 
+/// The resource part of a kind's keys.
+fn resource(info: &ResourceInfo) -> String {
+    if info.custom {
+        format!("{}/{}", info.group, info.plural)
+    } else {
+        info.plural.to_string()
+    }
+}
+
 /// The key of one object.
 pub fn object(info: &ResourceInfo, namespace: Option<&str>, name: &str) -> Vec<u8> {
+    let resource = resource(info);
     match namespace.filter(|_| info.namespaced()) {
-        Some(ns) => format!("{ROOT}{}/{ns}/{name}", info.plural),
-        None => format!("{ROOT}{}/{name}", info.plural),
+        Some(ns) => format!("{ROOT}{resource}/{ns}/{name}"),
+        None => format!("{ROOT}{resource}/{name}"),
     }
     .into_bytes()
 }
 
 /// The prefix of every object of a kind, in one namespace or (None) in all.
 pub fn collection(info: &ResourceInfo, namespace: Option<&str>) -> Vec<u8> {
+    let resource = resource(info);
     match namespace.filter(|_| info.namespaced()) {
-        Some(ns) => format!("{ROOT}{}/{ns}/", info.plural),
-        None => format!("{ROOT}{}/", info.plural),
+        Some(ns) => format!("{ROOT}{resource}/{ns}/"),
+        None => format!("{ROOT}{resource}/"),
     }
     .into_bytes()
 }

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod binding;
 pub mod bootstrap;
 pub mod cache;
+pub mod crd;
 mod delete;
 pub mod encryption;
 pub mod error;

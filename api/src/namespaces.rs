@@ -111,7 +111,12 @@ impl<S: Storage> ApiServer<S> {
     /// and which deletions failed.
     async fn empty_namespace(&self, namespace: &str) -> Result<Pass, ApiError> {
         let mut pass = Pass::default();
-        for info in keel_types::kinds::all().iter().filter(|k| k.namespaced()) {
+        let custom = self.custom_kinds().await?;
+        let kinds = keel_types::kinds::all()
+            .iter()
+            .chain(custom.one_version_each())
+            .filter(|k| k.namespaced());
+        for info in kinds {
             let list = self
                 .list(info, Some(namespace), &ListOptions::default())
                 .await?;

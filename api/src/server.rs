@@ -101,6 +101,8 @@ pub struct ApiServer<S> {
     pub(crate) selector_warnings: bool,
     /// The namespace objects the selector lint has decoded.
     pub(crate) lint_memo: crate::selector_warnings::ProjectionMemo,
+    /// The custom kinds last built from the stored CustomResourceDefinitions.
+    pub(crate) custom_memo: crate::crd::Memo,
 }
 
 /// Maps a storage failure on `name` of kind `info` to the Kubernetes error.
@@ -238,6 +240,7 @@ impl<S: Storage> ApiServer<S> {
             service_network: Default::default(),
             selector_warnings: true,
             lint_memo: Default::default(),
+            custom_memo: Default::default(),
         }
     }
 
@@ -285,6 +288,7 @@ impl<S: Storage> ApiServer<S> {
             service_network: Default::default(),
             selector_warnings: true,
             lint_memo: Default::default(),
+            custom_memo: Default::default(),
         }
     }
 
@@ -437,7 +441,9 @@ impl<S: Storage> ApiServer<S> {
         self.admit_new_pod_priority(info, &mut obj).await?;
         self.admit_service_account(info, &mut obj).await?;
         crate::toleration_admission::add_default_tolerations(info, &mut obj);
-        let (mut obj, warnings) = admission::admit(info, obj, None, opts.field_validation)?;
+        let (mut obj, warnings) = self.admit(info, obj, None, opts.field_validation)?;
+        self.refuse_while_terminating(info)?;
+        self.definition_status(info, &mut obj).await?;
         self.check_escalation(info, ns.as_deref(), &obj, opts.requester.as_ref())
             .await?;
         self.restrict_node_create(info, ns.as_deref(), &obj, opts.requester.as_ref())?;
@@ -658,8 +664,8 @@ impl<S: Storage> ApiServer<S> {
         next: Value,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
-        let (mut next, warnings) =
-            admission::admit(info, next, Some(current), opts.field_validation)?;
+        let (mut next, warnings) = self.admit(info, next, Some(current), opts.field_validation)?;
+        self.definition_status(info, &mut next).await?;
         // After admission, which writes the object as it is stored (defaults, canonical
         // quantities): a change of form alone is no new generation.
         next_generation(info, current, &mut next);

@@ -458,6 +458,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 }
             };
             let finalizer = api.run_namespace_finalizer(bootstrap_stop.clone());
+            let definitions = api.run_definition_cleanup(bootstrap_stop.clone());
             // The `kubernetes` Service and this master's place in its endpoints, once the
             // namespaces exist.
             let mut service_ready = bootstrapped_tx.subscribe();
@@ -565,10 +566,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                     Err(e) => tracing::error!(error = %e, "the cluster DNS cannot start"),
                 }
             };
-            let (_, _, _, rest, _, _, _, _) = tokio::join!(
+            let (_, _, _, _, rest, _, _, _, _) = tokio::join!(
                 cache,
                 namespaces,
                 finalizer,
+                definitions,
                 rest,
                 scheduler,
                 controller_manager,

@@ -202,8 +202,7 @@ pub struct CustomNames {
 pub fn custom(names: CustomNames) -> &'static ResourceInfo {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock, PoisonError};
-    static INTERNED: OnceLock<Mutex<HashMap<CustomNames, &'static ResourceInfo>>> =
-        OnceLock::new();
+    static INTERNED: OnceLock<Mutex<HashMap<CustomNames, &'static ResourceInfo>>> = OnceLock::new();
     let mut interned = INTERNED
         .get_or_init(Default::default)
         .lock()
@@ -213,7 +212,12 @@ pub fn custom(names: CustomNames) -> &'static ResourceInfo {
     }
     let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
     let leak_all = |v: &[String]| -> &'static [&'static str] {
-        Box::leak(v.iter().map(|s| leak(s)).collect::<Vec<_>>().into_boxed_slice())
+        Box::leak(
+            v.iter()
+                .map(|s| leak(s))
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        )
     };
     let api_version = format!("{}/{}", names.group, names.version);
     let info: &'static ResourceInfo = Box::leak(Box::new(ResourceInfo {

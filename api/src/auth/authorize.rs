@@ -315,7 +315,10 @@ impl<S: Storage> ApiServer<S> {
     }
 
     async fn rbac(&self) -> Result<Arc<RbacAuthorizer>, ApiError> {
-        let generation = self.cache.as_ref().map(|c| c.rbac_generation());
+        let generation = self
+            .cache
+            .as_ref()
+            .map(|c| c.generation(crate::cache::Derived::Rbac));
         if let Some(g) = generation {
             let memo = self
                 .rbac_memo

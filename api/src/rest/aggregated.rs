@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::discovery::{self, ApiResource};
 use super::response;
+use crate::crd::CustomKinds;
 use crate::error::ApiError;
 
 /// The group of the aggregated discovery types.
@@ -215,7 +216,7 @@ fn scope(namespaced: bool) -> &'static str {
 }
 
 /// One APIGroupDiscovery: the group's versions, preferred first.
-fn group_discovery(group: &str, versions: &[&str]) -> Value {
+fn group_discovery(group: &str, versions: &[&str], custom: &CustomKinds) -> Value {
     let mut metadata = json!({"creationTimestamp": null});
     if !group.is_empty() {
         metadata["name"] = json!(group);
@@ -225,7 +226,7 @@ fn group_discovery(group: &str, versions: &[&str]) -> Value {
         .map(|version| {
             json!({
                 "version": version,
-                "resources": resource_discovery(&discovery::resources(group, version)),
+                "resources": resource_discovery(&discovery::resources(group, version, custom)),
                 "freshness": "Current",
             })
         })
@@ -244,21 +245,17 @@ fn list(version: Version, items: Vec<Value>) -> Value {
 
 /// The aggregated document of `/api`: the core group, named "", with its one version.
 pub fn core_doc(version: Version) -> Value {
-    list(version, vec![group_discovery("", &["v1"])])
+    list(
+        version,
+        vec![group_discovery("", &["v1"], &CustomKinds::default())],
+    )
 }
 
 /// The aggregated document of `/apis`: every other group, in the order of the legacy list.
-pub fn groups_doc(version: Version) -> Value {
-    let mut grouped: Vec<(&str, Vec<&str>)> = Vec::new();
-    for (group, version) in discovery::groups() {
-        match grouped.iter_mut().find(|(g, _)| *g == group) {
-            Some((_, versions)) => versions.push(version),
-            None => grouped.push((group, vec![version])),
-        }
-    }
-    let items = grouped
+pub fn groups_doc(version: Version, custom: &CustomKinds) -> Value {
+    let items = discovery::groups(custom)
         .iter()
-        .map(|(group, versions)| group_discovery(group, versions))
+        .map(|(group, versions)| group_discovery(group, versions, custom))
         .collect();
     list(version, items)
 }
@@ -280,7 +277,7 @@ struct Encoded {
 }
 
 impl Encoded {
-    fn new(build: fn(Version) -> Value) -> Result<Encoded, String> {
+    fn new(build: impl Fn(Version) -> Value) -> Result<Encoded, String> {
         let v2 = serde_json::to_vec(&build(Version::V2)).map_err(|e| e.to_string())?;
         let v2beta1 = serde_json::to_vec(&build(Version::V2Beta1)).map_err(|e| e.to_string())?;
         // One tag for both versions, hashed from the content as Kubernetes hashes it; `Vary:
@@ -295,17 +292,29 @@ impl Encoded {
     }
 }
 
-/// The documents never change while the process runs: the kinds are compiled in.
+/// The documents of the built-in kinds never change while the process runs: they are
+/// compiled in. Custom kinds change `/apis`, which is then encoded for the request.
 static CORE: LazyLock<Result<Encoded, String>> = LazyLock::new(|| Encoded::new(core_doc));
-static GROUPS: LazyLock<Result<Encoded, String>> = LazyLock::new(|| Encoded::new(groups_doc));
+static GROUPS: LazyLock<Result<Encoded, String>> =
+    LazyLock::new(|| Encoded::new(|v| groups_doc(v, &CustomKinds::default())));
 
 /// The aggregated document of `root` in `version`, with kube-apiserver's caching headers:
 /// `ETag`, `Vary: Accept` and `Cache-Control: public`; a request whose `If-None-Match`
 /// holds the current tag gets 304 Not Modified and no body.
-pub fn respond(root: Root, version: Version, headers: &HeaderMap) -> Response {
+pub fn respond(
+    root: Root,
+    version: Version,
+    headers: &HeaderMap,
+    custom: &CustomKinds,
+) -> Response {
+    let fresh;
     let encoded = match root {
         Root::Core => &*CORE,
-        Root::Groups => &*GROUPS,
+        Root::Groups if custom.all().is_empty() => &*GROUPS,
+        Root::Groups => {
+            fresh = Encoded::new(|v| groups_doc(v, custom));
+            &fresh
+        }
     };
     let encoded = match encoded {
         Ok(e) => e,

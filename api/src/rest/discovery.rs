@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::{aggregated, authorize_path, response, Core};
 use crate::auth::{Authenticated, UserInfo};
+use crate::crd::CustomKinds;
 use crate::error::ApiError;
 use crate::storage::Storage;
 use axum::Extension;
@@ -78,41 +79,92 @@ pub fn api_versions_doc(server_address: &str) -> Value {
     })
 }
 
-/// Every group keel serves but the core one, each once, in the order of `kinds::all()`.
-pub(super) fn groups() -> Vec<(&'static str, &'static str)> {
-    let mut out: Vec<(&str, &str)> = keel_types::kinds::group_versions()
-        .into_iter()
-        .filter(|(group, _)| !group.is_empty())
-        .collect();
-    out.push((AUTHORIZATION_GROUP, "v1"));
+/// Every group keel serves but the core one, each once with its versions (preferred first):
+/// the built-in groups in the order of `kinds::all()`, then the groups custom kinds define.
+pub(super) fn groups(custom: &CustomKinds) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    let mut add = |group: &'static str, version: &'static str| match out
+        .iter_mut()
+        .find(|(g, _)| *g == group)
+    {
+        Some((_, versions)) if !versions.contains(&version) => versions.push(version),
+        Some(_) => {}
+        None => out.push((group, vec![version])),
+    };
+    for (group, version) in keel_types::kinds::group_versions() {
+        if !group.is_empty() {
+            add(group, version);
+        }
+    }
+    add(AUTHORIZATION_GROUP, "v1");
+    for v in custom.all() {
+        add(v.info.group, v.info.version);
+    }
+    for (_, versions) in &mut out {
+        versions.sort_by(|a, b| version_priority(a).cmp(&version_priority(b)));
+    }
     out
 }
 
-fn api_group(group: &str, version: &str) -> Value {
-    let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
+/// Kubernetes' version priority, highest first: GA before beta before alpha, higher numbers
+/// first within each, and versions of no such form last, alphabetically.
+fn version_priority(version: &str) -> (u8, std::cmp::Reverse<u64>, std::cmp::Reverse<u64>, String) {
+    let parse = || -> Option<(u8, u64, u64)> {
+        let rest = version.strip_prefix('v')?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let major: u64 = digits.parse().ok()?;
+        let tail = &rest[digits.len()..];
+        if tail.is_empty() {
+            return Some((0, major, 0));
+        }
+        let (rank, n) = if let Some(n) = tail.strip_prefix("beta") {
+            (1, n)
+        } else {
+            (2, tail.strip_prefix("alpha")?)
+        };
+        Some((rank, major, n.parse().ok()?))
+    };
+    match parse() {
+        Some((rank, major, minor)) => (
+            rank,
+            std::cmp::Reverse(major),
+            std::cmp::Reverse(minor),
+            String::new(),
+        ),
+        None => (
+            3,
+            std::cmp::Reverse(0),
+            std::cmp::Reverse(0),
+            version.to_string(),
+        ),
+    }
+}
+
+fn api_group(group: &str, versions: &[&str]) -> Value {
+    let entry = |v: &str| json!({"groupVersion": format!("{group}/{v}"), "version": v});
     json!({
         "name": group,
-        "versions": [gv.clone()],
-        "preferredVersion": gv,
+        "versions": versions.iter().map(|v| entry(v)).collect::<Vec<_>>(),
+        "preferredVersion": versions.first().map(|v| entry(v)).unwrap_or(Value::Null),
     })
 }
 
-/// APIGroupList: every non-core group with its version, preferred.
-pub fn group_list_doc() -> Value {
+/// APIGroupList: every non-core group with its versions, the preferred one first.
+pub fn group_list_doc(custom: &CustomKinds) -> Value {
     json!({
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": groups().into_iter().map(|(g, v)| api_group(g, v)).collect::<Vec<_>>(),
+        "groups": groups(custom).iter().map(|(g, v)| api_group(g, v)).collect::<Vec<_>>(),
     })
 }
 
 /// One APIGroup, or NotFound.
-pub fn group_doc(name: &str) -> Result<Value, ApiError> {
-    let (g, v) = groups()
+pub fn group_doc(name: &str, custom: &CustomKinds) -> Result<Value, ApiError> {
+    let (g, v) = groups(custom)
         .into_iter()
         .find(|(g, _)| *g == name)
         .ok_or(ApiError::UnknownResource)?;
-    let mut out = api_group(g, v);
+    let mut out = api_group(g, &v);
     out["kind"] = json!("APIGroup");
     out["apiVersion"] = json!("v1");
     Ok(out)
@@ -225,7 +277,7 @@ fn kind_entries(info: &ResourceInfo) -> Vec<ApiResource> {
 }
 
 /// The resources and subresources served in one group version; empty if it is not served.
-pub(super) fn resources(group: &str, version: &str) -> Vec<ApiResource> {
+pub(super) fn resources(group: &str, version: &str, custom: &CustomKinds) -> Vec<ApiResource> {
     if group == AUTHORIZATION_GROUP && version == "v1" {
         return vec![ApiResource {
             name: "selfsubjectaccessreviews".into(),
@@ -256,6 +308,7 @@ pub(super) fn resources(group: &str, version: &str) -> Vec<ApiResource> {
     out.extend(
         keel_types::kinds::all()
             .iter()
+            .chain(custom.all().iter().map(|v| v.info))
             .filter(|k| k.group == group && k.version == version)
             .flat_map(kind_entries),
     );
@@ -263,13 +316,13 @@ pub(super) fn resources(group: &str, version: &str) -> Vec<ApiResource> {
 }
 
 /// The APIResourceList of one group version, or NotFound.
-pub fn resource_list(group: &str, version: &str) -> Result<Value, ApiError> {
+pub fn resource_list(group: &str, version: &str, custom: &CustomKinds) -> Result<Value, ApiError> {
     let group_version = if group.is_empty() {
         version.to_string()
     } else {
         format!("{group}/{version}")
     };
-    let resources: Vec<Value> = resources(group, version)
+    let resources: Vec<Value> = resources(group, version, custom)
         .iter()
         .map(ApiResource::legacy)
         .collect();
@@ -331,7 +384,7 @@ async fn serve_root<S: Storage>(
         return serve(core, user, uri, || Ok(legacy())).await;
     };
     match authorize_path(core, user, &Method::GET, uri.path()).await {
-        Ok(_) => aggregated::respond(root, version, headers),
+        Ok(_) => aggregated::respond(root, version, headers, &core.custom_kinds_now()),
         Err(e) => response::error(&e),
     }
 }
@@ -359,7 +412,11 @@ pub async fn group_list<S: Storage>(
     uri: Uri,
 ) -> Response {
     let root = aggregated::Root::Groups;
-    serve_root(&core, &user, &uri, &headers, root, group_list_doc).await
+    let custom = core.custom_kinds_now();
+    serve_root(&core, &user, &uri, &headers, root, || {
+        group_list_doc(&custom)
+    })
+    .await
 }
 
 pub async fn group<S: Storage>(
@@ -368,7 +425,8 @@ pub async fn group<S: Storage>(
     Extension(Authenticated(user)): Extension<Authenticated>,
     uri: Uri,
 ) -> Response {
-    serve(&core, &user, &uri, || group_doc(&name)).await
+    let custom = core.custom_kinds().await;
+    serve(&core, &user, &uri, || group_doc(&name, &*custom?)).await
 }
 
 pub async fn core_resources<S: Storage>(
@@ -376,7 +434,10 @@ pub async fn core_resources<S: Storage>(
     Extension(Authenticated(user)): Extension<Authenticated>,
     uri: Uri,
 ) -> Response {
-    serve(&core, &user, &uri, || resource_list("", "v1")).await
+    serve(&core, &user, &uri, || {
+        resource_list("", "v1", &CustomKinds::default())
+    })
+    .await
 }
 
 pub async fn group_resources<S: Storage>(
@@ -385,7 +446,11 @@ pub async fn group_resources<S: Storage>(
     Extension(Authenticated(user)): Extension<Authenticated>,
     uri: Uri,
 ) -> Response {
-    serve(&core, &user, &uri, || resource_list(&group, &version)).await
+    let custom = core.custom_kinds().await;
+    serve(&core, &user, &uri, || {
+        resource_list(&group, &version, &*custom?)
+    })
+    .await
 }
 
 /// `/healthz`, `/livez`, `/readyz`: "ok" to whoever may read them.

@@ -42,7 +42,7 @@ fn kind<S: Storage>(core: &Core<S>, method: &Method, uri: &axum::http::Uri) -> K
     if is_probe(uri.path()) {
         return Kind::Exempt;
     }
-    let Ok(target) = ResourcePath::parse(uri.path()) else {
+    let Ok(target) = ResourcePath::parse(uri.path(), &core.custom_kinds_now()) else {
         // Discovery and OpenAPI.
         return Kind::Read;
     };

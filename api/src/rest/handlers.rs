@@ -228,7 +228,15 @@ async fn handle<S: Storage>(core: &ApiServer<S>, request: Request) -> Result<Res
         .get::<crate::auth::Authenticated>()
         .map(|a| a.0.clone())
         .ok_or_else(|| ApiError::Unauthorized("Unauthorized".into()))?;
-    let target = ResourcePath::parse(parts.uri.path())?;
+    let path = parts.uri.path();
+    let target = match ResourcePath::parse(path, &core.custom_kinds_now()) {
+        // A definition just stored (perhaps through another master) may define it.
+        Err(ApiError::UnknownResource) if ResourcePath::may_be_custom(path) => {
+            let custom = core.custom_kinds().await?;
+            ResourcePath::parse(path, &custom)?
+        }
+        other => other?,
+    };
     let query = Query::from_uri(&parts.uri)?;
     let verb = Verb::of(&parts.method, &target, &query)?;
     core.authorize(&attributes(user.clone(), verb, &target))
@@ -325,7 +333,7 @@ async fn get<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
         .await?;
     Ok(match call.table() {
         Some(Encoding::Table(include)) => response::ok(&table::single(
-            call.target.info,
+            &call.target.columns(),
             &obj,
             include,
             chrono::Utc::now(),
@@ -345,7 +353,7 @@ async fn list<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
         .await?;
     Ok(match call.table() {
         Some(Encoding::Table(include)) => response::ok(&table::of_list(
-            call.target.info,
+            &call.target.columns(),
             &list,
             include,
             chrono::Utc::now(),
@@ -365,7 +373,12 @@ async fn watch_collection<S: Storage>(call: Call<'_, S>) -> Result<Response, Api
         )
         .await?;
     let encoding = call.table().unwrap_or(Encoding::Object);
-    Ok(watch::respond(call.target.info, events, encoding, timeout))
+    Ok(watch::respond(
+        call.target.columns(),
+        events,
+        encoding,
+        timeout,
+    ))
 }
 
 /// A pod's binding, or a Binding posted to the `bindings` collection: created, never read.

@@ -38,6 +38,7 @@ use crate::server::ApiServer;
 use crate::storage::Storage;
 
 pub use path::ResourcePath;
+pub(crate) use table::since as table_age;
 pub use table::{human_duration, IncludeObject};
 
 /// The largest request body accepted, as kube-apiserver's (3 MiB).
@@ -181,7 +182,11 @@ async fn authenticate<S: Storage>(
 }
 
 /// What the audit policy needs to know of a request: who, which verb, which object.
-fn audit_facts(request: &axum::extract::Request, user: &UserInfo) -> crate::audit::RequestFacts {
+fn audit_facts(
+    request: &axum::extract::Request,
+    user: &UserInfo,
+    custom: &crate::crd::CustomKinds,
+) -> crate::audit::RequestFacts {
     use crate::audit::policy::{Attributes, ResourceAttributes};
     let uri = request.uri();
     let query = query::Query::from_uri(uri).unwrap_or_default();
@@ -194,7 +199,7 @@ fn audit_facts(request: &axum::extract::Request, user: &UserInfo) -> crate::audi
     };
     let mut api_version = String::new();
     let mut long_running = query.is_watch() || query.flag("follow");
-    if let Ok(target) = path::ResourcePath::parse(uri.path()) {
+    if let Ok(target) = path::ResourcePath::parse(uri.path(), custom) {
         if let Ok(verb) = handlers::Verb::of(request.method(), &target, &query) {
             attributes.verb = verb.as_str().to_owned();
             long_running |= verb == handlers::Verb::Watch;
@@ -253,7 +258,7 @@ async fn audited<S: Storage>(
         .extensions()
         .get::<crate::audit::PeerAddress>()
         .and_then(|p| p.0);
-    let facts = audit_facts(&request, &user);
+    let facts = audit_facts(&request, &user, &core.custom_kinds_now());
     let long_running = facts.long_running;
     let Some(mut audit) = auditor.begin(facts, &request, peer) else {
         return next.run(request).await;

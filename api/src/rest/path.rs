@@ -3,8 +3,12 @@
 //! `/apis/{group}/{version}`; `/api/v1/namespaces/{name}[/status|/finalize]` is the namespace
 //! itself, and `/api/v1/namespaces/{ns}/bindings` binds pods.
 
+use std::sync::Arc;
+
+use keel_types::crd::CustomVersion;
 use keel_types::ResourceInfo;
 
+use crate::crd::CustomKinds;
 use crate::error::ApiError;
 
 /// The collection whose creates bind pods to nodes.
@@ -25,6 +29,8 @@ pub struct ResourcePath {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
+    /// The definition's version, for a kind a CustomResourceDefinition defines.
+    pub custom: Option<Arc<CustomVersion>>,
 }
 
 impl ResourcePath {
@@ -45,9 +51,28 @@ impl ResourcePath {
             && self.subresource.as_deref() == Some("eviction")
     }
 
-    /// Reads `path`. Paths outside the API, kinds keel does not serve and shapes Kubernetes
-    /// does not have are NotFound.
-    pub fn parse(path: &str) -> Result<Self, ApiError> {
+    /// The columns of a Table of this resource.
+    pub fn columns(&self) -> super::table::Columns {
+        super::table::Columns::of(self.info, self.custom.as_ref())
+    }
+
+    /// Whether `path` names a group that only a CustomResourceDefinition could define (one
+    /// with a dot that no built-in kind uses): a miss there is worth a fresh look at the
+    /// stored definitions.
+    pub fn may_be_custom(path: &str) -> bool {
+        let mut segments = path.trim_matches('/').split('/');
+        match (segments.next(), segments.next()) {
+            (Some("apis"), Some(group)) => {
+                group.contains('.') && !keel_types::kinds::all().iter().any(|k| k.group == group)
+            }
+            _ => false,
+        }
+    }
+
+    /// Reads `path`, with the kinds `custom` defines served beside the built-in ones. Paths
+    /// outside the API, kinds keel does not serve and shapes Kubernetes does not have are
+    /// NotFound.
+    pub fn parse(path: &str, custom: &CustomKinds) -> Result<Self, ApiError> {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let (group, version, rest) = match segments.as_slice() {
             ["api", version, rest @ ..] => ("", *version, rest),
@@ -73,18 +98,24 @@ impl ResourcePath {
             [resource, name, sub] => (*resource, Some(name.to_string()), Some(sub.to_string())),
             _ => return Err(ApiError::UnknownResource),
         };
+        let mut custom_version = None;
         let (info, resource) = match (group, version, resource, &name) {
             // Bindings are not stored; creating one binds the pod it names.
             ("", "v1", "bindings", None) => (
                 keel_types::kinds::by_kind("v1", "Pod").ok_or(ApiError::UnknownResource)?,
                 BINDINGS,
             ),
-            _ => {
-                let info = keel_types::kinds::by_resource(group, resource)
-                    .filter(|i| i.version == version)
-                    .ok_or(ApiError::UnknownResource)?;
-                (info, info.plural)
-            }
+            _ => match keel_types::kinds::by_resource(group, resource) {
+                Some(info) if info.version == version => (info, info.plural),
+                Some(_) => return Err(ApiError::UnknownResource),
+                None => {
+                    let version = custom
+                        .by_resource(group, version, resource)
+                        .ok_or(ApiError::UnknownResource)?;
+                    custom_version = Some(version.clone());
+                    (version.info, version.info.plural)
+                }
+            },
         };
         if !info.namespaced() {
             // `/api/v1/namespaces/{name}` names a namespace, not a namespace to look in.
@@ -111,6 +142,7 @@ impl ResourcePath {
             namespace,
             name,
             subresource,
+            custom: custom_version,
         })
     }
 }
@@ -120,7 +152,7 @@ mod tests {
     use super::*;
 
     fn parse(path: &str) -> ResourcePath {
-        ResourcePath::parse(path).expect(path)
+        ResourcePath::parse(path, &CustomKinds::default()).expect(path)
     }
 
     #[test]
@@ -168,7 +200,9 @@ mod tests {
             "/api/v1/namespaces/default/configmaps/x/binding",
         ] {
             assert_eq!(
-                ResourcePath::parse(path).expect_err(path).code(),
+                ResourcePath::parse(path, &CustomKinds::default())
+                    .expect_err(path)
+                    .code(),
                 404,
                 "{path}"
             );
@@ -186,7 +220,7 @@ mod tests {
             "/api/v1/namespaces/default/pods/a/scale",
             "/metrics",
         ] {
-            let err = ResourcePath::parse(path).expect_err(path);
+            let err = ResourcePath::parse(path, &CustomKinds::default()).expect_err(path);
             assert_eq!(err.code(), 404, "{path}");
         }
     }

@@ -3,11 +3,49 @@
 //! of cells per object, with the object itself as PartialObjectMetadata (or whole, or not at
 //! all, as `includeObject` says). The cells of each kind are in [`super::columns`].
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
+use keel_types::crd::CustomVersion;
 use keel_types::ResourceInfo;
 use serde_json::{json, Value};
 
 use super::columns;
+
+/// Whose columns a Table has: a built-in kind's (compiled in), or a custom kind's (from its
+/// definition).
+#[derive(Debug, Clone)]
+pub enum Columns {
+    BuiltIn(&'static ResourceInfo),
+    Custom(Arc<CustomVersion>),
+}
+
+impl Columns {
+    /// The columns of `info`, a custom kind when `custom` is its definition's version.
+    pub fn of(info: &'static ResourceInfo, custom: Option<&Arc<CustomVersion>>) -> Self {
+        match custom {
+            Some(version) => Columns::Custom(version.clone()),
+            None => Columns::BuiltIn(info),
+        }
+    }
+
+    fn definitions(&self) -> Vec<Value> {
+        match self {
+            Columns::BuiltIn(info) => columns::columns(info)
+                .iter()
+                .map(Column::definition)
+                .collect(),
+            Columns::Custom(version) => crate::crd::columns::definitions(version),
+        }
+    }
+
+    fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        match self {
+            Columns::BuiltIn(info) => columns::cells(info, obj, now),
+            Columns::Custom(version) => crate::crd::columns::cells(version, obj, now),
+        }
+    }
+}
 
 /// What each row carries besides its cells (`includeObject`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,8 +110,8 @@ pub fn wants_table(accept: &str) -> bool {
     })
 }
 
-fn row(info: &ResourceInfo, obj: &Value, include: IncludeObject, now: DateTime<Utc>) -> Value {
-    let mut row = json!({ "cells": columns::cells(info, obj, now) });
+fn row(kind: &Columns, obj: &Value, include: IncludeObject, now: DateTime<Utc>) -> Value {
+    let mut row = json!({ "cells": kind.cells(obj, now) });
     match include {
         IncludeObject::None => {}
         IncludeObject::Object => row["object"] = obj.clone(),
@@ -90,7 +128,7 @@ fn row(info: &ResourceInfo, obj: &Value, include: IncludeObject, now: DateTime<U
 
 /// A Table of `items`; `list_metadata` (resourceVersion, continue, …) carries over.
 pub fn table(
-    info: &ResourceInfo,
+    kind: &Columns,
     items: &[Value],
     list_metadata: Value,
     include: IncludeObject,
@@ -100,24 +138,19 @@ pub fn table(
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": list_metadata,
-        "columnDefinitions": columns::columns(info).iter().map(Column::definition).collect::<Vec<_>>(),
-        "rows": items.iter().map(|o| row(info, o, include, now)).collect::<Vec<_>>(),
+        "columnDefinitions": kind.definitions(),
+        "rows": items.iter().map(|o| row(kind, o, include, now)).collect::<Vec<_>>(),
     })
 }
 
 /// A Table of one object (a get, or one watch event).
-pub fn single(
-    info: &ResourceInfo,
-    obj: &Value,
-    include: IncludeObject,
-    now: DateTime<Utc>,
-) -> Value {
+pub fn single(kind: &Columns, obj: &Value, include: IncludeObject, now: DateTime<Utc>) -> Value {
     let rv = obj
         .pointer("/metadata/resourceVersion")
         .cloned()
         .unwrap_or(json!(""));
     table(
-        info,
+        kind,
         std::slice::from_ref(obj),
         json!({ "resourceVersion": rv }),
         include,
@@ -126,19 +159,14 @@ pub fn single(
 }
 
 /// A Table of a List object the core returned.
-pub fn of_list(
-    info: &ResourceInfo,
-    list: &Value,
-    include: IncludeObject,
-    now: DateTime<Utc>,
-) -> Value {
+pub fn of_list(kind: &Columns, list: &Value, include: IncludeObject, now: DateTime<Utc>) -> Value {
     let items = list
         .get("items")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
     let metadata = list.get("metadata").cloned().unwrap_or(json!({}));
-    table(info, items, metadata, include, now)
+    table(kind, items, metadata, include, now)
 }
 
 /// A duration as kubectl shows ages: "45s", "5m3s", "3h", "2d5h", "3y" (apimachinery's

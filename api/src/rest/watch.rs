@@ -8,7 +8,6 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use futures::StreamExt;
-use keel_types::ResourceInfo;
 use serde_json::json;
 
 use super::response::JSON;
@@ -23,11 +22,11 @@ pub enum Encoding {
 }
 
 /// One event as its line on the wire (with the trailing newline).
-pub fn line(info: &ResourceInfo, event: &WatchEvent, encoding: Encoding) -> Vec<u8> {
+pub fn line(kind: &table::Columns, event: &WatchEvent, encoding: Encoding) -> Vec<u8> {
     let object = match (encoding, event.kind) {
         // Bookmarks and errors are never rows.
         (Encoding::Table(include), "ADDED" | "MODIFIED" | "DELETED") => {
-            table::single(info, &event.object, include, chrono::Utc::now())
+            table::single(kind, &event.object, include, chrono::Utc::now())
         }
         _ => event.object.clone(),
     };
@@ -39,13 +38,13 @@ pub fn line(info: &ResourceInfo, event: &WatchEvent, encoding: Encoding) -> Vec<
 
 /// The streaming response for `events`.
 pub fn respond(
-    info: &'static ResourceInfo,
+    kind: table::Columns,
     events: WatchStream,
     encoding: Encoding,
     timeout: Option<Duration>,
 ) -> Response {
     let lines = events
-        .map(move |ev| Ok::<_, std::convert::Infallible>(Bytes::from(line(info, &ev, encoding))));
+        .map(move |ev| Ok::<_, std::convert::Infallible>(Bytes::from(line(&kind, &ev, encoding))));
     let body = match timeout {
         Some(limit) => {
             let deadline = tokio::time::sleep(limit);

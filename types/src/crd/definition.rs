@@ -88,7 +88,11 @@ pub fn validate(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
             errs.push(FieldError::invalid(&at.child("name"), v.name.as_str(), m));
         }
         let schema_at = at.child("schema").child("openAPIV3Schema");
-        match v.schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()) {
+        match v
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+        {
             None => errs.push(FieldError::required(&schema_at, "schemas are required")),
             Some(schema) => errs.extend(structural(schema, &schema_at, true)),
         }
@@ -119,12 +123,22 @@ pub fn validate(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
             "must have at least one served version",
         ));
     }
-    if let Some(old) = old.and_then(|o| serde_json::from_value::<CustomResourceDefinition>(o.clone()).ok()) {
+    if let Some(old) =
+        old.and_then(|o| serde_json::from_value::<CustomResourceDefinition>(o.clone()).ok())
+    {
         if old.spec.scope != spec.scope {
-            errs.push(FieldError::invalid(&scope, spec.scope.as_str(), crate::validation::FIELD_IMMUTABLE));
+            errs.push(FieldError::invalid(
+                &scope,
+                spec.scope.as_str(),
+                crate::validation::FIELD_IMMUTABLE,
+            ));
         }
         if old.spec.group != spec.group {
-            errs.push(FieldError::invalid(&group, spec.group.as_str(), crate::validation::FIELD_IMMUTABLE));
+            errs.push(FieldError::invalid(
+                &group,
+                spec.group.as_str(),
+                crate::validation::FIELD_IMMUTABLE,
+            ));
         }
     }
     errs
@@ -151,10 +165,17 @@ fn validate_names(
     }
     for (i, s) in n.short_names.iter().flatten().enumerate() {
         for m in names::dns1035_label(s) {
-            errs.push(FieldError::invalid(&at.child("shortNames").index(i), s.as_str(), m));
+            errs.push(FieldError::invalid(
+                &at.child("shortNames").index(i),
+                s.as_str(),
+                m,
+            ));
         }
     }
-    for (field, value) in [("kind", Some(n.kind.as_str())), ("listKind", n.list_kind.as_deref())] {
+    for (field, value) in [
+        ("kind", Some(n.kind.as_str())),
+        ("listKind", n.list_kind.as_deref()),
+    ] {
         let p = at.child(field);
         match value {
             Some("") if field == "kind" => errs.push(FieldError::required(&p, "")),
@@ -167,7 +188,11 @@ fn validate_names(
         }
     }
     if !n.kind.is_empty() && n.list_kind.as_deref() == Some(n.kind.as_str()) {
-        errs.push(FieldError::invalid(&at.child("listKind"), n.kind.as_str(), "kind and listKind may not be the same"));
+        errs.push(FieldError::invalid(
+            &at.child("listKind"),
+            n.kind.as_str(),
+            "kind and listKind may not be the same",
+        ));
     }
     errs
 }
@@ -187,22 +212,45 @@ fn structural(schema: &JSONSchemaProps, at: &FieldPath, root: bool) -> Vec<Field
         || schema.x_kubernetes_preserve_unknown_fields == Some(true);
     if root && schema.type_.as_deref() != Some("object") {
         match &schema.type_ {
-            Some(t) if !t.is_empty() => errs.push(FieldError::invalid(&at.child("type"), t.as_str(), "must be object at the root")),
-            _ => errs.push(FieldError::required(&at.child("type"), "must not be empty at the root")),
+            Some(t) if !t.is_empty() => errs.push(FieldError::invalid(
+                &at.child("type"),
+                t.as_str(),
+                "must be object at the root",
+            )),
+            _ => errs.push(FieldError::required(
+                &at.child("type"),
+                "must not be empty at the root",
+            )),
         }
     } else if !typed && !open {
-        errs.push(FieldError::required(&at.child("type"), "must not be empty for specified object fields"));
+        errs.push(FieldError::required(
+            &at.child("type"),
+            "must not be empty for specified object fields",
+        ));
     }
     if let Some(t) = schema.type_.as_deref().filter(|t| !t.is_empty()) {
-        if !matches!(t, "object" | "array" | "string" | "integer" | "number" | "boolean") {
-            errs.push(FieldError::not_supported(&at.child("type"), t, &["array", "boolean", "integer", "number", "object", "string"]));
+        if !matches!(
+            t,
+            "object" | "array" | "string" | "integer" | "number" | "boolean"
+        ) {
+            errs.push(FieldError::not_supported(
+                &at.child("type"),
+                t,
+                &["array", "boolean", "integer", "number", "object", "string"],
+            ));
         }
     }
     if schema.type_.as_deref() == Some("array") && schema.items.is_none() {
-        errs.push(FieldError::required(&at.child("items"), "must be specified"));
+        errs.push(FieldError::required(
+            &at.child("items"),
+            "must be specified",
+        ));
     }
     if schema.properties.is_some()
-        && matches!(schema.additional_properties, Some(JSONSchemaPropsOrBool::Schema(_)))
+        && matches!(
+            schema.additional_properties,
+            Some(JSONSchemaPropsOrBool::Schema(_))
+        )
     {
         errs.push(FieldError::forbidden(
             &at.child("additionalProperties"),
@@ -245,7 +293,11 @@ fn structural(schema: &JSONSchemaProps, at: &FieldPath, root: bool) -> Vec<Field
 fn root_metadata(schema: &JSONSchemaProps, at: &FieldPath) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if schema.type_.as_deref().is_some_and(|t| t != "object") {
-        errs.push(FieldError::invalid(&at.child("type"), schema.type_.as_deref().unwrap_or(""), "must be object"));
+        errs.push(FieldError::invalid(
+            &at.child("type"),
+            schema.type_.as_deref().unwrap_or(""),
+            "must be object",
+        ));
     }
     for key in schema.properties.iter().flat_map(|p| p.keys()) {
         if key != "name" && key != "generateName" {
@@ -288,12 +340,23 @@ impl TakenNames {
         let Some(accepted) = other.pointer("/status/acceptedNames") else {
             return;
         };
-        let s = |f: &str| accepted.get(f).and_then(Value::as_str).unwrap_or("").to_string();
+        let s = |f: &str| {
+            accepted
+                .get(f)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         self.plurals.push(s("plural"));
         self.singulars.push(s("singular"));
         self.kinds.push(s("kind"));
         self.list_kinds.push(s("listKind"));
-        for n in accepted.get("shortNames").and_then(Value::as_array).into_iter().flatten() {
+        for n in accepted
+            .get("shortNames")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             self.short_names.push(n.as_str().unwrap_or("").to_string());
         }
     }
@@ -305,7 +368,13 @@ impl TakenNames {
 /// conditions that change.
 pub fn set_status(obj: &mut Value, taken: &TakenNames, now: &str) {
     let names = obj.pointer("/spec/names").cloned().unwrap_or(json!({}));
-    let s = |f: &str| names.get(f).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |f: &str| {
+        names
+            .get(f)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let plural = s("plural");
     let kind = s("kind");
     let singular = match s("singular") {
@@ -326,13 +395,22 @@ pub fn set_status(obj: &mut Value, taken: &TakenNames, now: &str) {
     let conflict = if taken.plurals.contains(&plural) || taken.singulars.contains(&plural) {
         Some(("PluralConflict", format!("\"{plural}\" is already in use")))
     } else if taken.plurals.contains(&singular) || taken.singulars.contains(&singular) {
-        Some(("SingularConflict", format!("\"{singular}\" is already in use")))
-    } else if let Some(n) = short.iter().find(|n| taken.short_names.contains(n) || taken.plurals.contains(n)) {
+        Some((
+            "SingularConflict",
+            format!("\"{singular}\" is already in use"),
+        ))
+    } else if let Some(n) = short
+        .iter()
+        .find(|n| taken.short_names.contains(n) || taken.plurals.contains(n))
+    {
         Some(("ShortNamesConflict", format!("\"{n}\" is already in use")))
     } else if taken.kinds.contains(&kind) {
         Some(("KindConflict", format!("\"{kind}\" is already in use")))
     } else if taken.list_kinds.contains(&list_kind) {
-        Some(("ListKindConflict", format!("\"{list_kind}\" is already in use")))
+        Some((
+            "ListKindConflict",
+            format!("\"{list_kind}\" is already in use"),
+        ))
     } else {
         None
     };
@@ -347,13 +425,20 @@ pub fn set_status(obj: &mut Value, taken: &TakenNames, now: &str) {
             if !short.is_empty() {
                 accepted["shortNames"] = json!(short);
             }
-            if let Some(c) = names.get("categories").filter(|c| c.as_array().is_some_and(|a| !a.is_empty())) {
+            if let Some(c) = names
+                .get("categories")
+                .filter(|c| c.as_array().is_some_and(|a| !a.is_empty()))
+            {
                 accepted["categories"] = c.clone();
             }
             status["acceptedNames"] = accepted;
             (
                 ("True", "NoConflicts", "no conflicts found".to_string()),
-                ("True", "InitialNamesAccepted", "the initial names have been accepted".to_string()),
+                (
+                    "True",
+                    "InitialNamesAccepted",
+                    "the initial names have been accepted".to_string(),
+                ),
             )
         }
         Some((reason, message)) => {
@@ -363,9 +448,17 @@ pub fn set_status(obj: &mut Value, taken: &TakenNames, now: &str) {
             (
                 ("False", *reason, message.clone()),
                 if already_established {
-                    ("True", "InitialNamesAccepted", "the initial names have been accepted".to_string())
+                    (
+                        "True",
+                        "InitialNamesAccepted",
+                        "the initial names have been accepted".to_string(),
+                    )
                 } else {
-                    ("False", "NotAccepted", "not all names are accepted".to_string())
+                    (
+                        "False",
+                        "NotAccepted",
+                        "not all names are accepted".to_string(),
+                    )
                 },
             )
         }
@@ -377,14 +470,6 @@ pub fn set_status(obj: &mut Value, taken: &TakenNames, now: &str) {
         .unwrap_or_default();
     put_condition(&mut conditions, "NamesAccepted", names_accepted, now);
     put_condition(&mut conditions, "Established", established, now);
-    if obj.pointer("/metadata/deletionTimestamp").is_some() {
-        put_condition(
-            &mut conditions,
-            "Terminating",
-            ("True", "InstanceDeletionInProgress", "CustomResource deletion is in progress".to_string()),
-            now,
-        );
-    }
     status["conditions"] = json!(conditions);
     let mut stored: Vec<Value> = status
         .get("storedVersions")
@@ -405,6 +490,29 @@ pub fn set_status(obj: &mut Value, taken: &TakenNames, now: &str) {
     }
     status["storedVersions"] = json!(stored);
     obj["status"] = status;
+}
+
+/// Marks a definition being deleted: Terminating, while its objects are deleted.
+pub fn mark_terminating(obj: &mut Value, now: &str) {
+    let mut conditions: Vec<Value> = obj
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    put_condition(
+        &mut conditions,
+        "Terminating",
+        (
+            "True",
+            "InstanceDeletionInProgress",
+            "CustomResource deletion is in progress".to_string(),
+        ),
+        now,
+    );
+    if !obj.get("status").is_some_and(Value::is_object) {
+        obj["status"] = json!({});
+    }
+    obj["status"]["conditions"] = json!(conditions);
 }
 
 /// Sets a condition, keeping its transition time when its status does not change.

@@ -113,10 +113,7 @@ pub fn served_versions(definition: &Value) -> Vec<CustomVersion> {
                 info,
                 definition: crd.metadata.name.clone().unwrap_or_default(),
                 storage_api_version: storage.clone(),
-                schema: v
-                    .schema
-                    .as_ref()
-                    .and_then(|s| s.open_api_v3_schema.clone()),
+                schema: v.schema.as_ref().and_then(|s| s.open_api_v3_schema.clone()),
                 columns: v.additional_printer_columns.clone().unwrap_or_default(),
                 scale,
                 deprecation_warning,

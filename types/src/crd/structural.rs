@@ -78,7 +78,10 @@ fn prune_at(
                 } else if keeps_meta && TYPE_AND_META.contains(&key.as_str()) {
                     // Metadata is the ObjectMeta every object has; pruned as such elsewhere.
                 } else if !preserves_unknown(schema)
-                    && !matches!(schema.additional_properties, Some(JSONSchemaPropsOrBool::Bool(true)))
+                    && !matches!(
+                        schema.additional_properties,
+                        Some(JSONSchemaPropsOrBool::Bool(true))
+                    )
                 {
                     gone.push(key.clone());
                     dropped.push(child_path.to_string());
@@ -155,7 +158,10 @@ fn type_name(value: &Value) -> &'static str {
 }
 
 fn is_integer(n: &serde_json::Number) -> bool {
-    n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.is_finite())
+    n.is_i64()
+        || n.is_u64()
+        || n.as_f64()
+            .is_some_and(|f| f.fract() == 0.0 && f.is_finite())
 }
 
 fn type_matches(schema: &JSONSchemaProps, value: &Value) -> bool {
@@ -172,8 +178,17 @@ fn type_matches(schema: &JSONSchemaProps, value: &Value) -> bool {
     }
 }
 
-fn validate_at(schema: &JSONSchemaProps, value: &Value, path: &FieldPath, errors: &mut Vec<FieldError>) {
-    let here = if path.as_str().is_empty() { "body".to_string() } else { format!("{path} in body") };
+fn validate_at(
+    schema: &JSONSchemaProps,
+    value: &Value,
+    path: &FieldPath,
+    errors: &mut Vec<FieldError>,
+) {
+    let here = if path.as_str().is_empty() {
+        "body".to_string()
+    } else {
+        format!("{path} in body")
+    };
     if !type_matches(schema, value) {
         let wanted = if schema.x_kubernetes_int_or_string == Some(true) {
             "integer,string".to_string()
@@ -184,7 +199,10 @@ fn validate_at(schema: &JSONSchemaProps, value: &Value, path: &FieldPath, errors
         errors.push(FieldError::type_invalid(
             path,
             actual,
-            format!("{here} must be of type {wanted}: {}", crate::field::go_quote(actual)),
+            format!(
+                "{here} must be of type {wanted}: {}",
+                crate::field::go_quote(actual)
+            ),
         ));
         return;
     }
@@ -216,7 +234,13 @@ fn validate_at(schema: &JSONSchemaProps, value: &Value, path: &FieldPath, errors
     }
 }
 
-fn number(schema: &JSONSchemaProps, n: &serde_json::Number, path: &FieldPath, here: &str, errors: &mut Vec<FieldError>) {
+fn number(
+    schema: &JSONSchemaProps,
+    n: &serde_json::Number,
+    path: &FieldPath,
+    here: &str,
+    errors: &mut Vec<FieldError>,
+) {
     let Some(x) = n.as_f64() else {
         return;
     };
@@ -224,24 +248,54 @@ fn number(schema: &JSONSchemaProps, n: &serde_json::Number, path: &FieldPath, he
     if let Some(max) = schema.maximum {
         let exclusive = schema.exclusive_maximum == Some(true);
         if x > max || (exclusive && x == max) {
-            let bound = if exclusive { "less than" } else { "less than or equal to" };
-            errors.push(FieldError::invalid(path, shown.clone(), format!("{here} should be {bound} {}", float(max))));
+            let bound = if exclusive {
+                "less than"
+            } else {
+                "less than or equal to"
+            };
+            errors.push(FieldError::invalid(
+                path,
+                shown.clone(),
+                format!("{here} should be {bound} {}", float(max)),
+            ));
         }
     }
     if let Some(min) = schema.minimum {
         let exclusive = schema.exclusive_minimum == Some(true);
         if x < min || (exclusive && x == min) {
-            let bound = if exclusive { "greater than" } else { "greater than or equal to" };
-            errors.push(FieldError::invalid(path, shown.clone(), format!("{here} should be {bound} {}", float(min))));
+            let bound = if exclusive {
+                "greater than"
+            } else {
+                "greater than or equal to"
+            };
+            errors.push(FieldError::invalid(
+                path,
+                shown.clone(),
+                format!("{here} should be {bound} {}", float(min)),
+            ));
         }
     }
     if let Some(m) = schema.multiple_of.filter(|m| *m > 0.0) {
         if (x / m).fract() != 0.0 {
-            errors.push(FieldError::invalid(path, shown, format!("{here} should be a multiple of {}", float(m))));
+            errors.push(FieldError::invalid(
+                path,
+                shown,
+                format!("{here} should be a multiple of {}", float(m)),
+            ));
         }
     }
-    if schema.format.as_deref() == Some("int32") && is_integer(n) && (x > i32::MAX as f64 || x < i32::MIN as f64) {
-        errors.push(FieldError::invalid(path, Rendered(n.to_string()), format!("{here} must be of type int32: {}", crate::field::go_quote(&n.to_string()))));
+    if schema.format.as_deref() == Some("int32")
+        && is_integer(n)
+        && (x > i32::MAX as f64 || x < i32::MIN as f64)
+    {
+        errors.push(FieldError::invalid(
+            path,
+            Rendered(n.to_string()),
+            format!(
+                "{here} must be of type int32: {}",
+                crate::field::go_quote(&n.to_string())
+            ),
+        ));
     }
 }
 
@@ -254,7 +308,13 @@ fn float(x: f64) -> String {
     }
 }
 
-fn string(schema: &JSONSchemaProps, s: &str, path: &FieldPath, here: &str, errors: &mut Vec<FieldError>) {
+fn string(
+    schema: &JSONSchemaProps,
+    s: &str,
+    path: &FieldPath,
+    here: &str,
+    errors: &mut Vec<FieldError>,
+) {
     let chars = s.chars().count() as i64;
     if let Some(max) = schema.max_length {
         if chars > max {
@@ -263,20 +323,35 @@ fn string(schema: &JSONSchemaProps, s: &str, path: &FieldPath, here: &str, error
     }
     if let Some(min) = schema.min_length {
         if chars < min {
-            errors.push(FieldError::invalid(path, s, format!("{here} should be at least {min} chars long")));
+            errors.push(FieldError::invalid(
+                path,
+                s,
+                format!("{here} should be at least {min} chars long"),
+            ));
         }
     }
     if let Some(pattern) = &schema.pattern {
         match regex::Regex::new(pattern) {
             Ok(re) if !re.is_match(s) => {
-                errors.push(FieldError::invalid(path, s, format!("{here} should match '{pattern}'")));
+                errors.push(FieldError::invalid(
+                    path,
+                    s,
+                    format!("{here} should match '{pattern}'"),
+                ));
             }
             _ => {}
         }
     }
     if let Some(format) = schema.format.as_deref() {
         if !format_holds(format, s) {
-            errors.push(FieldError::invalid(path, s, format!("{here} must be of type {format}: {}", crate::field::go_quote(s))));
+            errors.push(FieldError::invalid(
+                path,
+                s,
+                format!(
+                    "{here} must be of type {format}: {}",
+                    crate::field::go_quote(s)
+                ),
+            ));
         }
     }
 }
@@ -293,9 +368,9 @@ fn format_holds(format: &str, s: &str) -> bool {
         }
         "ipv4" => s.parse::<std::net::Ipv4Addr>().is_ok(),
         "ipv6" => s.parse::<std::net::Ipv6Addr>().is_ok(),
-        "cidr" => s
-            .split_once('/')
-            .is_some_and(|(ip, bits)| ip.parse::<std::net::IpAddr>().is_ok() && bits.parse::<u8>().is_ok()),
+        "cidr" => s.split_once('/').is_some_and(|(ip, bits)| {
+            ip.parse::<std::net::IpAddr>().is_ok() && bits.parse::<u8>().is_ok()
+        }),
         "byte" => {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.decode(s).is_ok()
@@ -304,7 +379,13 @@ fn format_holds(format: &str, s: &str) -> bool {
     }
 }
 
-fn array(schema: &JSONSchemaProps, list: &[Value], path: &FieldPath, here: &str, errors: &mut Vec<FieldError>) {
+fn array(
+    schema: &JSONSchemaProps,
+    list: &[Value],
+    path: &FieldPath,
+    here: &str,
+    errors: &mut Vec<FieldError>,
+) {
     let n = list.len() as i64;
     if let Some(max) = schema.max_items {
         if n > max {
@@ -313,10 +394,15 @@ fn array(schema: &JSONSchemaProps, list: &[Value], path: &FieldPath, here: &str,
     }
     if let Some(min) = schema.min_items {
         if n < min {
-            errors.push(FieldError::invalid(path, Rendered(n.to_string()), format!("{here} should have at least {min} items")));
+            errors.push(FieldError::invalid(
+                path,
+                Rendered(n.to_string()),
+                format!("{here} should have at least {min} items"),
+            ));
         }
     }
-    let set = schema.unique_items == Some(true) || schema.x_kubernetes_list_type.as_deref() == Some("set");
+    let set = schema.unique_items == Some(true)
+        || schema.x_kubernetes_list_type.as_deref() == Some("set");
     if set {
         for (i, item) in list.iter().enumerate() {
             if list[..i].contains(item) {
@@ -325,13 +411,24 @@ fn array(schema: &JSONSchemaProps, list: &[Value], path: &FieldPath, here: &str,
         }
     }
     if schema.x_kubernetes_list_type.as_deref() == Some("map") {
-        let keys = schema.x_kubernetes_list_map_keys.clone().unwrap_or_default();
-        let key_of = |item: &Value| -> Vec<Value> { keys.iter().map(|k| item.get(k).cloned().unwrap_or(Value::Null)).collect() };
+        let keys = schema
+            .x_kubernetes_list_map_keys
+            .clone()
+            .unwrap_or_default();
+        let key_of = |item: &Value| -> Vec<Value> {
+            keys.iter()
+                .map(|k| item.get(k).cloned().unwrap_or(Value::Null))
+                .collect()
+        };
         for (i, item) in list.iter().enumerate() {
             let key = key_of(item);
             if list[..i].iter().any(|other| key_of(other) == key) {
-                let shown: Map<String, Value> = keys.iter().cloned().zip(key.iter().cloned()).collect();
-                errors.push(FieldError::duplicate(&path.index(i), Rendered(Value::Object(shown).to_string())));
+                let shown: Map<String, Value> =
+                    keys.iter().cloned().zip(key.iter().cloned()).collect();
+                errors.push(FieldError::duplicate(
+                    &path.index(i),
+                    Rendered(Value::Object(shown).to_string()),
+                ));
             }
         }
     }
@@ -342,7 +439,13 @@ fn array(schema: &JSONSchemaProps, list: &[Value], path: &FieldPath, here: &str,
     }
 }
 
-fn object(schema: &JSONSchemaProps, map: &Map<String, Value>, path: &FieldPath, here: &str, errors: &mut Vec<FieldError>) {
+fn object(
+    schema: &JSONSchemaProps,
+    map: &Map<String, Value>,
+    path: &FieldPath,
+    here: &str,
+    errors: &mut Vec<FieldError>,
+) {
     for required in schema.required.iter().flatten() {
         if !map.contains_key(required) {
             errors.push(FieldError::required(&path.child(required), ""));
@@ -356,7 +459,11 @@ fn object(schema: &JSONSchemaProps, map: &Map<String, Value>, path: &FieldPath, 
     }
     if let Some(min) = schema.min_properties {
         if n < min {
-            errors.push(FieldError::invalid(path, Rendered(n.to_string()), format!("{here} should have at least {min} properties")));
+            errors.push(FieldError::invalid(
+                path,
+                Rendered(n.to_string()),
+                format!("{here} should have at least {min} properties"),
+            ));
         }
     }
     let props = properties(schema);
@@ -428,7 +535,8 @@ mod tests {
 
     #[test]
     fn defaults_fill_absent_fields_at_every_depth() {
-        let mut obj = json!({"spec": {"size": 1, "ports": [{"name": "http"}, {"name": "x", "number": 8}]}});
+        let mut obj =
+            json!({"spec": {"size": 1, "ports": [{"name": "http"}, {"name": "x", "number": 8}]}});
         default(&widget_schema(), &mut obj);
         assert_eq!(obj["spec"]["color"], "red");
         assert_eq!(obj["spec"]["ports"][0]["number"], 80);
@@ -442,10 +550,15 @@ mod tests {
         let errs = validate(&s, &json!({"spec": {"size": "big"}}));
         assert_eq!(
             messages(&errs),
-            [r#"spec.size: Invalid value: "string": spec.size in body must be of type integer: "string""#]
+            [
+                r#"spec.size: Invalid value: "string": spec.size in body must be of type integer: "string""#
+            ]
         );
-        let errs = validate(&s, &json!({"spec": {"size": 11, "color": "pink", "name": "Abcdefg",
-            "tags": ["a", "b", "c"], "port": true}}));
+        let errs = validate(
+            &s,
+            &json!({"spec": {"size": 11, "color": "pink", "name": "Abcdefg",
+            "tags": ["a", "b", "c"], "port": true}}),
+        );
         assert_eq!(
             messages(&errs),
             [
@@ -459,9 +572,22 @@ mod tests {
         );
         let errs = validate(&s, &json!({"spec": {}}));
         assert_eq!(messages(&errs), ["spec.size: Required value"]);
-        let errs = validate(&s, &json!({"spec": {"size": 2, "ports": [{"name": "a"}, {"name": "a"}]}}));
-        assert_eq!(messages(&errs), [r#"spec.ports[1]: Duplicate value: {"name":"a"}"#]);
-        assert!(validate(&s, &json!({"spec": {"size": 2, "port": "http", "raw": {"k": [1]}}})).is_empty());
-        assert!(validate(&s, &json!({"spec": {"size": 2.0}})).is_empty(), "2.0 is an integer");
+        let errs = validate(
+            &s,
+            &json!({"spec": {"size": 2, "ports": [{"name": "a"}, {"name": "a"}]}}),
+        );
+        assert_eq!(
+            messages(&errs),
+            [r#"spec.ports[1]: Duplicate value: {"name":"a"}"#]
+        );
+        assert!(validate(
+            &s,
+            &json!({"spec": {"size": 2, "port": "http", "raw": {"k": [1]}}})
+        )
+        .is_empty());
+        assert!(
+            validate(&s, &json!({"spec": {"size": 2.0}})).is_empty(),
+            "2.0 is an integer"
+        );
     }
 }

@@ -31,14 +31,22 @@ fn widget_definition() -> Value {
 
 fn established() -> Value {
     let mut crd = widget_definition();
-    definition::set_status(&mut crd, &definition::TakenNames::default(), "2026-01-01T00:00:00Z");
+    definition::set_status(
+        &mut crd,
+        &definition::TakenNames::default(),
+        "2026-01-01T00:00:00Z",
+    );
     crd
 }
 
 #[test]
 fn a_valid_definition_passes_and_its_status_accepts_its_names() {
     let crd = established();
-    assert!(definition::validate(&crd, None).is_empty(), "{:?}", definition::validate(&crd, None));
+    assert!(
+        definition::validate(&crd, None).is_empty(),
+        "{:?}",
+        definition::validate(&crd, None)
+    );
     assert!(definition::is_established(&crd));
     assert_eq!(crd["status"]["acceptedNames"]["listKind"], "WidgetList");
     assert_eq!(crd["status"]["storedVersions"], json!(["v1"]));
@@ -50,8 +58,14 @@ fn a_valid_definition_passes_and_its_status_accepts_its_names() {
     assert!(v1.info.custom && v1.info.namespaced() && v1.has_status());
     assert_eq!(v1.columns[0].json_path, ".spec.size");
     assert_eq!(versions[1].storage_api_version, "example.com/v1");
-    assert_eq!(versions[1].deprecation_warning.as_deref(), Some("example.com/v1beta1 Widget is deprecated"));
-    assert!(std::ptr::eq(v1.info, served_versions(&crd)[0].info), "the same names, the same kind");
+    assert_eq!(
+        versions[1].deprecation_warning.as_deref(),
+        Some("example.com/v1beta1 Widget is deprecated")
+    );
+    assert!(
+        std::ptr::eq(v1.info, served_versions(&crd)[0].info),
+        "the same names, the same kind"
+    );
 }
 
 #[test]
@@ -74,34 +88,59 @@ fn bad_definitions_are_refused_with_kubernetes_paths() {
     crd["spec"]["group"] = json!("example");
     crd["spec"]["scope"] = json!("Somewhere");
     crd["spec"]["versions"][1]["storage"] = json!(true);
-    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["size"] = json!({"minimum": 1});
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["size"] = json!({"minimum": 1});
     crd["spec"]["versions"][1]["schema"] = json!(null);
-    let mut errs: Vec<String> = definition::validate(&crd, None).iter().map(ToString::to_string).collect();
+    let mut errs: Vec<String> = definition::validate(&crd, None)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     errs.sort();
-    assert_eq!(errs, [
-        r#"metadata.name: Invalid value: "gadgets.example.com": must be spec.names.plural+"."+spec.group"#,
-        r#"spec.group: Invalid value: "example": should be a domain with at least one dot"#,
-        r#"spec.scope: Unsupported value: "Somewhere": supported values: "Cluster", "Namespaced""#,
-        r#"spec.versions: Invalid value: 2: must have exactly one version marked as storage version"#,
-        r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[size].type: Required value: must not be empty for specified object fields"#,
-        r#"spec.versions[1].schema.openAPIV3Schema: Required value: schemas are required"#,
-    ]);
+    assert_eq!(
+        errs,
+        [
+            r#"metadata.name: Invalid value: "gadgets.example.com": must be spec.names.plural+"."+spec.group"#,
+            r#"spec.group: Invalid value: "example": should be a domain with at least one dot"#,
+            r#"spec.scope: Unsupported value: "Somewhere": supported values: "Cluster", "Namespaced""#,
+            r#"spec.versions: Invalid value: 2: must have exactly one version marked as storage version"#,
+            r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[size].type: Required value: must not be empty for specified object fields"#,
+            r#"spec.versions[1].schema.openAPIV3Schema: Required value: schemas are required"#,
+        ]
+    );
 }
 
 #[test]
 fn custom_objects_are_pruned_defaulted_and_validated() {
     let crd = established();
     let v1 = &served_versions(&crd)[0];
-    let admitted = admit(v1, json!({"apiVersion": "example.com/v1", "kind": "Widget",
-        "metadata": {"name": "w", "bogusMeta": 1}, "spec": {"size": 2, "extra": true}})).expect("valid");
-    assert_eq!(admitted.unknown_fields, ["spec.extra", "metadata.bogusMeta"]);
+    let admitted = admit(
+        v1,
+        json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w", "bogusMeta": 1}, "spec": {"size": 2, "extra": true}}),
+    )
+    .expect("valid");
+    assert_eq!(
+        admitted.unknown_fields,
+        ["spec.extra", "metadata.bogusMeta"]
+    );
     assert_eq!(admitted.object["spec"], json!({"size": 2, "color": "red"}));
     assert_eq!(admitted.object["metadata"], json!({"name": "w"}));
-    let errs = admit(v1, json!({"apiVersion": "example.com/v1", "kind": "Widget",
-        "metadata": {"name": "w"}, "spec": {"size": 0}})).expect_err("invalid");
-    assert_eq!(errs[0].to_string(), "spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1");
+    let errs = admit(
+        v1,
+        json!({"apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w"}, "spec": {"size": 0}}),
+    )
+    .expect_err("invalid");
+    assert_eq!(
+        errs[0].to_string(),
+        "spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1"
+    );
     let loose = &served_versions(&crd)[1];
-    let kept = admit(loose, json!({"apiVersion": "example.com/v1beta1", "kind": "Widget",
-        "metadata": {"name": "w"}, "anything": {"goes": 1}})).expect("preserved");
+    let kept = admit(
+        loose,
+        json!({"apiVersion": "example.com/v1beta1", "kind": "Widget",
+        "metadata": {"name": "w"}, "anything": {"goes": 1}}),
+    )
+    .expect("preserved");
     assert!(kept.unknown_fields.is_empty());
 }
