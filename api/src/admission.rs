@@ -157,7 +157,7 @@ pub fn admit_custom(
 ) -> Result<(Value, Vec<String>), ApiError> {
     let info = version.info;
     let name = meta::name(&obj).to_string();
-    let (object, unknown, mut errors) = match keel_types::crd::admit(version, obj.clone()) {
+    let (object, unknown, mut errors) = match keel_types::crd::admit(version, obj.clone(), old) {
         Ok(admitted) => (admitted.object, admitted.unknown_fields, Vec::new()),
         Err(errors) => (obj, Vec::new(), errors),
     };

@@ -5,6 +5,7 @@
 
 pub mod cleanup;
 pub mod columns;
+pub mod openapi;
 
 use std::sync::{Arc, Mutex, PoisonError};
 

@@ -418,7 +418,7 @@ mod tests {
 
     #[test]
     fn subresources_fold_into_their_resource() {
-        let entries = discovery::resources("apps", "v1");
+        let entries = discovery::resources("apps", "v1", &CustomKinds::default());
         let resources = resource_discovery(&entries);
         let deployments = resources
             .iter()

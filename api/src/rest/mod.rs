@@ -37,6 +37,9 @@ use crate::error::ApiError;
 use crate::server::ApiServer;
 use crate::storage::Storage;
 
+pub(crate) use openapi_schema::{
+    component_name as openapi_component_name, message_components as openapi_message_components,
+};
 pub use path::ResourcePath;
 pub(crate) use table::since as table_age;
 pub use table::{human_duration, IncludeObject};

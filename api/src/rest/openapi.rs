@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use super::discovery::GIT_VERSION;
 use super::{authorize_path, response, Core};
 use crate::auth::Authenticated;
+use crate::crd::CustomKinds;
 use crate::error::ApiError;
 use crate::storage::Storage;
 use axum::Extension;
@@ -59,9 +60,16 @@ fn v2_json() -> Value {
 }
 
 /// The `/openapi/v3` index: one document per group version.
-pub fn v3_index() -> Value {
+pub fn v3_index(custom: &CustomKinds) -> Value {
     let mut paths = Map::new();
-    for prefix in group_version_prefixes() {
+    let mut prefixes = group_version_prefixes();
+    for v in custom.all() {
+        let p = prefix(v.info.group, v.info.version);
+        if !prefixes.contains(&p) {
+            prefixes.push(p);
+        }
+    }
+    for prefix in prefixes {
         paths.insert(
             prefix.clone(),
             json!({"serverRelativeURL": format!("/openapi/v3/{prefix}?hash={HASH}")}),
@@ -92,7 +100,7 @@ fn query_parameter(name: &str, description: &str) -> Value {
 }
 
 /// The PATCH operation of one kind's item path.
-fn patch_operation(info: &ResourceInfo) -> Value {
+pub(crate) fn patch_operation(info: &ResourceInfo) -> Value {
     json!({
         "description": format!("partially update the specified {}", info.kind),
         "operationId": format!("patch{}", info.kind),
@@ -109,17 +117,13 @@ fn patch_operation(info: &ResourceInfo) -> Value {
     })
 }
 
-/// The document of one group version (`api/v1`, `apis/apps/v1`): a PATCH operation per kind.
-pub fn v3_document(path: &str) -> Result<Value, ApiError> {
-    let kinds: Vec<&ResourceInfo> = keel_types::kinds::all()
-        .iter()
-        .filter(|k| prefix(k.group, k.version) == path)
-        .collect();
-    if kinds.is_empty() {
-        return Err(ApiError::UnknownResource);
-    }
+/// The PATCH path of each kind, in the group version at `path`.
+pub(crate) fn patch_paths<'a>(
+    path: &str,
+    kinds: impl Iterator<Item = &'a ResourceInfo>,
+) -> Map<String, Value> {
     let mut paths = Map::new();
-    for info in kinds.iter().copied() {
+    for info in kinds {
         let item = if info.namespaced() {
             format!("/{path}/namespaces/{{namespace}}/{}/{{name}}", info.plural)
         } else {
@@ -127,11 +131,41 @@ pub fn v3_document(path: &str) -> Result<Value, ApiError> {
         };
         paths.insert(item, json!({ "patch": patch_operation(info) }));
     }
+    paths
+}
+
+/// The document of one group version (`api/v1`, `apis/apps/v1`, a custom kind's): a PATCH
+/// operation and a schema per kind.
+pub fn v3_document(path: &str, custom: &CustomKinds) -> Result<Value, ApiError> {
+    let kinds: Vec<&ResourceInfo> = keel_types::kinds::all()
+        .iter()
+        .filter(|k| prefix(k.group, k.version) == path)
+        .collect();
+    let (paths, schemas) = if kinds.is_empty() {
+        let versions: Vec<_> = custom
+            .all()
+            .iter()
+            .filter(|v| prefix(v.info.group, v.info.version) == path)
+            .map(|v| v.as_ref())
+            .collect();
+        if versions.is_empty() {
+            return Err(ApiError::UnknownResource);
+        }
+        (
+            patch_paths(path, versions.iter().map(|v| v.info)),
+            crate::crd::openapi::components(&versions),
+        )
+    } else {
+        (
+            patch_paths(path, kinds.iter().copied()),
+            super::openapi_schema::components(&kinds),
+        )
+    };
     Ok(json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": GIT_VERSION},
         "paths": paths,
-        "components": {"schemas": super::openapi_schema::components(&kinds)},
+        "components": {"schemas": schemas},
     }))
 }
 
@@ -164,7 +198,7 @@ pub async fn v3<S: Storage>(
     uri: Uri,
 ) -> Response {
     match authorize_path(&core, &user, &Method::GET, uri.path()).await {
-        Ok(_) => response::ok(&v3_index()),
+        Ok(_) => response::ok(&v3_index(&*core.custom_kinds_now())),
         Err(e) => response::error(&e),
     }
 }
@@ -177,7 +211,7 @@ pub async fn v3_group_version<S: Storage>(
 ) -> Response {
     let result = async {
         authorize_path(&core, &user, &Method::GET, uri.path()).await?;
-        v3_document(&path)
+        v3_document(&path, &*core.custom_kinds().await?)
     }
     .await;
     match result {
@@ -202,12 +236,12 @@ mod tests {
 
     #[test]
     fn every_kind_has_a_patch_operation_that_takes_field_validation() {
-        let index = v3_index();
+        let index = v3_index(&CustomKinds::default());
         assert_eq!(
             index["paths"]["apis/apps/v1"]["serverRelativeURL"],
             format!("/openapi/v3/apis/apps/v1?hash={HASH}")
         );
-        let apps = v3_document("apis/apps/v1").expect("apps/v1");
+        let apps = v3_document("apis/apps/v1", &CustomKinds::default()).expect("apps/v1");
         let patch =
             &apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
         assert_eq!(
@@ -218,10 +252,12 @@ mod tests {
         assert!(params
             .iter()
             .any(|p| p["name"] == "fieldValidation" && p["in"] == "query"));
-        let core = v3_document("api/v1").expect("v1");
+        let core = v3_document("api/v1", &CustomKinds::default()).expect("v1");
         assert!(core["paths"]["/api/v1/nodes/{name}"]["patch"].is_object());
         assert_eq!(
-            v3_document("apis/nope/v1").expect_err("unknown").code(),
+            v3_document("apis/nope/v1", &CustomKinds::default())
+                .expect_err("unknown")
+                .code(),
             404
         );
     }

@@ -153,11 +153,22 @@ pub fn components(kinds: &[&ResourceInfo]) -> Map<String, Value> {
         }
     }
     let names: Vec<&str> = roots.keys().copied().collect();
+    let mut out = message_components(&names);
+    for (name, kind) in roots {
+        if let (Some(message), Some(kind)) = (s.message(name), kind) {
+            out.insert(component_name(name), message_schema(message, Some(kind)));
+        }
+    }
+    out
+}
+
+/// The components of the messages named `roots` and every message they reach.
+pub fn message_components(roots: &[&str]) -> Map<String, Value> {
+    let s = schema::schema();
     let mut out = Map::new();
-    for name in closure(&names) {
+    for name in closure(roots) {
         if let Some(message) = s.message(name) {
-            let kind = roots.get(name).copied().flatten();
-            out.insert(component_name(name), message_schema(message, kind));
+            out.insert(component_name(name), message_schema(message, None));
         }
     }
     out

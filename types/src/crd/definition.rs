@@ -275,6 +275,15 @@ fn structural(schema: &JSONSchemaProps, at: &FieldPath, root: bool) -> Vec<Field
     if let Some(JSONSchemaPropsOrBool::Schema(values)) = &schema.additional_properties {
         errs.extend(structural(values, &at.child("additionalProperties"), false));
     }
+    for (i, rule) in schema.x_kubernetes_validations.iter().flatten().enumerate() {
+        if let Some(e) = super::cel::compile_error(&rule.rule) {
+            errs.push(FieldError::invalid(
+                &at.child("x-kubernetes-validations").index(i).child("rule"),
+                rule.rule.as_str(),
+                format!("compilation failed: {e}"),
+            ));
+        }
+    }
     if let Some(default) = &schema.default {
         let mut problems = super::structural::validate(schema, &default.0);
         problems.retain(|e| e.kind != crate::field::ErrorKind::Required);

@@ -2,6 +2,7 @@
 //! [`CustomVersion`] per served version), the checks a definition must pass, the status the
 //! server keeps on it, and how a custom object is admitted against its version's schema.
 
+pub mod cel;
 pub mod definition;
 pub mod structural;
 
@@ -130,9 +131,14 @@ pub struct Admitted {
     pub unknown_fields: Vec<String>,
 }
 
-/// Prunes, defaults and validates `obj` against `version`'s schema (the object's metadata as
-/// every object's, by [`crate::validate`]). `Err` holds every field error.
-pub fn admit(version: &CustomVersion, mut obj: Value) -> Result<Admitted, Vec<FieldError>> {
+/// Prunes, defaults and validates `obj` against `version`'s schema and its CEL rules (`old`
+/// is the stored object on update; the object's metadata is checked as every object's, by
+/// [`crate::validate`]). `Err` holds every field error.
+pub fn admit(
+    version: &CustomVersion,
+    mut obj: Value,
+    old: Option<&Value>,
+) -> Result<Admitted, Vec<FieldError>> {
     let mut unknown_fields = Vec::new();
     if let Some(schema) = &version.schema {
         unknown_fields = structural::prune(schema, &mut obj, true);
@@ -152,6 +158,9 @@ pub fn admit(version: &CustomVersion, mut obj: Value) -> Result<Admitted, Vec<Fi
             }
         }
         errors.extend(structural::validate(schema, &body));
+        if errors.is_empty() {
+            errors.extend(cel::check(schema, &body, old));
+        }
     }
     if errors.is_empty() {
         Ok(Admitted {

@@ -145,7 +145,7 @@ pub fn validate(schema: &JSONSchemaProps, value: &Value) -> Vec<FieldError> {
 }
 
 /// The JSON type of a value as OpenAPI names it.
-fn type_name(value: &Value) -> &'static str {
+pub(crate) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "boolean",

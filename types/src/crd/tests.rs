@@ -117,6 +117,7 @@ fn custom_objects_are_pruned_defaulted_and_validated() {
         v1,
         json!({"apiVersion": "example.com/v1", "kind": "Widget",
         "metadata": {"name": "w", "bogusMeta": 1}, "spec": {"size": 2, "extra": true}}),
+        None,
     )
     .expect("valid");
     assert_eq!(
@@ -129,6 +130,7 @@ fn custom_objects_are_pruned_defaulted_and_validated() {
         v1,
         json!({"apiVersion": "example.com/v1", "kind": "Widget",
         "metadata": {"name": "w"}, "spec": {"size": 0}}),
+        None,
     )
     .expect_err("invalid");
     assert_eq!(
@@ -140,6 +142,7 @@ fn custom_objects_are_pruned_defaulted_and_validated() {
         loose,
         json!({"apiVersion": "example.com/v1beta1", "kind": "Widget",
         "metadata": {"name": "w"}, "anything": {"goes": 1}}),
+        None,
     )
     .expect("preserved");
     assert!(kept.unknown_fields.is_empty());

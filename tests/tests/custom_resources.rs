@@ -1,0 +1,456 @@
+//! CustomResourceDefinitions through the real kubectl and the Rust SDK: a definition with a
+//! structural schema, defaults, a CEL rule, a status subresource and printer columns serves
+//! its kind (discovery, `kubectl get` with its columns, `explain`, watch, server-side apply);
+//! objects are pruned, defaulted and refused with Kubernetes' field paths; a controller
+//! written with the SDK reconciles the kind; deleting the definition deletes its objects
+//! (and no object is created while it terminates). Each check is what kubectl shows against
+//! Kubernetes 1.32.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use keel_client::runtime::{Action, Controller};
+use keel_client::{Api, DynamicObject, Error, Patch, WatchParams};
+use keel_tests::kubectl::Kubectl;
+use keel_tests::{Cluster, Flavor};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const DEFINITION: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names:
+    plural: widgets
+    singular: widget
+    kind: Widget
+    shortNames: [wd]
+    categories: [all]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Color, type: string, jsonPath: .spec.color}
+    - {name: Ready, type: boolean, jsonPath: .status.ready}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            description: What the widget should be.
+            required: [size]
+            x-kubernetes-validations:
+            - rule: self.size <= self.maxSize
+              message: size may not exceed maxSize
+            properties:
+              size:
+                type: integer
+                minimum: 1
+                description: How many parts the widget has.
+              maxSize: {type: integer, default: 10}
+              color: {type: string, enum: [red, blue], default: red}
+              tags:
+                type: array
+                items: {type: string}
+          status:
+            type: object
+            properties:
+              ready: {type: boolean}
+              observedSize: {type: integer}
+";
+
+const WIDGET: &str = "apiVersion: example.com/v1
+kind: Widget
+metadata:
+  name: small
+spec:
+  size: 3
+";
+
+async fn start() -> anyhow::Result<(Cluster, Kubectl)> {
+    let cluster = Cluster::start_with(
+        Flavor::Keel,
+        1,
+        &[
+            "--scheduler=false".to_string(),
+            "--controller-manager=false".to_string(),
+        ],
+    )
+    .await?;
+    let k = Kubectl::for_cluster(&cluster).await?;
+    Ok((cluster, k))
+}
+
+async fn until(what: &str, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        anyhow::ensure!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_definition_serves_its_kind_as_kubernetes_does() -> anyhow::Result<()> {
+    let (_cluster, k) = start().await?;
+    let definition = k.manifest("crd.yaml", DEFINITION);
+    k.ok(&["apply", "-f", &definition]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ]);
+    let crd = k.json(&["get", "crd", "widgets.example.com"]);
+    assert_eq!(crd["status"]["acceptedNames"]["kind"], "Widget", "{crd}");
+    assert_eq!(crd["status"]["storedVersions"], json!(["v1"]));
+    let resources = k.ok(&["api-resources", "--api-group=example.com"]);
+    assert!(
+        resources.contains("widgets") && resources.contains("wd"),
+        "{resources}"
+    );
+
+    // A valid object: defaults filled, stored, shown with the definition's columns (also
+    // under its short name and its category).
+    let widget = k.manifest("widget.yaml", WIDGET);
+    k.ok(&["apply", "-f", &widget]);
+    let small = k.json(&["get", "widget", "small"]);
+    assert_eq!(
+        small["spec"],
+        json!({"size": 3, "maxSize": 10, "color": "red"})
+    );
+    assert_eq!(small["metadata"]["generation"], 1);
+    let table = k.ok(&["get", "wd"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SIZE", "COLOR", "READY"], "{table}");
+    let row: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(row, ["small", "3", "red"], "{table}");
+    assert!(k.ok(&["get", "all"]).contains("widget.example.com/small"));
+    let again = k.ok(&["apply", "-f", &widget]);
+    assert!(
+        again.contains("widget.example.com/small unchanged"),
+        "{again}"
+    );
+    assert!(k.run(&["diff", "-f", &widget]).ok, "diff exits 0");
+
+    // Unknown fields: refused under kubectl's default strict validation, pruned otherwise.
+    let extra = k.manifest(
+        "extra.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: extra}\nspec: {size: 2, shiny: true}\n",
+    );
+    let strict = k.fails(&["apply", "-f", &extra]);
+    assert!(strict.contains("unknown field \"spec.shiny\""), "{strict}");
+    k.ok(&["apply", "--validate=false", "-f", &extra]);
+    let pruned = k.json(&["get", "widget", "extra"]);
+    assert_eq!(pruned["spec"].get("shiny"), None, "{pruned}");
+
+    // Invalid objects: 422 with Kubernetes' field paths, from the schema and the CEL rule.
+    let bad = k.manifest(
+        "bad.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: bad}\nspec: {size: 0, color: pink, tags: oops}\n",
+    );
+    let refused = k.fails(&["apply", "-f", &bad]);
+    for expected in [
+        "The Widget \"bad\" is invalid",
+        "spec.color: Unsupported value: \"pink\": supported values: \"red\", \"blue\"",
+        "spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1",
+        "spec.tags: Invalid value: \"string\": spec.tags in body must be of type array: \"string\"",
+    ] {
+        assert!(refused.contains(expected), "{expected}\n{refused}");
+    }
+    let too_big = k.manifest(
+        "big.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: big}\nspec: {size: 12}\n",
+    );
+    let rule = k.fails(&["apply", "-f", &too_big]);
+    assert!(
+        rule.contains("spec: Invalid value: \"object\": size may not exceed maxSize"),
+        "{rule}"
+    );
+    let empty = k.manifest(
+        "empty.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: empty}\nspec: {color: blue}\n",
+    );
+    let required = k.fails(&["apply", "--dry-run=server", "-f", &empty]);
+    assert!(required.contains("spec.size: Required value"), "{required}");
+
+    // The status subresource: status only through it, spec never through it.
+    k.ok(&[
+        "patch",
+        "widget",
+        "small",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"ready":true}}"#,
+    ]);
+    k.ok(&[
+        "patch",
+        "widget",
+        "small",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":4},"status":{"ready":false}}"#,
+    ]);
+    let patched = k.json(&["get", "widget", "small"]);
+    assert_eq!(patched["status"]["ready"], true, "{patched}");
+    assert_eq!(patched["spec"]["size"], 4);
+    assert_eq!(patched["metadata"]["generation"], 2);
+    let row = k.ok(&["get", "wd", "small", "--no-headers"]);
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        ["small", "4", "red", "true"]
+    );
+
+    // kubectl explain reads the definition's schema.
+    let explained = k.ok(&["explain", "widget.spec.size"]);
+    assert!(
+        explained.contains("How many parts the widget has."),
+        "{explained}"
+    );
+    assert!(explained.contains("<integer>"), "{explained}");
+
+    // Watch: a change shows as an event.
+    let watch = k
+        .command(&[
+            "get",
+            "widgets",
+            "--watch-only",
+            "--output-watch-events",
+            "-o",
+            "name",
+            "--request-timeout=8s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    k.ok(&[
+        "patch",
+        "widget",
+        "small",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":5}}"#,
+    ]);
+    let output = tokio::task::spawn_blocking(move || watch.wait_with_output()).await??;
+    let events = String::from_utf8_lossy(&output.stdout);
+    // With --watch-only, only the change is printed.
+    assert_eq!(events.trim(), "widget.example.com/small", "{events}");
+
+    // Server-side apply: fields have managers, and another manager's change conflicts.
+    let ssa = k.manifest(
+        "ssa.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: applied}\nspec: {size: 2, tags: [a]}\n",
+    );
+    k.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=first",
+        "-f",
+        &ssa,
+    ]);
+    let other = k.manifest(
+        "other.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: applied}\nspec: {size: 3}\n",
+    );
+    let conflict = k.fails(&[
+        "apply",
+        "--server-side",
+        "--field-manager=second",
+        "-f",
+        &other,
+    ]);
+    assert!(
+        conflict.contains("conflict") && conflict.contains(".spec.size"),
+        "{conflict}"
+    );
+    k.ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=second",
+        "-f",
+        &other,
+    ]);
+    let applied = k.json(&["get", "widget", "applied"]);
+    assert_eq!(applied["spec"]["size"], 3);
+    assert_eq!(
+        applied["spec"]["tags"],
+        json!(["a"]),
+        "first still owns its tags"
+    );
+
+    // Deleting the definition: objects held by a finalizer keep it Terminating, and no new
+    // object may be created meanwhile; once they go, so does the definition, with every
+    // object of the kind.
+    k.ok(&[
+        "patch",
+        "widget",
+        "extra",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ]);
+    k.ok(&["delete", "crd", "widgets.example.com", "--wait=false"]);
+    until("the definition terminating", || {
+        let crd = k.json(&["get", "crd", "widgets.example.com"]);
+        crd["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Terminating" && c["status"] == "True")
+    })
+    .await?;
+    until("every unheld widget deleted", || {
+        k.ok(&["get", "widgets", "-o", "name"]).trim() == "widget.example.com/extra"
+    })
+    .await?;
+    let late = k.manifest(
+        "late.yaml",
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: late}\nspec: {size: 1}\n",
+    );
+    let refused = k.fails(&["create", "-f", &late]);
+    assert!(
+        refused.contains("create not allowed while custom resource definition is terminating"),
+        "{refused}"
+    );
+    k.ok(&[
+        "patch",
+        "widget",
+        "extra",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    until("the definition gone", || {
+        !k.run(&["get", "crd", "widgets.example.com"]).ok
+    })
+    .await?;
+    k.ok(&["apply", "-f", &definition]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ]);
+    let left = k.ok(&["get", "widgets", "-A", "-o", "name"]);
+    assert!(
+        left.trim().is_empty(),
+        "objects outlived their definition: {left}"
+    );
+    Ok(())
+}
+
+struct Ctx {
+    widgets: Api<DynamicObject>,
+}
+
+/// Reports in each widget's status the size it saw.
+async fn reconcile(widget: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let size = widget.data["spec"]["size"].clone();
+    if widget
+        .data
+        .get("status")
+        .and_then(|s| s.get("observedSize"))
+        != Some(&size)
+    {
+        let name = widget.metadata.name.clone().unwrap_or_default();
+        let patch = Patch::Merge(json!({"status": {"observedSize": size, "ready": true}}));
+        ctx.widgets.patch_status(&name, &patch).await?;
+    }
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_written_with_the_sdk_reconciles_a_custom_kind() -> anyhow::Result<()> {
+    let (cluster, k) = start().await?;
+    let definition = k.manifest("crd.yaml", DEFINITION);
+    k.ok(&["apply", "-f", &definition]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ]);
+    let client = cluster.client()?;
+    let widgets =
+        Api::<DynamicObject>::for_resource(client, "example.com", "v1", "widgets", "default");
+
+    let shutdown = CancellationToken::new();
+    let outcomes = Controller::new(widgets.clone(), WatchParams::default()).run(
+        reconcile,
+        |_w: &Arc<DynamicObject>, _e: &Error, _ctx: &Ctx| {
+            Action::requeue(Duration::from_millis(200))
+        },
+        Arc::new(Ctx {
+            widgets: widgets.clone(),
+        }),
+        shutdown.clone(),
+    );
+    let runner = tokio::spawn(async move { outcomes.count().await });
+
+    let widget: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "sdk"}, "spec": {"size": 2}
+    }))?;
+    let created = widgets.create(&widget).await?;
+    assert_eq!(
+        created.data["spec"]["color"], "red",
+        "defaulted through the SDK too"
+    );
+    until("status observed", || {
+        k.ok(&[
+            "get",
+            "widget",
+            "sdk",
+            "-o",
+            "jsonpath={.status.observedSize}",
+        ])
+        .trim()
+            == "2"
+    })
+    .await?;
+    k.ok(&[
+        "patch",
+        "widget",
+        "sdk",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":7}}"#,
+    ]);
+    until("the change reconciled", || {
+        k.ok(&[
+            "get",
+            "widget",
+            "sdk",
+            "-o",
+            "jsonpath={.status.observedSize}",
+        ])
+        .trim()
+            == "7"
+    })
+    .await?;
+    // The SDK gets Kubernetes' errors for custom kinds as for built-ins.
+    let mut invalid = widget.clone();
+    invalid.metadata.name = Some("too-big".into());
+    invalid.data.insert("spec".into(), json!({"size": 20}));
+    let err = widgets.create(&invalid).await.expect_err("over maxSize");
+    assert!(
+        err.to_string().contains("size may not exceed maxSize"),
+        "{err}"
+    );
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), runner).await??;
+    Ok(())
+}
