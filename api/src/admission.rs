@@ -157,7 +157,8 @@ pub fn admit_custom(
 ) -> Result<(Value, Vec<String>), ApiError> {
     let info = version.info;
     let name = meta::name(&obj).to_string();
-    let (object, unknown, mut errors) = match keel_types::crd::admit(version, obj.clone(), old) {
+    let (mut object, unknown, mut errors) = match keel_types::crd::admit(version, obj.clone(), old)
+    {
         Ok(admitted) => (admitted.object, admitted.unknown_fields, Vec::new()),
         Err(errors) => (obj, Vec::new(), errors),
     };
@@ -171,6 +172,8 @@ pub fn admit_custom(
         return Err(invalid(info, name, &errors));
     }
     warnings.extend(version.deprecation_warning.clone());
+    // Stored at the definition's storage version; served at any (the `None` conversion).
+    object["apiVersion"] = Value::from(version.storage_api_version.as_str());
     Ok((object, warnings))
 }
 

@@ -454,3 +454,106 @@ async fn a_controller_written_with_the_sdk_reconciles_a_custom_kind() -> anyhow:
     tokio::time::timeout(Duration::from_secs(10), runner).await??;
     Ok(())
 }
+
+const GADGETS: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.example.com
+spec:
+  group: example.com
+  scope: Cluster
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+  - name: v1beta1
+    served: true
+    storage: false
+    deprecated: true
+    deprecationWarning: example.com/v1beta1 Gadget is deprecated; use example.com/v1
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+        labelSelectorPath: .status.selector
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              replicas: {type: integer, minimum: 0}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+              selector: {type: string}
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_convert_and_the_scale_subresource_works_on_custom_kinds() -> anyhow::Result<()> {
+    let (_cluster, k) = start().await?;
+    let definition = k.manifest("gadgets.yaml", GADGETS);
+    k.ok(&["apply", "-f", &definition]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/gadgets.example.com",
+        "--timeout=20s",
+    ]);
+    let groups =
+        serde_json::from_str::<serde_json::Value>(&k.ok(&["get", "--raw", "/apis/example.com"]))?;
+    assert_eq!(
+        groups["preferredVersion"]["version"], "v1",
+        "GA before beta: {groups}"
+    );
+
+    // Written at the deprecated version (with its warning), stored and read at v1.
+    let old = k.manifest(
+        "old.yaml",
+        "apiVersion: example.com/v1beta1\nkind: Gadget\nmetadata: {name: g}\nspec: {replicas: 1}\n",
+    );
+    let out = k.run(&["apply", "-f", &old]);
+    assert!(out.ok, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("example.com/v1beta1 Gadget is deprecated; use example.com/v1"),
+        "{}",
+        out.stderr
+    );
+    let at_v1 = k.json(&["get", "gadgets.v1.example.com", "g"]);
+    assert_eq!(at_v1["apiVersion"], "example.com/v1");
+    assert_eq!(at_v1["spec"]["replicas"], 1);
+    let at_beta = k.json(&["get", "gadgets.v1beta1.example.com", "g"]);
+    assert_eq!(at_beta["apiVersion"], "example.com/v1beta1");
+
+    // Scale: kubectl scale writes the definition's replicas path; the Scale reads both.
+    k.ok(&[
+        "patch",
+        "gadget",
+        "g",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":1,"selector":"app=g"}}"#,
+    ]);
+    k.ok(&["scale", "gadget", "g", "--replicas=3"]);
+    let scale = serde_json::from_str::<serde_json::Value>(&k.ok(&[
+        "get",
+        "--raw",
+        "/apis/example.com/v1/gadgets/g/scale",
+    ]))?;
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert_eq!(scale["status"]["replicas"], 1);
+    assert_eq!(scale["status"]["selector"], "app=g");
+    assert_eq!(k.json(&["get", "gadget", "g"])["spec"]["replicas"], 3);
+    Ok(())
+}

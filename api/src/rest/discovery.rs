@@ -101,7 +101,7 @@ pub(super) fn groups(custom: &CustomKinds) -> Vec<(&'static str, Vec<&'static st
         add(v.info.group, v.info.version);
     }
     for (_, versions) in &mut out {
-        versions.sort_by(|a, b| version_priority(a).cmp(&version_priority(b)));
+        versions.sort_by_key(|a| version_priority(a));
     }
     out
 }

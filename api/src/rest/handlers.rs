@@ -321,16 +321,22 @@ fn patch_type(content_type: &str) -> Result<PatchKind, ApiError> {
     }
 }
 
-fn written(result: Result<Written, ApiError>, code: StatusCode) -> Result<Response, ApiError> {
-    let w = result?;
+fn written(
+    target: &ResourcePath,
+    result: Result<Written, ApiError>,
+    code: StatusCode,
+) -> Result<Response, ApiError> {
+    let mut w = result?;
+    target.present(&mut w.object);
     Ok(response::json(code, &w.object, &w.warnings))
 }
 
 async fn get<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
-    let obj = call
+    let mut obj = call
         .core
         .get(call.target.info, call.namespace(), call.name())
         .await?;
+    call.target.present(&mut obj);
     Ok(match call.table() {
         Some(Encoding::Table(include)) => response::ok(&table::single(
             &call.target.columns(),
@@ -343,7 +349,7 @@ async fn get<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
 }
 
 async fn list<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
-    let list = call
+    let mut list = call
         .core
         .list(
             call.target.info,
@@ -351,6 +357,9 @@ async fn list<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
             &call.query.list_options()?,
         )
         .await?;
+    if let Some(items) = list.get_mut("items").and_then(Value::as_array_mut) {
+        items.iter_mut().for_each(|item| call.target.present(item));
+    }
     Ok(match call.table() {
         Some(Encoding::Table(include)) => response::ok(&table::of_list(
             &call.target.columns(),
@@ -428,7 +437,7 @@ async fn create<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
         .core
         .create(call.target.info, call.namespace(), body, &opts)
         .await;
-    written(result, StatusCode::CREATED)
+    written(&call.target, result, StatusCode::CREATED)
 }
 
 async fn update<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
@@ -446,7 +455,7 @@ async fn update<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
             &opts,
         )
         .await;
-    written(result, StatusCode::OK)
+    written(&call.target, result, StatusCode::OK)
 }
 
 async fn patch<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
@@ -475,7 +484,7 @@ async fn patch<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
         } else {
             StatusCode::OK
         };
-        return written(Ok(applied.written), code);
+        return written(&call.target, Ok(applied.written), code);
     }
     opts.field_manager = call.field_manager(opts.field_manager.take());
     let (bytes, call) = call.bytes().await?;
@@ -492,7 +501,7 @@ async fn patch<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
         }
         PatchKind::Apply => Err(ApiError::MethodNotAllowed),
     };
-    written(result, StatusCode::OK)
+    written(&call.target, result, StatusCode::OK)
 }
 
 async fn delete<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
@@ -505,7 +514,7 @@ async fn delete<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
         .core
         .delete(call.target.info, call.namespace(), call.name(), &opts)
         .await;
-    written(result, StatusCode::OK)
+    written(&call.target, result, StatusCode::OK)
 }
 
 /// Deletes every object the list selectors match, each as a delete with the request's

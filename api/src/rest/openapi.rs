@@ -198,7 +198,7 @@ pub async fn v3<S: Storage>(
     uri: Uri,
 ) -> Response {
     match authorize_path(&core, &user, &Method::GET, uri.path()).await {
-        Ok(_) => response::ok(&v3_index(&*core.custom_kinds_now())),
+        Ok(_) => response::ok(&v3_index(&core.custom_kinds_now())),
         Err(e) => response::error(&e),
     }
 }

@@ -51,6 +51,17 @@ impl ResourcePath {
             && self.subresource.as_deref() == Some("eviction")
     }
 
+    /// Shows a stored object at the version the request named: a custom kind's objects are
+    /// stored at their definition's storage version and served at every version with the
+    /// same fields (the definition's `None` conversion).
+    pub fn present(&self, obj: &mut serde_json::Value) {
+        if let (Some(version), Some(m)) = (&self.custom, obj.as_object_mut()) {
+            if m.contains_key("apiVersion") {
+                m.insert("apiVersion".into(), version.info.api_version.into());
+            }
+        }
+    }
+
     /// The columns of a Table of this resource.
     pub fn columns(&self) -> super::table::Columns {
         super::table::Columns::of(self.info, self.custom.as_ref())

@@ -1,6 +1,7 @@
-//! The `scale` subresource (deployments, replicasets, statefulsets): the object seen as an
-//! `autoscaling/v1` Scale, and writes to it turned into a change of `spec.replicas` on the
-//! object, conditional on the version the Scale was read at.
+//! The `scale` subresource (deployments, replicasets, statefulsets, and custom kinds whose
+//! definition enables it): the object seen as an `autoscaling/v1` Scale, and writes to it
+//! turned into a change of the object's replicas, conditional on the version the Scale was
+//! read at. A custom kind's replicas and selector are where its definition's scale paths say.
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -24,8 +25,43 @@ pub enum Body {
     Patch(PatchKind, Vec<u8>),
 }
 
+/// Where an object keeps what its Scale shows, as JSON pointers.
+struct Paths {
+    spec_replicas: String,
+    status_replicas: String,
+    /// A label selector object (built-in kinds) or, for custom kinds, a selector string.
+    selector: Option<String>,
+    selector_is_text: bool,
+}
+
+impl Paths {
+    fn of(target: &ResourcePath) -> Paths {
+        match target.custom.as_ref().and_then(|v| v.scale.as_ref()) {
+            Some(scale) => Paths {
+                spec_replicas: pointer(&scale.spec_replicas),
+                status_replicas: pointer(&scale.status_replicas),
+                selector: scale.label_selector.as_deref().map(pointer),
+                selector_is_text: true,
+            },
+            None => Paths {
+                spec_replicas: "/spec/replicas".into(),
+                status_replicas: "/status/replicas".into(),
+                selector: Some("/spec/selector".into()),
+                selector_is_text: false,
+            },
+        }
+    }
+}
+
+/// A definition's JSON path (`.spec.replicas`) as a JSON pointer (`/spec/replicas`).
+fn pointer(path: &str) -> String {
+    path.trim_start_matches('.')
+        .split('.')
+        .fold(String::new(), |out, step| format!("{out}/{step}"))
+}
+
 /// The Scale of `obj`.
-pub fn to_scale(obj: &Value) -> Value {
+fn to_scale(obj: &Value, paths: &Paths) -> Value {
     let meta = |f: &str| obj.pointer(&format!("/metadata/{f}")).cloned();
     let mut metadata = serde_json::Map::new();
     for field in [
@@ -39,17 +75,39 @@ pub fn to_scale(obj: &Value) -> Value {
             metadata.insert(field.into(), v);
         }
     }
-    let selector = format_selector(obj.pointer("/spec/selector"));
+    let found = paths.selector.as_deref().and_then(|p| obj.pointer(p));
+    let selector = if paths.selector_is_text {
+        found
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        match format_selector(found) {
+            s if s == "<none>" => String::new(),
+            s => s,
+        }
+    };
+    // A custom object without replicas yet scales from 0, as Kubernetes reads it.
+    let default = if paths.selector_is_text { 0 } else { 1 };
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": metadata,
-        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)},
+        "spec": {"replicas": obj.pointer(&paths.spec_replicas).and_then(Value::as_i64).unwrap_or(default)},
         "status": {
-            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
-            "selector": if selector == "<none>" { String::new() } else { selector },
+            "replicas": obj.pointer(&paths.status_replicas).and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
         },
     })
+}
+
+/// A merge patch setting the value at `pointer` to `value`.
+fn patch_at(pointer: &str, value: Value) -> Value {
+    pointer
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .rev()
+        .fold(value, |inner, step| json!({ step: inner }))
 }
 
 fn replicas_of(scale: &Value) -> Result<i64, ApiError> {
@@ -88,8 +146,9 @@ pub async fn handle<S: Storage>(
     let ns = target.namespace.as_deref();
     let name = target.name.as_deref().unwrap_or_default();
     let opts = query.write_options()?;
+    let paths = Paths::of(target);
     let current = core.get(info, ns, name).await?;
-    let scale = to_scale(&current);
+    let scale = to_scale(&current, &paths);
     let wanted = match (verb, body) {
         (Verb::Get, _) => return Ok(response::ok(&scale)),
         (Verb::Update, Body::Scale(s)) => s,
@@ -112,14 +171,15 @@ pub async fn handle<S: Storage>(
         })
         .unwrap_or_default()
         .to_string();
-    let change = json!({"metadata": {"resourceVersion": rv}, "spec": {"replicas": replicas}});
+    let mut change = patch_at(&paths.spec_replicas, json!(replicas));
+    change["metadata"] = json!({"resourceVersion": rv});
     let bytes = serde_json::to_vec(&change).map_err(|e| ApiError::Internal(e.to_string()))?;
     let written = core
         .patch(info, ns, name, None, PatchType::Merge, &bytes, &opts)
         .await?;
     Ok(response::json(
         StatusCode::OK,
-        &to_scale(&written.object),
+        &to_scale(&written.object, &paths),
         &written.warnings,
     ))
 }

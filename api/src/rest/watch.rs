@@ -23,6 +23,13 @@ pub enum Encoding {
 
 /// One event as its line on the wire (with the trailing newline).
 pub fn line(kind: &table::Columns, event: &WatchEvent, encoding: Encoding) -> Vec<u8> {
+    let mut event = event.clone();
+    // A custom kind's objects, stored at their storage version, shown at the watched one.
+    if let (table::Columns::Custom(version), "ADDED" | "MODIFIED" | "DELETED") = (kind, event.kind)
+    {
+        event.object["apiVersion"] = serde_json::Value::from(version.info.api_version);
+    }
+    let event = &event;
     let object = match (encoding, event.kind) {
         // Bookmarks and errors are never rows.
         (Encoding::Table(include), "ADDED" | "MODIFIED" | "DELETED") => {
