@@ -39,6 +39,10 @@ const RBAC_PREFIXES: [&[u8]; 4] = [
     b"/registry/clusterrolebindings/",
 ];
 const CRD_PREFIXES: [&[u8]; 1] = [b"/registry/customresourcedefinitions/"];
+const WEBHOOK_PREFIXES: [&[u8]; 2] = [
+    b"/registry/mutatingwebhookconfigurations/",
+    b"/registry/validatingwebhookconfigurations/",
+];
 
 /// What the server builds from a few kinds and rebuilds when one of them changes; the cache
 /// counts changes to each so the builder knows when it is stale.
@@ -48,15 +52,18 @@ pub enum Derived {
     Rbac,
     /// The served custom kinds, from CustomResourceDefinitions.
     CustomKinds,
+    /// The admission webhooks, from their configurations.
+    Webhooks,
 }
 
 impl Derived {
-    const ALL: [Derived; 2] = [Derived::Rbac, Derived::CustomKinds];
+    const ALL: [Derived; 3] = [Derived::Rbac, Derived::CustomKinds, Derived::Webhooks];
 
     fn prefixes(self) -> &'static [&'static [u8]] {
         match self {
             Derived::Rbac => &RBAC_PREFIXES,
             Derived::CustomKinds => &CRD_PREFIXES,
+            Derived::Webhooks => &WEBHOOK_PREFIXES,
         }
     }
 }
@@ -99,7 +106,7 @@ pub struct WatchCache {
     state: Arc<RwLock<State>>,
     /// Bumped whenever an object of a [`Derived`]'s kinds changes (or the whole cache does),
     /// one counter for each.
-    generations: Arc<[std::sync::atomic::AtomicU64; 2]>,
+    generations: Arc<[std::sync::atomic::AtomicU64; 3]>,
     changes: broadcast::Sender<Arc<Change>>,
     revision: watch::Sender<i64>,
     /// Asks the cache's store watch how far it has delivered.

@@ -38,9 +38,27 @@ impl<S: Storage> ApiServer<S> {
                 opts.uid.as_deref(),
                 opts.resource_version.as_deref(),
             )?;
+            let hook_target = crate::webhooks::Target {
+                operation: "DELETE",
+                info,
+                namespace,
+                name,
+                subresource: None,
+            };
+            let caller = crate::webhooks::Caller {
+                user: opts.requester.as_ref(),
+                dry_run: opts.dry_run,
+            };
+            let warnings = self
+                .validate_by_webhooks(hook_target, caller, None, Some(&current))
+                .await?;
             let result = self
                 .delete_once(info, namespace, name, current, current_rev, opts)
-                .await;
+                .await
+                .map(|mut w| {
+                    w.warnings.extend(warnings);
+                    w
+                });
             match result {
                 Err(ApiError::Conflict { .. })
                     if opts.resource_version.is_none() && attempt < RETRIES =>

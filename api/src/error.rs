@@ -66,6 +66,14 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
+    /// An admission webhook denied the request: its own code (at least 400), reason and
+    /// message (prefixed with the webhook's name).
+    #[error("{message}")]
+    Denied {
+        code: u16,
+        reason: String,
+        message: String,
+    },
     /// A method refused for a reason of the moment (a create while the kind's definition is
     /// being deleted).
     #[error("{0}")]
@@ -132,6 +140,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => 401,
             ApiError::Forbidden(_) => 403,
             ApiError::MethodNotAllowed | ApiError::NotAllowedNow(_) => 405,
+            ApiError::Denied { code, .. } => *code,
             ApiError::Expired(_) | ApiError::Gone(_) => 410,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::TooLarge(_) => 413,
@@ -155,6 +164,8 @@ impl ApiError {
             ApiError::Unauthorized(_) => "Unauthorized",
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::MethodNotAllowed | ApiError::NotAllowedNow(_) => "MethodNotAllowed",
+            // The webhook's own reason replaces this in the Status (see `status`).
+            ApiError::Denied { .. } => "",
             ApiError::Expired(_) => "Expired",
             ApiError::Gone(_) => "Gone",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
@@ -177,6 +188,14 @@ impl ApiError {
             "reason": self.reason(),
             "code": self.code(),
         });
+        if let ApiError::Denied { reason, .. } = self {
+            match reason.as_str() {
+                "" => status.as_object_mut().map(|m| m.remove("reason")),
+                r => status
+                    .as_object_mut()
+                    .map(|m| m.insert("reason".into(), r.into())),
+            };
+        }
         let details = match self {
             ApiError::NotFound {
                 group,

@@ -365,7 +365,8 @@ impl<S: Storage> Api for GrpcApi<S> {
         let (info, r) = self.resolve(&req.r#ref).await?;
         let user = self.check(credentials, "delete", info, r).await?;
         let _seat = self.admit(&user, Kind::Write).await?;
-        let opts = delete_options(&req.options, req.fence)?;
+        let mut opts = delete_options(&req.options, req.fence)?;
+        opts.requester = Some(user);
         written(self.core.delete(info, namespace(r), &r.name, &opts).await)
     }
 

@@ -39,6 +39,7 @@ pub mod services;
 pub mod storage;
 mod toleration_admission;
 pub mod watch;
+pub mod webhooks;
 
 pub use error::ApiError;
 pub use server::ApiServer;

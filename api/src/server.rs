@@ -73,6 +73,8 @@ pub struct DeleteOptions {
     pub grace_period_seconds: Option<i64>,
     pub dry_run: bool,
     pub fence: Option<Fence>,
+    /// Who asks for the delete (for admission webhooks); None for the server's own.
+    pub requester: Option<crate::auth::UserInfo>,
 }
 
 /// A successful write: the object as stored, and warnings for the client.
@@ -103,6 +105,8 @@ pub struct ApiServer<S> {
     pub(crate) lint_memo: crate::selector_warnings::ProjectionMemo,
     /// The custom kinds last built from the stored CustomResourceDefinitions.
     pub(crate) custom_memo: crate::crd::Memo,
+    /// The admission webhooks last read from their configurations.
+    pub(crate) webhook_memo: crate::webhooks::Memo,
 }
 
 /// Maps a storage failure on `name` of kind `info` to the Kubernetes error.
@@ -241,6 +245,7 @@ impl<S: Storage> ApiServer<S> {
             selector_warnings: true,
             lint_memo: Default::default(),
             custom_memo: Default::default(),
+            webhook_memo: Default::default(),
         }
     }
 
@@ -289,6 +294,7 @@ impl<S: Storage> ApiServer<S> {
             selector_warnings: true,
             lint_memo: Default::default(),
             custom_memo: Default::default(),
+            webhook_memo: Default::default(),
         }
     }
 
@@ -441,7 +447,23 @@ impl<S: Storage> ApiServer<S> {
         self.admit_new_pod_priority(info, &mut obj).await?;
         self.admit_service_account(info, &mut obj).await?;
         crate::toleration_admission::add_default_tolerations(info, &mut obj);
-        let (mut obj, warnings) = self.admit(info, obj, None, opts.field_validation)?;
+        let requested_name = meta::name(&obj).to_string();
+        let hook_target = crate::webhooks::Target {
+            operation: "CREATE",
+            info,
+            namespace: ns.as_deref(),
+            name: &requested_name,
+            subresource: None,
+        };
+        let caller = crate::webhooks::Caller {
+            user: opts.requester.as_ref(),
+            dry_run: opts.dry_run,
+        };
+        let (obj, hook_warnings) = self
+            .mutate_by_webhooks(hook_target, caller, obj, None)
+            .await?;
+        let (mut obj, mut warnings) = self.admit(info, obj, None, opts.field_validation)?;
+        warnings.splice(0..0, hook_warnings);
         self.refuse_while_terminating(info)?;
         self.definition_status(info, &mut obj).await?;
         self.check_escalation(info, ns.as_deref(), &obj, opts.requester.as_ref())
@@ -456,8 +478,11 @@ impl<S: Storage> ApiServer<S> {
             }
         }
         // Dry runs are warned too, as Kubernetes warns them.
-        let mut warnings = warnings;
         warnings.extend(self.selector_warnings(info, &obj, None).await);
+        warnings.extend(
+            self.validate_by_webhooks(hook_target, caller, Some(&obj), None)
+                .await?,
+        );
         if opts.dry_run {
             // A dry run shows the numbers a Service would get, as Kubernetes' does.
             let mut obj = obj;
@@ -664,7 +689,23 @@ impl<S: Storage> ApiServer<S> {
         next: Value,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
-        let (mut next, warnings) = self.admit(info, next, Some(current), opts.field_validation)?;
+        let hook_target = crate::webhooks::Target {
+            operation: "UPDATE",
+            info,
+            namespace,
+            name,
+            subresource,
+        };
+        let caller = crate::webhooks::Caller {
+            user: opts.requester.as_ref(),
+            dry_run: opts.dry_run,
+        };
+        let (next, hook_warnings) = self
+            .mutate_by_webhooks(hook_target, caller, next, Some(current))
+            .await?;
+        let (mut next, mut warnings) =
+            self.admit(info, next, Some(current), opts.field_validation)?;
+        warnings.splice(0..0, hook_warnings);
         self.definition_status(info, &mut next).await?;
         // After admission, which writes the object as it is stored (defaults, canonical
         // quantities): a change of form alone is no new generation.
@@ -673,10 +714,13 @@ impl<S: Storage> ApiServer<S> {
             .await?;
         self.admit_priority_class(info, &next, Some(current))
             .await?;
-        let mut warnings = warnings;
         if subresource.is_none() {
             warnings.extend(self.selector_warnings(info, &next, Some(current)).await);
         }
+        warnings.extend(
+            self.validate_by_webhooks(hook_target, caller, Some(&next), Some(current))
+                .await?,
+        );
         opts.track(info, subresource, Some(current), &mut next);
         if info.kind == "ResourceQuota" {
             self.quota_status(&mut next).await?;

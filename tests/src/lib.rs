@@ -13,5 +13,6 @@ pub mod registry;
 pub mod rest;
 pub mod sim;
 pub mod up;
+pub mod webhook;
 
 pub use cluster::{Cluster, Flavor};

@@ -509,7 +509,8 @@ async fn delete<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
         return Err(ApiError::MethodNotAllowed);
     }
     let (bytes, call) = call.delete_body().await?;
-    let opts = call.query.delete_options(&bytes)?;
+    let mut opts = call.query.delete_options(&bytes)?;
+    opts.requester = Some(call.user.clone());
     let result = call
         .core
         .delete(call.target.info, call.namespace(), call.name(), &opts)
@@ -521,7 +522,8 @@ async fn delete<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
 /// DeleteOptions; answers with the list of what was deleted.
 async fn delete_collection<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
     let (bytes, call) = call.delete_body().await?;
-    let opts = call.query.delete_options(&bytes)?;
+    let mut opts = call.query.delete_options(&bytes)?;
+    opts.requester = Some(call.user.clone());
     let info = call.target.info;
     let list = call
         .core
