@@ -133,6 +133,7 @@ kinds! {
     core::v1::LimitRange => { short: ["limits"], categories: [], sub: [], generation: false },
     core::v1::PersistentVolumeClaim => { short: ["pvc"], categories: [], sub: ["status"], generation: false },
     core::v1::PersistentVolume => { short: ["pv"], categories: [], sub: ["status"], generation: false },
+    core::v1::ReplicationController => { short: ["rc"], categories: ["all"], sub: ["status", "scale"], generation: true },
     discovery::v1::EndpointSlice => { short: [], categories: [], sub: [], generation: true },
     apps::v1::Deployment => { short: ["deploy"], categories: ["all"], sub: ["status", "scale"], generation: true },
     apps::v1::ReplicaSet => { short: ["rs"], categories: ["all"], sub: ["status", "scale"], generation: true },

@@ -261,7 +261,7 @@ pub fn columns(info: &ResourceInfo) -> &'static [Column] {
         ("", "Secret") => SECRETS,
         ("", "Event") => EVENTS,
         ("apps", "Deployment") => DEPLOYMENTS,
-        ("apps", "ReplicaSet") => REPLICA_SETS,
+        ("apps", "ReplicaSet") | ("", "ReplicationController") => REPLICA_SETS,
         ("apps", "StatefulSet") => STATEFUL_SETS,
         ("apps", "DaemonSet") => DAEMON_SETS,
         ("batch", "Job") => JOBS,
@@ -313,6 +313,21 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now: DateTime<Utc>) -> Vec<Value>
             json!(o.containers()),
             json!(o.images()),
             json!(o.selector()),
+        ],
+        // A ReplicationController's selector is a plain label map.
+        ("", "ReplicationController") => vec![
+            name,
+            json!(o.replicas()),
+            json!(o.int("/status/replicas")),
+            json!(o.int("/status/readyReplicas")),
+            age,
+            json!(o.containers()),
+            json!(o.images()),
+            json!(format_selector(
+                obj.pointer("/spec/selector")
+                    .map(|labels| json!({ "matchLabels": labels }))
+                    .as_ref()
+            )),
         ],
         ("apps", "StatefulSet") => vec![
             name,

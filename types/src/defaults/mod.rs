@@ -1,6 +1,7 @@
 //! Defaulting: the values Kubernetes 1.32 fills in for fields a client left unset, applied
 //! through each kind's typed form.
 
+mod admission;
 mod core;
 mod pod;
 mod workloads;
@@ -9,6 +10,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
 use k8s_openapi::api::{rbac, scheduling};
 
 use crate::kinds::ResourceInfo;
@@ -52,6 +56,9 @@ pub fn default_object(info: &ResourceInfo, value: &mut Value) -> Result<(), Defa
         ("", "Node") => through(info, value, core::default_node),
         ("", "Endpoints") => through(info, value, core::default_endpoints),
         ("", "LimitRange") => through(info, value, core::default_limit_range),
+        ("", "ReplicationController") => {
+            through(info, value, workloads::default_replication_controller)
+        }
         ("discovery.k8s.io", "EndpointSlice") => through(info, value, core::default_endpoint_slice),
         ("apps", "Deployment") => {
             keeping_selector_absent(value, |v| through(info, v, workloads::default_deployment))
@@ -79,6 +86,25 @@ pub fn default_object(info: &ResourceInfo, value: &mut Value) -> Result<(), Defa
         }
         ("networking.k8s.io", "NetworkPolicy") => {
             through(info, value, core::default_network_policy)
+        }
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
+            through(info, value, |c: &mut ValidatingWebhookConfiguration| {
+                c.webhooks
+                    .iter_mut()
+                    .flatten()
+                    .for_each(admission::default_validating)
+            })
+        }
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => {
+            through(info, value, |c: &mut MutatingWebhookConfiguration| {
+                c.webhooks
+                    .iter_mut()
+                    .flatten()
+                    .for_each(admission::default_mutating)
+            })
+        }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            through(info, value, admission::default_definition)
         }
         ("scheduling.k8s.io", "PriorityClass") => {
             through(info, value, |pc: &mut scheduling::v1::PriorityClass| {

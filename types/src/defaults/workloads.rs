@@ -7,7 +7,7 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::core::default_pvc;
@@ -47,6 +47,30 @@ pub fn default_deployment(d: &mut Deployment) {
 
 pub fn default_replica_set(rs: &mut ReplicaSet) {
     let spec = rs.spec.get_or_insert_with(Default::default);
+    spec.replicas.get_or_insert(1);
+    if let Some(template) = spec.template.as_mut() {
+        default_template(template);
+    }
+}
+
+/// A ReplicationController selects, and is labelled with, its template's labels unless it says
+/// otherwise, and runs one replica.
+pub fn default_replication_controller(rc: &mut ReplicationController) {
+    let spec = rc.spec.get_or_insert_with(Default::default);
+    let labels = spec
+        .template
+        .as_ref()
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone());
+    if let Some(labels) = labels {
+        if spec.selector.as_ref().is_none_or(|s| s.is_empty()) {
+            spec.selector = Some(labels.clone());
+        }
+        let meta = &mut rc.metadata;
+        if meta.labels.as_ref().is_none_or(|l| l.is_empty()) {
+            meta.labels = Some(labels);
+        }
+    }
     spec.replicas.get_or_insert(1);
     if let Some(template) = spec.template.as_mut() {
         default_template(template);

@@ -14,7 +14,7 @@ use k8s_openapi::api::{
     apps, batch, coordination, core as corev1, networking, policy as policyv1, rbac,
     scheduling as schedulingv1,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -148,6 +148,34 @@ impl<'a> Validator<'a> {
                         &spec_path,
                     ));
                 }
+            }
+            ("", "ReplicationController") => {
+                let rc: corev1::v1::ReplicationController = typed(self.obj)?;
+                let spec = rc.spec.unwrap_or_default();
+                errs.extend(workloads::replicas(&spec_path, spec.replicas));
+                errs.extend(meta::nonnegative(
+                    &spec_path.child("minReadySeconds"),
+                    i64::from(spec.min_ready_seconds.unwrap_or(0)),
+                ));
+                // A ReplicationController selects by a plain label map: as a selector of
+                // matchLabels, with Kubernetes' Required for an empty one.
+                let selector = spec
+                    .selector
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .map(|labels| LabelSelector {
+                        match_labels: Some(labels),
+                        match_expressions: None,
+                    });
+                let raw = selector.as_ref().map(|_| Value::Bool(true));
+                errs.extend(workloads::validate_selector_and_template(
+                    "replicationcontroller",
+                    raw.as_ref(),
+                    selector.as_ref(),
+                    spec.template.as_ref(),
+                    &spec_path,
+                    &["Always"],
+                ));
             }
             ("apps", "ReplicaSet") => {
                 let rs: apps::v1::ReplicaSet = typed(self.obj)?;
