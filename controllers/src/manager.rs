@@ -31,7 +31,7 @@ use keel_client::k8s_openapi::api::apps::v1::{
 use keel_client::k8s_openapi::api::batch::v1::{CronJob, Job};
 use keel_client::k8s_openapi::api::coordination::v1::Lease;
 use keel_client::k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, Pod, Service, ServiceAccount,
+    ConfigMap, Endpoints, Namespace, Node, Pod, ReplicationController, Service, ServiceAccount,
 };
 use keel_client::k8s_openapi::api::discovery::v1::EndpointSlice;
 use keel_client::k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -161,6 +161,15 @@ pub const CONTROLLERS: &[ControllerDef] = &[
             i.of::<Pod>();
         },
         start: crate::replicaset::start,
+    },
+    ControllerDef {
+        name: "replicationcontroller",
+        on_by_default: true,
+        reads: |i| {
+            i.of::<ReplicationController>();
+            i.of::<Pod>();
+        },
+        start: crate::replicaset::start_replication_controllers,
     },
     ControllerDef {
         name: "root-ca-cert-publisher",

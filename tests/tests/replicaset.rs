@@ -219,3 +219,103 @@ async fn without_the_controller_manager_nothing_creates_pods() -> Result<()> {
     assert!(pods.list(&ListParams::default()).await?.items.is_empty());
     Ok(())
 }
+
+/// A ReplicationController, the older kind, through kubectl as manifests write it (no
+/// selector: it defaults to the template's labels): its pods run, it scales with `kubectl
+/// scale`, its status and Events are kube-controller-manager's, and deleting it deletes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replication_controller_keeps_its_replicas_as_a_replica_set_does() -> Result<()> {
+    use k8s_openapi::api::core::v1::ReplicationController;
+    let cluster = Cluster::start(Flavor::Keel, 1).await?;
+    let client = cluster.client()?;
+    ready(&client).await?;
+    let _sim = Sim::start(&cluster, &["--count", "2"])?;
+    let k = keel_tests::kubectl::Kubectl::for_cluster(&cluster).await?;
+    let manifest = k.manifest(
+        "rc.yaml",
+        "apiVersion: v1\nkind: ReplicationController\nmetadata:\n  name: legacy\nspec:\n  replicas: 2\n  template:\n    metadata:\n      labels: {app: legacy}\n    spec:\n      containers:\n      - name: app\n        image: busybox\n",
+    );
+    k.ok(&["apply", "-f", &manifest]);
+    let rcs: Api<ReplicationController> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let running = |n: usize| {
+        let (rcs, pods) = (rcs.clone(), pods.clone());
+        async move {
+            let Ok(rc) = rcs.get("legacy").await else {
+                return false;
+            };
+            let uid = rc.metadata.uid.clone().unwrap_or_default();
+            let Ok(list) = pods.list(&ListParams::default()).await else {
+                return false;
+            };
+            let mine: Vec<&Pod> = list
+                .items
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter(|p| {
+                    p.metadata.owner_references.iter().flatten().any(|r| {
+                        r.uid == uid
+                            && r.kind == "ReplicationController"
+                            && r.controller == Some(true)
+                    })
+                })
+                .collect();
+            let status = rc.status.unwrap_or_default();
+            mine.len() == n
+                && mine.iter().all(|p| is_running(p))
+                && status.replicas == n as i32
+                && status.ready_replicas.unwrap_or(0) == n as i32
+                && status.observed_generation == rc.metadata.generation
+        }
+    };
+    until("two replicas of the ReplicationController", WAIT, || {
+        running(2)
+    })
+    .await?;
+    let rc = rcs.get("legacy").await?;
+    assert_eq!(
+        rc.spec
+            .and_then(|s| s.selector)
+            .unwrap_or_default()
+            .get("app")
+            .map(String::as_str),
+        Some("legacy"),
+        "the selector defaults to the template's labels"
+    );
+    let table = k.ok(&["get", "rc", "legacy", "--no-headers"]);
+    assert_eq!(
+        table.split_whitespace().take(4).collect::<Vec<_>>(),
+        ["legacy", "2", "2", "2"],
+        "{table}"
+    );
+
+    k.ok(&["scale", "rc", "legacy", "--replicas=3"]);
+    until("three replicas after kubectl scale", WAIT, || running(3)).await?;
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let created = events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .any(|e| {
+            e.reason.as_deref() == Some("SuccessfulCreate")
+                && e.source.and_then(|s| s.component).as_deref() == Some("replication-controller")
+        });
+    assert!(created, "SuccessfulCreate from replication-controller");
+
+    k.ok(&["delete", "rc", "legacy"]);
+    until("its pods deleted with it", WAIT, || async {
+        pods.list(&ListParams::default()).await.is_ok_and(|l| {
+            l.items.iter().all(|p| {
+                !p.metadata
+                    .name
+                    .as_deref()
+                    .unwrap_or("")
+                    .starts_with("legacy-")
+                    || p.metadata.deletion_timestamp.is_some()
+            })
+        })
+    })
+    .await?;
+    Ok(())
+}

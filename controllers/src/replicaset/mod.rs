@@ -1,4 +1,5 @@
-//! The ReplicaSet controller: keeps `spec.replicas` active pods of each ReplicaSet's template,
+//! The ReplicaSet controller: keeps `spec.replicas` active pods of each ReplicaSet's template
+//! (and of each ReplicationController's, the same controller over the older kind; see [`kind`]),
 //! adopting matching orphans and releasing pods that stopped matching, and reports the
 //! status Deployments and `kubectl` read.
 //!
@@ -7,6 +8,7 @@
 //! never acts again before its cache has seen its own creates and deletes.
 
 pub mod claim;
+pub mod kind;
 pub mod scale;
 pub mod status;
 
@@ -17,6 +19,7 @@ use futures::future::{join_all, BoxFuture};
 use futures::StreamExt;
 use keel_client::k8s_openapi::api::apps::v1::ReplicaSet;
 use keel_client::k8s_openapi::api::core::v1::Pod;
+use keel_client::k8s_openapi::api::core::v1::ReplicationController;
 use keel_client::k8s_openapi::chrono::Utc;
 use keel_client::runtime::{Action, Controller};
 use keel_client::store::Store;
@@ -32,23 +35,37 @@ use crate::pods::{
     controller_of, controller_reference, generate_name, is_active, pod_from_template,
 };
 
-/// The component name on this controller's Events.
-pub const COMPONENT: &str = "replicaset-controller";
+use self::kind::Replicated;
+
+/// The component name on this controller's Events about ReplicaSets.
+pub const COMPONENT: &str = <ReplicaSet as Replicated>::COMPONENT;
 /// A safety net: look at a ReplicaSet again this often even if nothing changes.
 const RESYNC: Duration = Duration::from_secs(300);
 
-struct State {
+struct State<K> {
     ctx: Arc<Context>,
     pods: Store<Pod>,
-    sets: Store<ReplicaSet>,
+    sets: Store<K>,
     expectations: Arc<Expectations>,
 }
 
-/// Runs the controller until `stop`.
+/// Runs the ReplicaSet controller until `stop`.
 pub fn start(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, ()> {
+    run::<ReplicaSet>(ctx, stop)
+}
+
+/// Runs the ReplicationController controller until `stop`.
+pub fn start_replication_controllers(
+    ctx: Arc<Context>,
+    stop: CancellationToken,
+) -> BoxFuture<'static, ()> {
+    run::<ReplicationController>(ctx, stop)
+}
+
+fn run<K: Replicated>(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         let pod_informer = ctx.informers.of::<Pod>();
-        let controller = Controller::for_events(ctx.informers.of::<ReplicaSet>().subscribe());
+        let controller = Controller::for_events(ctx.informers.of::<K>().subscribe());
         let sets = controller.store();
         let expectations = Arc::new(Expectations::new());
         let observed = expectations.clone();
@@ -66,10 +83,10 @@ pub fn start(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, (
         });
         controller
             .watches_events(pod_events, move |pod: &Pod| owners_of(pod, &owners))
-            .with_depth_gauge(crate::metrics::of("replicaset").depth.clone())
+            .with_depth_gauge(crate::metrics::of(K::CONTROLLER).depth.clone())
             .run(
-                crate::metrics::timed(crate::metrics::of("replicaset"), reconcile),
-                error_policy,
+                crate::metrics::timed(crate::metrics::of(K::CONTROLLER), reconcile::<K>),
+                error_policy::<K>,
                 state,
                 stop,
             )
@@ -84,10 +101,10 @@ pub fn start(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, (
 
 /// The ReplicaSets a pod event concerns: its controller if that is a ReplicaSet, else (an
 /// orphan) every ReplicaSet of its namespace whose selector matches it, which may adopt it.
-fn owners_of(pod: &Pod, sets: &Store<ReplicaSet>) -> Vec<ObjectKey> {
+fn owners_of<K: Replicated>(pod: &Pod, sets: &Store<K>) -> Vec<ObjectKey> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     if let Some(owner) = controller_of(&pod.metadata) {
-        return if owner.kind == "ReplicaSet" && owner.api_version == "apps/v1" {
+        return if owner.kind == K::KIND && owner.api_version == K::API_VERSION {
             vec![ObjectKey::namespaced(namespace, owner.name.clone())]
         } else {
             Vec::new()
@@ -96,8 +113,10 @@ fn owners_of(pod: &Pod, sets: &Store<ReplicaSet>) -> Vec<ObjectKey> {
     let labels = pod.metadata.labels.clone().unwrap_or_default();
     sets.state()
         .iter()
-        .filter(|rs| rs.metadata.namespace.as_deref() == Some(namespace.as_str()))
-        .filter(|rs| selector_of(rs).is_ok_and(|s| !s.is_empty() && s.matches(&labels)))
+        .filter(|rs| rs.metadata().namespace.as_deref() == Some(namespace.as_str()))
+        .filter(|rs| {
+            selector_of(&rs.as_replica_set()).is_ok_and(|s| !s.is_empty() && s.matches(&labels))
+        })
         .map(|rs| ObjectKey::of(rs.as_ref()))
         .collect()
 }
@@ -106,22 +125,23 @@ fn selector_of(rs: &ReplicaSet) -> Result<Selector, keel_types::selector::Select
     Selector::from_label_selector(rs.spec.as_ref().map(|s| &s.selector))
 }
 
-fn error_policy(_: &Arc<ReplicaSet>, _: &Error, _: &State) -> Action {
+fn error_policy<K>(_: &Arc<K>, _: &Error, _: &State<K>) -> Action {
     Action::requeue(Duration::from_secs(1))
 }
 
-async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action, Error> {
+async fn reconcile<K: Replicated>(rs: Arc<K>, state: Arc<State<K>>) -> Result<Action, Error> {
     state.pods.wait_until_ready().await?;
     let key = ObjectKey::of(rs.as_ref());
     let namespace = key.namespace.clone().unwrap_or_default();
-    let uid = rs.metadata.uid.clone().unwrap_or_default();
-    let deleting = rs.metadata.deletion_timestamp.is_some();
-    let selector = match selector_of(&rs) {
+    let view = rs.as_replica_set();
+    let uid = view.metadata.uid.clone().unwrap_or_default();
+    let deleting = view.metadata.deletion_timestamp.is_some();
+    let selector = match selector_of(&view) {
         Ok(selector) => selector,
         Err(e) => {
             // The API validates selectors; one that does not parse is reported and left.
             state.ctx.recorder.event(
-                COMPONENT,
+                K::COMPONENT,
                 events::reference(rs.as_ref()),
                 WARNING,
                 "InvalidSelector",
@@ -147,20 +167,20 @@ async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action, Err
     let owned = claim.owned;
 
     let failure = if in_sync && !deleting {
-        manage_replicas(&state, &rs, &key, &owned).await
+        manage_replicas(&state, rs.as_ref(), &view, &key, &owned).await
     } else {
         None
     };
 
-    let (status, next_available) = status::compute(&rs, &owned, failure, Utc::now());
-    if status::differs(rs.status.as_ref(), &status) {
+    let (status, next_available) = status::compute(&view, &owned, failure, Utc::now());
+    if status::differs(view.status.as_ref(), &status) {
         let mut body = serde_json::to_value(&status)?;
         if status.conditions.is_none() {
             body["conditions"] = Value::Null;
         }
         state
             .ctx
-            .api::<ReplicaSet>(&namespace)
+            .api::<K>(&namespace)
             .patch_status(&key.name, &Patch::Merge(json!({ "status": body })))
             .await?;
     }
@@ -173,14 +193,15 @@ async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action, Err
 }
 
 /// Creates or deletes pods towards `spec.replicas`. Returns the failure to report, if any.
-async fn manage_replicas(
-    state: &State,
-    rs: &ReplicaSet,
+async fn manage_replicas<K: Replicated>(
+    state: &State<K>,
+    rs: &K,
+    view: &ReplicaSet,
     key: &ObjectKey,
     owned: &[Arc<Pod>],
 ) -> Option<status::Failure> {
     let namespace = key.namespace.clone().unwrap_or_default();
-    let desired = rs
+    let desired = view
         .spec
         .as_ref()
         .and_then(|s| s.replicas)
@@ -188,9 +209,9 @@ async fn manage_replicas(
         .max(0) as usize;
     let diff = scale::diff(owned.len(), desired);
     if diff > 0 {
-        create_pods(state, rs, key, &namespace, diff as usize).await
+        create_pods(state, rs, view, key, &namespace, diff as usize).await
     } else if diff < 0 {
-        let related = family_pods(state, rs, &namespace);
+        let related = family_pods(state, view, &namespace);
         let victims = scale::pods_to_delete(owned, &related, (-diff) as usize);
         delete_pods(state, rs, key, &namespace, &victims).await
     } else {
@@ -198,15 +219,16 @@ async fn manage_replicas(
     }
 }
 
-async fn create_pods(
-    state: &State,
-    rs: &ReplicaSet,
+async fn create_pods<K: Replicated>(
+    state: &State<K>,
+    rs: &K,
+    view: &ReplicaSet,
     key: &ObjectKey,
     namespace: &str,
     count: usize,
 ) -> Option<status::Failure> {
     // Validation requires a template; without one there is nothing to create.
-    let template = rs.spec.as_ref().and_then(|s| s.template.as_ref())?;
+    let template = view.spec.as_ref().and_then(|s| s.template.as_ref())?;
     let prefix = format!("{}-", key.name);
     let names: Vec<String> = (0..count).map(|_| generate_name(&prefix)).collect();
     let children = |names: &[String]| -> Vec<ObjectKey> {
@@ -234,7 +256,7 @@ async fn create_pods(
         for (name, result) in results {
             match result {
                 Ok(_) => state.ctx.recorder.event(
-                    COMPONENT,
+                    K::COMPONENT,
                     events::reference(rs),
                     NORMAL,
                     "SuccessfulCreate",
@@ -246,7 +268,7 @@ async fn create_pods(
                         .write_failed(key, &ObjectKey::namespaced(namespace, name.clone()));
                     let message = format!("Error creating: {}", error_message(&error));
                     state.ctx.recorder.event(
-                        COMPONENT,
+                        K::COMPONENT,
                         events::reference(rs),
                         WARNING,
                         "FailedCreate",
@@ -269,9 +291,9 @@ async fn create_pods(
     None
 }
 
-async fn delete_pods(
-    state: &State,
-    rs: &ReplicaSet,
+async fn delete_pods<K: Replicated>(
+    state: &State<K>,
+    rs: &K,
     key: &ObjectKey,
     namespace: &str,
     victims: &[Arc<Pod>],
@@ -302,7 +324,7 @@ async fn delete_pods(
     for (name, result) in results {
         match result {
             Ok(_) => state.ctx.recorder.event(
-                COMPONENT,
+                K::COMPONENT,
                 events::reference(rs),
                 NORMAL,
                 "SuccessfulDelete",
@@ -317,7 +339,7 @@ async fn delete_pods(
                 }
                 let message = format!("Error deleting: {}", error_message(&error));
                 state.ctx.recorder.event(
-                    COMPONENT,
+                    K::COMPONENT,
                     events::reference(rs),
                     WARNING,
                     "FailedDelete",
@@ -332,7 +354,7 @@ async fn delete_pods(
 
 /// The active pods of `rs` and of its siblings (the ReplicaSets sharing its controller, i.e.
 /// one Deployment's), for spreading deletions over crowded nodes.
-fn family_pods(state: &State, rs: &ReplicaSet, namespace: &str) -> Vec<Arc<Pod>> {
+fn family_pods<K: Replicated>(state: &State<K>, rs: &ReplicaSet, namespace: &str) -> Vec<Arc<Pod>> {
     let mut family: Vec<String> = vec![rs.metadata.uid.clone().unwrap_or_default()];
     if let Some(parent) = controller_of(&rs.metadata) {
         family.extend(
@@ -340,9 +362,9 @@ fn family_pods(state: &State, rs: &ReplicaSet, namespace: &str) -> Vec<Arc<Pod>>
                 .sets
                 .state()
                 .iter()
-                .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
-                .filter(|s| controller_of(&s.metadata).is_some_and(|c| c.uid == parent.uid))
-                .filter_map(|s| s.metadata.uid.clone()),
+                .filter(|s| s.metadata().namespace.as_deref() == Some(namespace))
+                .filter(|s| controller_of(s.metadata()).is_some_and(|c| c.uid == parent.uid))
+                .filter_map(|s| s.metadata().uid.clone()),
         );
     }
     state
@@ -356,7 +378,7 @@ fn family_pods(state: &State, rs: &ReplicaSet, namespace: &str) -> Vec<Arc<Pod>>
 
 /// Makes `rs` the controller of each orphan. Fails if any of them changed or went meanwhile
 /// (the next sync sees them as they are now).
-async fn adopt(state: &State, rs: &ReplicaSet, orphans: &[Arc<Pod>]) -> Result<(), Error> {
+async fn adopt<K: Replicated>(state: &State<K>, rs: &K, orphans: &[Arc<Pod>]) -> Result<(), Error> {
     let owner = controller_reference(rs);
     let results = join_all(orphans.iter().map(|pod| {
         let mut references = pod.metadata.owner_references.clone().unwrap_or_default();
@@ -369,7 +391,7 @@ async fn adopt(state: &State, rs: &ReplicaSet, orphans: &[Arc<Pod>]) -> Result<(
 
 /// Drops `rs` as controller of pods that no longer match its selector. A pod gone meanwhile
 /// needs no release.
-async fn release(state: &State, uid: &str, pods: &[Arc<Pod>]) -> Result<(), Error> {
+async fn release<K>(state: &State<K>, uid: &str, pods: &[Arc<Pod>]) -> Result<(), Error> {
     let results = join_all(pods.iter().map(|pod| {
         let references: Vec<_> = pod
             .metadata
@@ -390,8 +412,8 @@ async fn release(state: &State, uid: &str, pods: &[Arc<Pod>]) -> Result<(), Erro
 
 /// Replaces a pod's ownerReferences, only if it is still the same pod at the same version
 /// (a JSON patch whose tests fail changes nothing).
-async fn set_owner_references(
-    state: &State,
+async fn set_owner_references<K>(
+    state: &State<K>,
     pod: &Pod,
     references: Vec<keel_client::k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
 ) -> Result<(), Error> {
