@@ -176,3 +176,66 @@ impl<S: Storage> ApiServer<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::server::{ApiServer, DeleteOptions, WriteOptions};
+    use crate::storage::memory::MemoryStorage;
+
+    fn kind(api_version: &str, kind: &str) -> &'static keel_types::ResourceInfo {
+        keel_types::kinds::by_kind(api_version, kind).expect("a served kind")
+    }
+
+    #[tokio::test]
+    async fn a_create_in_a_terminating_namespace_names_the_object_as_kubernetes_does() {
+        let core = ApiServer::new(MemoryStorage::new());
+        let opts = WriteOptions::default();
+        core.create(
+            kind("v1", "Namespace"),
+            None,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "going"}}),
+            &opts,
+        )
+        .await
+        .expect("namespace");
+        // No finalization loop runs here: the namespace stays Terminating.
+        core.delete(
+            kind("v1", "Namespace"),
+            None,
+            "going",
+            &DeleteOptions::default(),
+        )
+        .await
+        .expect("marked");
+        let config_map =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}});
+        let err = core
+            .create(kind("v1", "ConfigMap"), Some("going"), config_map, &opts)
+            .await
+            .expect_err("terminating");
+        assert_eq!(err.code(), 403);
+        assert_eq!(
+            err.to_string(),
+            "configmaps \"settings\" is forbidden: unable to create new content in namespace going because it is being terminated"
+        );
+        let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
+        let err = core
+            .create(
+                kind("apps/v1", "Deployment"),
+                Some("going"),
+                deployment,
+                &opts,
+            )
+            .await
+            .expect_err("terminating");
+        assert!(
+            err.to_string()
+                .starts_with("deployments.apps \"web\" is forbidden"),
+            "{err}"
+        );
+    }
+}

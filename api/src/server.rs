@@ -352,10 +352,13 @@ impl<S: Storage> ApiServer<S> {
 
     /// Namespace lifecycle: new objects go only into namespaces that exist and are not
     /// being deleted.
+    /// Refuses a create in a namespace being deleted, naming the object as Kubernetes'
+    /// NamespaceLifecycle admission does.
     async fn check_namespace_open(
         &self,
         info: &'static ResourceInfo,
         namespace: &str,
+        name: &str,
     ) -> Result<(), ApiError> {
         if !info.namespaced() {
             return Ok(());
@@ -367,10 +370,12 @@ impl<S: Storage> ApiServer<S> {
         if meta::has_deletion_timestamp(&ns)
             || meta::str_field(&ns, &["status", "phase"]) == Some("Terminating")
         {
+            let resource = match info.group {
+                "" => info.plural.to_string(),
+                group => format!("{}.{group}", info.plural),
+            };
             return Err(ApiError::Forbidden(format!(
-                "{} \"{}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
-                info.plural,
-                meta::name(&ns)
+                "{resource} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated"
             )));
         }
         Ok(())
@@ -474,7 +479,7 @@ impl<S: Storage> ApiServer<S> {
         let name = meta::name(&obj).to_string();
         if let Some(ns) = &ns {
             if info.kind != "Namespace" {
-                self.check_namespace_open(info, ns).await?;
+                self.check_namespace_open(info, ns, &name).await?;
             }
         }
         // Dry runs are warned too, as Kubernetes warns them.

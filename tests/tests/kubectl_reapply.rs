@@ -208,11 +208,14 @@ webhooks:
   sideEffects: None
   clientConfig:
     url: https://policy.example.com/check
+  # The server defaults `scope` into the atomic `rules` list, as Kubernetes does: without it
+  # a re-apply prints `configured` there too (see tests/corpus/EXPECTED).
   rules:
   - apiGroups: ['']
     apiVersions: [v1]
     operations: [CREATE]
     resources: [configmaps]
+    scope: '*'
 ---
 apiVersion: apiregistration.k8s.io/v1
 kind: APIService
