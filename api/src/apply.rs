@@ -88,11 +88,13 @@ impl<S: Storage> ApiServer<S> {
             ..opts.clone()
         };
         let now = meta::now();
+        let custom = self.custom_version(info);
         let how = managed::Apply {
             manager: &manager,
             force,
             with_status: !info.has_subresource("status"),
             now: &now,
+            schema: custom.as_ref().and_then(|v| v.schema.as_ref()),
         };
         let mut attempt = 0;
         loop {

@@ -227,11 +227,14 @@ impl<S: Storage> Api for GrpcApi<S> {
         let (info, r) = self.resolve(&req.r#ref).await?;
         let user = self.check(credentials, "get", info, r).await?;
         let _seat = self.admit(&user, Kind::Read).await?;
-        let obj = self
+        let mut obj = self
             .core
             .get(info, namespace(r), &r.name)
             .await
             .map_err(|e| e.to_grpc())?;
+        if let Some(version) = self.core.custom_version(info) {
+            crate::crd::present(&version, &mut obj);
+        }
         reply(&obj, vec![])
     }
 
@@ -256,11 +259,17 @@ impl<S: Storage> Api for GrpcApi<S> {
         };
         let core = self.core.clone();
         let ns = namespace(r).map(str::to_string);
+        let custom = self.core.custom_version(info);
         let work = async move {
-            let list = core
+            let mut list = core
                 .list(info, ns.as_deref(), &opts)
                 .await
                 .map_err(|e| e.to_grpc())?;
+            if let (Some(version), Some(items)) = (&custom, list["items"].as_array_mut()) {
+                items
+                    .iter_mut()
+                    .for_each(|item| crate::crd::present(version, item));
+            }
             reply(&list, vec![])
         };
         match (&self.fairness, class) {
@@ -398,10 +407,15 @@ impl<S: Storage> Api for GrpcApi<S> {
             .watch(info, namespace(r), &opts)
             .await
             .map_err(|e| e.to_grpc())?;
-        let out = events.map(|ev| {
+        let custom = self.core.custom_version(info);
+        let out = events.map(move |ev| {
+            let mut object = ev.object;
+            if let Some(version) = &custom {
+                crate::crd::present(version, &mut object);
+            }
             Ok(WatchEventMsg {
                 r#type: ev.kind.to_string(),
-                object: serde_json::to_vec(&ev.object).unwrap_or_default(),
+                object: serde_json::to_vec(&object).unwrap_or_default(),
             })
         });
         Ok(Response::new(Box::pin(fairness::hold_until_idle(

@@ -46,6 +46,7 @@ impl WriteOptions {
     fn track(
         &self,
         info: &ResourceInfo,
+        custom: Option<&keel_types::crd::CustomVersion>,
         subresource: Option<&str>,
         current: Option<&Value>,
         next: &mut Value,
@@ -59,6 +60,7 @@ impl WriteOptions {
             subresource: subresource.unwrap_or(""),
             with_status: !info.has_subresource("status"),
             now: &now,
+            schema: custom.and_then(|v| v.schema.as_ref()),
         };
         crate::managed::track_update(current, next, &update);
     }
@@ -475,7 +477,13 @@ impl<S: Storage> ApiServer<S> {
             .await?;
         self.restrict_node_create(info, ns.as_deref(), &obj, opts.requester.as_ref())?;
         self.admit_priority_class(info, &obj, None).await?;
-        opts.track(info, None, None, &mut obj);
+        opts.track(
+            info,
+            self.custom_version(info).as_deref(),
+            None,
+            None,
+            &mut obj,
+        );
         let name = meta::name(&obj).to_string();
         if let Some(ns) = &ns {
             if info.kind != "Namespace" {
@@ -726,7 +734,14 @@ impl<S: Storage> ApiServer<S> {
             self.validate_by_webhooks(hook_target, caller, Some(&next), Some(current))
                 .await?,
         );
-        opts.track(info, subresource, Some(current), &mut next);
+        let custom = self.custom_version(info);
+        opts.track(
+            info,
+            custom.as_deref(),
+            subresource,
+            Some(current),
+            &mut next,
+        );
         if info.kind == "ResourceQuota" {
             self.quota_status(&mut next).await?;
         }

@@ -3,8 +3,10 @@
 //! its kind (discovery, `kubectl get` with its columns, `explain`, watch, server-side apply);
 //! objects are pruned, defaulted and refused with Kubernetes' field paths; a controller
 //! written with the SDK reconciles the kind; deleting the definition deletes its objects
-//! (and no object is created while it terminates). Each check is what kubectl shows against
-//! Kubernetes 1.32.
+//! (and no object is created while it terminates); server-side apply merges lists as their
+//! list types say; a default added to a definition shows on objects stored before it; the
+//! OpenAPI v2 document carries custom and built-in kinds. Each check is what kubectl shows
+//! against Kubernetes 1.32.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -555,5 +557,160 @@ async fn versions_convert_and_the_scale_subresource_works_on_custom_kinds() -> a
     assert_eq!(scale["status"]["replicas"], 1);
     assert_eq!(scale["status"]["selector"], "app=g");
     assert_eq!(k.json(&["get", "gadget", "g"])["spec"]["replicas"], 3);
+    Ok(())
+}
+
+const ROUTERS: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: routers.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: routers, singular: router, kind: Router}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              ports:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties:
+                    name: {type: string}
+                    port: {type: integer, description: The port a route listens on.}
+              tags:
+                type: array
+                x-kubernetes-list-type: set
+                items: {type: string}
+              args:
+                type: array
+                items: {type: string}
+";
+
+fn router(ports: &str, tags: &str, args: &str) -> String {
+    format!(
+        "apiVersion: example.com/v1\nkind: Router\nmetadata: {{name: r}}\nspec: {{ports: {ports}, tags: {tags}, args: {args}}}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_merge_by_their_list_types_and_defaults_added_later_show_on_read(
+) -> anyhow::Result<()> {
+    let (_cluster, k) = start().await?;
+    let definition = k.manifest("routers.yaml", ROUTERS);
+    k.ok(&["apply", "-f", &definition]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/routers.example.com",
+        "--timeout=20s",
+    ]);
+    let apply = |manager: &str, file: &str, text: &str| {
+        let path = k.manifest(file, text);
+        k.run(&[
+            "apply",
+            "--server-side",
+            &format!("--field-manager={manager}"),
+            "-f",
+            &path,
+        ])
+    };
+
+    // Two managers, each with its own port and tag: the keyed list and the set merge; the
+    // list with no list type is atomic, so the second manager's args conflict.
+    let first = apply(
+        "one",
+        "one.yaml",
+        &router("[{name: http, port: 80}]", "[a]", "[--x]"),
+    );
+    assert!(first.ok, "{}", first.stderr);
+    let second = apply(
+        "two",
+        "two.yaml",
+        &router("[{name: metrics, port: 9090}]", "[b]", "[--y]"),
+    );
+    assert!(!second.ok, "args are one atomic value");
+    assert!(
+        second.stderr.contains("conflict") && second.stderr.contains(".spec.args"),
+        "{}",
+        second.stderr
+    );
+    assert!(!second.stderr.contains(".spec.ports"), "{}", second.stderr);
+    let second = apply(
+        "two",
+        "two.yaml",
+        "apiVersion: example.com/v1\nkind: Router\nmetadata: {name: r}\nspec: {ports: [{name: metrics, port: 9090}], tags: [b]}\n",
+    );
+    assert!(second.ok, "{}", second.stderr);
+    let merged = k.json(&["get", "router", "r"]);
+    assert_eq!(
+        merged["spec"]["ports"],
+        json!([{"name": "http", "port": 80}, {"name": "metrics", "port": 9090}]),
+        "{merged}"
+    );
+    assert_eq!(merged["spec"]["tags"], json!(["a", "b"]));
+    assert_eq!(merged["spec"]["args"], json!(["--x"]));
+
+    // The first manager drops its port: only its element goes.
+    let dropped = apply("one", "one.yaml", &router("[]", "[a]", "[--x]"));
+    assert!(dropped.ok, "{}", dropped.stderr);
+    let after = k.json(&["get", "router", "r"]);
+    assert_eq!(
+        after["spec"]["ports"],
+        json!([{"name": "metrics", "port": 9090}]),
+        "{after}"
+    );
+
+    // Strategic merge patch is refused on custom kinds, as Kubernetes refuses it.
+    let strategic = k.fails(&[
+        "patch",
+        "router",
+        "r",
+        "--type=strategic",
+        "-p",
+        r#"{"spec":{"tags":["c"]}}"#,
+    ]);
+    assert!(
+        strategic.contains("the body of the request was in an unknown format")
+            && strategic.contains("application/merge-patch+json"),
+        "{strategic}"
+    );
+
+    // OpenAPI v2 carries the custom kind and the built-ins: kubectl explain reads it.
+    let v2 = k.ok(&[
+        "explain",
+        "router.spec.ports",
+        "--output=plaintext-openapiv2",
+    ]);
+    assert!(v2.contains("The port a route listens on."), "{v2}");
+    let pods = k.ok(&[
+        "explain",
+        "pods.spec.containers.image",
+        "--output=plaintext-openapiv2",
+    ]);
+    assert!(pods.contains("Container image name"), "{pods}");
+
+    // A default added to the definition shows on the object stored before it.
+    let with_default = ROUTERS.replace(
+        "              args:\n",
+        "              mode: {type: string, default: fast}\n              args:\n",
+    );
+    let definition = k.manifest("routers.yaml", &with_default);
+    k.ok(&["apply", "-f", &definition]);
+    until("the new default read on the stored object", || {
+        k.json(&["get", "router", "r"])["spec"]["mode"] == "fast"
+    })
+    .await?;
     Ok(())
 }

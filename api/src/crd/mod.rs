@@ -168,6 +168,20 @@ impl<S: Storage> ApiServer<S> {
     }
 }
 
+/// A custom object read from the store, as `version` serves it: at its apiVersion, with its
+/// schema's defaults applied as Kubernetes applies them on every read. Anything else (a
+/// Status) is left alone.
+pub fn present(version: &CustomVersion, obj: &mut Value) {
+    let Some(m) = obj.as_object_mut() else {
+        return;
+    };
+    if m.get("kind").and_then(Value::as_str) != Some(version.info.kind) {
+        return;
+    }
+    m.insert("apiVersion".into(), version.info.api_version.into());
+    keel_types::crd::default_on_read(version, obj);
+}
+
 /// How long a lookup waits for the cache to reach the store's revision.
 const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -194,6 +208,14 @@ impl<S: Storage> ApiServer<S> {
         let kinds = self.custom_kinds_now();
         let version = kinds.of(info).ok_or(ApiError::UnknownResource)?;
         crate::admission::admit_custom(version, obj, old, field_validation)
+    }
+
+    /// The served version `info` is, if it is a custom kind.
+    pub(crate) fn custom_version(&self, info: &ResourceInfo) -> Option<Arc<CustomVersion>> {
+        if !info.custom {
+            return None;
+        }
+        self.custom_kinds_now().of(info).cloned()
     }
 
     /// No object of a custom kind is created while its definition is being deleted.

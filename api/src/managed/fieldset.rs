@@ -6,32 +6,49 @@
 
 use std::collections::BTreeMap;
 
+use keel_types::crd::{structural, Schema};
 use keel_types::schema::{self, Cardinality, Field, Message};
 use serde_json::{Map, Value};
 
-/// Where in the schema a value sits: a message, a map's values, or nowhere known.
+/// Where in the schema a value sits: a message of a built-in kind, a map's values, a custom
+/// kind's object or a value its structural schema describes, or nowhere known.
 #[derive(Debug, Clone, Copy)]
-pub enum Ctx {
+pub enum Ctx<'a> {
     Message(&'static Message),
     MapOf(&'static str),
+    /// A custom object itself: its metadata is ObjectMeta, the rest is its schema's.
+    CustomRoot(&'a Schema),
+    Custom(&'a Schema),
     Unknown,
 }
 
-impl Ctx {
-    pub fn root(api_version: &str, kind: &str) -> Ctx {
+impl<'a> Ctx<'a> {
+    pub fn root(api_version: &str, kind: &str) -> Ctx<'static> {
         schema::schema()
             .kind(api_version, kind)
             .map_or(Ctx::Unknown, Ctx::Message)
     }
 
-    fn of_type(ty: &str) -> Ctx {
+    /// The root of an object: its custom kind's schema when it has one, else its built-in
+    /// kind's message.
+    pub fn of_object(object: &Value, custom: Option<&'a Schema>) -> Ctx<'a> {
+        match custom {
+            Some(s) => Ctx::CustomRoot(s),
+            None => Ctx::root(
+                object["apiVersion"].as_str().unwrap_or_default(),
+                object["kind"].as_str().unwrap_or_default(),
+            ),
+        }
+    }
+
+    fn of_type(ty: &str) -> Ctx<'a> {
         schema::schema()
             .message(ty)
             .map_or(Ctx::Unknown, Ctx::Message)
     }
 
     /// The field named `key` here, and the context of its value (of its elements, for lists).
-    pub fn child(self, key: &str) -> (Option<&'static Field>, Ctx) {
+    pub fn child(self, key: &str) -> (Slot<'a>, Ctx<'a>) {
         match self {
             Ctx::Message(m) => match m.field(key) {
                 Some(f) => {
@@ -39,28 +56,95 @@ impl Ctx {
                         Cardinality::Map { .. } => Ctx::MapOf(f.ty),
                         _ => Ctx::of_type(f.ty),
                     };
-                    (Some(f), ctx)
+                    (Slot::Builtin(Some(f)), ctx)
                 }
-                None => (None, Ctx::Unknown),
+                None => (Slot::Builtin(None), Ctx::Unknown),
             },
-            Ctx::MapOf(ty) => (None, Ctx::of_type(ty)),
-            Ctx::Unknown => (None, Ctx::Unknown),
+            Ctx::MapOf(ty) => (Slot::Builtin(None), Ctx::of_type(ty)),
+            // ObjectMeta, as every built-in kind holds it.
+            Ctx::CustomRoot(_) if key == "metadata" => Ctx::root("v1", "ConfigMap").child(key),
+            Ctx::CustomRoot(s) | Ctx::Custom(s) => match structural::field(s, key) {
+                Some(f) => {
+                    let ctx = match structural::items(f) {
+                        Some(items) if f.type_.as_deref() == Some("array") => Ctx::Custom(items),
+                        _ => Ctx::Custom(f),
+                    };
+                    (Slot::Custom(f), ctx)
+                }
+                None => (Slot::Builtin(None), Ctx::Unknown),
+            },
+            Ctx::Unknown => (Slot::Builtin(None), Ctx::Unknown),
+        }
+    }
+}
+
+/// What a schema says of one field's value: a built-in field (None: one it does not know),
+/// or a custom kind's schema.
+#[derive(Debug, Clone, Copy)]
+pub enum Slot<'a> {
+    Builtin(Option<&'static Field>),
+    Custom(&'a Schema),
+}
+
+impl<'a> Slot<'a> {
+    /// The built-in field, if this is one.
+    pub fn field(self) -> Option<&'static Field> {
+        match self {
+            Slot::Builtin(f) => f,
+            Slot::Custom(_) => None,
+        }
+    }
+
+    /// How the elements of a list here are told apart: as the field's list type and keys
+    /// (or, on built-ins, its strategic-merge key) say; a custom kind's list without a list
+    /// type is atomic, as Kubernetes reads its schema.
+    pub fn list_kind(self) -> ListKind<'a> {
+        let Slot::Custom(s) = self else {
+            return list_kind(self.field());
+        };
+        let keys = s.x_kubernetes_list_map_keys.as_deref().unwrap_or_default();
+        match s.x_kubernetes_list_type.as_deref() {
+            Some("map") if !keys.is_empty() => {
+                ListKind::Keyed(keys.iter().map(String::as_str).collect())
+            }
+            Some("set") => ListKind::Set,
+            _ => ListKind::Atomic,
+        }
+    }
+
+    /// Whether an object here is one value (`x-kubernetes-map-type: atomic`, or an
+    /// embedded resource's whole) rather than its fields.
+    pub fn atomic_object(self) -> bool {
+        match self {
+            Slot::Custom(s) => s.x_kubernetes_map_type.as_deref() == Some("atomic"),
+            Slot::Builtin(_) => false,
+        }
+    }
+
+    /// Whether an object set here is itself a member of the field set: a map, a struct
+    /// Kubernetes holds by pointer, any object of a custom kind; not a struct held by value.
+    fn own_member(self) -> bool {
+        match self {
+            Slot::Builtin(field) => {
+                field.is_none_or(|f| f.pointer || matches!(f.cardinality, Cardinality::Map { .. }))
+            }
+            Slot::Custom(_) => true,
         }
     }
 }
 
 /// How the elements of a list are told apart.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ListKind {
+pub enum ListKind<'a> {
     /// By the values of these fields.
-    Keyed(Vec<&'static str>),
+    Keyed(Vec<&'a str>),
     /// By their own (scalar) value.
     Set,
     /// Not at all: the list is one value.
     Atomic,
 }
 
-pub fn list_kind(field: Option<&Field>) -> ListKind {
+pub fn list_kind(field: Option<&Field>) -> ListKind<'static> {
     let Some(f) = field else {
         return ListKind::Atomic;
     };
@@ -77,7 +161,7 @@ pub fn list_kind(field: Option<&Field>) -> ListKind {
 }
 
 /// The path element naming `element` of a list of `kind`, at `index`.
-pub fn element_key(kind: &ListKind, element: &Value, index: usize) -> String {
+pub fn element_key(kind: &ListKind<'_>, element: &Value, index: usize) -> String {
     match kind {
         ListKind::Keyed(keys) => {
             let mut k = Map::new();
@@ -119,6 +203,14 @@ impl FieldSet {
         match path.split_first() {
             None => self.member,
             Some((first, rest)) => self.children.get(first).is_some_and(|c| c.contains(rest)),
+        }
+    }
+
+    /// Whether a member lies strictly below `path`.
+    pub fn has_below(&self, path: &[String]) -> bool {
+        match path.split_first() {
+            None => !self.children.values().all(FieldSet::is_empty),
+            Some((first, rest)) => self.children.get(first).is_some_and(|c| c.has_below(rest)),
         }
     }
 
@@ -214,7 +306,7 @@ const SERVER_METADATA: &[&str] = &[
 
 /// The fields `object` sets, as a set; `with_status` says whether its status counts (it does
 /// not for the main resource of a kind with a status subresource).
-pub fn fields_of(object: &Value, root: Ctx, with_status: bool) -> FieldSet {
+pub fn fields_of(object: &Value, root: Ctx<'_>, with_status: bool) -> FieldSet {
     let mut set = FieldSet::default();
     let Value::Object(m) = object else {
         return set;
@@ -223,7 +315,7 @@ pub fn fields_of(object: &Value, root: Ctx, with_status: bool) -> FieldSet {
         if matches!(k.as_str(), "apiVersion" | "kind") || (k == "status" && !with_status) {
             continue;
         }
-        let (field, ctx) = root.child(k);
+        let (slot, ctx) = root.child(k);
         let mut path = vec![format!("f:{k}")];
         if k == "metadata" {
             let mut meta = v.clone();
@@ -233,34 +325,31 @@ pub fn fields_of(object: &Value, root: Ctx, with_status: bool) -> FieldSet {
                 }
             }
             if meta.as_object().is_some_and(|mm| !mm.is_empty()) {
-                walk(&meta, field, ctx, &mut path, &mut set);
+                walk(&meta, slot, ctx, &mut path, &mut set);
             }
         } else {
-            walk(v, field, ctx, &mut path, &mut set);
+            walk(v, slot, ctx, &mut path, &mut set);
         }
     }
     set
 }
 
-fn walk(value: &Value, field: Option<&Field>, ctx: Ctx, path: &mut Path, set: &mut FieldSet) {
+fn walk(value: &Value, slot: Slot<'_>, ctx: Ctx<'_>, path: &mut Path, set: &mut FieldSet) {
     match value {
+        Value::Object(_) if slot.atomic_object() => set.insert(path),
         Value::Object(m) if !m.is_empty() => {
-            // A map, or a struct Kubernetes holds by pointer, is itself a member when set;
-            // a struct held by value is only its fields.
-            let own_member =
-                field.is_none_or(|f| f.pointer || matches!(f.cardinality, Cardinality::Map { .. }));
-            if own_member && !path.is_empty() {
+            if slot.own_member() && !path.is_empty() {
                 set.insert(path);
             }
             for (k, v) in m {
-                let (f, c) = ctx.child(k);
+                let (s, c) = ctx.child(k);
                 path.push(format!("f:{k}"));
-                walk(v, f, c, path, set);
+                walk(v, s, c, path, set);
                 path.pop();
             }
         }
         Value::Array(items) => {
-            let kind = list_kind(field);
+            let kind = slot.list_kind();
             if kind == ListKind::Atomic || items.is_empty() {
                 set.insert(path);
                 return;
@@ -270,9 +359,9 @@ fn walk(value: &Value, field: Option<&Field>, ctx: Ctx, path: &mut Path, set: &m
                 set.insert(path);
                 if let (ListKind::Keyed(_), Value::Object(m)) = (&kind, item) {
                     for (k, v) in m {
-                        let (f, c) = ctx.child(k);
+                        let (s, c) = ctx.child(k);
                         path.push(format!("f:{k}"));
-                        walk(v, f, c, path, set);
+                        walk(v, s, c, path, set);
                         path.pop();
                     }
                 }

@@ -4,19 +4,18 @@
 
 use serde_json::Value;
 
-use super::fieldset::{list_kind, Ctx, ListKind};
-use keel_types::schema::Field;
+use super::fieldset::{Ctx, ListKind, Slot};
 
 /// Merges `config` into `live`.
-pub fn merge(live: &mut Value, config: &Value, ctx: Ctx) {
+pub fn merge(live: &mut Value, config: &Value, ctx: Ctx<'_>) {
     let (Value::Object(target), Value::Object(source)) = (&mut *live, config) else {
         *live = config.clone();
         return;
     };
     for (k, v) in source {
-        let (field, child) = ctx.child(k);
+        let (slot, child) = ctx.child(k);
         match target.get_mut(k) {
-            Some(existing) => merge_value(existing, v, field, child),
+            Some(existing) => merge_value(existing, v, slot, child),
             None => {
                 target.insert(k.clone(), v.clone());
             }
@@ -24,10 +23,10 @@ pub fn merge(live: &mut Value, config: &Value, ctx: Ctx) {
     }
 }
 
-fn merge_value(live: &mut Value, config: &Value, field: Option<&Field>, ctx: Ctx) {
+fn merge_value(live: &mut Value, config: &Value, slot: Slot<'_>, ctx: Ctx<'_>) {
     match (&mut *live, config) {
-        (Value::Object(_), Value::Object(_)) => merge(live, config, ctx),
-        (Value::Array(target), Value::Array(source)) => match list_kind(field) {
+        (Value::Object(_), Value::Object(_)) if !slot.atomic_object() => merge(live, config, ctx),
+        (Value::Array(target), Value::Array(source)) => match slot.list_kind() {
             ListKind::Atomic => *live = config.clone(),
             ListKind::Set => {
                 for v in source {
@@ -52,7 +51,7 @@ fn merge_value(live: &mut Value, config: &Value, field: Option<&Field>, ctx: Ctx
 
 /// Whether `live` is the element `config` names: the key fields the configuration gives all
 /// match (a key it leaves out, such as a defaulted protocol, does not tell them apart).
-fn same_element(kind: &ListKind, config: &Value, live: &Value) -> bool {
+fn same_element(kind: &ListKind<'_>, config: &Value, live: &Value) -> bool {
     let ListKind::Keyed(keys) = kind else {
         return config == live;
     };

@@ -9,6 +9,7 @@ mod merge;
 
 pub use fieldset::{display, fields_of, Ctx, FieldSet, Path};
 
+use keel_types::crd::Schema;
 use serde_json::{json, Value};
 
 use fieldset::{remove_at, value_at};
@@ -142,13 +143,15 @@ pub struct Apply<'a> {
     /// a status subresource).
     pub with_status: bool,
     pub now: &'a str,
+    /// A custom kind's schema (None for built-in kinds, whose wire schema is known).
+    pub schema: Option<&'a Schema>,
 }
 
 /// Applies `config` as `apply.manager` to `live` (None: the object does not exist yet).
 /// Returns the object to write, managedFields included, or the conflicts.
 pub fn apply(live: Option<&Value>, config: &Value, apply: &Apply) -> Result<Value, Vec<Conflict>> {
     let api_version = config["apiVersion"].as_str().unwrap_or_default();
-    let ctx = Ctx::root(api_version, config["kind"].as_str().unwrap_or_default());
+    let ctx = Ctx::of_object(config, apply.schema);
     let mut config = config.clone();
     if let Some(m) = config.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("managedFields");
@@ -192,11 +195,22 @@ pub fn apply(live: Option<&Value>, config: &Value, apply: &Apply) -> Result<Valu
         .iter()
         .filter(|e| !e.is(apply.manager, APPLY, ""))
         .fold(FieldSet::default(), |acc, e| acc.union(&e.fields));
-    let mut dropped = previous.difference(&applied).difference(&others).paths();
-    dropped.reverse();
+    // Parents before children: a list element is found by its keys before anything in it
+    // goes, and what goes with its parent needs no removal of its own.
+    let dropped = previous.difference(&applied).difference(&others).paths();
     let kept = applied.union(&others);
+    let mut removed: Vec<Path> = Vec::new();
     for path in dropped {
+        if removed.iter().any(|r| path.starts_with(r)) {
+            continue;
+        }
+        // Something in it is still someone's: only the dropped parts inside go (and never a
+        // kept element's keys).
+        if kept.has_below(&path) || is_element_key(&path) {
+            continue;
+        }
         remove_at(&mut object, &path);
+        removed.push(path.clone());
         // A map or object emptied by the removal goes too, unless someone set it empty.
         for depth in (1..path.len()).rev() {
             let parent = &path[..depth];
@@ -229,6 +243,19 @@ pub fn apply(live: Option<&Value>, config: &Value, apply: &Apply) -> Result<Valu
     Ok(object)
 }
 
+/// Whether `path` names a key field of the list element it is in (`k:{"name":"a"}` then
+/// `f:name`).
+fn is_element_key(path: &[String]) -> bool {
+    let [.., element, field] = path else {
+        return false;
+    };
+    let (Some(keys), Some(field)) = (element.strip_prefix("k:"), field.strip_prefix("f:")) else {
+        return false;
+    };
+    serde_json::from_str::<serde_json::Map<String, Value>>(keys)
+        .is_ok_and(|k| k.contains_key(field))
+}
+
 fn strip_managed(object: &Value) -> Value {
     let mut o = object.clone();
     if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -244,13 +271,15 @@ pub struct Update<'a> {
     pub subresource: &'a str,
     pub with_status: bool,
     pub now: &'a str,
+    /// A custom kind's schema (None for built-in kinds).
+    pub schema: Option<&'a Schema>,
 }
 
 /// Records an update from `old` (None: a create) to `new` by `update.manager`: the manager
 /// owns what it changed, the others lose it. `new`'s managedFields are set from `old`'s.
 pub fn track_update(old: Option<&Value>, new: &mut Value, update: &Update) {
     let api_version = new["apiVersion"].as_str().unwrap_or_default().to_string();
-    let ctx = Ctx::root(&api_version, new["kind"].as_str().unwrap_or_default());
+    let ctx = Ctx::of_object(new, update.schema);
     let empty = json!({});
     let before = old.unwrap_or(&empty);
     let mut entries = match old {

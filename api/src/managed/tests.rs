@@ -12,6 +12,7 @@ fn by(manager: &str) -> Apply<'_> {
         force: false,
         with_status: false,
         now: NOW,
+        schema: None,
     }
 }
 
@@ -136,6 +137,7 @@ fn updates_take_what_they_change_from_appliers() {
         subresource: "",
         with_status: false,
         now: NOW,
+        schema: None,
     };
     track_update(Some(&applied), &mut scaled, &update);
     let entries = entries_of(&scaled);
@@ -165,6 +167,7 @@ fn a_create_owns_every_field_it_sets() {
         subresource: "",
         with_status: false,
         now: NOW,
+        schema: None,
     };
     track_update(None, &mut created, &update);
     let entries = entries_of(&created);
@@ -206,4 +209,135 @@ fn an_element_is_found_by_the_keys_the_configuration_gives() {
         json!([{"containerPort": 80, "protocol": "TCP"}])
     );
     assert_eq!(again, live);
+}
+
+/// A custom kind's schema: a keyed list, a set, an atomic list (no list type) and an atomic
+/// map.
+fn custom_schema() -> keel_types::crd::Schema {
+    serde_json::from_value(json!({
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "properties": {
+                "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                    "items": {"type": "object", "properties": {
+                        "name": {"type": "string"}, "port": {"type": "integer"}}}},
+                "tags": {"type": "array", "x-kubernetes-list-type": "set",
+                    "items": {"type": "string"}},
+                "args": {"type": "array", "items": {"type": "string"}},
+                "selector": {"type": "object", "x-kubernetes-map-type": "atomic",
+                    "additionalProperties": {"type": "string"}}
+            }}
+        }
+    }))
+    .expect("schema")
+}
+
+fn widget(ports: Value, tags: Value, args: Value, selector: Value) -> Value {
+    json!({
+        "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w", "labels": {"app": "w"}},
+        "spec": {"ports": ports, "tags": tags, "args": args, "selector": selector}
+    })
+}
+
+#[test]
+fn a_custom_kinds_lists_merge_as_their_list_types_say() {
+    let schema = custom_schema();
+    let with = |manager| Apply {
+        schema: Some(&schema),
+        ..by(manager)
+    };
+    let first = apply(
+        None,
+        &widget(
+            json!([{"name": "http", "port": 80}]),
+            json!(["a"]),
+            json!(["--x"]),
+            json!({"app": "w"}),
+        ),
+        &with("one"),
+    )
+    .expect("applies");
+    let v1 = entries_of(&first)[0].fields.to_json();
+    assert_eq!(
+        v1["f:spec"]["f:ports"],
+        json!({r#"k:{"name":"http"}"#: {".": {}, "f:name": {}, "f:port": {}}}),
+        "a map list is keyed by its map keys"
+    );
+    assert_eq!(v1["f:spec"]["f:tags"], json!({r#"v:"a""#: {}}));
+    assert_eq!(
+        v1["f:spec"]["f:args"],
+        json!({}),
+        "a list with no type is atomic"
+    );
+    assert_eq!(
+        v1["f:spec"]["f:selector"],
+        json!({}),
+        "an atomic map is one field"
+    );
+    assert_eq!(
+        v1["f:spec"]["."],
+        json!({}),
+        "a custom object is a member itself"
+    );
+    assert_eq!(
+        v1["f:metadata"],
+        json!({"f:labels": {".": {}, "f:app": {}}})
+    );
+
+    // A second manager adds its own port, tag, args and selector: the keyed list and the set
+    // gain elements; the atomic list and map are the second manager's (forced) values.
+    let second = apply(
+        Some(&first),
+        &widget(
+            json!([{"name": "metrics", "port": 9090}]),
+            json!(["b"]),
+            json!(["--y"]),
+            json!({"tier": "db"}),
+        ),
+        &Apply {
+            force: true,
+            ..with("two")
+        },
+    )
+    .expect("applies");
+    assert_eq!(
+        second["spec"]["ports"],
+        json!([{"name": "http", "port": 80}, {"name": "metrics", "port": 9090}])
+    );
+    assert_eq!(second["spec"]["tags"], json!(["a", "b"]));
+    assert_eq!(second["spec"]["args"], json!(["--y"]));
+    assert_eq!(second["spec"]["selector"], json!({"tier": "db"}));
+
+    // The first manager drops its port: only its own element goes.
+    let third = apply(
+        Some(&second),
+        &json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w", "labels": {"app": "w"}},
+            "spec": {"tags": ["a"]}}),
+        &with("one"),
+    )
+    .expect("applies");
+    assert_eq!(
+        third["spec"]["ports"],
+        json!([{"name": "metrics", "port": 9090}])
+    );
+    assert_eq!(third["spec"]["tags"], json!(["a", "b"]));
+}
+
+#[test]
+fn an_element_the_applier_no_longer_applies_goes_whole() {
+    let mut two = deployment("a", 1);
+    two["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .push(json!({"name": "sidecar", "image": "s"}));
+    let first = apply(None, &two, &by("kubectl")).expect("applies");
+    let again = apply(Some(&first), &deployment("a", 1), &by("kubectl")).expect("applies");
+    assert_eq!(
+        again["spec"]["template"]["spec"]["containers"],
+        deployment("a", 1)["spec"]["template"]["spec"]["containers"],
+        "the sidecar is gone, not left as an empty element"
+    );
 }

@@ -486,6 +486,13 @@ async fn patch<S: Storage>(call: Call<'_, S>) -> Result<Response, ApiError> {
         };
         return written(&call.target, Ok(applied.written), code);
     }
+    if kind == PatchKind::Strategic && call.target.info.custom {
+        // Custom kinds have no Go types to carry patch strategies, so Kubernetes refuses
+        // strategic merge patches on them.
+        return Err(ApiError::UnsupportedMediaType(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".into(),
+        ));
+    }
     opts.field_manager = call.field_manager(opts.field_manager.take());
     let (bytes, call) = call.bytes().await?;
     let (info, ns, name, sub) = (

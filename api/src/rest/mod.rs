@@ -13,6 +13,7 @@ mod handlers;
 mod oidc;
 pub(crate) mod openapi;
 mod openapi_schema;
+mod openapi_v2;
 mod path;
 mod pod_proxy;
 mod pod_streams;

@@ -1,8 +1,8 @@
 //! The OpenAPI documents kubectl reads. `/openapi/v3/{group-version}` carries each kind's
 //! schema (for `kubectl explain`, which reads v3) and a PATCH operation per kind that takes
 //! the `fieldValidation` query parameter, from which kubectl's default `--validate=strict`
-//! learns that the server validates fields itself (keel's admission does). `/openapi/v2` is
-//! served (as protobuf) without definitions: kubectl only needs it to load.
+//! learns that the server validates fields itself (keel's admission does). `/openapi/v2`
+//! carries the same schemas in Swagger 2.0's terms ([`super::openapi_v2`]).
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -26,38 +26,6 @@ pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0
 
 /// Stands in for a content hash: the documents change only with the server's version.
 const HASH: &str = "keel-v1-32-0";
-
-fn proto_string(field: u8, text: &str, out: &mut Vec<u8>) {
-    proto_bytes(field, text.as_bytes(), out);
-}
-
-fn proto_bytes(field: u8, bytes: &[u8], out: &mut Vec<u8>) {
-    // Wire type 2 (length-delimited); every length here fits a varint of up to two bytes.
-    out.push((field << 3) | 2);
-    let mut len = bytes.len();
-    while len >= 0x80 {
-        out.push((len as u8 & 0x7f) | 0x80);
-        len >>= 7;
-    }
-    out.push(len as u8);
-    out.extend_from_slice(bytes);
-}
-
-/// The OpenAPI v2 document as gnostic's protobuf `Document`: swagger "2.0" and its info,
-/// no paths and no definitions.
-pub fn v2_protobuf() -> Vec<u8> {
-    let mut info = Vec::new();
-    proto_string(1, "Kubernetes", &mut info);
-    proto_string(2, GIT_VERSION, &mut info);
-    let mut doc = Vec::new();
-    proto_string(1, "2.0", &mut doc);
-    proto_bytes(2, &info, &mut doc);
-    doc
-}
-
-fn v2_json() -> Value {
-    json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": GIT_VERSION}, "paths": {}})
-}
 
 /// The `/openapi/v3` index: one document per group version.
 pub fn v3_index(custom: &CustomKinds) -> Value {
@@ -86,7 +54,7 @@ fn group_version_prefixes() -> Vec<String> {
         .collect()
 }
 
-fn prefix(group: &str, version: &str) -> String {
+pub(crate) fn prefix(group: &str, version: &str) -> String {
     if group.is_empty() {
         format!("api/{version}")
     } else {
@@ -182,10 +150,11 @@ pub async fn v2<S: Storage>(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    let doc = super::openapi_v2::document(&core.custom_kinds_now());
     if !accept.contains("protobuf") {
-        return response::ok(&v2_json());
+        return response::ok(&doc);
     }
-    let mut reply = Response::new(Body::from(v2_protobuf()));
+    let mut reply = Response::new(Body::from(super::openapi_v2::protobuf(&doc)));
     reply
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(V2_PROTOBUF));
@@ -223,16 +192,6 @@ pub async fn v3_group_version<S: Storage>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_v2_document_is_a_protobuf_with_swagger_and_info() {
-        let doc = v2_protobuf();
-        assert_eq!(&doc[..5], b"\x0a\x032.0");
-        assert_eq!(doc[5], 0x12, "info is field 2");
-        assert_eq!(usize::from(doc[6]), doc.len() - 7);
-        assert_eq!(&doc[7..9], b"\x0a\x0a");
-        assert_eq!(&doc[9..19], b"Kubernetes");
-    }
 
     #[test]
     fn every_kind_has_a_patch_operation_that_takes_field_validation() {

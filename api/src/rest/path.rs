@@ -53,12 +53,11 @@ impl ResourcePath {
 
     /// Shows a stored object at the version the request named: a custom kind's objects are
     /// stored at their definition's storage version and served at every version with the
-    /// same fields (the definition's `None` conversion).
+    /// same fields (the definition's `None` conversion), with that version's defaults applied
+    /// as Kubernetes applies them on every read.
     pub fn present(&self, obj: &mut serde_json::Value) {
-        if let (Some(version), Some(m)) = (&self.custom, obj.as_object_mut()) {
-            if m.contains_key("apiVersion") {
-                m.insert("apiVersion".into(), version.info.api_version.into());
-            }
+        if let Some(version) = &self.custom {
+            crate::crd::present(version, obj);
         }
     }
 

@@ -74,7 +74,7 @@ fn clean(value: &Value) -> Value {
 fn merge_map(
     target: &mut Map<String, Value>,
     patch: &Map<String, Value>,
-    ctx: Ctx,
+    ctx: Ctx<'_>,
 ) -> Result<(), ApiError> {
     if let Some(directive) = patch.get("$patch").and_then(Value::as_str) {
         match directive {
@@ -104,8 +104,8 @@ fn merge_map(
         if key.starts_with('$') {
             continue;
         }
-        let (field, child) = ctx.child(key);
-        let how = ListMerge::of(ctx, field, value);
+        let (slot, child) = ctx.child(key);
+        let how = ListMerge::of(ctx, slot.field(), value);
         match (target.get_mut(key), value) {
             (_, Value::Null) => {
                 target.remove(key);
@@ -133,7 +133,7 @@ enum ListMerge {
 
 impl ListMerge {
     /// As the schema says for `field` of a message it knows; by a guessed key elsewhere.
-    fn of(parent: Ctx, field: Option<&'static Field>, patch: &Value) -> ListMerge {
+    fn of(parent: Ctx<'_>, field: Option<&'static Field>, patch: &Value) -> ListMerge {
         if let Ctx::Message(_) = parent {
             return match field {
                 Some(f) if f.patch_strategy.is_some_and(|s| s.contains("merge")) => {
@@ -162,7 +162,7 @@ fn merge_list(
     target: &mut Vec<Value>,
     patch: &[Value],
     how: ListMerge,
-    element: Ctx,
+    element: Ctx<'_>,
 ) -> Result<(), ApiError> {
     if patch
         .iter()

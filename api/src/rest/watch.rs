@@ -27,7 +27,7 @@ pub fn line(kind: &table::Columns, event: &WatchEvent, encoding: Encoding) -> Ve
     // A custom kind's objects, stored at their storage version, shown at the watched one.
     if let (table::Columns::Custom(version), "ADDED" | "MODIFIED" | "DELETED") = (kind, event.kind)
     {
-        event.object["apiVersion"] = serde_json::Value::from(version.info.api_version);
+        crate::crd::present(version, &mut event.object);
     }
     let event = &event;
     let object = match (encoding, event.kind) {

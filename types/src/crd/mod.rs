@@ -6,6 +6,9 @@ pub mod cel;
 pub mod definition;
 pub mod structural;
 
+/// The schema type of a definition's versions, for the server's schema-driven code.
+pub use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps as Schema;
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition, JSONSchemaProps,
 };

@@ -19,7 +19,7 @@ use crate::path::FieldPath;
 const TYPE_AND_META: [&str; 3] = ["apiVersion", "kind", "metadata"];
 
 /// The schema of the items of a list, if it has one.
-fn items(schema: &JSONSchemaProps) -> Option<&JSONSchemaProps> {
+pub fn items(schema: &JSONSchemaProps) -> Option<&JSONSchemaProps> {
     match &schema.items {
         Some(JSONSchemaPropsOrArray::Schema(s)) => Some(s),
         Some(JSONSchemaPropsOrArray::Schemas(list)) => list.first(),
@@ -28,7 +28,7 @@ fn items(schema: &JSONSchemaProps) -> Option<&JSONSchemaProps> {
 }
 
 /// The schema of the values of a map (`additionalProperties`), if it has one.
-fn additional(schema: &JSONSchemaProps) -> Option<&JSONSchemaProps> {
+pub fn additional(schema: &JSONSchemaProps) -> Option<&JSONSchemaProps> {
     match &schema.additional_properties {
         Some(JSONSchemaPropsOrBool::Schema(s)) => Some(s),
         _ => None,
@@ -37,6 +37,14 @@ fn additional(schema: &JSONSchemaProps) -> Option<&JSONSchemaProps> {
 
 fn properties(schema: &JSONSchemaProps) -> Option<&BTreeMap<String, JSONSchemaProps>> {
     schema.properties.as_ref()
+}
+
+/// The schema of `key`'s value in an object `schema` describes: a property's, else the
+/// map's value schema.
+pub fn field<'a>(schema: &'a JSONSchemaProps, key: &str) -> Option<&'a JSONSchemaProps> {
+    properties(schema)
+        .and_then(|p| p.get(key))
+        .or_else(|| additional(schema))
 }
 
 fn preserves_unknown(schema: &JSONSchemaProps) -> bool {

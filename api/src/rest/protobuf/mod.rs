@@ -5,7 +5,7 @@
 //! rest of the server works on; responses stay JSON, which those clients also accept.
 
 mod decode;
-mod wire;
+pub(crate) mod wire;
 
 use serde_json::Value;
 
