@@ -2,6 +2,7 @@
 //! through each kind's typed form.
 
 mod admission;
+mod autoscaling;
 mod core;
 mod pod;
 mod workloads;
@@ -73,6 +74,9 @@ pub fn default_object(info: &ResourceInfo, value: &mut Value) -> Result<(), Defa
             keeping_selector_absent(value, |v| through(info, v, workloads::default_daemon_set))
         }
         ("batch", "Job") => through(info, value, workloads::default_job),
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            through(info, value, autoscaling::default_hpa)
+        }
         ("batch", "CronJob") => through(info, value, workloads::default_cron_job),
         ("rbac.authorization.k8s.io", "RoleBinding") => {
             through(info, value, |b: &mut rbac::v1::RoleBinding| {

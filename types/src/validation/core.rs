@@ -499,3 +499,73 @@ fn validate_backend(backend: &IngressBackend, path: &FieldPath, errs: &mut Vec<F
         (None, Some(_)) => {}
     }
 }
+
+const INGRESS_CLASS_CONTROLLER_MAX: usize = 250;
+const INGRESS_CLASS_SCOPES: &[&str] = &["Cluster", "Namespace"];
+
+/// An IngressClass: a domain-prefixed controller of at most 250 bytes that never changes, and
+/// a parameters reference with a kind, a name, and a namespace exactly when its scope is
+/// Namespace.
+pub fn validate_ingress_class(
+    spec: &k8s_openapi::api::networking::v1::IngressClassSpec,
+    old: Option<&k8s_openapi::api::networking::v1::IngressClassSpec>,
+) -> Vec<FieldError> {
+    let path = FieldPath::new("spec");
+    let controller_path = path.child("controller");
+    let controller = spec.controller.as_deref().unwrap_or_default();
+    let mut errs = Vec::new();
+    if controller.len() > INGRESS_CLASS_CONTROLLER_MAX {
+        errs.push(FieldError::too_long(
+            &controller_path,
+            INGRESS_CLASS_CONTROLLER_MAX,
+        ));
+    }
+    match controller.split_once('/') {
+        _ if controller.is_empty() => errs.push(FieldError::required(&controller_path, "")),
+        Some((domain, _)) if crate::names::dns1123_subdomain(domain).is_empty() => {}
+        _ => errs.push(FieldError::invalid(
+            &controller_path,
+            controller,
+            "must be a domain-prefixed path (such as \"acme.io/foo\")",
+        )),
+    }
+    if old.is_some_and(|o| o.controller != spec.controller) {
+        errs.push(FieldError::invalid(
+            &controller_path,
+            controller,
+            FIELD_IMMUTABLE,
+        ));
+    }
+    if let Some(params) = &spec.parameters {
+        let p = path.child("parameters");
+        if params.kind.is_empty() {
+            errs.push(FieldError::required(&p.child("kind"), "kind is required"));
+        }
+        if params.name.is_empty() {
+            errs.push(FieldError::required(&p.child("name"), "name is required"));
+        }
+        match params.scope.as_deref() {
+            Some("Namespace") if params.namespace.as_deref().unwrap_or_default().is_empty() => {
+                errs.push(FieldError::required(
+                    &p.child("namespace"),
+                    "`parameters.scope` is set to 'Namespace'",
+                ));
+            }
+            Some("Cluster") | None if params.namespace.is_some() => {
+                errs.push(FieldError::forbidden(
+                    &p.child("namespace"),
+                    "`parameters.scope` is set to 'Cluster'",
+                ));
+            }
+            Some(scope) if !INGRESS_CLASS_SCOPES.contains(&scope) => {
+                errs.push(FieldError::not_supported(
+                    &p.child("scope"),
+                    scope,
+                    INGRESS_CLASS_SCOPES,
+                ));
+            }
+            _ => {}
+        }
+    }
+    errs
+}

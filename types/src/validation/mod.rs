@@ -1,13 +1,16 @@
 //! Validation: what Kubernetes 1.32 rejects in an object on create and on update, as field
 //! errors with Kubernetes' paths and messages.
 
+mod autoscaling;
 mod core;
 mod cron;
 mod meta;
 mod pod;
 mod policy;
 mod priority_class;
+mod registration;
 mod scheduling;
+mod storage;
 mod workloads;
 
 use k8s_openapi::api::{
@@ -475,6 +478,57 @@ impl<'a> Validator<'a> {
             ("apiextensions.k8s.io", "CustomResourceDefinition") => {
                 errs.extend(crate::crd::definition::validate(self.obj, self.old));
             }
+            ("autoscaling", "HorizontalPodAutoscaler") => {
+                let hpa: k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler =
+                    typed(self.obj)?;
+                errs.extend(autoscaling::validate_hpa_spec(
+                    &hpa.spec.unwrap_or_default(),
+                    &spec_path,
+                ));
+                if let Some(status) = &hpa.status {
+                    errs.extend(autoscaling::validate_hpa_status(status));
+                }
+            }
+            ("storage.k8s.io", "StorageClass") => {
+                let class: k8s_openapi::api::storage::v1::StorageClass = typed(self.obj)?;
+                errs.extend(storage::validate_storage_class(&class));
+                if let Some(old) = self.old_typed()? {
+                    errs.extend(storage::validate_storage_class_update(&class, &old));
+                }
+            }
+            ("storage.k8s.io", "VolumeAttachment") => {
+                type Attachment = k8s_openapi::api::storage::v1::VolumeAttachment;
+                let va: Attachment = typed(self.obj)?;
+                let old = self.old_typed::<Attachment>()?;
+                errs.extend(storage::validate_volume_attachment_spec(
+                    &va.spec,
+                    old.as_ref().map(|o| &o.spec),
+                ));
+            }
+            ("storage.k8s.io", "CSIDriver") => {
+                let driver: k8s_openapi::api::storage::v1::CSIDriver = typed(self.obj)?;
+                errs.extend(storage::validate_csi_driver_spec(&driver.spec));
+            }
+            ("networking.k8s.io", "IngressClass") => {
+                type Class = networking::v1::IngressClass;
+                let class: Class = typed(self.obj)?;
+                let old = self.old_typed::<Class>()?;
+                errs.extend(core::validate_ingress_class(
+                    &class.spec.unwrap_or_default(),
+                    old.and_then(|o| o.spec).as_ref(),
+                ));
+            }
+            ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
+                errs.extend(registration::validate_validating_webhooks(&typed(
+                    self.obj,
+                )?));
+            }
+            ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => {
+                errs.extend(registration::validate_mutating_webhooks(&typed(self.obj)?));
+            }
+            ("apiregistration.k8s.io", "APIService") => {
+                errs.extend(registration::validate_api_service(&typed(self.obj)?));
+            }
             ("networking.k8s.io", "Ingress") => {
                 errs.extend(core::validate_ingress(&typed::<networking::v1::Ingress>(
                     self.obj,
@@ -693,6 +747,8 @@ fn validate_stateful_set_update(
     Vec::new()
 }
 
+#[cfg(test)]
+mod registration_tests;
 #[cfg(test)]
 mod scheduling_tests;
 #[cfg(test)]

@@ -10,7 +10,7 @@ fn info(api_version: &str, kind: &str) -> &'static ResourceInfo {
 }
 
 /// Validates `obj` after defaulting it, as the API server does.
-fn errors(api_version: &str, kind: &str, mut obj: Value) -> Vec<String> {
+pub(super) fn errors(api_version: &str, kind: &str, mut obj: Value) -> Vec<String> {
     let info = info(api_version, kind);
     default_object(info, &mut obj).expect("defaults");
     validate(info, &obj, None)
@@ -19,7 +19,12 @@ fn errors(api_version: &str, kind: &str, mut obj: Value) -> Vec<String> {
         .collect()
 }
 
-fn update_errors(api_version: &str, kind: &str, mut old: Value, mut new: Value) -> Vec<String> {
+pub(super) fn update_errors(
+    api_version: &str,
+    kind: &str,
+    mut old: Value,
+    mut new: Value,
+) -> Vec<String> {
     let info = info(api_version, kind);
     default_object(info, &mut old).expect("defaults");
     default_object(info, &mut new).expect("defaults");
