@@ -605,7 +605,7 @@ fn router(ports: &str, tags: &str, args: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lists_merge_by_their_list_types_and_defaults_added_later_show_on_read(
+async fn lists_merge_by_their_list_types_defaults_show_on_read_and_rbac_and_impersonation_apply(
 ) -> anyhow::Result<()> {
     let (_cluster, k) = start().await?;
     let definition = k.manifest("routers.yaml", ROUTERS);
@@ -712,5 +712,46 @@ async fn lists_merge_by_their_list_types_and_defaults_added_later_show_on_read(
         k.json(&["get", "router", "r"])["spec"]["mode"] == "fast"
     })
     .await?;
+
+    // RBAC grants on a custom resource as on a built-in one.
+    k.ok(&[
+        "create",
+        "role",
+        "router-reader",
+        "--verb=get,list",
+        "--resource=routers.example.com",
+    ]);
+    k.ok(&[
+        "create",
+        "rolebinding",
+        "router-reader",
+        "--role=router-reader",
+        "--user=reader",
+    ]);
+    until("the binding in force", || {
+        k.run(&["get", "routers", "--as=reader"]).ok
+    })
+    .await?;
+    let denied = k.fails(&["delete", "router", "r", "--as=reader"]);
+    assert!(
+        denied.contains("routers.example.com \"r\" is forbidden")
+            && denied.contains("cannot delete resource \"routers\" in API group \"example.com\""),
+        "{denied}"
+    );
+    // Impersonating takes the `impersonate` verb, which a plain account lacks.
+    k.ok(&["create", "serviceaccount", "plain"]);
+    let token = k.ok(&["create", "token", "plain"]);
+    let refused = k.fails(&[
+        &format!("--token={}", token.trim()),
+        "get",
+        "routers",
+        "--as=reader",
+    ]);
+    assert!(
+        refused.contains(
+            "users \"reader\" is forbidden: User \"system:serviceaccount:default:plain\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+        ),
+        "{refused}"
+    );
     Ok(())
 }

@@ -5,6 +5,7 @@ pub mod authn;
 pub mod authorize;
 pub mod bootstrap_roles;
 pub mod escalation;
+pub mod impersonation;
 pub mod node;
 pub mod rbac;
 pub mod service_accounts;

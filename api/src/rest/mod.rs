@@ -161,8 +161,9 @@ async fn authorize_path<S: Storage>(
 }
 
 /// Authenticates every request once, before its handler: a verified client certificate (from
-/// the TLS listener), else the `Authorization` header, else anonymous; the user rides in the
-/// request's extensions as [`Authenticated`].
+/// the TLS listener), else the `Authorization` header, else anonymous; then the user it
+/// impersonates, if it asks and may (`auth::impersonation`). The user rides in the request's
+/// extensions as [`Authenticated`].
 async fn authenticate<S: Storage>(
     axum::extract::State(core): axum::extract::State<Core<S>>,
     mut request: axum::extract::Request,
@@ -175,6 +176,10 @@ async fn authenticate<S: Storage>(
     let user = match peer {
         Some(user) => Ok(user),
         None => core.authenticate(authorization(request.headers())),
+    };
+    let user = match user {
+        Ok(caller) => core.impersonate(caller, request.headers()).await,
+        Err(e) => Err(e),
     };
     match user {
         Ok(user) => {
