@@ -220,17 +220,34 @@ impl<S: Storage> ApiServer<S> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (current, current_rev) = self.current(info, Some(namespace), name).await?;
-            crate::delete::check_preconditions(
+            // The first attempt starts from the watch cache (the write is conditional on the
+            // revision read); anything that copy refuses is judged again against the store's.
+            let cached = match attempt {
+                1 if !opts.dry_run => self.current_cached(info, Some(namespace), name),
+                _ => None,
+            };
+            let from_cache = cached.is_some();
+            let (current, current_rev) = match cached {
+                Some(c) => c?,
+                None => self.current(info, Some(namespace), name).await?,
+            };
+            let judged = crate::delete::check_preconditions(
                 info,
                 name,
                 &current,
                 current_rev,
                 request.uid.as_deref(),
                 request.resource_version.as_deref(),
-            )?;
-            let bound = bind_pod(&current, &request, &meta::now())
-                .map_err(|refusal| binding_conflict(name, &refusal))?;
+            )
+            .and_then(|()| {
+                bind_pod(&current, &request, &meta::now())
+                    .map_err(|refusal| binding_conflict(name, &refusal))
+            });
+            let bound = match judged {
+                Ok(bound) => bound,
+                Err(_) if from_cache => continue,
+                Err(e) => return Err(e),
+            };
             if opts.dry_run {
                 return Ok(success_status());
             }
@@ -247,7 +264,7 @@ impl<S: Storage> ApiServer<S> {
                 Ok(_) => return Ok(success_status()),
                 // The pod changed since it was read: read it again, and judge it afresh (it
                 // may have been bound meanwhile).
-                Err(StorageError::Conflict { .. }) if attempt < RETRIES => continue,
+                Err(StorageError::Conflict { .. }) if from_cache || attempt < RETRIES => continue,
                 Err(e) => return Err(storage_error(info, name, e)),
             }
         }

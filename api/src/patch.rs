@@ -98,7 +98,12 @@ impl<S: Storage> ApiServer<S> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let current = self.get(info, namespace, name).await?;
+            // The first attempt starts from the watch cache; the update is conditional on the
+            // revision patched, so a stale copy only costs the retry, which reads the store.
+            let current = match attempt {
+                1 => self.get_cached(info, namespace, name).await?,
+                _ => self.get(info, namespace, name).await?,
+            };
             let mut body = apply(&current)?;
             let pinned = meta::resource_version(&body) != meta::resource_version(&current);
             if !pinned {

@@ -189,11 +189,17 @@ fn is_priority_class(info: &ResourceInfo) -> bool {
 
 impl<S: Storage> ApiServer<S> {
     /// Every PriorityClass, as admission sees them.
-    async fn priority_classes(&self) -> Result<Vec<Class>, ApiError> {
+    /// The stored classes: as the watch cache holds them (`cached`, as Kubernetes' Priority
+    /// admission reads its informer), or as of now.
+    async fn priority_classes(&self, cached: bool) -> Result<Vec<Class>, ApiError> {
         let Some(info) = keel_types::kinds::by_kind("scheduling.k8s.io/v1", "PriorityClass") else {
             return Ok(Vec::new());
         };
-        let list = self.list(info, None, &ListOptions::default()).await?;
+        let opts = ListOptions {
+            resource_version: if cached { "0".into() } else { String::new() },
+            ..Default::default()
+        };
+        let list = self.list(info, None, &opts).await?;
         Ok(list["items"]
             .as_array()
             .into_iter()
@@ -225,7 +231,12 @@ impl<S: Storage> ApiServer<S> {
             .unwrap_or("")
             .to_string();
         let given_policy = meta::str_field(pod, &["spec", "preemptionPolicy"]).map(str::to_string);
-        let classes = self.priority_classes().await?;
+        let mut classes = self.priority_classes(true).await?;
+        // A class the cache does not hold yet may have been created a moment ago (perhaps
+        // through another master): the store has the last word before a pod is refused.
+        if !class_name.is_empty() && !classes.iter().any(|c| c.name == class_name) {
+            classes = self.priority_classes(false).await?;
+        }
         let resolved = resolve(
             &class_name,
             given_priority,
@@ -261,7 +272,7 @@ impl<S: Storage> ApiServer<S> {
             return Ok(());
         }
         let name = meta::name(class);
-        let classes = self.priority_classes().await?;
+        let classes = self.priority_classes(false).await?;
         match other_default(name, global_default, old.is_none(), &classes) {
             Some(existing) => Err(ApiError::Forbidden(format!(
                 "priorityclasses.scheduling.k8s.io \"{name}\" is forbidden: PriorityClass {existing} is already marked as default. Only one default can exist"

@@ -30,11 +30,22 @@ fn quota_info() -> Option<&'static ResourceInfo> {
 }
 
 impl<S: Storage> ApiServer<S> {
-    /// The quotas of `namespace` with their store revisions.
+    /// The quotas of `namespace` with their store revisions. A namespace the watch cache
+    /// shows without quotas has none, as Kubernetes' quota admission reads its informer (most
+    /// namespaces have none, and this is on every create); where there are quotas they are
+    /// read as of now, since the write's charge must start from their current usage.
     async fn quotas(&self, namespace: &str) -> Result<Vec<(ResourceQuota, i64)>, ApiError> {
         let Some(info) = quota_info() else {
             return Ok(vec![]);
         };
+        let cached = ListOptions {
+            resource_version: "0".into(),
+            ..Default::default()
+        };
+        let seen = self.list(info, Some(namespace), &cached).await?;
+        if seen["items"].as_array().is_none_or(Vec::is_empty) {
+            return Ok(vec![]);
+        }
         let list = self
             .list(info, Some(namespace), &ListOptions::default())
             .await?;

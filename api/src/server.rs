@@ -338,6 +338,21 @@ impl<S: Storage> ApiServer<S> {
         }
     }
 
+    /// The object and its revision as the watch cache holds them, if it does: the starting
+    /// point of a write, as Kubernetes' GuaranteedUpdate starts from its cache. The write is
+    /// conditional on that revision, so a stale copy costs a retry from the store, never a
+    /// lost update.
+    pub(crate) fn current_cached(
+        &self,
+        info: &'static ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Result<(Value, i64), ApiError>> {
+        let key = keys::object(info, namespace, name);
+        let stored = self.cache.as_ref()?.get(&key)?;
+        Some(decode_stored(&stored).map(|v| (v, stored.mod_revision)))
+    }
+
     pub(crate) async fn current(
         &self,
         info: &'static ResourceInfo,
@@ -353,9 +368,8 @@ impl<S: Storage> ApiServer<S> {
     }
 
     /// Namespace lifecycle: new objects go only into namespaces that exist and are not
-    /// being deleted.
-    /// Refuses a create in a namespace being deleted, naming the object as Kubernetes'
-    /// NamespaceLifecycle admission does.
+    /// being deleted; a create in a namespace being deleted is refused naming the object, as
+    /// Kubernetes' NamespaceLifecycle admission does.
     async fn check_namespace_open(
         &self,
         info: &'static ResourceInfo,
@@ -368,7 +382,9 @@ impl<S: Storage> ApiServer<S> {
         let Some(ns_info) = keel_types::kinds::by_kind("v1", "Namespace") else {
             return Ok(());
         };
-        let ns = self.get(ns_info, None, namespace).await?;
+        // From the watch cache, as Kubernetes' NamespaceLifecycle reads its informer; a
+        // namespace the cache lacks is looked up in the store.
+        let ns = self.get_cached(ns_info, None, namespace).await?;
         if meta::has_deletion_timestamp(&ns)
             || meta::str_field(&ns, &["status", "phase"]) == Some("Terminating")
         {
@@ -580,10 +596,24 @@ impl<S: Storage> ApiServer<S> {
             ),
         };
         let mut attempt = 0;
+        let mut from_store = false;
         loop {
             attempt += 1;
-            let (current, current_rev) = self.current(info, namespace, name).await?;
+            let cached = match from_store {
+                false => self.current_cached(info, namespace, name).transpose()?,
+                true => None,
+            };
+            let from_cache = cached.is_some();
+            let (current, current_rev) = match cached {
+                Some(c) => c,
+                None => self.current(info, namespace, name).await?,
+            };
+            from_store = true;
             if let Some(w) = wanted {
+                // The cache may be behind: only the store's revision can refuse the write.
+                if w != current_rev && from_cache {
+                    continue;
+                }
                 if w != current_rev {
                     return Err(storage_error(
                         info,
@@ -608,6 +638,16 @@ impl<S: Storage> ApiServer<S> {
                 )
                 .await
             {
+                // Written against a stale cached copy: once more from the store, which decides.
+                Err(ApiError::Conflict { .. }) if from_cache => continue,
+                // Nothing written (no change, or a dry run): that is only known against the
+                // store's copy.
+                Ok(w)
+                    if from_cache
+                        && meta::resource_version(&w.object) == current_rev.to_string() =>
+                {
+                    continue
+                }
                 Err(ApiError::Conflict { .. }) if wanted.is_none() && attempt < RETRIES => continue,
                 other => return other,
             }
