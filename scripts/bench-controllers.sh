@@ -4,6 +4,7 @@
 # failover run in which the master whose controller manager is active is killed with SIGKILL a
 # few seconds into the rolling update (max gap is the longest time between two pod creates).
 # Usage: scripts/bench-controllers.sh [nodes] [replicas] [runs]
+# FAILOVER=0 skips the failover run; KEEL_BIN measures a given binary (see bench-clusters.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-clusters.sh
@@ -19,6 +20,7 @@ for run in $(seq "$runs"); do
   echo "bench-controllers: run $run of $runs" >&2
   "$keel" bench controllers --server "$servers" --token "$token" --nodes "$nodes" --replicas "$replicas"
 done
+[ "${FAILOVER:-1}" = 0 ] && exit 0
 holder_member() {
   ETCDCTL_API=3 etcdctl --endpoints="${servers//http:\/\//}" get /registry/leases/kube-system/kube-controller-manager --print-value-only |
     grep -o '"holderIdentity":"[^"]*"' | sed -E 's/.*_m([0-9]+)_.*/\1/'

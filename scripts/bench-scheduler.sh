@@ -3,6 +3,8 @@
 # workload, then a failover run in which the master whose scheduler is active is killed with
 # SIGKILL mid-run (max_gap is the longest time between two binds).
 # Usage: scripts/bench-scheduler.sh [nodes] [pods] [rate]
+# WORKLOADS="basic …" runs only those workloads; FAILOVER=0 skips the failover run; KEEL_BIN
+# measures a given binary (see bench-clusters.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-clusters.sh
@@ -14,9 +16,10 @@ trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$
 start_cluster keel 31000
 servers="$eps"
 token="$(admin_token)"
-for workload in basic affinity spread anti-affinity; do
+for workload in ${WORKLOADS:-basic affinity spread anti-affinity}; do
   "$keel" bench scheduler --server "$servers" --token "$token" --nodes "$nodes" --pods "$pods" --rate "$rate" --workload "$workload"
 done
+[ "${FAILOVER:-1}" = 0 ] && exit 0
 # Failover: kill the active scheduler's master a few seconds into a run, then measure.
 holder_member() {
   ETCDCTL_API=3 etcdctl --endpoints="${servers//http:\/\//}" get /registry/leases/kube-system/kube-scheduler --print-value-only |
