@@ -37,6 +37,7 @@ pub mod server;
 mod serviceaccount_admission;
 pub mod services;
 pub mod storage;
+mod stored;
 mod toleration_admission;
 pub mod watch;
 pub mod webhooks;
