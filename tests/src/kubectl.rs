@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::Cluster;
+use crate::{Cluster, Flavor};
 
 pub struct Kubectl {
     pub kubeconfig: PathBuf,
@@ -21,6 +21,22 @@ pub struct Out {
     pub ok: bool,
     pub stdout: String,
     pub stderr: String,
+}
+
+/// One master serving only the API (no scheduler, no controllers: the caller's tests need
+/// neither), and kubectl for it.
+pub async fn api_only_cluster() -> anyhow::Result<(Cluster, Kubectl)> {
+    let cluster = Cluster::start_with(
+        Flavor::Keel,
+        1,
+        &[
+            "--scheduler=false".to_string(),
+            "--controller-manager=false".to_string(),
+        ],
+    )
+    .await?;
+    let k = Kubectl::for_cluster(&cluster).await?;
+    Ok((cluster, k))
 }
 
 impl Kubectl {

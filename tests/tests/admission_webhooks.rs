@@ -9,24 +9,9 @@
 use std::sync::Arc;
 
 use base64::Engine;
-use keel_tests::kubectl::Kubectl;
+use keel_tests::kubectl::api_only_cluster;
 use keel_tests::webhook::WebhookServer;
-use keel_tests::{Cluster, Flavor};
 use serde_json::{json, Value};
-
-async fn start() -> anyhow::Result<(Cluster, Kubectl)> {
-    let cluster = Cluster::start_with(
-        Flavor::Keel,
-        1,
-        &[
-            "--scheduler=false".to_string(),
-            "--controller-manager=false".to_string(),
-        ],
-    )
-    .await?;
-    let k = Kubectl::for_cluster(&cluster).await?;
-    Ok((cluster, k))
-}
 
 /// Labels every new ConfigMap `mutated=yes`, with a warning.
 fn mutate(request: &Value) -> Value {
@@ -63,7 +48,7 @@ fn rules(operations: &[&str], resource: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_mutate_deny_and_fail_by_their_policy() -> anyhow::Result<()> {
-    let (_cluster, k) = start().await?;
+    let (_cluster, k) = api_only_cluster().await?;
     let mutator = WebhookServer::start(Arc::new(mutate)).await?;
     let validator = WebhookServer::start(Arc::new(validate)).await?;
     let mutating = json!({

@@ -8,8 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use keel_tests::kubectl::Kubectl;
-use keel_tests::{Cluster, Flavor};
+use keel_tests::kubectl::{api_only_cluster, Kubectl};
 
 /// What Kubernetes does with one file.
 #[derive(Debug, Default)]
@@ -69,16 +68,7 @@ fn step(k: &Kubectl, problems: &mut Vec<String>, file: &str, args: &[&str]) -> O
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_corpus_file_behaves_as_on_kubernetes() -> anyhow::Result<()> {
-    let cluster = Cluster::start_with(
-        Flavor::Keel,
-        1,
-        &[
-            "--scheduler=false".to_string(),
-            "--controller-manager=false".to_string(),
-        ],
-    )
-    .await?;
-    let k = Kubectl::for_cluster(&cluster).await?;
+    let (_cluster, k) = api_only_cluster().await?;
     let expected = expectations()?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir())?
         .filter_map(|e| e.ok().map(|e| e.path()))

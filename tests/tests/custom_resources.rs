@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use keel_client::runtime::{Action, Controller};
 use keel_client::{Api, DynamicObject, Error, Patch, WatchParams};
-use keel_tests::kubectl::Kubectl;
-use keel_tests::{Cluster, Flavor};
+use keel_tests::kubectl::api_only_cluster;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -78,20 +77,6 @@ spec:
   size: 3
 ";
 
-async fn start() -> anyhow::Result<(Cluster, Kubectl)> {
-    let cluster = Cluster::start_with(
-        Flavor::Keel,
-        1,
-        &[
-            "--scheduler=false".to_string(),
-            "--controller-manager=false".to_string(),
-        ],
-    )
-    .await?;
-    let k = Kubectl::for_cluster(&cluster).await?;
-    Ok((cluster, k))
-}
-
 async fn until(what: &str, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !check() {
@@ -103,7 +88,7 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_definition_serves_its_kind_as_kubernetes_does() -> anyhow::Result<()> {
-    let (_cluster, k) = start().await?;
+    let (_cluster, k) = api_only_cluster().await?;
     let definition = k.manifest("crd.yaml", DEFINITION);
     k.ok(&["apply", "-f", &definition]);
     k.ok(&[
@@ -375,7 +360,7 @@ async fn reconcile(widget: Arc<DynamicObject>, ctx: Arc<Ctx>) -> Result<Action, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_written_with_the_sdk_reconciles_a_custom_kind() -> anyhow::Result<()> {
-    let (cluster, k) = start().await?;
+    let (cluster, k) = api_only_cluster().await?;
     let definition = k.manifest("crd.yaml", DEFINITION);
     k.ok(&["apply", "-f", &definition]);
     k.ok(&[
@@ -501,7 +486,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versions_convert_and_the_scale_subresource_works_on_custom_kinds() -> anyhow::Result<()> {
-    let (_cluster, k) = start().await?;
+    let (_cluster, k) = api_only_cluster().await?;
     let definition = k.manifest("gadgets.yaml", GADGETS);
     k.ok(&["apply", "-f", &definition]);
     k.ok(&[
@@ -607,7 +592,7 @@ fn router(ports: &str, tags: &str, args: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_merge_by_their_list_types_defaults_show_on_read_and_rbac_and_impersonation_apply(
 ) -> anyhow::Result<()> {
-    let (_cluster, k) = start().await?;
+    let (_cluster, k) = api_only_cluster().await?;
     let definition = k.manifest("routers.yaml", ROUTERS);
     k.ok(&["apply", "-f", &definition]);
     k.ok(&[

@@ -4,8 +4,7 @@
 //! `unchanged` (no empty `apiGroup` appears), and only kinds Kubernetes tracks carry
 //! `metadata.generation`. Each check is what kubectl shows against Kubernetes 1.32.
 
-use keel_tests::kubectl::Kubectl;
-use keel_tests::{Cluster, Flavor};
+use keel_tests::kubectl::{api_only_cluster, Kubectl};
 
 const APP: &str = "apiVersion: v1
 kind: ConfigMap
@@ -77,24 +76,9 @@ spec:
             memory: 1024Mi
 ";
 
-/// One master without a scheduler or controllers (nothing here needs them), and kubectl.
-async fn start() -> anyhow::Result<(Cluster, Kubectl)> {
-    let cluster = Cluster::start_with(
-        Flavor::Keel,
-        1,
-        &[
-            "--scheduler=false".to_string(),
-            "--controller-manager=false".to_string(),
-        ],
-    )
-    .await?;
-    let k = Kubectl::for_cluster(&cluster).await?;
-    Ok((cluster, k))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_manifests_apply_and_reapply_as_on_kubernetes() -> anyhow::Result<()> {
-    let (_cluster, k) = start().await?;
+    let (_cluster, k) = api_only_cluster().await?;
     let file = k.manifest("app.yaml", APP);
     let created = k.ok(&["apply", "-f", &file]);
     assert!(created.contains("deployment.apps/web created"), "{created}");
@@ -233,7 +217,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_ingress_autoscaling_webhook_and_aggregation_kinds_apply_and_reapply(
 ) -> anyhow::Result<()> {
-    let (_cluster, k) = start().await?;
+    let (_cluster, k) = api_only_cluster().await?;
     let file = k.manifest("installs.yaml", INSTALLS);
     let dry = k.ok(&["apply", "--dry-run=server", "-f", &file]);
     assert_eq!(dry.lines().count(), 6, "{dry}");
