@@ -16,7 +16,8 @@ build_keel() {
 # sets `eps` and adds to `pids` and `member_pids`.
 
 declare -A member_pids # "<flavor>-<i>" -> pid
-keel_flags=()          # more flags for every keel master
+# more flags for every keel master (KEEL_FLAGS adds some from the environment, split on spaces)
+read -r -a keel_flags <<<"${KEEL_FLAGS:-}"
 
 start_cluster() { # flavor base-port
   local flavor="$1" base="$2" cluster="" i

@@ -50,6 +50,11 @@ pub struct ElectionArgs {
     /// 0 is Kubernetes' adaptive default.
     #[arg(long = "percentage-of-nodes-to-score", default_value_t = 0)]
     percentage_of_nodes_to_score: u32,
+    /// Binds in flight at once (each goes through `pods/binding` on its own; the loop goes on
+    /// deciding meanwhile).
+    #[arg(long = "scheduler-bind-concurrency", default_value_t = keel_scheduler::run::DEFAULT_BIND_CONCURRENCY,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    bind_concurrency: u32,
 }
 
 impl ElectionArgs {
@@ -67,6 +72,7 @@ impl ElectionArgs {
         let mut config = keel_scheduler::run::Config::new(&crate::election::identity(member));
         config.timing = timing;
         config.percentage_of_nodes_to_score = self.percentage_of_nodes_to_score;
+        config.bind_concurrency = self.bind_concurrency as usize;
         Ok(config)
     }
 }

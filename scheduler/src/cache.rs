@@ -221,18 +221,19 @@ impl Cache {
             *snapshot = Snapshot::new(nodes);
             snapshot.namespace_labels = self.namespace_labels.clone();
         } else if !self.dirty.is_empty() {
-            for name in &self.dirty {
-                if let (Some(pos), Some(info)) = (snapshot.position(name), self.nodes.get(name)) {
-                    snapshot.nodes[pos] = info.clone();
-                }
-            }
-            snapshot.recount_affinity();
+            let changed: Vec<(usize, Arc<NodeInfo>)> = self
+                .dirty
+                .iter()
+                .filter_map(|name| Some((snapshot.position(name)?, self.nodes.get(name)?.clone())))
+                .collect();
+            snapshot.replace_nodes(changed);
             if self.images_changed {
                 snapshot.recount_images();
             }
         }
         if self.namespaces_changed {
             snapshot.namespace_labels = self.namespace_labels.clone();
+            snapshot.memo.clear();
         }
         self.dirty.clear();
         self.structure_changed = false;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use keel_types::k8s_openapi::api::core::v1::{Node, Pod};
 
+use crate::memo::Memo;
 use crate::resources::{self, Resources};
 use crate::terms::{self, AffinityTerms};
 
@@ -138,8 +139,9 @@ pub struct NodeInfo {
     pub non_zero_cpu: i64,
     pub non_zero_memory: i64,
     pub pods: Vec<Arc<PodInfo>>,
-    /// How many of `pods` have any inter-pod affinity or anti-affinity term.
-    pub pods_with_affinity: usize,
+    /// How many of `pods` have terms that score other pods (required affinity, preferred
+    /// affinity or anti-affinity: see [`AffinityTerms::scores_others`]).
+    pub pods_scoring_others: usize,
     /// How many of `pods` have a required anti-affinity term.
     pub pods_with_required_anti_affinity: usize,
     pub used_ports: Vec<HostPort>,
@@ -159,7 +161,7 @@ impl NodeInfo {
             non_zero_cpu: 0,
             non_zero_memory: 0,
             pods: Vec::new(),
-            pods_with_affinity: 0,
+            pods_scoring_others: 0,
             pods_with_required_anti_affinity: 0,
             used_ports: Vec::new(),
             images: HashMap::new(),
@@ -196,8 +198,8 @@ impl NodeInfo {
         self.requested.pods += 1;
         self.non_zero_cpu += pod.non_zero_cpu;
         self.non_zero_memory += pod.non_zero_memory;
-        if pod.affinity.any() {
-            self.pods_with_affinity += 1;
+        if pod.affinity.scores_others() {
+            self.pods_scoring_others += 1;
         }
         if !pod.affinity.required_anti_affinity.is_empty() {
             self.pods_with_required_anti_affinity += 1;
@@ -217,8 +219,8 @@ impl NodeInfo {
         self.requested.pods -= 1;
         self.non_zero_cpu -= pod.non_zero_cpu;
         self.non_zero_memory -= pod.non_zero_memory;
-        if pod.affinity.any() {
-            self.pods_with_affinity -= 1;
+        if pod.affinity.scores_others() {
+            self.pods_scoring_others -= 1;
         }
         if !pod.affinity.required_anti_affinity.is_empty() {
             self.pods_with_required_anti_affinity -= 1;
@@ -265,20 +267,29 @@ pub fn normalized_image_name(name: &str) -> String {
 pub struct Snapshot {
     pub nodes: Vec<Arc<NodeInfo>>,
     index: HashMap<String, usize>,
-    /// Positions in `nodes` of the nodes with at least one pod with affinity terms.
-    pub have_pods_with_affinity: Vec<usize>,
+    /// Positions in `nodes` of the nodes with at least one pod whose terms score other pods.
+    pub have_pods_scoring_others: Vec<usize>,
     /// Positions in `nodes` of the nodes with a pod with a required anti-affinity term.
     pub have_pods_with_required_anti_affinity: Vec<usize>,
     /// Labels of each namespace (for affinity terms' namespaceSelector).
     pub namespace_labels: HashMap<String, BTreeMap<String, String>>,
     /// Image name → how many nodes have it (ImageLocality's spread factor).
     pub image_nodes: HashMap<String, usize>,
+    /// Bumped by every update that replaces nodes.
+    version: u64,
+    /// By position: the version in which the node was last replaced.
+    changed: Vec<u64>,
+    /// Counts kept across cycles (shared by clones; unused by scratch copies).
+    pub memo: Arc<Memo>,
+    /// A what-if copy whose nodes differ from the lineage's: the memo is not consulted.
+    scratch: bool,
 }
 
 impl Snapshot {
     /// A snapshot of `nodes` (each once, in the order given).
     pub fn new(nodes: Vec<Arc<NodeInfo>>) -> Snapshot {
         let mut s = Snapshot {
+            changed: vec![0; nodes.len()],
             nodes,
             ..Default::default()
         };
@@ -300,11 +311,11 @@ impl Snapshot {
 
     /// Recomputes the lists of nodes with affinity pods.
     pub fn recount_affinity(&mut self) {
-        self.have_pods_with_affinity.clear();
+        self.have_pods_scoring_others.clear();
         self.have_pods_with_required_anti_affinity.clear();
         for (i, n) in self.nodes.iter().enumerate() {
-            if n.pods_with_affinity > 0 {
-                self.have_pods_with_affinity.push(i);
+            if n.pods_scoring_others > 0 {
+                self.have_pods_scoring_others.push(i);
             }
             if n.pods_with_required_anti_affinity > 0 {
                 self.have_pods_with_required_anti_affinity.push(i);
@@ -320,6 +331,52 @@ impl Snapshot {
                 *self.image_nodes.entry(image.clone()).or_insert(0) += 1;
             }
         }
+    }
+
+    /// Replaces the nodes at the given positions, as one update: their counts in the memo are
+    /// redone the next time they are asked for.
+    pub fn replace_nodes(&mut self, nodes: impl IntoIterator<Item = (usize, Arc<NodeInfo>)>) {
+        self.version += 1;
+        let flags = |n: &NodeInfo| {
+            (
+                n.pods_scoring_others > 0,
+                n.pods_with_required_anti_affinity > 0,
+            )
+        };
+        // The lists of nodes with affinity pods are redone only when a node joins or leaves
+        // one; walking every node for it on each update would cost more than the decision.
+        let mut lists_changed = false;
+        for (pos, node) in nodes {
+            if let (Some(slot), Some(changed)) =
+                (self.nodes.get_mut(pos), self.changed.get_mut(pos))
+            {
+                lists_changed |= flags(slot) != flags(&node);
+                *slot = node;
+                *changed = self.version;
+            }
+        }
+        if lists_changed {
+            self.recount_affinity();
+        }
+    }
+
+    /// The version of the last update.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Positions of the nodes replaced after `version`.
+    pub fn changed_since(&self, version: u64) -> impl Iterator<Item = usize> + '_ {
+        self.changed
+            .iter()
+            .enumerate()
+            .filter(move |(_, &v)| v > version)
+            .map(|(pos, _)| pos)
+    }
+
+    /// Whether this is a what-if copy (see [`Snapshot::with_node`]).
+    pub fn is_scratch(&self) -> bool {
+        self.scratch
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<NodeInfo>> {
@@ -343,6 +400,7 @@ impl Snapshot {
     pub fn with_node(&self, position: usize, node: Arc<NodeInfo>) -> Snapshot {
         let mut s = self.clone();
         s.nodes[position] = node;
+        s.scratch = true;
         s.recount_affinity();
         s
     }
@@ -379,18 +437,28 @@ impl Rejection {
 
 /// Per-cycle state plugins compute in pre-filter/pre-score and read in filter/score, keyed by
 /// the plugin's name.
+///
+/// A handful of entries, read for every node by every plugin: a list searched in order costs
+/// less than hashing the key on each read.
 #[derive(Default)]
 pub struct CycleState {
-    data: HashMap<&'static str, Box<dyn Any + Send + Sync>>,
+    data: Vec<(&'static str, Box<dyn Any + Send + Sync>)>,
 }
 
 impl CycleState {
     pub fn insert<T: Any + Send + Sync>(&mut self, plugin: &'static str, value: T) {
-        self.data.insert(plugin, Box::new(value));
+        let value: Box<dyn Any + Send + Sync> = Box::new(value);
+        match self.data.iter_mut().find(|(k, _)| *k == plugin) {
+            Some(entry) => entry.1 = value,
+            None => self.data.push((plugin, value)),
+        }
     }
 
     pub fn get<T: Any + Send + Sync>(&self, plugin: &'static str) -> Option<&T> {
-        self.data.get(plugin).and_then(|v| v.downcast_ref())
+        self.data
+            .iter()
+            .find(|(k, _)| *k == plugin)
+            .and_then(|(_, v)| v.downcast_ref())
     }
 }
 

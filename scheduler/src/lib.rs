@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod cycle;
 pub mod framework;
+pub mod memo;
 pub mod plugins;
 pub mod preemption;
 pub mod queue;

@@ -42,6 +42,17 @@ impl AffinityTerm {
         })
     }
 
+    /// The term in a canonical text: equal for terms that select the same pods in the same
+    /// topology with the same weight.
+    pub fn fingerprint(&self) -> String {
+        let mut namespaces: Vec<&String> = self.namespaces.iter().collect();
+        namespaces.sort();
+        format!(
+            "{namespaces:?}|{:?}|{:?}|{}|{}",
+            self.namespace_selector, self.selector, self.topology_key, self.weight
+        )
+    }
+
     /// Whether the term selects a pod in `namespace` with `labels`, given every namespace's
     /// labels.
     pub fn matches(
@@ -88,6 +99,15 @@ impl AffinityTerms {
     pub fn any(&self) -> bool {
         !(self.required_affinity.is_empty()
             && self.required_anti_affinity.is_empty()
+            && self.preferred_affinity.is_empty()
+            && self.preferred_anti_affinity.is_empty())
+    }
+
+    /// Whether the pod's terms weigh in on where other pods go when they are scored: its
+    /// required affinity (kube-scheduler's hardPodAffinityWeight) and its preferred terms.
+    /// Required anti-affinity only filters.
+    pub fn scores_others(&self) -> bool {
+        !(self.required_affinity.is_empty()
             && self.preferred_affinity.is_empty()
             && self.preferred_anti_affinity.is_empty())
     }

@@ -35,6 +35,7 @@ pub mod pod_startup;
 pub mod proxy;
 mod report;
 pub mod scheduler;
+pub mod scheduler_cycle;
 mod sim;
 mod watch;
 
@@ -236,6 +237,9 @@ enum BenchTarget {
     /// Scheduler throughput and create → bound latency on simulated nodes, against running
     /// masters.
     Scheduler(scheduler::SchedulerBenchArgs),
+    /// The scheduler's decisions alone, in this process: its cache filled with simulated
+    /// nodes, a workload's pods decided one after another; decisions per second.
+    SchedulerCycle(scheduler_cycle::SchedulerCycleBenchArgs),
     /// The controller manager: a Deployment applied and rolled on simulated nodes, timed, with
     /// pods created per second.
     Controllers(controllers::ControllersBenchArgs),
@@ -254,6 +258,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
         Some(BenchTarget::Api(a)) => return api::run(a).await,
         Some(BenchTarget::Scheduler(a)) => return scheduler::run(a).await,
+        Some(BenchTarget::SchedulerCycle(a)) => return scheduler_cycle::run(a).await,
         Some(BenchTarget::Controllers(a)) => return controllers::run(a).await,
         Some(BenchTarget::PodStartup(a)) => return pod_startup::run(a).await,
         Some(BenchTarget::Proxy(a)) => return proxy::run(a).await,

@@ -36,7 +36,7 @@ pub enum SchedWorkload {
 }
 
 impl SchedWorkload {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             SchedWorkload::Basic => "basic",
             SchedWorkload::Affinity => "affinity",
@@ -46,25 +46,43 @@ impl SchedWorkload {
     }
 }
 
+/// The simulated cluster and the pods of a scheduler benchmark, the same for `keel bench
+/// scheduler` and `keel bench scheduler-cycle` so their figures compare.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WorkloadArgs {
+    /// Simulated nodes (4 CPU, 32 GiB, 110 pods each, 3 zones, as scheduler_perf's).
+    #[arg(long, default_value_t = 5000)]
+    pub nodes: usize,
+    /// Pods to place and time.
+    #[arg(long, default_value_t = 30000)]
+    pub pods: usize,
+    #[arg(long, value_enum, default_value = "basic")]
+    pub workload: SchedWorkload,
+    /// Anti-affinity group size (pods in a group repel each other per hostname).
+    #[arg(long, default_value_t = 1000)]
+    pub group_size: usize,
+}
+
+impl WorkloadArgs {
+    /// Pod number `i` of the workload.
+    pub fn pod(&self, i: usize) -> Value {
+        pod_for(self.workload, i, self.group_size)
+    }
+}
+
+/// `keel sim-nodes` flags for the benchmark's nodes (scheduler_perf's node template).
+pub const NODE_FLAGS: [&str; 3] = ["--cpu=4", "--memory=32Gi", "--pods=110"];
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct SchedulerBenchArgs {
-    /// Simulated nodes to register (4 CPU, 32 GiB, 110 pods each, as scheduler_perf's).
-    #[arg(long, default_value_t = 5000)]
-    nodes: usize,
-    /// Pods to create and time.
-    #[arg(long, default_value_t = 30000)]
-    pods: usize,
-    #[arg(long, value_enum, default_value = "basic")]
-    workload: SchedWorkload,
+    #[command(flatten)]
+    run: WorkloadArgs,
     /// Pods created per second (0: as fast as `--creators` allow).
     #[arg(long, default_value_t = 3000)]
     rate: u32,
     /// Concurrent create requests.
     #[arg(long, default_value_t = 64)]
     creators: usize,
-    /// Anti-affinity group size (pods in a group repel each other per hostname).
-    #[arg(long, default_value_t = 1000)]
-    group_size: usize,
     /// Leave the namespace and the simulated nodes in place afterwards.
     #[arg(long)]
     keep: bool,
@@ -126,7 +144,7 @@ struct Outcome {
 }
 
 pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
-    if args.nodes == 0 || args.pods == 0 || args.creators == 0 {
+    if args.run.nodes == 0 || args.run.pods == 0 || args.creators == 0 {
         bail!("--nodes, --pods and --creators must be positive");
     }
     let client = args.masters.connect()?;
@@ -138,22 +156,17 @@ pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
     let prefix = format!("bench-{stamp}-node-");
     eprintln!(
         "bench scheduler: registering {} simulated nodes ({prefix}*)",
-        args.nodes
+        args.run.nodes
     );
-    let sim = Sim::start(
-        &args.masters,
-        args.nodes,
-        &prefix,
-        &["--cpu=4", "--memory=32Gi", "--pods=110"],
-    )?;
+    let sim = Sim::start(&args.masters, args.run.nodes, &prefix, &NODE_FLAGS)?;
     let started = Instant::now();
-    sim.wait_registered(&nodes, args.nodes).await?;
+    sim.wait_registered(&nodes, args.run.nodes).await?;
     eprintln!(
         "bench scheduler: {} nodes in {:.1}s; creating {} pods ({}) at {}/s",
-        args.nodes,
+        args.run.nodes,
         started.elapsed().as_secs_f64(),
-        args.pods,
-        args.workload.name(),
+        args.run.pods,
+        args.run.workload.name(),
         args.rate
     );
     let namespace = format!("bench-scheduler-{stamp}");
@@ -175,11 +188,11 @@ pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
     }
     let outcome = outcome?;
     report(&args, &outcome);
-    if outcome.bound < args.pods {
+    if outcome.bound < args.run.pods {
         bail!(
             "only {} of {} pods were bound ({} creates failed)",
             outcome.bound,
-            args.pods,
+            args.run.pods,
             outcome.create_errors
         );
     }
@@ -201,7 +214,7 @@ async fn measure(
     ));
     let watcher = {
         let sent = sent.clone();
-        let total = args.pods;
+        let total = args.run.pods;
         tokio::spawn(async move {
             let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3)?;
             let mut bound: HashMap<String, ()> = HashMap::new();
@@ -252,12 +265,12 @@ async fn measure(
     let started = Instant::now();
     let interval = (args.rate > 0).then(|| Duration::from_secs_f64(1.0 / f64::from(args.rate)));
     let errors = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    futures::stream::iter(0..args.pods)
+    futures::stream::iter(0..args.run.pods)
         .map(|i| {
             let pods = pods.clone();
             let sent = sent.clone();
             let errors = errors.clone();
-            let body = pod_for(args.workload, i, args.group_size);
+            let body = args.run.pod(i);
             async move {
                 if let Some(step) = interval {
                     tokio::time::sleep_until((started + step * i as u32).into()).await;
@@ -285,9 +298,9 @@ async fn measure(
     let (bound, latency_ms, last, max_gap) = watcher.await??;
     eprintln!(
         "bench scheduler: created {} pods in {:.1}s ({:.0}/s)",
-        args.pods,
+        args.run.pods,
         created_in.as_secs_f64(),
-        args.pods as f64 / created_in.as_secs_f64().max(1e-9)
+        args.run.pods as f64 / created_in.as_secs_f64().max(1e-9)
     );
     Ok(Outcome {
         bound,
@@ -309,7 +322,7 @@ fn report(args: &SchedulerBenchArgs, o: &Outcome) {
         println!(
             "{}",
             json!({
-                "workload": args.workload.name(), "nodes": args.nodes, "pods": args.pods,
+                "workload": args.run.workload.name(), "nodes": args.run.nodes, "pods": args.run.pods,
                 "create_rate": args.rate, "bound": o.bound, "seconds": o.seconds,
                 "pods_per_second": rate, "p50_ms": q(0.5), "p99_ms": q(0.99),
                 "max_ms": o.latency_ms.max(), "create_errors": o.create_errors,
@@ -319,9 +332,9 @@ fn report(args: &SchedulerBenchArgs, o: &Outcome) {
     } else {
         println!(
             "scheduler {:<13} nodes={} pods={} create-rate={}/s  scheduled/s={:.0}  create→bound p50={}ms p99={}ms max={}ms  max_gap={}ms  ({} bound in {:.1}s, {} create errors)",
-            args.workload.name(),
-            args.nodes,
-            args.pods,
+            args.run.workload.name(),
+            args.run.nodes,
+            args.run.pods,
             args.rate,
             rate,
             q(0.5),

@@ -17,12 +17,12 @@
 //! finish; the tracker is closed and waited on; then, only with `--delete-on-exit`, the
 //! nodes and their Leases are deleted — otherwise they stay registered, as KWOK leaves them.
 
-mod flags;
+pub(crate) mod flags;
 mod heartbeat;
 mod ipam;
 mod lifecycle;
 mod limit;
-mod nodes;
+pub(crate) mod nodes;
 mod pods;
 mod register;
 mod schedule;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::framework::{
     ClusterEvent, CycleState, Filter, NodeInfo, PodInfo, Rejection, Score, Snapshot, MAX_NODE_SCORE,
 };
+use crate::memo::CountKey;
 use crate::terms::AffinityTerm;
 
 pub const NAME: &str = "InterPodAffinity";
@@ -54,8 +55,22 @@ impl TopologyCounts {
         let Some(value) = node.get(topology_key) else {
             return;
         };
-        let values = self.0.entry(topology_key.to_string()).or_default();
-        let count = values.entry(value.clone()).or_insert(0);
+        self.add(topology_key, value, n);
+    }
+
+    /// Adds `n` to the domain `value` of `topology_key`.
+    fn add(&mut self, topology_key: &str, value: &str, n: i64) {
+        if n == 0 {
+            return;
+        }
+        let values = match self.0.get_mut(topology_key) {
+            Some(values) => values,
+            None => self.0.entry(topology_key.to_string()).or_default(),
+        };
+        let count = match values.get_mut(value) {
+            Some(count) => count,
+            None => values.entry(value.to_string()).or_insert(0),
+        };
         *count += n;
         if *count == 0 {
             values.remove(value);
@@ -109,18 +124,12 @@ impl InterPodAffinity {
     fn pre_filter_state(pod: &PodInfo, snapshot: &Snapshot) -> PreFilterState {
         let namespace_labels = &snapshot.namespace_labels;
         let mut existing_anti_affinity = TopologyCounts::default();
-        // Only nodes with a pod carrying a required anti-affinity term can hold one that
-        // repels the incoming pod.
-        let repelling = snapshot
-            .have_pods_with_required_anti_affinity
-            .iter()
-            .filter_map(|&i| snapshot.nodes.get(i));
-        for node in repelling {
-            for existing in &node.pods {
-                for term in &existing.affinity.required_anti_affinity {
-                    if term.matches(&pod.namespace, pod.labels(), namespace_labels) {
-                        existing_anti_affinity.add_for_node(node.labels(), &term.topology_key, 1);
-                    }
+        // The distinct terms existing pods carry, each asked once whether it repels this pod.
+        for carried in snapshot.memo.carried_terms(snapshot).live() {
+            let term = &carried.term;
+            if term.matches(&pod.namespace, pod.labels(), namespace_labels) {
+                for (domain, &n) in &carried.domains {
+                    existing_anti_affinity.add(&term.topology_key, domain, n);
                 }
             }
         }
@@ -129,21 +138,40 @@ impl InterPodAffinity {
         let required_anti = &pod.affinity.required_anti_affinity;
         let mut affinity = TopologyCounts::default();
         let mut anti_affinity = TopologyCounts::default();
-        if !required.is_empty() || !required_anti.is_empty() {
-            // Terminating pods count here as in kube-scheduler: they still run where they are.
-            for node in &snapshot.nodes {
-                for existing in &node.pods {
-                    if matches_all(required, existing, namespace_labels) {
-                        for term in required {
-                            affinity.add_for_node(node.labels(), &term.topology_key, 1);
-                        }
-                    }
-                    for term in required_anti {
-                        if term.matches(&existing.namespace, existing.labels(), namespace_labels) {
-                            anti_affinity.add_for_node(node.labels(), &term.topology_key, 1);
-                        }
-                    }
+        // Terminating pods count here as in kube-scheduler: they still run where they are.
+        if !required.is_empty() {
+            let all: Vec<String> = required.iter().map(AffinityTerm::fingerprint).collect();
+            for term in required {
+                let key = CountKey {
+                    rule: "InterPodAffinity/required-affinity",
+                    params: all.join("\u{0}"),
+                    topology_key: term.topology_key.clone(),
+                };
+                let counted = snapshot.memo.domain_counts(snapshot, key, |node| {
+                    node.pods
+                        .iter()
+                        .filter(|e| matches_all(required, e, namespace_labels))
+                        .count() as i64
+                });
+                for (domain, n) in counted.domains() {
+                    affinity.add(&term.topology_key, domain, n);
                 }
+            }
+        }
+        for term in required_anti {
+            let key = CountKey {
+                rule: "InterPodAffinity/required-anti-affinity",
+                params: term.fingerprint(),
+                topology_key: term.topology_key.clone(),
+            };
+            let counted = snapshot.memo.domain_counts(snapshot, key, |node| {
+                node.pods
+                    .iter()
+                    .filter(|e| term.matches(&e.namespace, e.labels(), namespace_labels))
+                    .count() as i64
+            });
+            for (domain, n) in counted.domains() {
+                anti_affinity.add(&term.topology_key, domain, n);
             }
         }
         PreFilterState {
@@ -247,10 +275,11 @@ fn satisfies_existing_anti_affinity(
     state: &PreFilterState,
     node: &BTreeMap<String, String>,
 ) -> bool {
-    state.existing_anti_affinity.is_empty()
-        || node
-            .iter()
-            .all(|(key, value)| state.existing_anti_affinity.get(key, value) <= 0)
+    // Few topology keys are counted and a node has many labels: walk the keys.
+    state.existing_anti_affinity.0.iter().all(|(key, values)| {
+        node.get(key)
+            .is_none_or(|v| values.get(v).is_none_or(|&n| n <= 0))
+    })
 }
 
 impl Filter for InterPodAffinity {
@@ -340,7 +369,7 @@ impl Score for InterPodAffinity {
             for existing in &node.pods {
                 // Without preferred terms of its own, the pod is only scored by other pods'
                 // terms.
-                if has_preferred || existing.affinity.any() {
+                if has_preferred || existing.affinity.scores_others() {
                     self.score_existing_pod(
                         pod,
                         existing,
@@ -355,7 +384,7 @@ impl Score for InterPodAffinity {
             snapshot.nodes.iter().for_each(|n| score_node(n));
         } else {
             snapshot
-                .have_pods_with_affinity
+                .have_pods_scoring_others
                 .iter()
                 .filter_map(|&i| snapshot.nodes.get(i))
                 .for_each(|n| score_node(n));

@@ -172,6 +172,11 @@ impl RequiredNodeAffinity {
         }
     }
 
+    /// Whether the pod has neither a nodeSelector nor a required node affinity.
+    pub fn admits_every_node(&self) -> bool {
+        self.node_selector.is_none() && self.affinity.is_none()
+    }
+
     /// Whether the node satisfies both the nodeSelector and the required affinity.
     pub fn matches(&self, node: &Node) -> bool {
         if let Some(selector) = &self.node_selector {

@@ -12,6 +12,7 @@ use keel_types::Selector;
 use crate::framework::{
     ClusterEvent, CycleState, Filter, NodeInfo, PodInfo, Rejection, Score, Snapshot, MAX_NODE_SCORE,
 };
+use crate::memo::{CountKey, DomainCounts};
 use crate::plugins::node_selector::RequiredNodeAffinity;
 use crate::plugins::taint_toleration::untolerated_scheduling_taint;
 
@@ -198,6 +199,12 @@ impl<'a> NodeInclusion<'a> {
         }
     }
 
+    /// Whether the policies admit every node, whatever its labels and taints.
+    fn includes_every_node(&self, constraint: &Constraint) -> bool {
+        (!constraint.honor_node_affinity || self.affinity.admits_every_node())
+            && !constraint.honor_node_taints
+    }
+
     fn includes(&self, constraint: &Constraint, node: &NodeInfo) -> bool {
         (!constraint.honor_node_affinity || self.affinity.matches(&node.node))
             && (!constraint.honor_node_taints
@@ -254,19 +261,48 @@ impl Filter for PodTopologySpread {
             return Ok(());
         }
         let inclusion = NodeInclusion::of(pod);
-        let mut counts = vec![HashMap::<String, i64>::new(); constraints.len()];
-        for node in &snapshot.nodes {
-            let labels = node.labels();
-            if !has_every_key(labels, &constraints) {
-                continue;
-            }
-            for (constraint, counts) in constraints.iter().zip(counts.iter_mut()) {
-                let Some(value) = labels.get(&constraint.topology_key) else {
-                    continue;
+        // Matching pods per node and per domain, kept up to date across cycles.
+        let counted: Vec<Arc<DomainCounts>> = constraints
+            .iter()
+            .map(|c| {
+                let key = CountKey {
+                    rule: NAME,
+                    params: format!("{}\u{0}{:?}", pod.namespace, c.selector),
+                    topology_key: c.topology_key.clone(),
                 };
-                if inclusion.includes(constraint, node) {
-                    *counts.entry(value.clone()).or_insert(0) +=
-                        count_matching(&node.pods, &constraint.selector, &pod.namespace);
+                snapshot.memo.domain_counts(snapshot, key, |node| {
+                    count_matching(&node.pods, &c.selector, &pod.namespace)
+                })
+            })
+            .collect();
+        let mut counts = vec![HashMap::<String, i64>::new(); constraints.len()];
+        let every_node_counts = counted.iter().all(|d| d.nodes_missing_key() == 0)
+            && constraints.iter().all(|c| inclusion.includes_every_node(c));
+        if every_node_counts {
+            for (counted, counts) in counted.iter().zip(counts.iter_mut()) {
+                counts.extend(counted.domains().map(|(d, n)| (d.to_string(), n)));
+            }
+        } else {
+            for (pos, node) in snapshot.nodes.iter().enumerate() {
+                // A node lacking any constraint's key counts for none of them.
+                if counted.iter().any(|d| d.domain_at(pos).is_none()) {
+                    continue;
+                }
+                for ((constraint, counted), counts) in
+                    constraints.iter().zip(&counted).zip(counts.iter_mut())
+                {
+                    let Some(value) = counted.domain_at(pos) else {
+                        continue;
+                    };
+                    if inclusion.includes(constraint, node) {
+                        let n = counted.count_at(pos);
+                        match counts.get_mut(value) {
+                            Some(count) => *count += n,
+                            None => {
+                                counts.insert(value.to_string(), n);
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -25,6 +25,9 @@ use crate::queue::SchedulingQueue;
 
 pub use scheduler::Stats;
 
+/// Binds in flight at once unless configured.
+pub const DEFAULT_BIND_CONCURRENCY: u32 = 256;
+
 /// How one scheduler runs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -57,7 +60,7 @@ impl Config {
                 retry_period: Duration::from_millis(250),
             },
             percentage_of_nodes_to_score: 0,
-            bind_concurrency: 32,
+            bind_concurrency: DEFAULT_BIND_CONCURRENCY as usize,
         }
     }
 }
