@@ -1,8 +1,8 @@
 //! Events as Kubernetes' components write them (a controller's `SuccessfulCreate`, a node
 //! agent's `Pulled` …), so `kubectl describe` and `kubectl get events` read as on
-//! Kubernetes. Repeats of one event (same object, type, reason and message) within ten
-//! minutes bump its count and lastTimestamp instead of adding another, as client-go's
-//! correlator does.
+//! Kubernetes. Before it is written, each goes through client-go's correlation
+//! ([`correlator`]): repeats bump the count of the Event written first, many similar ones are
+//! combined, and a source's Events about one object are rate-limited.
 //!
 //! Best effort, in the background: a controller never waits for its events, and when too many
 //! are in flight new ones are dropped rather than slowing reconciles. A recorder of an elected
@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use crate::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -21,12 +21,14 @@ use crate::{Api, Client, Fence, Patch};
 use serde_json::json;
 use tokio_util::task::TaskTracker;
 
+use correlator::{Correlator, Draft, Source};
+
+pub mod correlator;
+
 /// Events in flight beyond this are dropped.
 const MAX_IN_FLIGHT: usize = 1000;
-/// Repeats within this window are folded into one Event.
-const CORRELATION_WINDOW: Duration = Duration::from_secs(600);
-/// Distinct events remembered for folding; the memory is cleared when full.
-const MAX_REMEMBERED: usize = 4096;
+/// Names of Events written, for the repeats that bump their count; cleared when full.
+const MAX_NAMED: usize = 4096;
 
 pub const NORMAL: &str = "Normal";
 pub const WARNING: &str = "Warning";
@@ -45,21 +47,12 @@ pub fn reference<K: Resource + Metadata<Ty = ObjectMeta>>(object: &K) -> ObjectR
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Correlation {
-    uid: String,
-    type_: &'static str,
-    reason: String,
-    message: String,
-}
-
+/// The Event a correlation key was first written as.
 #[derive(Debug, Clone)]
-struct Seen {
+struct Named {
     namespace: String,
     name: String,
-    count: i32,
     first: Time,
-    at: Instant,
 }
 
 /// Writes Events for one component instance (one term of an elected one).
@@ -70,7 +63,8 @@ pub struct Recorder {
     instance: String,
     tasks: TaskTracker,
     in_flight: Arc<AtomicUsize>,
-    seen: Arc<Mutex<HashMap<Correlation, Seen>>>,
+    correlator: Arc<Mutex<Correlator>>,
+    named: Arc<Mutex<HashMap<u64, Named>>>,
 }
 
 impl Recorder {
@@ -84,7 +78,8 @@ impl Recorder {
             instance,
             tasks,
             in_flight: Arc::new(AtomicUsize::new(0)),
-            seen: Arc::new(Mutex::new(HashMap::new())),
+            correlator: Default::default(),
+            named: Default::default(),
         }
     }
 
@@ -120,45 +115,53 @@ impl Recorder {
             .clone()
             .filter(|ns| !ns.is_empty())
             .unwrap_or_else(|| "default".into());
-        let key = Correlation {
-            uid: object.uid.clone().unwrap_or_default(),
-            type_,
+        let draft = Draft {
+            source: Source {
+                component: component.to_string(),
+                host: self.host.clone().unwrap_or_default(),
+                kind: object.kind.clone().unwrap_or_default(),
+                namespace: namespace.clone(),
+                name: object.name.clone().unwrap_or_default(),
+                uid: object.uid.clone().unwrap_or_default(),
+                api_version: object.api_version.clone().unwrap_or_default(),
+            },
+            type_: type_.to_string(),
             reason: reason.to_string(),
-            message: message.clone(),
+            reporting_instance: self.instance.clone(),
+            message,
         };
-        let now = Time(Utc::now());
-        let repeat = {
-            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-            let repeat = seen
-                .get_mut(&key)
-                .filter(|s| s.at.elapsed() < CORRELATION_WINDOW)
-                .map(|s| {
-                    s.count += 1;
-                    s.at = Instant::now();
-                    s.clone()
-                });
-            if repeat.is_none() {
-                if seen.len() >= MAX_REMEMBERED {
-                    seen.clear();
-                }
-                let nanos = now.0.timestamp_nanos_opt().unwrap_or_default();
-                seen.insert(
-                    key.clone(),
-                    Seen {
-                        namespace: namespace.clone(),
-                        name: format!("{}.{nanos:x}", object.name.clone().unwrap_or_default()),
-                        count: 1,
-                        first: now.clone(),
-                        at: Instant::now(),
-                    },
-                );
-            }
-            repeat.or_else(|| seen.get(&key).cloned())
-        };
-        let Some(seen) = repeat else {
+        let decided = self
+            .correlator
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .correlate(draft, Instant::now());
+        let Some(decided) = decided else {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            tracing::debug!(reason, "event dropped by the spam filter");
             return;
         };
+        let now = Time(Utc::now());
+        let seen = {
+            let mut named = self.named.lock().unwrap_or_else(PoisonError::into_inner);
+            match named.get(&decided.key) {
+                Some(n) if !decided.new => n.clone(),
+                _ => {
+                    if named.len() >= MAX_NAMED {
+                        named.clear();
+                    }
+                    let nanos = now.0.timestamp_nanos_opt().unwrap_or_default();
+                    let n = Named {
+                        namespace: namespace.clone(),
+                        name: format!("{}.{nanos:x}", object.name.clone().unwrap_or_default()),
+                        first: now.clone(),
+                    };
+                    named.insert(decided.key, n.clone());
+                    n
+                }
+            }
+        };
+        let message = decided.message;
+        let count = decided.count;
         let mut api: Api<Event> = Api::namespaced(self.client.clone(), &seen.namespace);
         if let Some(fence) = &self.fence {
             api = api.with_fence(fence.clone());
@@ -182,14 +185,15 @@ impl Recorder {
             reporting_instance: Some(self.instance.clone()),
             first_timestamp: Some(seen.first.clone()),
             last_timestamp: Some(now.clone()),
-            count: Some(seen.count),
+            count: Some(count),
             ..Default::default()
         };
         self.tasks.spawn(async move {
-            let result = if seen.count == 1 {
+            let result = if count == 1 {
                 api.create(&event).await.map(|_| ())
             } else {
-                let patch = json!({"count": seen.count, "lastTimestamp": now});
+                // The message too: an aggregate Event shows the latest of its messages.
+                let patch = json!({"count": count, "lastTimestamp": now, "message": event.message});
                 match api.patch(&seen.name, &Patch::Merge(patch)).await {
                     // The first write was dropped or the Event expired: write it whole.
                     Err(e) if e.is_not_found() => api.create(&event).await.map(|_| ()),
