@@ -396,23 +396,22 @@ pub fn stream_from(
     };
     let past: Vec<StoreEvent> = replay.past.into_iter().filter(|e| in_range(e)).collect();
     let last_past = past.last().map(event_revision).unwrap_or(after);
+    let keep = move |e: &StoreEvent| match e {
+        StoreEvent::Progress { revision } => *revision > last_past,
+        other => event_revision(other) > last_past && in_range(other),
+    };
+    // Every watch of every kind receives every change: only those it keeps are copied.
     let live = tokio_stream::wrappers::BroadcastStream::new(replay.live)
-        .map(|item| match item {
+        .map(move |item| match item {
             Ok(change) => match change.as_ref() {
-                Change::Event(ev) => Some(ev.clone()),
+                Change::Event(ev) => Some(keep(ev).then(|| ev.clone())),
                 Change::Reset => None,
             },
             // Lagged: events were lost for this watcher; end it so its client resumes.
             Err(_) => None,
         })
         .take_while(|ev| futures::future::ready(ev.is_some()))
-        .filter_map(move |ev| {
-            let keep = ev.filter(|e| match e {
-                StoreEvent::Progress { revision } => *revision > last_past,
-                other => event_revision(other) > last_past && in_range(other),
-            });
-            futures::future::ready(keep.map(Ok))
-        });
+        .filter_map(|ev| futures::future::ready(ev.flatten().map(Ok)));
     Box::pin(futures::stream::iter(past.into_iter().map(Ok)).chain(live))
 }
 

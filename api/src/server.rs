@@ -169,18 +169,8 @@ impl<S: Storage> ApiServer<S> {
     /// must run for it to fill.
     pub fn with_cache(storage: S) -> Self {
         Self {
-            storage,
             cache: Some(crate::cache::WatchCache::new()),
-            auth: Default::default(),
-            rbac_memo: Default::default(),
-            sa_signer: Default::default(),
-            auditor: None,
-            kubelet: Default::default(),
-            service_network: Default::default(),
-            selector_warnings: true,
-            lint_memo: Default::default(),
-            custom_memo: Default::default(),
-            webhook_memo: Default::default(),
+            ..Self::new(storage)
         }
     }
 

@@ -58,9 +58,13 @@ fn convert(
         } => {
             let obj = decode_at(&value, mod_revision).ok()?;
             let now = filter.matches(&obj);
-            let before = prev
-                .and_then(|p| decode_at(&p, mod_revision).ok())
-                .map(|p| filter.matches(&p));
+            // Without selectors whatever was there matched: the previous value need not be
+            // decoded.
+            let before = match prev {
+                None => None,
+                Some(_) if filter.is_everything() => Some(true),
+                Some(p) => decode_at(&p, mod_revision).ok().map(|p| filter.matches(&p)),
+            };
             match (before, now) {
                 (None, true) | (Some(false), true) => Some(event("ADDED", obj)),
                 (Some(true), true) => Some(event("MODIFIED", obj)),
