@@ -12,7 +12,7 @@ pub mod eviction;
 pub mod health;
 pub mod zones;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -105,11 +105,13 @@ impl Monitor {
             self.beats.insert(name, beat);
             healths.push((node.clone(), health));
         }
-        self.beats.retain(|name, _| {
-            nodes
-                .iter()
-                .any(|n| n.metadata.name.as_deref() == Some(name))
-        });
+        // Forget nodes that are gone: a set of names, as scanning the nodes for each beat
+        // costs the square of their number every pass.
+        let present: HashSet<&str> = nodes
+            .iter()
+            .filter_map(|n| n.metadata.name.as_deref())
+            .collect();
+        self.beats.retain(|name, _| present.contains(name.as_str()));
 
         // Per zone: how many are unhealthy, hence how fast NoExecute taints may go on.
         let mut per_zone: BTreeMap<String, (usize, usize)> = BTreeMap::new();
@@ -249,6 +251,8 @@ impl Monitor {
         nodes: &[Arc<Node>],
         now: keel_client::k8s_openapi::chrono::DateTime<Utc>,
     ) {
+        // The pods of every node, gathered once per pass when some node needs them.
+        let mut by_node: Option<HashMap<String, Vec<Arc<Pod>>>> = None;
         for node in nodes {
             let taints: Vec<Taint> = node
                 .spec
@@ -259,7 +263,8 @@ impl Monitor {
                 continue;
             }
             let name = node.metadata.name.clone().unwrap_or_default();
-            for pod in self.pods_on(&name) {
+            let by_node = by_node.get_or_insert_with(|| self.pods_by_node());
+            for pod in by_node.get(&name).into_iter().flatten() {
                 let tolerations = pod
                     .spec
                     .as_ref()
@@ -298,17 +303,33 @@ impl Monitor {
         }
     }
 
+    /// Every pod not being deleted, by the node it is bound to.
+    fn pods_by_node(&self) -> HashMap<String, Vec<Arc<Pod>>> {
+        let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
+        for pod in self.pods.state() {
+            if let Some(node) = running_on(&pod).map(str::to_string) {
+                by_node.entry(node).or_default().push(pod);
+            }
+        }
+        by_node
+    }
+
     /// The pods bound to `node` that are not already on their way out.
     fn pods_on(&self, node: &str) -> Vec<Arc<Pod>> {
         self.pods
             .state()
             .into_iter()
-            .filter(|p| {
-                p.metadata.deletion_timestamp.is_none()
-                    && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
-            })
+            .filter(|p| running_on(p) == Some(node))
             .collect()
     }
+}
+
+/// The node a pod not being deleted is bound to.
+fn running_on(pod: &Pod) -> Option<&str> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    pod.spec.as_ref().and_then(|s| s.node_name.as_deref())
 }
 
 fn zone_of(node: &Node) -> String {
