@@ -235,16 +235,7 @@ fn node(name: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_credential_reaches_only_its_own_nodes_objects() -> anyhow::Result<()> {
     // No scheduler or controllers: the pods stay as written, bound by hand.
-    let cluster = Cluster::start_with(
-        Flavor::Keel,
-        1,
-        &[
-            "--scheduler=false".to_string(),
-            "--controller-manager=false".to_string(),
-        ],
-    )
-    .await?;
-    let admin = Kubectl::for_cluster(&cluster).await?;
+    let (cluster, admin) = keel_tests::kubectl::api_only_cluster().await?;
     let dir = tempfile::tempdir()?;
     let n1 = node_kubectl(&cluster, dir.path(), "n1")?;
     let n2 = node_kubectl(&cluster, dir.path(), "n2")?;
