@@ -13,6 +13,7 @@ use anyhow::Result;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Pod};
+use keel_client::events::correlator::COMBINED_PREFIX;
 use keel_client::watcher::{watcher, Event as WatchEvent};
 use keel_client::{Api, ListParams, WatchParams};
 use keel_tests::kubectl::Kubectl;
@@ -290,6 +291,10 @@ async fn a_deployment_rolls_out_undoes_pauses_and_scales_within_its_bounds() -> 
             l.items.iter().any(|e| {
                 e.reason.as_deref() == Some("ScalingReplicaSet")
                     && e.message.as_deref().is_some_and(|m| {
+                        // A rollout's scaling steps are similar Events about one Deployment:
+                        // from the tenth distinct one on, they are combined, as client-go's
+                        // recorder combines them on Kubernetes.
+                        let m = m.strip_prefix(COMBINED_PREFIX).unwrap_or(m);
                         m.starts_with("Scaled down replica set ")
                             && m.contains(&first_name)
                             && m.ends_with(" to 0")
