@@ -292,12 +292,12 @@ async fn a_deployment_rolls_out_undoes_pauses_and_scales_within_its_bounds() -> 
                 e.reason.as_deref() == Some("ScalingReplicaSet")
                     && e.message.as_deref().is_some_and(|m| {
                         // A rollout's scaling steps are similar Events about one Deployment:
-                        // from the tenth distinct one on, they are combined, as client-go's
-                        // recorder combines them on Kubernetes.
+                        // from the tenth distinct one on, they are combined into one Event that
+                        // shows the latest step, as client-go's recorder combines them on
+                        // Kubernetes; so the first ReplicaSet's scale-downs are looked for, not
+                        // its last one.
                         let m = m.strip_prefix(COMBINED_PREFIX).unwrap_or(m);
-                        m.starts_with("Scaled down replica set ")
-                            && m.contains(&first_name)
-                            && m.ends_with(" to 0")
+                        m.starts_with(&format!("Scaled down replica set {first_name} from "))
                     })
                     && e.source.as_ref().and_then(|s| s.component.as_deref())
                         == Some("deployment-controller")
