@@ -1,21 +1,25 @@
 //! The SDK's controller runtime against a real keel: a controller that keeps, for every
 //! ConfigMap labelled `mirror=yes`, an owned Secret with the same data. It converges on
 //! creates and updates, repairs a child deleted behind its back (via `owns`), and shuts down
-//! when told.
+//! when told. Its event recorder writes an Event's create and its count bumps in the order
+//! they were recorded.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::ByteString;
+use keel_client::events::correlator::COMBINED_PREFIX;
+use keel_client::events::{reference, Recorder, NORMAL};
 use keel_client::runtime::{Action, Controller};
-use keel_client::{Api, DeleteParams, Error, WatchParams};
+use keel_client::{Api, DeleteParams, Error, ListParams, WatchParams};
 use keel_tests::{Cluster, Flavor};
 use keel_types::k8s_openapi;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 struct Ctx {
     secrets: Api<Secret>,
@@ -166,5 +170,70 @@ async fn a_controller_converges_repairs_and_stops() -> anyhow::Result<()> {
     shutdown.cancel();
     let reconciles = tokio::time::timeout(Duration::from_secs(10), runner).await??;
     assert!(reconciles >= 4, "{reconciles} reconciles");
+    Ok(())
+}
+
+/// The Events about the ConfigMap `name` in `default`, as (message, count), sorted.
+async fn events_about(events: &Api<Event>, name: &str) -> anyhow::Result<Vec<(String, i32)>> {
+    let mut about: Vec<(String, i32)> = events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .map(|e| (e.message.unwrap_or_default(), e.count.unwrap_or_default()))
+        .collect();
+    about.sort();
+    Ok(about)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_events_count_bumps_and_combined_messages_land_in_the_order_recorded(
+) -> anyhow::Result<()> {
+    let cluster = Cluster::start(Flavor::Keel, 1).await?;
+    let client = cluster.client()?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    until("default namespace", || async {
+        namespaces.get("default").await.is_ok()
+    })
+    .await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let repeated = cms.create(&cm("repeated", false, "1")).await?;
+    let varied = cms.create(&cm("varied", false, "1")).await?;
+    let tasks = TaskTracker::new();
+    let recorder = Recorder::new(client.clone(), "events-e2e".into(), tasks.clone());
+
+    // Recorded back to back, so the writes are in flight together: one Event about
+    // `repeated`, counted to 20; nine about `varied` with their own messages, then one that
+    // combines the 10th to the 16th and shows the last of them.
+    for _ in 0..20 {
+        recorder.event(
+            "e2e",
+            reference(&repeated),
+            NORMAL,
+            "Same",
+            "the same thing again".into(),
+        );
+    }
+    for i in 1..=16 {
+        recorder.event(
+            "e2e",
+            reference(&varied),
+            NORMAL,
+            "Step",
+            format!("step {i:02}"),
+        );
+    }
+    tasks.close();
+    tokio::time::timeout(Duration::from_secs(30), tasks.wait()).await?;
+
+    assert_eq!(
+        events_about(&events, "repeated").await?,
+        vec![("the same thing again".to_string(), 20)]
+    );
+    let mut expected: Vec<(String, i32)> = (1..=9).map(|i| (format!("step {i:02}"), 1)).collect();
+    expected.insert(0, (format!("{COMBINED_PREFIX}step 16"), 7));
+    assert_eq!(events_about(&events, "varied").await?, expected);
     Ok(())
 }

@@ -19,6 +19,7 @@ use crate::k8s_openapi::chrono::Utc;
 use crate::k8s_openapi::{Metadata, Resource};
 use crate::{Api, Client, Fence, Patch};
 use serde_json::json;
+use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
 use correlator::{Correlator, Draft, Source};
@@ -48,11 +49,15 @@ pub fn reference<K: Resource + Metadata<Ty = ObjectMeta>>(object: &K) -> ObjectR
 }
 
 /// The Event a correlation key was first written as.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Named {
     namespace: String,
     name: String,
     first: Time,
+    /// Resolves when the latest write of this Event is done: the next one waits for it, so an
+    /// Event's create and its count bumps reach the API in the order they were recorded, as
+    /// client-go writes them from one queue.
+    last_write: Option<oneshot::Receiver<()>>,
 }
 
 /// Writes Events for one component instance (one term of an elected one).
@@ -141,11 +146,13 @@ impl Recorder {
             return;
         };
         let now = Time(Utc::now());
-        let seen = {
+        let (done, next_write) = oneshot::channel();
+        let (seen, previous_write) = {
             let mut named = self.named.lock().unwrap_or_else(PoisonError::into_inner);
-            match named.get(&decided.key) {
-                Some(n) if !decided.new => n.clone(),
-                _ => {
+            let known = named.get_mut(&decided.key).filter(|_| !decided.new);
+            let n = match known {
+                Some(n) => n,
+                None => {
                     if named.len() >= MAX_NAMED {
                         named.clear();
                     }
@@ -154,23 +161,27 @@ impl Recorder {
                         namespace: namespace.clone(),
                         name: format!("{}.{nanos:x}", object.name.clone().unwrap_or_default()),
                         first: now.clone(),
+                        last_write: None,
                     };
-                    named.insert(decided.key, n.clone());
-                    n
+                    named.entry(decided.key).insert_entry(n).into_mut()
                 }
-            }
+            };
+            let previous = n.last_write.replace(next_write);
+            let seen = (n.namespace.clone(), n.name.clone(), n.first.clone());
+            (seen, previous)
         };
+        let (seen_namespace, seen_name, seen_first) = seen;
         let message = decided.message;
         let count = decided.count;
-        let mut api: Api<Event> = Api::namespaced(self.client.clone(), &seen.namespace);
+        let mut api: Api<Event> = Api::namespaced(self.client.clone(), &seen_namespace);
         if let Some(fence) = &self.fence {
             api = api.with_fence(fence.clone());
         }
         let in_flight = self.in_flight.clone();
         let event = Event {
             metadata: ObjectMeta {
-                name: Some(seen.name.clone()),
-                namespace: Some(seen.namespace.clone()),
+                name: Some(seen_name.clone()),
+                namespace: Some(seen_namespace),
                 ..Default::default()
             },
             involved_object: object,
@@ -183,18 +194,22 @@ impl Recorder {
             }),
             reporting_component: Some(component.into()),
             reporting_instance: Some(self.instance.clone()),
-            first_timestamp: Some(seen.first.clone()),
+            first_timestamp: Some(seen_first),
             last_timestamp: Some(now.clone()),
             count: Some(count),
             ..Default::default()
         };
         self.tasks.spawn(async move {
+            if let Some(previous) = previous_write {
+                // An error only says the previous write's task is gone: go on.
+                let _ = previous.await;
+            }
             let result = if count == 1 {
                 api.create(&event).await.map(|_| ())
             } else {
                 // The message too: an aggregate Event shows the latest of its messages.
                 let patch = json!({"count": count, "lastTimestamp": now, "message": event.message});
-                match api.patch(&seen.name, &Patch::Merge(patch)).await {
+                match api.patch(&seen_name, &Patch::Merge(patch)).await {
                     // The first write was dropped or the Event expired: write it whole.
                     Err(e) if e.is_not_found() => api.create(&event).await.map(|_| ()),
                     other => other.map(|_| ()),
@@ -203,6 +218,8 @@ impl Recorder {
             if let Err(error) = result {
                 tracing::debug!(%error, "writing an event");
             }
+            // Nobody waits when no later write of this Event was recorded.
+            let _ = done.send(());
             in_flight.fetch_sub(1, Ordering::SeqCst);
         });
     }
