@@ -11,19 +11,21 @@ build_keel() {
   keel="${KEEL_BIN:-$target_dir/release/keel}"
 }
 
-# start_cluster <flavor> <base-port> starts 3 members of keel or etcd on loopback and waits until
-# they take a write. The caller sets `work` (a scratch directory) and declares `pids=()`; this
-# sets `eps` and adds to `pids` and `member_pids`.
+# start_cluster <flavor> <base-port> starts 3 members of keel or etcd on loopback (MASTERS=1
+# starts one) and waits until they take a write. The caller sets `work` (a scratch directory)
+# and declares `pids=()`; this sets `eps` and adds to `pids` and `member_pids`.
 
 declare -A member_pids # "<flavor>-<i>" -> pid
 # more flags for every keel master (KEEL_FLAGS adds some from the environment, split on spaces)
 read -r -a keel_flags <<<"${KEEL_FLAGS:-}"
 
 start_cluster() { # flavor base-port
-  local flavor="$1" base="$2" cluster="" i
+  local flavor="$1" base="$2" cluster="" i members
+  members=$(seq 0 $((${MASTERS:-3} - 1)))
   [ "$flavor" = keel ] && [ ! -f "$work/certificate.key" ] && "$keel" certificate-key >"$work/certificate.key"
-  for i in 0 1 2; do cluster+="m$i=http://127.0.0.1:$((base + 10 * i + 1)),"; done
-  for i in 0 1 2; do
+  for i in $members; do cluster+="m$i=http://127.0.0.1:$((base + 10 * i + 1)),"; done
+  eps=""
+  for i in $members; do
     local bin=(etcd)
     # Each keel master also serves the Kubernetes REST API, on a port of its own here. The
     # client port runs in the clear, as etcd's does beside it, so both are measured alike.
@@ -37,8 +39,9 @@ start_cluster() { # flavor base-port
       >"$work/$flavor-m$i.log" 2>&1 &
     pids+=($!)
     member_pids["$flavor-$i"]=$!
+    eps+="http://127.0.0.1:$((base + 10 * i)),"
   done
-  eps="http://127.0.0.1:$base,http://127.0.0.1:$((base + 10)),http://127.0.0.1:$((base + 20))"
+  eps="${eps%,}"
   for _ in $(seq 150); do
     ETCDCTL_API=3 etcdctl --endpoints="${eps//http:\/\//}" --command-timeout=2s put __bench_ready 1 >/dev/null 2>&1 && return 0
     sleep 0.2

@@ -409,13 +409,18 @@ impl<S: Storage> Api for GrpcApi<S> {
             .map_err(|e| e.to_grpc())?;
         let custom = self.core.custom_version(info);
         let out = events.map(move |ev| {
-            let mut object = ev.object;
-            if let Some(version) = &custom {
-                crate::crd::present(version, &mut object);
-            }
+            let object = match &custom {
+                // A custom kind's objects, stored at their storage version, shown at this one.
+                Some(version) => {
+                    let mut object = ev.object.into_value();
+                    crate::crd::present(version, &mut object);
+                    serde_json::to_vec(&object).unwrap_or_default()
+                }
+                None => ev.object.into_json(),
+            };
             Ok(WatchEventMsg {
                 r#type: ev.kind.to_string(),
-                object: serde_json::to_vec(&object).unwrap_or_default(),
+                object,
             })
         });
         Ok(Response::new(Box::pin(fairness::hold_until_idle(

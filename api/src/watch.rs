@@ -14,6 +14,7 @@ use crate::keys;
 use crate::list::ListOptions;
 use crate::server::{decode_at, storage_error, ApiServer};
 use crate::storage::{prefix_end, ProgressRequests, Storage, StorageError, StoreEvent};
+use crate::stored::json_at;
 
 #[derive(Debug, Clone, Default)]
 pub struct WatchOptions {
@@ -29,13 +30,52 @@ pub struct WatchOptions {
 pub struct WatchEvent {
     /// ADDED, MODIFIED, DELETED, BOOKMARK or ERROR.
     pub kind: &'static str,
-    pub object: Value,
+    pub object: WatchObject,
+}
+
+/// A watch event's object: decoded, or (for a watch without selectors) the stored JSON with
+/// its resourceVersion written in, which goes on the wire without being decoded and encoded
+/// again for every watch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchObject {
+    Value(Value),
+    Json(Vec<u8>),
+}
+
+impl WatchObject {
+    /// The object decoded.
+    pub fn into_value(self) -> Value {
+        match self {
+            WatchObject::Value(v) => v,
+            // Checked to be JSON when it was made.
+            WatchObject::Json(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    /// The object as JSON.
+    pub fn into_json(self) -> Vec<u8> {
+        match self {
+            WatchObject::Value(v) => serde_json::to_vec(&v).unwrap_or_default(),
+            WatchObject::Json(bytes) => bytes,
+        }
+    }
 }
 
 pub type WatchStream = Pin<Box<dyn Stream<Item = WatchEvent> + Send>>;
 
 fn event(kind: &'static str, object: Value) -> WatchEvent {
-    WatchEvent { kind, object }
+    WatchEvent {
+        kind,
+        object: WatchObject::Value(object),
+    }
+}
+
+/// The stored object at `revision` as a watch event's JSON, when it is made that way.
+fn raw_event(kind: &'static str, stored: &[u8], revision: i64) -> Option<WatchEvent> {
+    Some(WatchEvent {
+        kind,
+        object: WatchObject::Json(json_at(stored, revision)?),
+    })
 }
 
 fn error_event(e: &ApiError) -> WatchEvent {
@@ -49,6 +89,30 @@ fn convert(
     allow_bookmarks: bool,
     ev: StoreEvent,
 ) -> Option<WatchEvent> {
+    // Without selectors every object matches, so none need be decoded to be sent.
+    if filter.is_everything() {
+        let raw = match &ev {
+            StoreEvent::Put {
+                value,
+                prev,
+                mod_revision,
+                ..
+            } => raw_event(
+                if prev.is_some() { "MODIFIED" } else { "ADDED" },
+                value,
+                *mod_revision,
+            ),
+            StoreEvent::Delete {
+                prev: Some(prev),
+                mod_revision,
+                ..
+            } => raw_event("DELETED", prev, *mod_revision),
+            StoreEvent::Delete { prev: None, .. } | StoreEvent::Progress { .. } => None,
+        };
+        if raw.is_some() {
+            return raw;
+        }
+    }
     match ev {
         StoreEvent::Put {
             value,
@@ -83,14 +147,15 @@ fn convert(
 }
 
 fn bookmark(info: &ResourceInfo, revision: i64) -> WatchEvent {
-    event(
-        "BOOKMARK",
-        json!({
-            "kind": info.kind,
-            "apiVersion": info.api_version,
-            "metadata": {"resourceVersion": revision.to_string()},
-        }),
-    )
+    event("BOOKMARK", bookmark_object(info, revision))
+}
+
+fn bookmark_object(info: &ResourceInfo, revision: i64) -> Value {
+    json!({
+        "kind": info.kind,
+        "apiVersion": info.api_version,
+        "metadata": {"resourceVersion": revision.to_string()},
+    })
 }
 
 impl<S: Storage> ApiServer<S> {
@@ -129,10 +194,9 @@ impl<S: Storage> ApiServer<S> {
                         initial.extend(items.into_iter().map(|o| event("ADDED", o)));
                     }
                     if opts.send_initial_events && opts.allow_bookmarks {
-                        let mut b = bookmark(info, revision);
-                        b.object["metadata"]["annotations"] =
-                            json!({"k8s.io/initial-events-end": "true"});
-                        initial.push(b);
+                        let mut b = bookmark_object(info, revision);
+                        b["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+                        initial.push(event("BOOKMARK", b));
                     }
                     revision
                 }

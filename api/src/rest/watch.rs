@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::response::JSON;
 use super::table::{self, IncludeObject};
-use crate::watch::{WatchEvent, WatchStream};
+use crate::watch::{WatchEvent, WatchObject, WatchStream};
 
 /// How watch objects are encoded.
 #[derive(Debug, Clone, Copy)]
@@ -22,20 +22,34 @@ pub enum Encoding {
 }
 
 /// One event as its line on the wire (with the trailing newline).
-pub fn line(kind: &table::Columns, event: &WatchEvent, encoding: Encoding) -> Vec<u8> {
-    let mut event = event.clone();
-    // A custom kind's objects, stored at their storage version, shown at the watched one.
-    if let (table::Columns::Custom(version), "ADDED" | "MODIFIED" | "DELETED") = (kind, event.kind)
-    {
-        crate::crd::present(version, &mut event.object);
-    }
-    let event = &event;
-    let object = match (encoding, event.kind) {
-        // Bookmarks and errors are never rows.
-        (Encoding::Table(include), "ADDED" | "MODIFIED" | "DELETED") => {
-            table::single(kind, &event.object, include, chrono::Utc::now())
+pub fn line(kind: &table::Columns, event: WatchEvent, encoding: Encoding) -> Vec<u8> {
+    let is_object = matches!(event.kind, "ADDED" | "MODIFIED" | "DELETED");
+    let object = match (kind, encoding, event.object) {
+        // A custom kind's object shown at the watched version, or an object as a table row
+        // (bookmarks and errors are never rows): both need the object decoded.
+        (table::Columns::Custom(_), _, object) | (_, Encoding::Table(_), object) if is_object => {
+            let mut object = object.into_value();
+            if let table::Columns::Custom(version) = kind {
+                crate::crd::present(version, &mut object);
+            }
+            match encoding {
+                Encoding::Table(include) => {
+                    table::single(kind, &object, include, chrono::Utc::now())
+                }
+                Encoding::Object => object,
+            }
         }
-        _ => event.object.clone(),
+        (_, _, WatchObject::Value(object)) => object,
+        // Stored JSON goes into the line as it is.
+        (_, _, WatchObject::Json(json)) => {
+            let mut bytes = Vec::with_capacity(json.len() + 40);
+            bytes.extend_from_slice(b"{\"type\":\"");
+            bytes.extend_from_slice(event.kind.as_bytes());
+            bytes.extend_from_slice(b"\",\"object\":");
+            bytes.extend_from_slice(&json);
+            bytes.extend_from_slice(b"}\n");
+            return bytes;
+        }
     };
     let mut bytes = serde_json::to_vec(&json!({"type": event.kind, "object": object}))
         .unwrap_or_else(|_| b"{}".to_vec());
@@ -51,7 +65,7 @@ pub fn respond(
     timeout: Option<Duration>,
 ) -> Response {
     let lines = events
-        .map(move |ev| Ok::<_, std::convert::Infallible>(Bytes::from(line(&kind, &ev, encoding))));
+        .map(move |ev| Ok::<_, std::convert::Infallible>(Bytes::from(line(&kind, ev, encoding))));
     let body = match timeout {
         Some(limit) => {
             let deadline = tokio::time::sleep(limit);
