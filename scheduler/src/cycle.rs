@@ -144,8 +144,11 @@ impl Algorithm {
         snapshot: &Snapshot,
         state: &mut CycleState,
     ) -> Result<(), Rejection> {
-        for f in &self.profile.filters {
+        for (position, f) in self.profile.filters.iter().enumerate() {
             f.pre_filter(pod, snapshot, state)?;
+            if f.skips_filter(pod, state) {
+                state.skip_filter(position);
+            }
         }
         Ok(())
     }
@@ -157,8 +160,10 @@ impl Algorithm {
         pod: &PodInfo,
         node: &NodeInfo,
     ) -> Result<(), Rejection> {
-        for f in &self.profile.filters {
-            f.filter(state, pod, node)?;
+        for (position, f) in self.profile.filters.iter().enumerate() {
+            if !state.filter_skipped(position) {
+                f.filter(state, pod, node)?;
+            }
         }
         Ok(())
     }
@@ -255,6 +260,9 @@ impl Algorithm {
     ) -> Vec<i64> {
         let mut totals = vec![0i64; feasible.len()];
         for (plugin, weight) in &self.profile.scores {
+            if plugin.skips_score(pod, snapshot) {
+                continue;
+            }
             plugin.pre_score(pod, snapshot, feasible, state);
             let mut scores: Vec<i64> = feasible
                 .iter()

@@ -6,7 +6,7 @@ use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use keel_types::k8s_openapi::api::core::v1::{Node, Pod};
+use keel_types::k8s_openapi::api::core::v1::{Node, Pod, Taint};
 
 use crate::memo::Memo;
 use crate::resources::{self, Resources};
@@ -132,6 +132,10 @@ impl HostPort {
 pub struct NodeInfo {
     pub node: Arc<Node>,
     pub name: String,
+    /// `spec.unschedulable` and `spec.taints`, copied here because every decision reads
+    /// them for every node it filters: reading them from `node` costs each node a cache miss.
+    pub unschedulable: bool,
+    pub taints: Vec<Taint>,
     pub allocatable: Resources,
     /// Sum of the counted pods' requests; `pods` is the number of pods.
     pub requested: Resources,
@@ -156,6 +160,8 @@ impl NodeInfo {
         let mut info = NodeInfo {
             name: node.metadata.name.clone().unwrap_or_default(),
             node: node.clone(),
+            unschedulable: false,
+            taints: Vec::new(),
             allocatable: Resources::default(),
             requested: Resources::default(),
             non_zero_cpu: 0,
@@ -183,6 +189,9 @@ impl NodeInfo {
             }
         }
         self.name = node.metadata.name.clone().unwrap_or_default();
+        let spec = node.spec.as_ref();
+        self.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
+        self.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
         self.node = node;
         self.generation += 1;
     }
@@ -443,9 +452,22 @@ impl Rejection {
 #[derive(Default)]
 pub struct CycleState {
     data: Vec<(&'static str, Box<dyn Any + Send + Sync>)>,
+    /// The profile's filters (by position, up to 64) that skip this pod.
+    skipped_filters: u64,
 }
 
 impl CycleState {
+    /// Marks the profile's filter at `position` as skipped for this pod.
+    pub fn skip_filter(&mut self, position: usize) {
+        if position < 64 {
+            self.skipped_filters |= 1 << position;
+        }
+    }
+
+    pub fn filter_skipped(&self, position: usize) -> bool {
+        position < 64 && self.skipped_filters & (1 << position) != 0
+    }
+
     pub fn insert<T: Any + Send + Sync>(&mut self, plugin: &'static str, value: T) {
         let value: Box<dyn Any + Send + Sync> = Box::new(value);
         match self.data.iter_mut().find(|(k, _)| *k == plugin) {
@@ -494,6 +516,13 @@ pub trait Filter: Send + Sync {
         Ok(())
     }
 
+    /// Whether, after its `pre_filter`, this plugin has nothing to check for the pod on any
+    /// node (kube-scheduler's Skip status from PreFilter): the cycle then leaves it out of
+    /// every node's filtering. True only when `filter` would admit every node.
+    fn skips_filter(&self, _pod: &PodInfo, _state: &CycleState) -> bool {
+        false
+    }
+
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection>;
 
     /// The cluster events after which a pod this plugin rejected may fit.
@@ -513,6 +542,12 @@ pub trait Score: Send + Sync {
         _feasible: &[Arc<NodeInfo>],
         _state: &mut CycleState,
     ) {
+    }
+
+    /// Whether this plugin would give every node the same score for the pod (kube-scheduler's
+    /// Skip status from PreScore): the cycle then leaves it out, which changes no choice.
+    fn skips_score(&self, _pod: &PodInfo, _snapshot: &Snapshot) -> bool {
+        false
     }
 
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64;

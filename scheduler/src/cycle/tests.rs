@@ -212,3 +212,137 @@ fn a_node_with_a_higher_priority_nominated_pod_is_filtered_with_that_pod_counted
         "0/1 nodes are available: 1 node(s) were full."
     );
 }
+
+mod skips {
+    //! Property: a plugin of the default profile that skips a pod (kube-scheduler's Skip
+    //! status) would have admitted every node, or scored every node alike.
+
+    use proptest::prelude::*;
+
+    use crate::framework::{CycleState, Snapshot};
+    use crate::plugins::default_profile;
+    use crate::test_support::{self, labels_term, node, pod, req, spread, term, PodBuilder};
+
+    /// What an incoming or existing pod carries, each part present or not.
+    #[derive(Debug, Clone)]
+    struct Shape {
+        app: u8,
+        node_selector: bool,
+        required_node_term: bool,
+        preferred_node_term: bool,
+        host_port: bool,
+        required_affinity: bool,
+        required_anti_affinity: bool,
+        preferred_affinity: bool,
+        spread: Option<bool>,
+    }
+
+    fn shape() -> impl Strategy<Value = Shape> {
+        (
+            0u8..3,
+            prop::bits::u8::masked(0x7f),
+            prop::option::of(any::<bool>()),
+        )
+            .prop_map(|(app, bits, spread)| Shape {
+                app,
+                node_selector: bits & 1 != 0,
+                required_node_term: bits & 2 != 0,
+                preferred_node_term: bits & 4 != 0,
+                host_port: bits & 8 != 0,
+                required_affinity: bits & 16 != 0,
+                required_anti_affinity: bits & 32 != 0,
+                preferred_affinity: bits & 64 != 0,
+                spread,
+            })
+    }
+
+    fn build(name: &str, s: &Shape) -> PodBuilder {
+        let app = format!("a{}", s.app);
+        let mut p = pod(name)
+            .labels(&[("app", app.as_str())])
+            .container(&[("cpu", "100m")]);
+        if s.node_selector {
+            p = p.node_selector("disk", "ssd");
+        }
+        if s.required_node_term {
+            p = p.required_term(labels_term(vec![req("zone", "In", &["a"])]));
+        }
+        if s.preferred_node_term {
+            p = p.preferred_term(5, labels_term(vec![req("zone", "In", &["b"])]));
+        }
+        if s.host_port {
+            p = p.host_port(8080, "TCP", "");
+        }
+        let peer = [("app", "a0")];
+        if s.required_affinity {
+            p = p.required_affinity(term(&peer, "zone"));
+        }
+        if s.required_anti_affinity {
+            p = p.required_anti_affinity(term(&peer, "kubernetes.io/hostname"));
+        }
+        if s.preferred_affinity {
+            p = p.preferred_affinity(10, term(&peer, "zone"));
+        }
+        if let Some(hard) = s.spread {
+            let when = if hard {
+                "DoNotSchedule"
+            } else {
+                "ScheduleAnyway"
+            };
+            p = p.spread(spread(1, "zone", when, &peer));
+        }
+        p
+    }
+
+    fn world(existing: &[(usize, Shape)], nodes: usize) -> Snapshot {
+        let mut builders: Vec<_> = (0..nodes)
+            .map(|i| {
+                node(&format!("n{i}"))
+                    .label("zone", if i % 2 == 0 { "a" } else { "b" })
+                    .label("disk", if i % 3 == 0 { "ssd" } else { "hdd" })
+            })
+            .collect();
+        for (k, (at, s)) in existing.iter().enumerate() {
+            let i = at % nodes;
+            let b = std::mem::replace(&mut builders[i], node("placeholder"));
+            builders[i] = b.pod(build(&format!("e{k}"), s).node_name(&format!("n{i}")));
+        }
+        test_support::snapshot(builders)
+    }
+
+    proptest! {
+        #[test]
+        fn a_skipped_plugin_admits_every_node_or_scores_them_alike(
+            incoming in shape(),
+            existing in prop::collection::vec((0usize..6, shape()), 0..6),
+            nodes in 1usize..6,
+        ) {
+            let snapshot = world(&existing, nodes);
+            let incoming = build("incoming", &incoming).info();
+            let profile = default_profile();
+            for f in &profile.filters {
+                let mut state = CycleState::default();
+                if f.pre_filter(&incoming, &snapshot, &mut state).is_err() {
+                    continue;
+                }
+                if f.skips_filter(&incoming, &state) {
+                    for n in &snapshot.nodes {
+                        prop_assert!(
+                            f.filter(&state, &incoming, n).is_ok(),
+                            "{} skipped the pod but rejects {}", f.name(), n.name
+                        );
+                    }
+                }
+            }
+            for (s, _) in &profile.scores {
+                if s.skips_score(&incoming, &snapshot) {
+                    let (_, normalized) = test_support::score_each(s.as_ref(), &incoming, &snapshot);
+                    prop_assert!(
+                        normalized.windows(2).all(|w| w[0] == w[1]),
+                        "{} skipped the pod but scores {normalized:?}", s.name()
+                    );
+                }
+            }
+        }
+    }
+}

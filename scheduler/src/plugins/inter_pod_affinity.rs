@@ -303,6 +303,16 @@ impl Filter for InterPodAffinity {
         Ok(())
     }
 
+    /// Nothing to check when the pod has no required terms and no existing pod's required
+    /// anti-affinity term repels it.
+    fn skips_filter(&self, pod: &PodInfo, state: &CycleState) -> bool {
+        pod.affinity.required_affinity.is_empty()
+            && pod.affinity.required_anti_affinity.is_empty()
+            && state
+                .get::<PreFilterState>(PRE_FILTER_KEY)
+                .is_none_or(|s| s.existing_anti_affinity.is_empty())
+    }
+
     /// Without pre-filter state (pre-filter not run) there is nothing to check against, and
     /// the node passes.
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
@@ -392,6 +402,14 @@ impl Score for InterPodAffinity {
         if !scores.is_empty() {
             state.insert(PRE_SCORE_KEY, PreScoreState { scores });
         }
+    }
+
+    /// Every node scores 0 when the pod has no preferred terms and no existing pod has terms
+    /// that score others.
+    fn skips_score(&self, pod: &PodInfo, snapshot: &Snapshot) -> bool {
+        pod.affinity.preferred_affinity.is_empty()
+            && pod.affinity.preferred_anti_affinity.is_empty()
+            && snapshot.have_pods_scoring_others.is_empty()
     }
 
     /// The sum of the contributions of every domain the node is in; may be negative.

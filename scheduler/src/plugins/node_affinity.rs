@@ -41,6 +41,13 @@ impl Filter for NodeAffinity {
         Ok(())
     }
 
+    /// A pod with neither a nodeSelector nor a required node affinity fits every node.
+    fn skips_filter(&self, _pod: &PodInfo, state: &CycleState) -> bool {
+        state
+            .get::<RequiredNodeAffinity>(Self::PRE_FILTER_KEY)
+            .is_some_and(RequiredNodeAffinity::admits_every_node)
+    }
+
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
         let fits = match state.get::<RequiredNodeAffinity>(Self::PRE_FILTER_KEY) {
             Some(required) => required.matches(&node.node),
@@ -77,6 +84,11 @@ impl Score for NodeAffinity {
         );
     }
 
+    /// Without preferred terms every node scores 0.
+    fn skips_score(&self, pod: &PodInfo, _snapshot: &Snapshot) -> bool {
+        !has_preferred_node_affinity(pod)
+    }
+
     /// The sum of the weights of the preferred terms the node matches.
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
         match state.get::<PreferredNodeAffinity>(Self::PRE_SCORE_KEY) {
@@ -88,6 +100,20 @@ impl Score for NodeAffinity {
     fn normalize(&self, _: &CycleState, _: &PodInfo, scores: &mut [i64]) {
         default_normalize(scores, false);
     }
+}
+
+/// Whether the pod has any preferred node-affinity term.
+fn has_preferred_node_affinity(pod: &PodInfo) -> bool {
+    pod.pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| {
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .is_some_and(|terms| !terms.is_empty())
 }
 
 #[cfg(test)]

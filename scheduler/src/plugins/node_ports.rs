@@ -25,6 +25,11 @@ impl Filter for NodePorts {
         Self::NAME
     }
 
+    /// A pod asking for no host port conflicts with nothing.
+    fn skips_filter(&self, pod: &PodInfo, _state: &CycleState) -> bool {
+        pod.host_ports.is_empty()
+    }
+
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
         if fits_ports(pod, node) {
             Ok(())

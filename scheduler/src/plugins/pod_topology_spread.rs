@@ -323,6 +323,11 @@ impl Filter for PodTopologySpread {
         Ok(())
     }
 
+    /// Without `DoNotSchedule` constraints nothing is checked.
+    fn skips_filter(&self, _pod: &PodInfo, state: &CycleState) -> bool {
+        state.get::<PreFilterState>(PRE_FILTER_KEY).is_none()
+    }
+
     /// Admits the node when, for every constraint, its domain's matching pods plus the pod
     /// itself (if it matches) exceed the global minimum by at most maxSkew.
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {

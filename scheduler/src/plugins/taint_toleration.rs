@@ -72,11 +72,7 @@ pub fn pod_tolerations(pod: &PodInfo) -> &[Toleration] {
 
 /// The node's taints, empty when it has none.
 pub fn node_taints(node: &NodeInfo) -> &[Taint] {
-    node.node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.as_deref())
-        .unwrap_or(&[])
+    &node.taints
 }
 
 /// The first taint of `node` that keeps `pod` off: NoSchedule or NoExecute, and not tolerated.
