@@ -15,7 +15,7 @@ use k8s_openapi::ByteString;
 use keel_client::events::correlator::COMBINED_PREFIX;
 use keel_client::events::{reference, Recorder, NORMAL};
 use keel_client::runtime::{Action, Controller};
-use keel_client::{Api, DeleteParams, Error, ListParams, WatchParams};
+use keel_client::{Api, Client, DeleteParams, Error, ListParams, WatchParams};
 use keel_tests::{Cluster, Flavor};
 use keel_types::k8s_openapi;
 use tokio_util::sync::CancellationToken;
@@ -110,8 +110,8 @@ async fn secret_value(secrets: &Api<Secret>, name: &str) -> Option<String> {
     String::from_utf8(v).ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_controller_converges_repairs_and_stops() -> anyhow::Result<()> {
+/// One keel master, once its `default` namespace exists.
+async fn cluster_with_default_namespace() -> anyhow::Result<(Cluster, Client)> {
     let cluster = Cluster::start(Flavor::Keel, 1).await?;
     let client = cluster.client()?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -119,6 +119,12 @@ async fn a_controller_converges_repairs_and_stops() -> anyhow::Result<()> {
         namespaces.get("default").await.is_ok()
     })
     .await?;
+    Ok((cluster, client))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_converges_repairs_and_stops() -> anyhow::Result<()> {
+    let (_cluster, client) = cluster_with_default_namespace().await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
 
@@ -190,13 +196,7 @@ async fn events_about(events: &Api<Event>, name: &str) -> anyhow::Result<Vec<(St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_events_count_bumps_and_combined_messages_land_in_the_order_recorded(
 ) -> anyhow::Result<()> {
-    let cluster = Cluster::start(Flavor::Keel, 1).await?;
-    let client = cluster.client()?;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    until("default namespace", || async {
-        namespaces.get("default").await.is_ok()
-    })
-    .await?;
+    let (_cluster, client) = cluster_with_default_namespace().await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
     let repeated = cms.create(&cm("repeated", false, "1")).await?;

@@ -8,7 +8,7 @@ use crate::framework::{
     Snapshot,
 };
 pub use crate::plugins::node_selector::pod_matches_node_selector_and_affinity;
-use crate::plugins::node_selector::{PreferredNodeAffinity, RequiredNodeAffinity};
+use crate::plugins::node_selector::{preferred_terms, PreferredNodeAffinity, RequiredNodeAffinity};
 
 /// kube-scheduler's `NodeAffinity` filter and score.
 #[derive(Debug, Default, Clone, Copy)]
@@ -86,7 +86,7 @@ impl Score for NodeAffinity {
 
     /// Without preferred terms every node scores 0.
     fn skips_score(&self, pod: &PodInfo, _snapshot: &Snapshot) -> bool {
-        !has_preferred_node_affinity(pod)
+        preferred_terms(&pod.pod).is_empty()
     }
 
     /// The sum of the weights of the preferred terms the node matches.
@@ -100,20 +100,6 @@ impl Score for NodeAffinity {
     fn normalize(&self, _: &CycleState, _: &PodInfo, scores: &mut [i64]) {
         default_normalize(scores, false);
     }
-}
-
-/// Whether the pod has any preferred node-affinity term.
-fn has_preferred_node_affinity(pod: &PodInfo) -> bool {
-    pod.pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.affinity.as_ref())
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| {
-            a.preferred_during_scheduling_ignored_during_execution
-                .as_ref()
-        })
-        .is_some_and(|terms| !terms.is_empty())
 }
 
 #[cfg(test)]

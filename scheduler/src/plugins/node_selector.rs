@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use keel_types::k8s_openapi::api::core::v1::{
-    Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
+    Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PreferredSchedulingTerm,
 };
 use keel_types::selector::{Operator, Requirement};
 use keel_types::Selector;
@@ -199,23 +199,27 @@ pub struct PreferredNodeAffinity {
     terms: Vec<(i64, ParsedTerm)>,
 }
 
+/// The pod's preferred node-affinity terms as written, empty when it has none.
+pub fn preferred_terms(pod: &Pod) -> &[PreferredSchedulingTerm] {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| {
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_deref()
+        })
+        .unwrap_or(&[])
+}
+
 impl PreferredNodeAffinity {
     /// Parses the pod's preferred terms. Terms of weight 0 and empty terms count for nothing;
     /// an unparseable term counts for nothing either (kube-scheduler fails the whole cycle of
     /// such a pod instead; validation refuses them, so only pods stored before it tightened
     /// can have one, and scoring them lower beats never scheduling them).
     pub fn from_pod(pod: &Pod) -> PreferredNodeAffinity {
-        let terms = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.affinity.as_ref())
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|a| {
-                a.preferred_during_scheduling_ignored_during_execution
-                    .as_ref()
-            })
-            .into_iter()
-            .flatten()
+        let terms = preferred_terms(pod)
+            .iter()
             .filter(|t| t.weight != 0)
             .filter_map(|t| {
                 let term = ParsedTerm::parse(&t.preference).ok().flatten()?;
